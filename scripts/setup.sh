@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything augur needs on a fresh Debian machine, idempotently:
+#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server (tests).
+#   - A project-local Python venv (.venv, git-ignored) with the pinned onnxruntime wheel, whose
+#     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train.
+# Nothing is installed globally for Python; nothing is downloaded outside the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(sha256sum tools/train/requirements.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing tools/train/requirements.txt into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r tools/train/requirements.txt
+  echo "$want" >"$stamp"
+fi
+
+lib=$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
+if [ -z "$lib" ]; then
+  echo "setup: libonnxruntime.so not found in .venv after install" >&2
+  exit 1
+fi
+echo "setup: ok (onnxruntime library: $lib)"

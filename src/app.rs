@@ -1,0 +1,37 @@
+//! Wiring only: config → store → scenes → predictor. Used by `augur serve`, the export command
+//! and the integration tests, so all three build exactly the same thing.
+
+use std::sync::Arc;
+
+use crate::config::{Config, StoreConfig};
+use crate::fetch::{FeatureStore, LoadError, MemoryStore};
+use crate::predict::Predictor;
+use crate::scene::{Scene, SceneError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A store table could not be loaded.
+    #[error("store: {0}")]
+    Store(#[from] LoadError),
+    /// A scene could not be loaded.
+    #[error(transparent)]
+    Scene(#[from] SceneError),
+}
+
+/// Builds the configured store.
+pub fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError> {
+    match &config.store {
+        StoreConfig::Memory { tables } => Ok(Arc::new(MemoryStore::load(tables)?)),
+    }
+}
+
+/// Builds store and scenes; scenes load one after another (each already uses the cores).
+pub async fn build(config: &Config) -> Result<Arc<Predictor>, StartError> {
+    let store = store(config)?;
+    let mut scenes = Vec::with_capacity(config.scenes.len());
+    for scene in &config.scenes {
+        scenes.push(Scene::load(scene, &config.model).await?);
+    }
+    Ok(Arc::new(Predictor::new(scenes, store)))
+}

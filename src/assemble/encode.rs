@@ -1,0 +1,534 @@
+//! Applies a compiled [`Spec`] to one request: rows + request values → tensors + fallbacks.
+//!
+//! User and context features are encoded once and copied into every candidate's row. Values that
+//! are missing, or stored values that do not parse as the declared type, are replaced by the
+//! feature's default (or the reserved "missing" id / 0.0) and reported as a [`Fallback`] — never
+//! silently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::spec::{DType, Entity, Feature, FeatureType, Field, Spec, Step};
+use crate::fetch::Row;
+use crate::value::Value;
+
+/// A model input, row-major `[rows, width]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// ONNX input name.
+    pub name: String,
+    /// Columns per row.
+    pub width: usize,
+    /// The values.
+    pub data: TensorData,
+}
+
+/// Tensor storage by element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// Ids.
+    I64(Vec<i64>),
+    /// Dense values.
+    F32(Vec<f32>),
+}
+
+impl Tensor {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        let len = match &self.data {
+            TensorData::I64(v) => v.len(),
+            TensorData::F32(v) => v.len(),
+        };
+        len / self.width.max(1)
+    }
+}
+
+/// Why a feature was served from its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackReason {
+    /// No row for the entity.
+    MissingRow,
+    /// Row (or request context) without this field.
+    MissingField,
+    /// A stored value that is not of the declared type.
+    ParseError,
+}
+
+/// One feature served from its default, for some or all candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// Feature name.
+    pub feature: String,
+    /// Why.
+    pub reason: FallbackReason,
+    /// Affected candidates; empty = all (user and context features).
+    pub candidates: Vec<u32>,
+}
+
+/// The model-ready form of one request.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    /// One tensor per spec input, in spec order.
+    pub tensors: Vec<Tensor>,
+    /// Rows (= candidates).
+    pub rows: usize,
+    /// Features that fell back.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// What assembly needs from a request, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// User id (may be empty when the spec does not require one).
+    pub user_id: &'a str,
+    /// Context values.
+    pub context: &'a HashMap<String, Value>,
+    /// Per candidate: item id and request-time overrides.
+    pub candidates: &'a [(String, HashMap<String, Value>)],
+}
+
+/// Encodes one request. `user_row` / `item_rows` are what the store returned (`item_rows`
+/// aligned with `request.candidates`).
+pub fn assemble(
+    spec: &Spec,
+    request: RequestView<'_>,
+    user_row: Option<&Arc<Row>>,
+    item_rows: &[Option<Arc<Row>>],
+) -> Assembled {
+    let rows = request.candidates.len();
+    debug_assert_eq!(rows, item_rows.len());
+    let mut tensors: Vec<Tensor> = spec
+        .inputs
+        .iter()
+        .map(|input| Tensor {
+            name: input.name.clone(),
+            width: input.width,
+            data: match input.dtype {
+                DType::Int64 => TensorData::I64(vec![0; rows * input.width]),
+                DType::Float32 => TensorData::F32(vec![0.0; rows * input.width]),
+            },
+        })
+        .collect();
+    let mut fallbacks = Vec::new();
+
+    // Shared features: encode into a one-row template, then copy into every row.
+    let mut template: Vec<TensorData> = spec
+        .inputs
+        .iter()
+        .map(|input| match input.dtype {
+            DType::Int64 => TensorData::I64(vec![0; input.width]),
+            DType::Float32 => TensorData::F32(vec![0.0; input.width]),
+        })
+        .collect();
+    let user_id = Value::Str(request.user_id.to_owned());
+    for feature in spec.features.iter().filter(|f| f.entity != Entity::Item) {
+        let found = match (feature.entity, &feature.field) {
+            (Entity::User, Field::Key) if !request.user_id.is_empty() => Ok(&user_id),
+            (Entity::User, Field::Key) => Err(FallbackReason::MissingField),
+            (Entity::User, Field::Named(f)) => match user_row {
+                None => Err(FallbackReason::MissingRow),
+                Some(row) => row.get(f).ok_or(FallbackReason::MissingField),
+            },
+            (_, Field::Named(f)) => request.context.get(f).ok_or(FallbackReason::MissingField),
+            (_, Field::Key) => unreachable!("spec compile rejects context.$key"),
+        };
+        let slot = &mut template[feature.input];
+        if let Some(reason) = encode_feature(feature, found, slot, 0) {
+            fallbacks.push(Fallback {
+                feature: feature.name.clone(),
+                reason,
+                candidates: Vec::new(),
+            });
+        }
+    }
+    for (tensor, row) in tensors.iter_mut().zip(&template) {
+        let width = tensor.width;
+        match (&mut tensor.data, row) {
+            (TensorData::I64(out), TensorData::I64(t)) => out
+                .chunks_exact_mut(width)
+                .for_each(|c| c.copy_from_slice(t)),
+            (TensorData::F32(out), TensorData::F32(t)) => out
+                .chunks_exact_mut(width)
+                .for_each(|c| c.copy_from_slice(t)),
+            _ => unreachable!("template and tensors share dtypes"),
+        }
+    }
+
+    // Item features: per candidate; request-time values override the store.
+    let mut item_fallbacks: Vec<(usize, FallbackReason, Vec<u32>)> = Vec::new();
+    for (index, ((item_id, overrides), row)) in request.candidates.iter().zip(item_rows).enumerate()
+    {
+        let key = Value::Str(item_id.clone());
+        for (feature_index, feature) in spec
+            .features
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.entity == Entity::Item)
+        {
+            let found = match &feature.field {
+                Field::Key => Ok(&key),
+                Field::Named(f) => match overrides.get(f) {
+                    Some(v) => Ok(v),
+                    None => match row {
+                        None => Err(FallbackReason::MissingRow),
+                        Some(row) => row.get(f).ok_or(FallbackReason::MissingField),
+                    },
+                },
+            };
+            let width = spec.inputs[feature.input].width;
+            if let Some(reason) = encode_feature(
+                feature,
+                found,
+                &mut tensors[feature.input].data,
+                index * width,
+            ) {
+                match item_fallbacks
+                    .iter_mut()
+                    .find(|(f, r, _)| *f == feature_index && *r == reason)
+                {
+                    Some((_, _, list)) => list.push(index as u32),
+                    None => item_fallbacks.push((feature_index, reason, vec![index as u32])),
+                }
+            }
+        }
+    }
+    fallbacks.extend(
+        item_fallbacks
+            .into_iter()
+            .map(|(f, reason, candidates)| Fallback {
+                feature: spec.features[f].name.clone(),
+                reason,
+                candidates,
+            }),
+    );
+    Assembled {
+        tensors,
+        rows,
+        fallbacks,
+    }
+}
+
+/// Writes one feature of one row at `row_start + feature.offset`; returns the fallback reason if
+/// the default had to be used.
+fn encode_feature(
+    feature: &Feature,
+    found: Result<&Value, FallbackReason>,
+    out: &mut TensorData,
+    row_start: usize,
+) -> Option<FallbackReason> {
+    let start = row_start + feature.offset;
+    let reason = match found {
+        Ok(value) => match write_value(feature, value, out, start) {
+            Ok(()) => return None,
+            Err(Unparsable) => FallbackReason::ParseError,
+        },
+        Err(reason) => reason,
+    };
+    write_default(feature, out, start);
+    Some(reason)
+}
+
+fn write_default(feature: &Feature, out: &mut TensorData, start: usize) {
+    let written = feature
+        .default
+        .as_ref()
+        .is_some_and(|d| write_value(feature, d, out, start).is_ok());
+    if !written {
+        match out {
+            TensorData::I64(o) => o[start..start + feature.width].fill(feature.id_base),
+            TensorData::F32(o) => o[start..start + feature.width].fill(0.0),
+        }
+    }
+}
+
+/// A value that cannot be read as the feature's declared type.
+#[derive(Debug)]
+struct Unparsable;
+
+/// A value on its way through the transform chain.
+#[derive(Debug, Clone, Copy)]
+enum Elem<'a> {
+    Int(i64),
+    Num(f64),
+    Text(&'a str),
+}
+
+fn write_value(
+    feature: &Feature,
+    value: &Value,
+    out: &mut TensorData,
+    start: usize,
+) -> Result<(), Unparsable> {
+    let (from, to) = (start, start + feature.width);
+    if !matches!(
+        feature.ty,
+        FeatureType::IntList | FeatureType::FloatList | FeatureType::StringList
+    ) {
+        let elem = scalar(feature.ty, value)?;
+        return write_elem(feature, elem, out, from);
+    }
+    let elems = list(feature.ty, value)?;
+    let n = elems.len().min(feature.width);
+    for (i, elem) in elems.into_iter().take(n).enumerate() {
+        write_elem(feature, elem, out, from + i)?;
+    }
+    // Pad: the reserved id for id features, 0.0 for dense ones.
+    match out {
+        TensorData::I64(o) => o[from + n..to].fill(feature.id_base),
+        TensorData::F32(o) => o[from + n..to].fill(0.0),
+    }
+    Ok(())
+}
+
+fn write_elem(
+    feature: &Feature,
+    elem: Elem<'_>,
+    out: &mut TensorData,
+    at: usize,
+) -> Result<(), Unparsable> {
+    let mut elem = elem;
+    for step in &feature.steps {
+        let id = match (step, elem) {
+            (Step::Hash { buckets }, Elem::Text(s)) => 1 + xxh3_64(s.as_bytes()) % buckets,
+            (Step::Hash { buckets }, Elem::Int(i)) => {
+                1 + xxh3_64(i.to_string().as_bytes()) % buckets
+            }
+            (Step::Identity { buckets }, Elem::Int(i)) => {
+                if (0..*buckets as i64).contains(&i) {
+                    1 + i as u64
+                } else {
+                    0
+                }
+            }
+            (Step::Bucketize { boundaries }, e) => {
+                let x = number(e)?;
+                1 + boundaries.partition_point(|b| *b <= x) as u64
+            }
+            (Step::Log1p, e) => {
+                elem = Elem::Num(number(e)?.max(0.0).ln_1p());
+                continue;
+            }
+            (Step::Clip { min, max }, e) => {
+                elem = Elem::Num(number(e)?.clamp(*min, *max));
+                continue;
+            }
+            (Step::Normalize { mean, std }, e) => {
+                elem = Elem::Num((number(e)? - mean) / std);
+                continue;
+            }
+            _ => return Err(Unparsable),
+        };
+        // Id-producing steps are last (checked when the spec compiles).
+        match out {
+            TensorData::I64(o) => o[at] = feature.id_base + id as i64,
+            TensorData::F32(_) => return Err(Unparsable),
+        }
+        return Ok(());
+    }
+    match (out, elem) {
+        (TensorData::F32(o), e) => o[at] = number(e)? as f32,
+        (TensorData::I64(_), _) => return Err(Unparsable),
+    }
+    Ok(())
+}
+
+/// Store text lists are joined by `|`; an empty string is an empty list.
+fn split(s: &str) -> Vec<&str> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split('|').collect()
+    }
+}
+
+fn number(elem: Elem<'_>) -> Result<f64, Unparsable> {
+    match elem {
+        Elem::Int(i) => Ok(i as f64),
+        Elem::Num(x) => Ok(x),
+        Elem::Text(_) => Err(Unparsable),
+    }
+}
+
+fn parse_int(s: &str) -> Result<i64, Unparsable> {
+    s.trim().parse().map_err(|_| Unparsable)
+}
+
+fn parse_float(s: &str) -> Result<f64, Unparsable> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or(Unparsable)
+}
+
+/// Reads a scalar as the declared type; text from stores is parsed.
+fn scalar(ty: FeatureType, value: &Value) -> Result<Elem<'_>, Unparsable> {
+    Ok(match (ty, value) {
+        (FeatureType::Int, Value::Int(i)) => Elem::Int(*i),
+        (FeatureType::Int, Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
+            Elem::Int(*x as i64)
+        }
+        (FeatureType::Int, Value::Str(s)) => Elem::Int(parse_int(s)?),
+        (FeatureType::Float, Value::Int(i)) => Elem::Num(*i as f64),
+        (FeatureType::Float, Value::Float(x)) if x.is_finite() => Elem::Num(*x),
+        (FeatureType::Float, Value::Str(s)) => Elem::Num(parse_float(s)?),
+        (FeatureType::String, Value::Str(s)) => Elem::Text(s),
+        (FeatureType::String, Value::Int(i)) => Elem::Int(*i),
+        _ => return Err(Unparsable),
+    })
+}
+
+/// Reads a list as the declared type; text from stores is split on `|`.
+fn list(ty: FeatureType, value: &Value) -> Result<Vec<Elem<'_>>, Unparsable> {
+    Ok(match (ty, value) {
+        (FeatureType::IntList, Value::IntList(v)) => v.iter().map(|i| Elem::Int(*i)).collect(),
+        (FeatureType::IntList, Value::Str(s)) => split(s)
+            .into_iter()
+            .map(|p| parse_int(p).map(Elem::Int))
+            .collect::<Result<_, _>>()?,
+        (FeatureType::FloatList, Value::FloatList(v)) if v.iter().all(|x| x.is_finite()) => {
+            v.iter().map(|x| Elem::Num(*x)).collect()
+        }
+        (FeatureType::FloatList, Value::IntList(v)) => {
+            v.iter().map(|i| Elem::Num(*i as f64)).collect()
+        }
+        (FeatureType::FloatList, Value::Str(s)) => split(s)
+            .into_iter()
+            .map(|p| parse_float(p).map(Elem::Num))
+            .collect::<Result<_, _>>()?,
+        (FeatureType::StringList, Value::StrList(v)) => v.iter().map(|s| Elem::Text(s)).collect(),
+        (FeatureType::StringList, Value::IntList(v)) => v.iter().map(|i| Elem::Int(*i)).collect(),
+        (FeatureType::StringList, Value::Str(s)) => split(s).into_iter().map(Elem::Text).collect(),
+        _ => return Err(Unparsable),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+scene: t
+entities: {user: {table: u, required: false}, item: {table: i}}
+inputs: [{name: ids, dtype: int64}, {name: dense, dtype: float32}]
+output: ctr
+features:
+  - {name: uid, source: user.$key, type: string, transform: [hash: {buckets: 100}], input: ids}
+  - {name: age, source: user.age, type: int, default: 30, transform: [bucketize: {boundaries: [18, 30, 50]}], input: ids}
+  - {name: hour, source: context.hour, type: int, transform: [identity: {buckets: 24}], input: ids}
+  - {name: tags, source: item.tags, type: string_list, length: 2, transform: [hash: {buckets: 10}], input: ids}
+  - {name: price, source: item.price, type: float, default: 1.0, transform: [log1p, {clip: {min: 0, max: 2}}], input: dense}
+"#;
+
+    fn run(
+        user: Option<Row>,
+        context: &[(&str, Value)],
+        items: Vec<(&str, Option<Row>)>,
+    ) -> (Spec, Assembled) {
+        let spec = Spec::parse(SPEC).unwrap();
+        let context: HashMap<String, Value> = context
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let candidates: Vec<(String, HashMap<String, Value>)> = items
+            .iter()
+            .map(|(id, _)| (id.to_string(), HashMap::new()))
+            .collect();
+        let rows: Vec<Option<Arc<Row>>> = items.into_iter().map(|(_, r)| r.map(Arc::new)).collect();
+        let user = user.map(Arc::new);
+        let view = RequestView {
+            user_id: "u1",
+            context: &context,
+            candidates: &candidates,
+        };
+        let out = assemble(&spec, view, user.as_ref(), &rows);
+        (spec, out)
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::Str(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn encodes_ids_and_dense_values_with_fallbacks() {
+        let (spec, out) = run(
+            Some(row(&[("age", "25")])),
+            &[("hour", Value::Int(7))],
+            vec![
+                ("a", Some(row(&[("tags", "x|y|z"), ("price", "e")]))),
+                ("b", None),
+            ],
+        );
+        let TensorData::I64(ids) = &out.tensors[0].data else {
+            panic!()
+        };
+        let TensorData::F32(dense) = &out.tensors[1].data else {
+            panic!()
+        };
+        let f = |n: &str| spec.features.iter().find(|f| f.name == n).unwrap().id_base;
+        // age 25 → bucket 2 (one boundary <= 25) → id base + 1 + 1
+        assert_eq!(ids[1], f("age") + 2);
+        assert_eq!(ids[2], f("hour") + 8);
+        // list truncated to 2 hashed ids; candidate b has no row → both padded with the reserved id
+        assert!(ids[3] > f("tags") && ids[4] > f("tags"));
+        assert_eq!(&ids[5 + 3..5 + 5], &[f("tags"), f("tags")]);
+        // shared features are copied into both rows
+        assert_eq!(ids[0], ids[5]);
+        // "e" is not a float: default 1.0 → log1p → clip
+        assert_eq!(dense[0], (1.0f64).ln_1p() as f32);
+        let reasons: Vec<_> = out
+            .fallbacks
+            .iter()
+            .map(|f| (f.feature.as_str(), f.reason, f.candidates.clone()))
+            .collect();
+        assert!(reasons.contains(&("price", FallbackReason::ParseError, vec![0])));
+        assert!(reasons.contains(&("tags", FallbackReason::MissingRow, vec![1])));
+        assert!(reasons.contains(&("price", FallbackReason::MissingRow, vec![1])));
+    }
+
+    #[test]
+    fn missing_user_row_and_context_use_defaults() {
+        let (spec, out) = run(None, &[], vec![("a", None)]);
+        let TensorData::I64(ids) = &out.tensors[0].data else {
+            panic!()
+        };
+        let age = spec.features.iter().find(|f| f.name == "age").unwrap();
+        assert_eq!(ids[1], age.id_base + 2, "default 30 → bucket 2");
+        let hour = spec.features.iter().find(|f| f.name == "hour").unwrap();
+        assert_eq!(ids[2], hour.id_base, "no default → reserved id");
+        let names: Vec<_> = out
+            .fallbacks
+            .iter()
+            .filter(|f| f.candidates.is_empty())
+            .map(|f| f.feature.as_str())
+            .collect();
+        assert_eq!(names, vec!["age", "hour"]);
+    }
+
+    #[test]
+    fn hashing_is_stable_across_text_and_int_values() {
+        let (_, a) = run(None, &[], vec![("a", Some(row(&[("tags", "7")])))]);
+        let spec = Spec::parse(SPEC).unwrap();
+        let candidates = vec![(
+            "a".to_string(),
+            HashMap::from([("tags".to_string(), Value::IntList(vec![7]))]),
+        )];
+        let ctx = HashMap::new();
+        let b = assemble(
+            &spec,
+            RequestView {
+                user_id: "u1",
+                context: &ctx,
+                candidates: &candidates,
+            },
+            None,
+            &[None],
+        );
+        assert_eq!(a.tensors[0].data, b.tensors[0].data);
+    }
+}

@@ -1,0 +1,91 @@
+//! `augur predict`: a small gRPC client for the demo and for poking a running server.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::proto::feature_value::Kind;
+use crate::proto::prediction_client::PredictionClient;
+use crate::proto::{Candidate, FeatureValue, PredictRequest, PredictResponse};
+
+/// Connects to `addr`, retrying until `wait` has passed (the server may still be loading).
+pub async fn connect(
+    addr: &str,
+    wait: Duration,
+) -> Result<PredictionClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let give_up = Instant::now() + wait;
+    loop {
+        match PredictionClient::connect(addr.to_owned()).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() >= give_up => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Parses `key=value` context pairs: ints, then floats, else strings.
+pub fn parse_context(pairs: &[String]) -> Result<HashMap<String, FeatureValue>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("context `{pair}` is not key=value"))?;
+            let kind = if let Ok(i) = v.parse::<i64>() {
+                Kind::IntValue(i)
+            } else if let Ok(x) = v.parse::<f64>() {
+                Kind::FloatValue(x)
+            } else {
+                Kind::StringValue(v.to_owned())
+            };
+            Ok((k.to_owned(), FeatureValue { kind: Some(kind) }))
+        })
+        .collect()
+}
+
+/// Builds a request for `items`.
+pub fn request(
+    scene: &str,
+    user: &str,
+    items: &[String],
+    context: HashMap<String, FeatureValue>,
+) -> PredictRequest {
+    PredictRequest {
+        request_id: String::new(),
+        scene: scene.to_owned(),
+        user_id: user.to_owned(),
+        context,
+        candidates: items
+            .iter()
+            .map(|i| Candidate {
+                item_id: i.clone(),
+                features: HashMap::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Human-readable table of a response, best score first.
+pub fn render(items: &[String], response: &PredictResponse) -> String {
+    let mut rows: Vec<(&String, f32)> = items.iter().zip(response.scores.iter().copied()).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out = format!(
+        "request {}  model {} v{}\n{:<12} {:>8}\n",
+        response.request_id, response.model_name, response.model_version, "item", "p(click)"
+    );
+    for (item, score) in rows {
+        out.push_str(&format!("{item:<12} {score:>8.4}\n"));
+    }
+    for f in &response.fallbacks {
+        let who = if f.candidates.is_empty() {
+            "all candidates".to_owned()
+        } else {
+            format!("candidates {:?}", f.candidates)
+        };
+        out.push_str(&format!(
+            "fallback: {} ({:?}) for {who}\n",
+            f.feature,
+            f.reason()
+        ));
+    }
+    out
+}

@@ -1,0 +1,70 @@
+//! Step 2 of the path: read the feature rows a request needs from the online store.
+//!
+//! [`FeatureStore`] is the seam: the in-memory store ([`memory`]) is the embedded default; Redis
+//! and Redis Cluster implement the same trait. A missing row is not an error (assembly falls back
+//! to spec defaults and reports it); an unreachable store is.
+
+pub mod memory;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use memory::MemoryStore;
+
+use crate::value::Value;
+
+/// One entity's fields, by field name.
+pub type Row = HashMap<String, Value>;
+
+/// A boxed future: the trait is used as `dyn FeatureStore`, one allocation per fetch.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why rows could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The spec names a table the store does not have.
+    #[error("store has no table `{0}`")]
+    UnknownTable(String),
+    /// The store could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a store could not be built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line could not be parsed.
+    #[error("{path}:{line}: {problem}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// An online feature store: rows by table and id.
+pub trait FeatureStore: Send + Sync + Debug {
+    /// Rows for `ids` in `table`, aligned with `ids` (`None` = no such row). `fields` lists the
+    /// fields the caller will read, so remote stores can fetch only those.
+    fn get_rows<'a>(
+        &'a self,
+        table: &'a str,
+        ids: &'a [&'a str],
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>>;
+}

@@ -1,0 +1,118 @@
+//! Checks a model's declared inputs and output against the scene's feature spec, so a model that
+//! would mis-read its tensors never serves. Messages name the input and the features feeding it.
+
+use crate::assemble::Spec;
+
+/// What the model declares for one input or output.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    /// Name.
+    pub name: String,
+    /// Element type (`int64`, `float32`, ...); `None` for non-tensors.
+    pub dtype: Option<String>,
+    /// Dimensions; -1 = dynamic.
+    pub shape: Option<Vec<i64>>,
+}
+
+/// `Err` names the first disagreement.
+pub fn check(spec: &Spec, inputs: &[ModelInput], outputs: &[ModelInput]) -> Result<(), String> {
+    for (index, input) in spec.inputs.iter().enumerate() {
+        let fed_by: Vec<&str> = spec
+            .features
+            .iter()
+            .filter(|f| f.input == index)
+            .map(|f| f.name.as_str())
+            .collect();
+        let fed_by = fed_by.join(", ");
+        let Some(model) = inputs.iter().find(|m| m.name == input.name) else {
+            let names: Vec<&str> = inputs.iter().map(|m| m.name.as_str()).collect();
+            return Err(format!(
+                "input `{}` (features {fed_by}) is not a model input; the model has [{}]",
+                input.name,
+                names.join(", ")
+            ));
+        };
+        if model.dtype.as_deref() != Some(input.dtype.name()) {
+            return Err(format!(
+                "input `{}` (features {fed_by}) is {} in the spec but {} in the model",
+                input.name,
+                input.dtype.name(),
+                model.dtype.as_deref().unwrap_or("not a tensor")
+            ));
+        }
+        let width = input.width as i64;
+        match model.shape.as_deref() {
+            Some([_, w]) if *w == width || *w < 0 => {}
+            other => {
+                return Err(format!(
+                    "input `{}` (features {fed_by}) has {width} columns in the spec but shape {:?} in the model (want [N, {width}])",
+                    input.name, other
+                ));
+            }
+        }
+    }
+    if let Some(extra) = inputs.iter().find(|m| spec.input_index(&m.name).is_none()) {
+        return Err(format!(
+            "model input `{}` is fed by no feature of the spec",
+            extra.name
+        ));
+    }
+    let Some(output) = outputs.iter().find(|o| o.name == spec.output) else {
+        return Err(format!("output `{}` is not a model output", spec.output));
+    };
+    if output.dtype.as_deref() != Some("float32") {
+        return Err(format!(
+            "output `{}` must be float32, the model declares {:?}",
+            spec.output, output.dtype
+        ));
+    }
+    match output.shape.as_deref() {
+        Some([_]) | Some([_, 1]) => Ok(()),
+        other => Err(format!(
+            "output `{}` must be [N] or [N, 1], the model declares {other:?}",
+            spec.output
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::parse(
+            "scene: t\nentities: {user: {table: u}, item: {table: i}}\ninputs: [{name: ids, dtype: int64}]\noutput: ctr\nfeatures:\n  - {name: item, source: item.$key, type: string, transform: [hash: {buckets: 9}], input: ids}\n",
+        )
+        .unwrap()
+    }
+
+    fn io(name: &str, dtype: &str, shape: &[i64]) -> ModelInput {
+        ModelInput {
+            name: name.into(),
+            dtype: Some(dtype.into()),
+            shape: Some(shape.to_vec()),
+        }
+    }
+
+    #[test]
+    fn matching_model_passes_and_mismatches_name_the_feature() {
+        let out = [io("ctr", "float32", &[-1])];
+        assert!(check(&spec(), &[io("ids", "int64", &[-1, 1])], &out).is_ok());
+        let err = check(&spec(), &[io("ids", "float32", &[-1, 1])], &out).unwrap_err();
+        assert!(
+            err.contains("`ids` (features item)") && err.contains("float32"),
+            "{err}"
+        );
+        let err = check(&spec(), &[io("ids", "int64", &[-1, 3])], &out).unwrap_err();
+        assert!(err.contains("1 columns") && err.contains("item"), "{err}");
+        let err = check(&spec(), &[io("x", "int64", &[-1, 1])], &out).unwrap_err();
+        assert!(err.contains("not a model input"), "{err}");
+        let err = check(
+            &spec(),
+            &[io("ids", "int64", &[-1, 1])],
+            &[io("p", "float32", &[-1])],
+        )
+        .unwrap_err();
+        assert!(err.contains("output `ctr`"), "{err}");
+    }
+}

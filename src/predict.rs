@@ -1,0 +1,202 @@
+//! Step 6: the request path as one readable async fn — check, fetch, assemble, infer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::assemble::encode::RequestView;
+use crate::assemble::{Assembled, Fallback, Spec, assemble};
+use crate::error::{Error, RequestError};
+use crate::fetch::FeatureStore;
+use crate::scene::Scene;
+use crate::value::Value;
+
+/// A scoring request in domain form (already checked against the server's generic limits).
+#[derive(Debug, Clone, Default)]
+pub struct ScoreRequest {
+    /// Caller's id for the request (generated when empty).
+    pub request_id: String,
+    /// Scene to score in.
+    pub scene: String,
+    /// User id; may be empty when the scene does not require one.
+    pub user_id: String,
+    /// Context values by field name.
+    pub context: HashMap<String, Value>,
+    /// Item id and request-time item values, per candidate.
+    pub candidates: Vec<(String, HashMap<String, Value>)>,
+}
+
+/// Scores aligned with the candidates.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Echoed or generated request id.
+    pub request_id: String,
+    /// One score per candidate.
+    pub scores: Vec<f32>,
+    /// Model repository name.
+    pub model_name: String,
+    /// Model version.
+    pub model_version: String,
+    /// Features served from defaults.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// The served scenes and the store they read.
+#[derive(Debug)]
+pub struct Predictor {
+    scenes: HashMap<String, Scene>,
+    store: Arc<dyn FeatureStore>,
+}
+
+impl Predictor {
+    /// Wires scenes to a store.
+    pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>) -> Self {
+        let scenes = scenes
+            .into_iter()
+            .map(|s| (s.spec.scene.clone(), s))
+            .collect();
+        Predictor { scenes, store }
+    }
+
+    /// Scene by name, or NOT_FOUND listing the served ones.
+    pub fn scene(&self, name: &str) -> Result<&Scene, Error> {
+        self.scenes.get(name).ok_or_else(|| {
+            let mut served: Vec<&str> = self.scenes.keys().map(String::as_str).collect();
+            served.sort_unstable();
+            Error::UnknownScene {
+                scene: name.to_owned(),
+                served: served.join(", "),
+            }
+        })
+    }
+
+    /// Names of the served scenes.
+    pub fn scene_names(&self) -> impl Iterator<Item = &str> {
+        self.scenes.keys().map(String::as_str)
+    }
+
+    /// Predict: one score per candidate.
+    pub async fn predict(
+        &self,
+        mut request: ScoreRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Prediction, Error> {
+        if request.request_id.is_empty() {
+            request.request_id = uuid::Uuid::new_v4().to_string();
+        }
+        let scene = self.scene(&request.scene)?;
+        let assembled = self.features_for(scene, &request).await?;
+        let scores = scene.pool.infer(assembled.tensors, deadline).await?;
+        let model = scene.pool.model();
+        Ok(Prediction {
+            request_id: request.request_id,
+            scores,
+            model_name: model.name.clone(),
+            model_version: model.version.clone(),
+            fallbacks: assembled.fallbacks,
+        })
+    }
+
+    /// GetFeatures: the tensors Predict would feed the model.
+    pub async fn features(&self, request: &ScoreRequest) -> Result<(&Spec, Assembled), Error> {
+        let scene = self.scene(&request.scene)?;
+        Ok((&scene.spec, self.features_for(scene, request).await?))
+    }
+
+    async fn features_for(
+        &self,
+        scene: &Scene,
+        request: &ScoreRequest,
+    ) -> Result<Assembled, Error> {
+        check(&scene.spec, request)?;
+        let spec = &scene.spec;
+        let item_ids: Vec<&str> = request
+            .candidates
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let user_ids = [request.user_id.as_str()];
+        let user_rows = async {
+            if spec.user_fields.is_empty() || request.user_id.is_empty() {
+                return Ok(vec![None]);
+            }
+            self.store
+                .get_rows(&spec.user_table, &user_ids, &spec.user_fields)
+                .await
+        };
+        let item_rows = async {
+            if spec.item_fields.is_empty() {
+                return Ok(vec![None; item_ids.len()]);
+            }
+            self.store
+                .get_rows(&spec.item_table, &item_ids, &spec.item_fields)
+                .await
+        };
+        let (user_rows, item_rows) = tokio::try_join!(user_rows, item_rows)?;
+        let view = RequestView {
+            user_id: &request.user_id,
+            context: &request.context,
+            candidates: &request.candidates,
+        };
+        Ok(assemble(
+            spec,
+            view,
+            user_rows.first().and_then(Option::as_ref),
+            &item_rows,
+        ))
+    }
+}
+
+/// Scene-specific checks: required user, known and well-typed context and item fields.
+fn check(spec: &Spec, request: &ScoreRequest) -> Result<(), RequestError> {
+    if request.candidates.is_empty() {
+        return Err(RequestError::new(
+            "candidates",
+            "must hold at least one candidate",
+        ));
+    }
+    if spec.user_required && request.user_id.is_empty() {
+        return Err(RequestError::new(
+            "user_id",
+            format!("required by scene `{}`", spec.scene),
+        ));
+    }
+    for (key, value) in &request.context {
+        let Some(ty) = spec.context_fields.get(key) else {
+            return Err(RequestError::new(
+                format!("context.{key}"),
+                format!("not a context field of scene `{}`", spec.scene),
+            ));
+        };
+        if !ty.accepts(value) {
+            return Err(RequestError::new(
+                format!("context.{key}"),
+                format!("expected {}, got {}", ty.name(), value.type_name()),
+            ));
+        }
+    }
+    for (index, (item_id, features)) in request.candidates.iter().enumerate() {
+        if item_id.is_empty() {
+            return Err(RequestError::new(
+                format!("candidates[{index}].item_id"),
+                "must not be empty",
+            ));
+        }
+        for (key, value) in features {
+            let field = || format!("candidates[{index}].features.{key}");
+            let Some(ty) = spec.item_field_types.get(key) else {
+                return Err(RequestError::new(
+                    field(),
+                    format!("not an item field of scene `{}`", spec.scene),
+                ));
+            };
+            if !ty.accepts(value) {
+                return Err(RequestError::new(
+                    field(),
+                    format!("expected {}, got {}", ty.name(), value.type_name()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! proto ⇄ domain, with the server's generic limits enforced on the way in (sizes, lengths,
+//! finiteness); scene-specific checks happen in [`crate::predict`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tonic::metadata::MetadataMap;
+
+use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, TensorData};
+use crate::config::ServerConfig;
+use crate::error::RequestError;
+use crate::predict::{Prediction, ScoreRequest};
+use crate::proto;
+use crate::proto::feature_value::Kind;
+use crate::value::Value;
+
+/// Converts and bounds a PredictRequest.
+pub fn predict_request(
+    p: proto::PredictRequest,
+    limits: &ServerConfig,
+) -> Result<ScoreRequest, RequestError> {
+    check_str("request_id", &p.request_id, limits)?;
+    score_request(
+        p.request_id,
+        p.scene,
+        p.user_id,
+        p.context,
+        p.candidates,
+        limits,
+    )
+}
+
+/// Converts and bounds a GetFeaturesRequest.
+pub fn features_request(
+    p: proto::GetFeaturesRequest,
+    limits: &ServerConfig,
+) -> Result<ScoreRequest, RequestError> {
+    score_request(
+        String::new(),
+        p.scene,
+        p.user_id,
+        p.context,
+        p.candidates,
+        limits,
+    )
+}
+
+fn score_request(
+    request_id: String,
+    scene: String,
+    user_id: String,
+    context: HashMap<String, proto::FeatureValue>,
+    candidates: Vec<proto::Candidate>,
+    limits: &ServerConfig,
+) -> Result<ScoreRequest, RequestError> {
+    if scene.is_empty() {
+        return Err(RequestError::new("scene", "must not be empty"));
+    }
+    check_str("scene", &scene, limits)?;
+    check_str("user_id", &user_id, limits)?;
+    if candidates.is_empty() {
+        return Err(RequestError::new(
+            "candidates",
+            "must hold at least one candidate",
+        ));
+    }
+    if candidates.len() > limits.max_candidates {
+        return Err(RequestError::new(
+            "candidates",
+            format!(
+                "{} candidates exceed the limit of {} (server.max_candidates)",
+                candidates.len(),
+                limits.max_candidates
+            ),
+        ));
+    }
+    let context = values("context", context, limits)?;
+    let candidates = candidates
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            check_str(&format!("candidates[{i}].item_id"), &c.item_id, limits)?;
+            Ok((
+                c.item_id,
+                values(&format!("candidates[{i}].features"), c.features, limits)?,
+            ))
+        })
+        .collect::<Result<_, RequestError>>()?;
+    Ok(ScoreRequest {
+        request_id,
+        scene,
+        user_id,
+        context,
+        candidates,
+    })
+}
+
+fn values(
+    prefix: &str,
+    map: HashMap<String, proto::FeatureValue>,
+    limits: &ServerConfig,
+) -> Result<HashMap<String, Value>, RequestError> {
+    map.into_iter()
+        .map(|(key, value)| {
+            let field = format!("{prefix}.{key}");
+            check_str(&field, &key, limits)?;
+            let value = value_from_proto(&field, value, limits)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn value_from_proto(
+    field: &str,
+    value: proto::FeatureValue,
+    limits: &ServerConfig,
+) -> Result<Value, RequestError> {
+    let too_long = |n: usize| {
+        RequestError::new(
+            field,
+            format!(
+                "list of {n} values exceeds the limit of {} (server.max_list_len)",
+                limits.max_list_len
+            ),
+        )
+    };
+    let finite = |x: f64| {
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(RequestError::new(
+                field,
+                format!("float value {x} is not finite"),
+            ))
+        }
+    };
+    Ok(match value.kind {
+        None => return Err(RequestError::new(field, "value has no type set")),
+        Some(Kind::IntValue(i)) => Value::Int(i),
+        Some(Kind::FloatValue(x)) => Value::Float(finite(x)?),
+        Some(Kind::StringValue(s)) => {
+            check_str(field, &s, limits)?;
+            Value::Str(s)
+        }
+        Some(Kind::IntList(l)) if l.values.len() > limits.max_list_len => {
+            return Err(too_long(l.values.len()));
+        }
+        Some(Kind::IntList(l)) => Value::IntList(l.values),
+        Some(Kind::FloatList(l)) if l.values.len() > limits.max_list_len => {
+            return Err(too_long(l.values.len()));
+        }
+        Some(Kind::FloatList(l)) => {
+            Value::FloatList(l.values.into_iter().map(finite).collect::<Result<_, _>>()?)
+        }
+        Some(Kind::StringList(l)) if l.values.len() > limits.max_list_len => {
+            return Err(too_long(l.values.len()));
+        }
+        Some(Kind::StringList(l)) => {
+            for s in &l.values {
+                check_str(field, s, limits)?;
+            }
+            Value::StrList(l.values)
+        }
+    })
+}
+
+fn check_str(field: &str, s: &str, limits: &ServerConfig) -> Result<(), RequestError> {
+    if s.len() > limits.max_string_bytes {
+        return Err(RequestError::new(
+            field,
+            format!(
+                "string of {} bytes exceeds the limit of {} (server.max_string_bytes)",
+                s.len(),
+                limits.max_string_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The caller's deadline from the `grpc-timeout` header, if any.
+pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(timeout)
+}
+
+/// Domain prediction → proto.
+pub fn predict_response(p: Prediction) -> proto::PredictResponse {
+    proto::PredictResponse {
+        request_id: p.request_id,
+        scores: p.scores,
+        model_name: p.model_name,
+        model_version: p.model_version,
+        fallbacks: p.fallbacks.into_iter().map(fallback).collect(),
+    }
+}
+
+/// Assembled tensors → proto, with the column layout of every feature.
+pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeaturesResponse {
+    let inputs = assembled
+        .tensors
+        .into_iter()
+        .map(|t| {
+            let shape = vec![assembled.rows as i64, t.width as i64];
+            let (int64_values, float_values) = match t.data {
+                TensorData::I64(v) => (v, Vec::new()),
+                TensorData::F32(v) => (Vec::new(), v),
+            };
+            proto::Tensor {
+                name: t.name,
+                shape,
+                int64_values,
+                float_values,
+            }
+        })
+        .collect();
+    let layout = spec
+        .features
+        .iter()
+        .map(|f| proto::FeatureLayout {
+            feature: f.name.clone(),
+            input: spec.inputs[f.input].name.clone(),
+            offset: f.offset as u32,
+            width: f.width as u32,
+        })
+        .collect();
+    proto::GetFeaturesResponse {
+        inputs,
+        fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(),
+        layout,
+    }
+}
+
+fn fallback(f: Fallback) -> proto::Fallback {
+    let reason = match f.reason {
+        FallbackReason::MissingRow => proto::FallbackReason::MissingRow,
+        FallbackReason::MissingField => proto::FallbackReason::MissingField,
+        FallbackReason::ParseError => proto::FallbackReason::ParseError,
+    };
+    proto::Fallback {
+        feature: f.feature,
+        reason: reason as i32,
+        candidates: f.candidates,
+    }
+}
