@@ -498,7 +498,7 @@ features:
             panic!()
         };
         let age = spec.features.iter().find(|f| f.name == "age").unwrap();
-        assert_eq!(ids[1], age.id_base + 2, "default 30 → bucket 2");
+        assert_eq!(ids[1], age.id_base + 3, "default 30 → two boundaries <= 30 → id base + 1 + 2");
         let hour = spec.features.iter().find(|f| f.name == "hour").unwrap();
         assert_eq!(ids[2], hour.id_base, "no default → reserved id");
         let names: Vec<_> = out

@@ -550,7 +550,7 @@ fn check_steps(
                     ));
                 }
                 if let Step::Clip { min, max } = step
-                    && !(min <= max)
+                    && (min.is_nan() || max.is_nan() || min > max)
                 {
                     return Err(format!("feature `{name}`: clip needs min <= max"));
                 }
@@ -653,9 +653,7 @@ mod tests {
     #[test]
     fn columns_and_id_ranges_are_assigned_in_order() {
         let spec = parse(
-            "  - {name: u, source: user.$key, type: string, transform: [hash: {buckets: 10}], input: ids}\n\
-             - {name: tags, source: item.tags, type: string_list, length: 3, transform: [hash: {buckets: 5}], input: ids}\n\
-             - {name: price, source: item.price, type: float, transform: [log1p], input: dense}\n",
+            "  - {name: u, source: user.$key, type: string, transform: [hash: {buckets: 10}], input: ids}\n  - {name: tags, source: item.tags, type: string_list, length: 3, transform: [hash: {buckets: 5}], input: ids}\n  - {name: price, source: item.price, type: float, transform: [log1p], input: dense}\n",
         )
         .unwrap();
         let ids = &spec.inputs[0];
