@@ -328,7 +328,12 @@ fn write_elem(
         return Ok(());
     }
     match (out, elem) {
-        (TensorData::F32(o), e) => o[at] = number(e)? as f32,
+        // Beyond f32's range the value is garbage for the model: fall back instead of feeding inf.
+        (TensorData::F32(o), e) => {
+            o[at] = Some(number(e)? as f32)
+                .filter(|x| x.is_finite())
+                .ok_or(Unparsable)?
+        }
         (TensorData::I64(_), _) => return Err(Unparsable),
     }
     Ok(())
@@ -498,7 +503,11 @@ features:
             panic!()
         };
         let age = spec.features.iter().find(|f| f.name == "age").unwrap();
-        assert_eq!(ids[1], age.id_base + 3, "default 30 → two boundaries <= 30 → id base + 1 + 2");
+        assert_eq!(
+            ids[1],
+            age.id_base + 3,
+            "default 30 → two boundaries <= 30 → id base + 1 + 2"
+        );
         let hour = spec.features.iter().find(|f| f.name == "hour").unwrap();
         assert_eq!(ids[2], hour.id_base, "no default → reserved id");
         let names: Vec<_> = out

@@ -1,0 +1,65 @@
+//! Feature assembly throughput (rows/s) for the ranking spec on the demo catalogue: the CPU cost
+//! augur adds per candidate before inference. `cargo bench --bench assemble`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use augur::assemble::encode::RequestView;
+use augur::assemble::{Spec, assemble};
+use augur::config::TableConfig;
+use augur::fetch::{FeatureStore, MemoryStore};
+use augur::value::Value;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn bench(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = Spec::load(&root.join("features/ranking.yaml")).unwrap();
+    let table = |name: &str, file: &str, key: &str| TableConfig {
+        name: name.into(),
+        path: root.join("demo").join(file),
+        key: key.into(),
+    };
+    let store = MemoryStore::load(&[
+        table("users", "users.csv", "user_id"),
+        table("items", "items.csv", "item_id"),
+    ])
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let context: HashMap<String, Value> = [
+        ("hour".to_string(), Value::Int(20)),
+        ("device".to_string(), Value::Str("ios".into())),
+    ]
+    .into();
+    let mut group = c.benchmark_group("assemble");
+    for candidates in [1usize, 100, 1000] {
+        let items: Vec<String> = (0..candidates)
+            .map(|i| format!("i{}", i * 7 % 5000))
+            .collect();
+        let ids: Vec<&str> = items.iter().map(String::as_str).collect();
+        let item_rows = runtime
+            .block_on(store.get_rows("items", &ids, &spec.item_fields))
+            .unwrap();
+        let user_rows = runtime
+            .block_on(store.get_rows("users", &["u42"], &spec.user_fields))
+            .unwrap();
+        let cands: Vec<(String, HashMap<String, Value>)> =
+            items.iter().map(|i| (i.clone(), HashMap::new())).collect();
+        group.throughput(Throughput::Elements(candidates as u64));
+        group.bench_function(format!("ranking/{candidates}_candidates"), |b| {
+            b.iter(|| {
+                let view = RequestView {
+                    user_id: "u42",
+                    context: &context,
+                    candidates: &cands,
+                };
+                assemble(&spec, view, user_rows[0].as_ref(), &item_rows)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
