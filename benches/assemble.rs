@@ -19,41 +19,22 @@ fn bench(c: &mut Criterion) {
         path: root.join("demo").join(file),
         key: key.into(),
     };
-    let store = MemoryStore::load(&[
-        table("users", "users.csv", "user_id"),
-        table("items", "items.csv", "item_id"),
-    ])
-    .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let context: HashMap<String, Value> = [
-        ("hour".to_string(), Value::Int(20)),
-        ("device".to_string(), Value::Str("ios".into())),
-    ]
-    .into();
+    let store =
+        MemoryStore::load(&[table("users", "users.csv", "user_id"), table("items", "items.csv", "item_id")]).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let context: HashMap<String, Value> =
+        [("hour".to_string(), Value::Int(20)), ("device".to_string(), Value::Str("ios".into()))].into();
     let mut group = c.benchmark_group("assemble");
     for candidates in [1usize, 100, 1000] {
-        let items: Vec<String> = (0..candidates)
-            .map(|i| format!("i{}", i * 7 % 5000))
-            .collect();
+        let items: Vec<String> = (0..candidates).map(|i| format!("i{}", i * 7 % 5000)).collect();
         let ids: Vec<&str> = items.iter().map(String::as_str).collect();
-        let item_rows = runtime
-            .block_on(store.get_rows("items", &ids, &spec.item_fields))
-            .unwrap();
-        let user_rows = runtime
-            .block_on(store.get_rows("users", &["u42"], &spec.user_fields))
-            .unwrap();
-        let cands: Vec<(String, HashMap<String, Value>)> =
-            items.iter().map(|i| (i.clone(), HashMap::new())).collect();
+        let item_rows = runtime.block_on(store.get_rows("items", &ids, &spec.item_fields)).unwrap();
+        let user_rows = runtime.block_on(store.get_rows("users", &["u42"], &spec.user_fields)).unwrap();
+        let cands: Vec<(String, HashMap<String, Value>)> = items.iter().map(|i| (i.clone(), HashMap::new())).collect();
         group.throughput(Throughput::Elements(candidates as u64));
         group.bench_function(format!("ranking/{candidates}_candidates"), |b| {
             b.iter(|| {
-                let view = RequestView {
-                    user_id: "u42",
-                    context: &context,
-                    candidates: &cands,
-                };
+                let view = RequestView { user_id: "u42", context: &context, candidates: &cands };
                 assemble(&spec, view, user_rows[0].as_ref(), &item_rows)
             })
         });

@@ -2,9 +2,11 @@
 //! and the integration tests, so all three build exactly the same thing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Config, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
+use crate::model::repository;
 use crate::predict::Predictor;
 use crate::scene::{Scene, SceneError};
 
@@ -30,8 +32,11 @@ pub fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError> {
 pub async fn build(config: &Config) -> Result<Arc<Predictor>, StartError> {
     let store = store(config)?;
     let mut scenes = Vec::with_capacity(config.scenes.len());
+    let poll = (config.model.poll_interval_ms > 0).then(|| Duration::from_millis(config.model.poll_interval_ms));
     for scene in &config.scenes {
-        scenes.push(Scene::load(scene, &config.model).await?);
+        let scene = Scene::load(scene, &config.model).await?;
+        repository::watch(Arc::clone(&scene.repo), config.model.watch, poll);
+        scenes.push(scene);
     }
     Ok(Arc::new(Predictor::new(scenes, store)))
 }

@@ -27,9 +27,7 @@ pub fn parse_context(pairs: &[String]) -> Result<HashMap<String, FeatureValue>, 
     pairs
         .iter()
         .map(|pair| {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("context `{pair}` is not key=value"))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| format!("context `{pair}` is not key=value"))?;
             let kind = if let Ok(i) = v.parse::<i64>() {
                 Kind::IntValue(i)
             } else if let Ok(x) = v.parse::<f64>() {
@@ -43,24 +41,14 @@ pub fn parse_context(pairs: &[String]) -> Result<HashMap<String, FeatureValue>, 
 }
 
 /// Builds a request for `items`.
-pub fn request(
-    scene: &str,
-    user: &str,
-    items: &[String],
-    context: HashMap<String, FeatureValue>,
-) -> PredictRequest {
+pub fn request(scene: &str, user: &str, items: &[String], context: HashMap<String, FeatureValue>) -> PredictRequest {
     PredictRequest {
         request_id: String::new(),
         scene: scene.to_owned(),
         user_id: user.to_owned(),
         context,
-        candidates: items
-            .iter()
-            .map(|i| Candidate {
-                item_id: i.clone(),
-                features: HashMap::new(),
-            })
-            .collect(),
+        candidates: items.iter().map(|i| Candidate { item_id: i.clone(), features: HashMap::new() }).collect(),
+        model_version: String::new(),
     }
 }
 
@@ -81,11 +69,7 @@ pub fn render(items: &[String], response: &PredictResponse) -> String {
         } else {
             format!("candidates {:?}", f.candidates)
         };
-        out.push_str(&format!(
-            "fallback: {} ({:?}) for {who}\n",
-            f.feature,
-            f.reason()
-        ));
+        out.push_str(&format!("fallback: {} ({:?}) for {who}\n", f.feature, f.reason()));
     }
     out
 }

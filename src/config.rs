@@ -63,6 +63,14 @@ pub struct ServerConfig {
     /// Requests handled at once; the rest wait in tonic's queue.
     #[serde(default = "default_concurrency_limit")]
     pub concurrency_limit: usize,
+    /// augur answers DEADLINE_EXCEEDED this long before the caller's `grpc-timeout` runs out, so
+    /// the caller gets augur's status rather than a transport cancellation.
+    #[serde(default = "default_deadline_margin_us")]
+    pub deadline_margin_us: u64,
+}
+
+const fn default_deadline_margin_us() -> u64 {
+    1000
 }
 
 const fn default_max_candidates() -> usize {
@@ -99,6 +107,33 @@ pub struct ModelConfig {
     /// Explicit ONNX Runtime library; else `ORT_DYLIB_PATH`, else the project's `.venv`.
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
+    /// Rows per model run; a repository's `model.yaml` may override it.
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
+    /// How long a queued request waits for others to share its model run, in microseconds;
+    /// `model.yaml` may override it.
+    #[serde(default = "default_max_queue_delay_us")]
+    pub max_queue_delay_us: u64,
+    /// Rescan model repositories this often even without a file-system event (the inotify
+    /// fallback); 0 disables polling.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// React to file-system events in the repositories (inotify via `notify`).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+const fn default_max_batch_rows() -> usize {
+    256
+}
+const fn default_max_queue_delay_us() -> u64 {
+    1000
+}
+const fn default_poll_interval_ms() -> u64 {
+    5000
+}
+const fn default_true() -> bool {
+    true
 }
 
 const fn default_inference_threads() -> usize {
@@ -176,17 +211,14 @@ impl Config {
         in_range("server.max_candidates", s.max_candidates, 1, 100_000)?;
         in_range("server.max_string_bytes", s.max_string_bytes, 1, 1 << 20)?;
         in_range("server.max_list_len", s.max_list_len, 1, 100_000)?;
-        in_range(
-            "server.max_message_bytes",
-            s.max_message_bytes,
-            1024,
-            1 << 30,
-        )?;
+        in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
         let m = &self.model;
         in_range("model.inference_threads", m.inference_threads, 1, 256)?;
         in_range("model.intra_op_threads", m.intra_op_threads, 1, 256)?;
         in_range("model.queue_capacity", m.queue_capacity, 1, 1 << 20)?;
+        in_range("model.max_batch_rows", m.max_batch_rows, 1, 1 << 16)?;
+        in_range("model.max_queue_delay_us", m.max_queue_delay_us as usize, 0, 1_000_000)?;
         if self.scenes.is_empty() {
             return Err(invalid("scenes", "must list at least one scene"));
         }
@@ -195,19 +227,13 @@ impl Config {
                 return Err(invalid(&format!("scenes[{i}].name"), "must not be empty"));
             }
             if self.scenes[..i].iter().any(|s| s.name == scene.name) {
-                return Err(invalid(
-                    &format!("scenes[{i}].name"),
-                    &format!("`{}` is listed twice", scene.name),
-                ));
+                return Err(invalid(&format!("scenes[{i}].name"), &format!("`{}` is listed twice", scene.name)));
             }
         }
         let StoreConfig::Memory { tables } = &self.store;
         for (i, table) in tables.iter().enumerate() {
             if tables[..i].iter().any(|t| t.name == table.name) {
-                return Err(invalid(
-                    &format!("store.tables[{i}].name"),
-                    &format!("`{}` is listed twice", table.name),
-                ));
+                return Err(invalid(&format!("store.tables[{i}].name"), &format!("`{}` is listed twice", table.name)));
             }
         }
         Ok(())
@@ -218,18 +244,12 @@ fn in_range(key: &str, value: usize, min: usize, max: usize) -> Result<(), Confi
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(
-            key,
-            &format!("must be between {min} and {max} (got {value})"),
-        ))
+        Err(invalid(key, &format!("must be between {min} and {max} (got {value})")))
     }
 }
 
 fn invalid(key: &str, problem: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        problem: problem.to_owned(),
-    }
+    ConfigError::Invalid { key: key.to_owned(), problem: problem.to_owned() }
 }
 
 #[cfg(test)]
@@ -245,8 +265,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_by_name() {
-        let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:0\"\nmax_candidatez = 3\n")
-            .unwrap_err();
+        let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:0\"\nmax_candidatez = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_candidatez"), "{err}");
     }
 
@@ -254,9 +273,6 @@ mod tests {
     fn out_of_range_value_names_the_key() {
         let err = Config::from_toml("[model]\nqueue_capacity = 0\n").unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("model.queue_capacity") && msg.contains("got 0"),
-            "{msg}"
-        );
+        assert!(msg.contains("model.queue_capacity") && msg.contains("got 0"), "{msg}");
     }
 }

@@ -29,13 +29,7 @@ pub struct DemoSpec {
 
 impl Default for DemoSpec {
     fn default() -> Self {
-        DemoSpec {
-            users: 2000,
-            items: 5000,
-            impressions: 200_000,
-            seed: 42,
-            zipf: 1.1,
-        }
+        DemoSpec { users: 2000, items: 5000, impressions: 200_000, seed: 42, zipf: 1.1 }
     }
 }
 
@@ -70,19 +64,11 @@ pub fn generate(spec: &DemoSpec, dir: &Path) -> std::io::Result<()> {
     for u in 0..spec.users {
         let pref = rng.random_range(0..CATEGORIES);
         // The segment reveals the preferred category 70% of the time.
-        let segment = if rng.random_bool(0.7) {
-            pref
-        } else {
-            rng.random_range(0..SEGMENTS)
-        };
+        let segment = if rng.random_bool(0.7) { pref } else { rng.random_range(0..SEGMENTS) };
         let age = rng.random_range(16..70u32);
         let gender = if rng.random_bool(0.5) { "f" } else { "m" };
         let clicks: f64 = activity.sample(&mut rng);
-        writeln!(
-            out,
-            "u{u},{age},{gender},s{segment},{}",
-            clicks.round() as u64
-        )?;
+        writeln!(out, "u{u},{age},{gender},s{segment},{}", clicks.round() as u64)?;
         users.push(User { pref, age });
     }
     out.flush()?;
@@ -96,15 +82,9 @@ pub fn generate(spec: &DemoSpec, dir: &Path) -> std::io::Result<()> {
         let p: f64 = (price.sample(&mut rng) * 100.0_f64).round() / 100.0;
         let quality: f64 = noise.sample(&mut rng);
         let n_tags = rng.random_range(1..=3);
-        let tags: Vec<String> = (0..n_tags)
-            .map(|_| format!("t{}", rng.random_range(0..TAGS)))
-            .collect();
+        let tags: Vec<String> = (0..n_tags).map(|_| format!("t{}", rng.random_range(0..TAGS))).collect();
         writeln!(out, "i{i},c{category},b{brand},{p:.2},{}", tags.join("|"))?;
-        items.push(Item {
-            category,
-            price: p,
-            quality,
-        });
+        items.push(Item { category, price: p, quality });
     }
     out.flush()?;
 
@@ -121,19 +101,14 @@ pub fn generate(spec: &DemoSpec, dir: &Path) -> std::io::Result<()> {
         let hour = rng.random_range(0..24u32);
         let device = DEVICES[rng.random_range(0..DEVICES.len())];
         let (user, item) = (&users[u], &items[i]);
-        let logit =
-            -2.0 + 1.8 * f64::from(u8::from(user.pref == item.category)) + 0.8 * item.quality
-                - 0.4 * (item.price.ln() - 3.0)
-                + 0.6 * f64::from(u8::from(device == "ios" && item.price > 30.0))
-                + 0.5 * f64::from(u8::from((18..23).contains(&hour)))
-                + 0.5 * f64::from(u8::from(user.age < 30 && item.category < 5));
+        let logit = -2.0 + 1.8 * f64::from(u8::from(user.pref == item.category)) + 0.8 * item.quality
+            - 0.4 * (item.price.ln() - 3.0)
+            + 0.6 * f64::from(u8::from(device == "ios" && item.price > 30.0))
+            + 0.5 * f64::from(u8::from((18..23).contains(&hour)))
+            + 0.5 * f64::from(u8::from(user.age < 30 && item.category < 5));
         let p = 1.0 / (1.0 + (-logit).exp());
         let label = u8::from(rng.random_bool(p));
-        writeln!(
-            out,
-            "u{u},i{i},{hour},{device},{label},{}",
-            start_ts + n as u64 * 3
-        )?;
+        writeln!(out, "u{u},i{i},{hour},{device},{label},{}", start_ts + n as u64 * 3)?;
     }
     out.flush()
 }
@@ -144,18 +119,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes_and_committed_catalogue_is_reproducible() {
-        let spec = DemoSpec {
-            impressions: 500,
-            ..DemoSpec::default()
-        };
+        let spec = DemoSpec { impressions: 500, ..DemoSpec::default() };
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         generate(&spec, a.path()).unwrap();
         generate(&spec, b.path()).unwrap();
         for file in ["users.csv", "items.csv", "impressions.csv"] {
-            assert_eq!(
-                std::fs::read(a.path().join(file)).unwrap(),
-                std::fs::read(b.path().join(file)).unwrap()
-            );
+            assert_eq!(std::fs::read(a.path().join(file)).unwrap(), std::fs::read(b.path().join(file)).unwrap());
         }
         // The catalogue committed under demo/ is what the default seed generates.
         let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo");
@@ -167,14 +136,7 @@ mod tests {
             );
         }
         let clicks = std::fs::read_to_string(a.path().join("impressions.csv")).unwrap();
-        let positives = clicks
-            .lines()
-            .skip(1)
-            .filter(|l| l.split(',').nth(4) == Some("1"))
-            .count();
-        assert!(
-            (10..250).contains(&positives),
-            "click rate should be plausible, got {positives}/500"
-        );
+        let positives = clicks.lines().skip(1).filter(|l| l.split(',').nth(4) == Some("1")).count();
+        assert!((10..250).contains(&positives), "click rate should be plausible, got {positives}/500");
     }
 }

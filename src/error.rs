@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 
 use crate::batch::BatchError;
 use crate::fetch::FetchError;
+use crate::model::RouteError;
 
 /// A request field that is invalid, named and explained (INVALID_ARGUMENT).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -20,10 +21,7 @@ pub struct RequestError {
 impl RequestError {
     /// Builds one.
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        RequestError {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        RequestError { field: field.into(), problem: problem.into() }
     }
 }
 
@@ -44,9 +42,20 @@ pub enum Error {
     /// The store failed as a whole.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// No model version for the request.
+    #[error(transparent)]
+    Route(#[from] RouteError),
     /// Inference queue or model failed.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// The caller's deadline (minus `server.deadline_margin_us`) passed.
+    #[error("deadline exceeded {stage} (grpc-timeout {timeout_ms:.1} ms)")]
+    DeadlineExceeded {
+        /// Where: "on arrival" or "while processing".
+        stage: &'static str,
+        /// The caller's timeout.
+        timeout_ms: f64,
+    },
 }
 
 impl From<Error> for Status {
@@ -60,6 +69,9 @@ impl From<Error> for Status {
             Error::Batch(BatchError::Expired) => Code::DeadlineExceeded,
             Error::Batch(BatchError::Closed) => Code::Unavailable,
             Error::Batch(BatchError::Model(_)) => Code::Internal,
+            Error::Route(RouteError::NotLoaded { .. }) => Code::NotFound,
+            Error::Route(RouteError::NoVersion { .. }) => Code::Unavailable,
+            Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         };
         if code == Code::Internal {
             tracing::error!(error = %error, "request failed");

@@ -69,21 +69,12 @@ pub async fn export(
         path: path.display().to_string(),
         message: e.to_string(),
     };
-    let line_err = |line: u64, problem: String| ExportError::Line {
-        path: shown.clone(),
-        line,
-        problem,
-    };
+    let line_err = |line: u64, problem: String| ExportError::Line { path: shown.clone(), line, problem };
     let mut reader = csv::Reader::from_path(impressions).map_err(|e| io(impressions, &e))?;
     let headers = reader.headers().map_err(|e| io(impressions, &e))?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| line_err(1, format!("no `{name}` column")))
-    };
-    let (user_col, item_col, label_col) =
-        (column("user_id")?, column("item_id")?, column("label")?);
+    let column =
+        |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| line_err(1, format!("no `{name}` column")));
+    let (user_col, item_col, label_col) = (column("user_id")?, column("item_id")?, column("label")?);
     let context_cols: Vec<(usize, String)> = headers
         .iter()
         .enumerate()
@@ -100,11 +91,7 @@ pub async fn export(
         })
         .collect();
     let mut labels: Vec<f32> = Vec::new();
-    let mut summary = ExportSummary {
-        rows: 0,
-        positives: 0,
-        fallbacks: HashMap::new(),
-    };
+    let mut summary = ExportSummary { rows: 0, positives: 0, fallbacks: HashMap::new() };
     let mut records = reader.records();
     let mut line = 1u64;
     loop {
@@ -116,10 +103,7 @@ pub async fn export(
                 "0" => 0.0,
                 "1" => 1.0,
                 other => {
-                    return Err(line_err(
-                        line,
-                        format!("label must be 0 or 1, got `{other}`"),
-                    ));
+                    return Err(line_err(line, format!("label must be 0 or 1, got `{other}`")));
                 }
             };
             let context: HashMap<String, Value> = context_cols
@@ -127,39 +111,21 @@ pub async fn export(
                 .filter(|(i, _)| !record[*i].is_empty())
                 .map(|(i, name)| (name.clone(), Value::Str(record[*i].to_owned())))
                 .collect();
-            chunk.push((
-                record[user_col].to_owned(),
-                record[item_col].to_owned(),
-                context,
-                label,
-            ));
+            chunk.push((record[user_col].to_owned(), record[item_col].to_owned(), context, label));
         }
         if chunk.is_empty() {
             break;
         }
         let user_ids: Vec<&str> = chunk.iter().map(|c| c.0.as_str()).collect();
         let item_ids: Vec<&str> = chunk.iter().map(|c| c.1.as_str()).collect();
-        let users = store
-            .get_rows(&spec.user_table, &user_ids, &spec.user_fields)
-            .await?;
-        let items = store
-            .get_rows(&spec.item_table, &item_ids, &spec.item_fields)
-            .await?;
-        for (((user_id, item_id, context, label), user), item) in
-            chunk.into_iter().zip(users).zip(items)
-        {
+        let users = store.get_rows(&spec.user_table, &user_ids, &spec.user_fields).await?;
+        let items = store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await?;
+        for (((user_id, item_id, context, label), user), item) in chunk.into_iter().zip(users).zip(items) {
             let candidates = [(item_id, HashMap::new())];
-            let view = RequestView {
-                user_id: &user_id,
-                context: &context,
-                candidates: &candidates,
-            };
+            let view = RequestView { user_id: &user_id, context: &context, candidates: &candidates };
             let assembled = assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]);
             for fallback in &assembled.fallbacks {
-                *summary
-                    .fallbacks
-                    .entry(fallback.feature.clone())
-                    .or_default() += 1;
+                *summary.fallbacks.entry(fallback.feature.clone()).or_default() += 1;
             }
             for (column, tensor) in columns.iter_mut().zip(assembled.tensors) {
                 match (column, tensor.data) {
@@ -182,19 +148,16 @@ pub async fn export(
     for (input, column) in spec.inputs.iter().zip(columns) {
         let shape = (summary.rows, input.width);
         match column {
-            TensorData::I64(v) => npz.add_array(
-                input.name.as_str(),
-                &Array2::from_shape_vec(shape, v).map_err(|e| write_err(&e))?,
-            ),
-            TensorData::F32(v) => npz.add_array(
-                input.name.as_str(),
-                &Array2::from_shape_vec(shape, v).map_err(|e| write_err(&e))?,
-            ),
+            TensorData::I64(v) => {
+                npz.add_array(input.name.as_str(), &Array2::from_shape_vec(shape, v).map_err(|e| write_err(&e))?)
+            }
+            TensorData::F32(v) => {
+                npz.add_array(input.name.as_str(), &Array2::from_shape_vec(shape, v).map_err(|e| write_err(&e))?)
+            }
         }
         .map_err(|e| write_err(&e))?;
     }
-    npz.add_array("label", &Array1::from_vec(labels))
-        .map_err(|e| write_err(&e))?;
+    npz.add_array("label", &Array1::from_vec(labels)).map_err(|e| write_err(&e))?;
     npz.finish().map_err(|e| write_err(&e))?;
 
     let meta = serde_json::json!({
@@ -215,10 +178,6 @@ pub async fn export(
         "fallbacks": summary.fallbacks,
     });
     let meta_path = out.join("meta.json");
-    std::fs::write(
-        &meta_path,
-        serde_json::to_string_pretty(&meta).expect("json"),
-    )
-    .map_err(|e| io(&meta_path, &e))?;
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta).expect("json")).map_err(|e| io(&meta_path, &e))?;
     Ok(summary)
 }

@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand};
 use augur::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "augur",
-    version,
-    about = "Online CTR prediction service over gRPC"
-)]
+#[command(name = "augur", version, about = "Online CTR prediction service over gRPC")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,16 +91,13 @@ enum FeaturesCommand {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ort=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli.command))
 }
 
@@ -116,60 +109,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| format!("server.listen: cannot bind {}", config.server.listen))?;
-            augur::server::run(
-                listener,
-                predictor,
-                config.server.clone(),
-                augur::shutdown::signal(),
-            )
-            .await?;
+            augur::server::run(listener, predictor, config.server.clone(), augur::shutdown::signal()).await?;
         }
-        Command::Predict {
-            addr,
-            scene,
-            user,
-            items,
-            context,
-            wait,
-        } => {
+        Command::Predict { addr, scene, user, items, context, wait } => {
             let mut client = augur::client::connect(&addr, Duration::from_secs(wait))
                 .await
                 .with_context(|| format!("cannot connect to {addr}"))?;
             let context = augur::client::parse_context(&context).map_err(anyhow::Error::msg)?;
             let request = augur::client::request(&scene, &user, &items, context);
-            let response = client
-                .predict(request)
-                .await
-                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+            let response =
+                client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
             print!("{}", augur::client::render(&items, response.get_ref()));
         }
-        Command::DemoData {
-            out,
-            users,
-            items,
-            impressions,
-            seed,
-        } => {
-            let spec = augur::demo::DemoSpec {
-                users,
-                items,
-                impressions,
-                seed,
-                ..Default::default()
-            };
-            augur::demo::generate(&spec, &out)
-                .with_context(|| format!("writing {}", out.display()))?;
+        Command::DemoData { out, users, items, impressions, seed } => {
+            let spec = augur::demo::DemoSpec { users, items, impressions, seed, ..Default::default() };
+            augur::demo::generate(&spec, &out).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("demo data written to {}", out.display());
         }
-        Command::Features {
-            command:
-                FeaturesCommand::Export {
-                    config,
-                    scene,
-                    impressions,
-                    out,
-                },
-        } => {
+        Command::Features { command: FeaturesCommand::Export { config, scene, impressions, out } } => {
             let config = Config::load(config.as_deref())?;
             let scene_config = config
                 .scenes

@@ -24,6 +24,8 @@ pub struct ScoreRequest {
     pub context: HashMap<String, Value>,
     /// Item id and request-time item values, per candidate.
     pub candidates: Vec<(String, HashMap<String, Value>)>,
+    /// Pinned model version or label; empty = routing decides.
+    pub model_version: String,
 }
 
 /// Scores aligned with the candidates.
@@ -51,10 +53,7 @@ pub struct Predictor {
 impl Predictor {
     /// Wires scenes to a store.
     pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>) -> Self {
-        let scenes = scenes
-            .into_iter()
-            .map(|s| (s.spec.scene.clone(), s))
-            .collect();
+        let scenes = scenes.into_iter().map(|s| (s.spec.scene.clone(), s)).collect();
         Predictor { scenes, store }
     }
 
@@ -63,36 +62,30 @@ impl Predictor {
         self.scenes.get(name).ok_or_else(|| {
             let mut served: Vec<&str> = self.scenes.keys().map(String::as_str).collect();
             served.sort_unstable();
-            Error::UnknownScene {
-                scene: name.to_owned(),
-                served: served.join(", "),
-            }
+            Error::UnknownScene { scene: name.to_owned(), served: served.join(", ") }
         })
     }
 
-    /// Names of the served scenes.
-    pub fn scene_names(&self) -> impl Iterator<Item = &str> {
-        self.scenes.keys().map(String::as_str)
+    /// The served scenes.
+    pub fn scenes(&self) -> impl Iterator<Item = &Scene> {
+        self.scenes.values()
     }
 
     /// Predict: one score per candidate.
-    pub async fn predict(
-        &self,
-        mut request: ScoreRequest,
-        deadline: Option<Instant>,
-    ) -> Result<Prediction, Error> {
+    pub async fn predict(&self, mut request: ScoreRequest, deadline: Option<Instant>) -> Result<Prediction, Error> {
         if request.request_id.is_empty() {
             request.request_id = uuid::Uuid::new_v4().to_string();
         }
         let scene = self.scene(&request.scene)?;
+        // Route first: a pinned version that is not loaded fails before any fetch.
+        let version = scene.repo.route(&request.user_id, &request.model_version)?;
         let assembled = self.features_for(scene, &request).await?;
-        let scores = scene.pool.infer(assembled.tensors, deadline).await?;
-        let model = scene.pool.model();
+        let scores = version.batcher.infer(assembled.tensors, deadline).await?;
         Ok(Prediction {
             request_id: request.request_id,
             scores,
-            model_name: model.name.clone(),
-            model_version: model.version.clone(),
+            model_name: scene.repo.name().to_owned(),
+            model_version: version.number.to_string(),
             fallbacks: assembled.fallbacks,
         })
     }
@@ -103,63 +96,37 @@ impl Predictor {
         Ok((&scene.spec, self.features_for(scene, request).await?))
     }
 
-    async fn features_for(
-        &self,
-        scene: &Scene,
-        request: &ScoreRequest,
-    ) -> Result<Assembled, Error> {
+    async fn features_for(&self, scene: &Scene, request: &ScoreRequest) -> Result<Assembled, Error> {
         check(&scene.spec, request)?;
         let spec = &scene.spec;
-        let item_ids: Vec<&str> = request
-            .candidates
-            .iter()
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let item_ids: Vec<&str> = request.candidates.iter().map(|(id, _)| id.as_str()).collect();
         let user_ids = [request.user_id.as_str()];
         let user_rows = async {
             if spec.user_fields.is_empty() || request.user_id.is_empty() {
                 return Ok(vec![None]);
             }
-            self.store
-                .get_rows(&spec.user_table, &user_ids, &spec.user_fields)
-                .await
+            self.store.get_rows(&spec.user_table, &user_ids, &spec.user_fields).await
         };
         let item_rows = async {
             if spec.item_fields.is_empty() {
                 return Ok(vec![None; item_ids.len()]);
             }
-            self.store
-                .get_rows(&spec.item_table, &item_ids, &spec.item_fields)
-                .await
+            self.store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await
         };
         let (user_rows, item_rows) = tokio::try_join!(user_rows, item_rows)?;
-        let view = RequestView {
-            user_id: &request.user_id,
-            context: &request.context,
-            candidates: &request.candidates,
-        };
-        Ok(assemble(
-            spec,
-            view,
-            user_rows.first().and_then(Option::as_ref),
-            &item_rows,
-        ))
+        let view =
+            RequestView { user_id: &request.user_id, context: &request.context, candidates: &request.candidates };
+        Ok(assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows))
     }
 }
 
 /// Scene-specific checks: required user, known and well-typed context and item fields.
 fn check(spec: &Spec, request: &ScoreRequest) -> Result<(), RequestError> {
     if request.candidates.is_empty() {
-        return Err(RequestError::new(
-            "candidates",
-            "must hold at least one candidate",
-        ));
+        return Err(RequestError::new("candidates", "must hold at least one candidate"));
     }
     if spec.user_required && request.user_id.is_empty() {
-        return Err(RequestError::new(
-            "user_id",
-            format!("required by scene `{}`", spec.scene),
-        ));
+        return Err(RequestError::new("user_id", format!("required by scene `{}`", spec.scene)));
     }
     for (key, value) in &request.context {
         let Some(ty) = spec.context_fields.get(key) else {
@@ -177,24 +144,15 @@ fn check(spec: &Spec, request: &ScoreRequest) -> Result<(), RequestError> {
     }
     for (index, (item_id, features)) in request.candidates.iter().enumerate() {
         if item_id.is_empty() {
-            return Err(RequestError::new(
-                format!("candidates[{index}].item_id"),
-                "must not be empty",
-            ));
+            return Err(RequestError::new(format!("candidates[{index}].item_id"), "must not be empty"));
         }
         for (key, value) in features {
             let field = || format!("candidates[{index}].features.{key}");
             let Some(ty) = spec.item_field_types.get(key) else {
-                return Err(RequestError::new(
-                    field(),
-                    format!("not an item field of scene `{}`", spec.scene),
-                ));
+                return Err(RequestError::new(field(), format!("not an item field of scene `{}`", spec.scene)));
             };
             if !ty.accepts(value) {
-                return Err(RequestError::new(
-                    field(),
-                    format!("expected {}, got {}", ty.name(), value.type_name()),
-                ));
+                return Err(RequestError::new(field(), format!("expected {}, got {}", ty.name(), value.type_name())));
             }
         }
     }

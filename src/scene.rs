@@ -1,22 +1,19 @@
-//! Start-up wiring of one scene: compile its feature spec, load and validate its model, start the
-//! inference threads, and warm them up with a row of defaults so the first caller does not pay
-//! for ORT's lazy initialisation.
+//! Start-up wiring of one scene: compile its feature spec, open its model repository and load
+//! the versions its policy wants. Start-up fails if no version can serve.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::assemble::encode::RequestView;
-use crate::assemble::{Spec, SpecError, assemble};
-use crate::batch::{BatchError, InferencePool};
+use crate::assemble::{Spec, SpecError};
 use crate::config::{ModelConfig, SceneConfig};
-use crate::model::onnx::{ModelError, OnnxModel, SessionOptions};
+use crate::model::Repository;
 
 /// A served scene.
 #[derive(Debug)]
 pub struct Scene {
     /// The compiled feature spec.
-    pub spec: Spec,
-    /// Inference threads of the served model version.
-    pub pool: InferencePool,
+    pub spec: Arc<Spec>,
+    /// Its model versions.
+    pub repo: Arc<Repository>,
 }
 
 /// Why a scene could not start.
@@ -25,9 +22,16 @@ pub enum SceneError {
     /// The feature spec is unusable.
     #[error(transparent)]
     Spec(#[from] SpecError),
-    /// The model is missing, broken or does not match the spec.
-    #[error(transparent)]
-    Model(#[from] ModelError),
+    /// No model version could be loaded.
+    #[error("scene `{scene}`: no model version could be loaded from {dir}: {error}")]
+    NoModel {
+        /// The scene.
+        scene: String,
+        /// The repository directory.
+        dir: String,
+        /// The last rejection.
+        error: String,
+    },
     /// The spec file declares another scene name than the config.
     #[error("scenes: `{config}` points at a spec declaring scene `{spec}`")]
     NameMismatch {
@@ -36,55 +40,26 @@ pub enum SceneError {
         /// Name in the spec.
         spec: String,
     },
-    /// The warm-up run failed.
-    #[error("scene `{scene}` warm-up failed: {source}")]
-    Warmup {
-        /// The scene.
-        scene: String,
-        /// What failed.
-        #[source]
-        source: BatchError,
-    },
 }
 
 impl Scene {
-    /// Loads spec and model, validates one against the other, starts and warms the threads.
+    /// Loads the spec and the repository's versions (validated and warmed up).
     pub async fn load(config: &SceneConfig, model: &ModelConfig) -> Result<Self, SceneError> {
-        let spec = Spec::load(&config.spec)?;
+        let spec = Arc::new(Spec::load(&config.spec)?);
         if spec.scene != config.name {
-            return Err(SceneError::NameMismatch {
-                config: config.name.clone(),
-                spec: spec.scene.clone(),
+            return Err(SceneError::NameMismatch { config: config.name.clone(), spec: spec.scene.clone() });
+        }
+        let repo = Arc::new(Repository::new(&config.model, Arc::clone(&spec), model.clone()));
+        repo.rescan().await;
+        if repo.routing().versions.is_empty() {
+            let error =
+                repo.last_error().await.unwrap_or_else(|| "no numeric version directory with a model.onnx".into());
+            return Err(SceneError::NoModel {
+                scene: spec.scene.clone(),
+                dir: config.model.display().to_string(),
+                error,
             });
         }
-        let options = SessionOptions {
-            intra_op_threads: model.intra_op_threads,
-            library: model.ort_library.clone(),
-        };
-        let (dir, spec_for_load) = (config.model.clone(), spec.clone());
-        let (threads, capacity) = (model.inference_threads, model.queue_capacity);
-        // Loading reads and optimises the graph: keep it off the async workers.
-        let pool = tokio::task::spawn_blocking(move || {
-            let (onnx, session) = OnnxModel::load(&dir, &spec_for_load, &options)?;
-            InferencePool::start(onnx, session, &options, threads, capacity)
-        })
-        .await
-        .expect("model loading panicked")?;
-        let context = HashMap::new();
-        let candidates = vec![("warmup".to_owned(), HashMap::new())];
-        let view = RequestView {
-            user_id: "",
-            context: &context,
-            candidates: &candidates,
-        };
-        let rows = assemble(&spec, view, None, &[None]);
-        pool.infer(rows.tensors, None)
-            .await
-            .map_err(|source| SceneError::Warmup {
-                scene: spec.scene.clone(),
-                source,
-            })?;
-        tracing::info!(scene = %spec.scene, model = %pool.model().name, version = %pool.model().version, "scene ready");
-        Ok(Scene { spec, pool })
+        Ok(Scene { spec, repo })
     }
 }

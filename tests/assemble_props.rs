@@ -11,20 +11,10 @@ use augur::value::Value;
 use proptest::prelude::*;
 
 fn any_value() -> impl Strategy<Value = Value> {
-    let text = prop_oneof![
-        Just(String::new()),
-        "[a-z0-9|.\\- ]{0,12}",
-        any::<f64>().prop_map(|x| x.to_string())
-    ];
+    let text = prop_oneof![Just(String::new()), "[a-z0-9|.\\- ]{0,12}", any::<f64>().prop_map(|x| x.to_string())];
     prop_oneof![
         any::<i64>().prop_map(Value::Int),
-        prop_oneof![
-            any::<f64>(),
-            Just(f64::NAN),
-            Just(f64::INFINITY),
-            Just(1e300)
-        ]
-        .prop_map(Value::Float),
+        prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(1e300)].prop_map(Value::Float),
         text.clone().prop_map(Value::Str),
         prop::collection::vec(any::<i64>(), 0..6).prop_map(Value::IntList),
         prop::collection::vec(any::<f64>(), 0..6).prop_map(Value::FloatList),
@@ -35,11 +25,7 @@ fn any_value() -> impl Strategy<Value = Value> {
 fn any_row(fields: &'static [&'static str]) -> impl Strategy<Value = Option<Row>> {
     prop::option::of(
         prop::collection::hash_map(prop::sample::select(fields), any_value(), 0..fields.len())
-            .prop_map(|m| {
-                m.into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect::<Row>()
-            }),
+            .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Row>()),
     )
 }
 

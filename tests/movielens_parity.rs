@@ -41,42 +41,25 @@ fn auc(scores: &[f64], labels: &[bool]) -> f64 {
     }
     let positives = labels.iter().filter(|l| **l).count() as f64;
     let negatives = labels.len() as f64 - positives;
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
+    let rank_sum: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l).map(|(r, _)| r).sum();
     (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
 #[test]
 fn auc_matches_a_hand_computed_case() {
     // pairs (pos, neg): (0.9,0.1) win, (0.9,0.5) win, (0.5,0.1) win, (0.5,0.5) tie → 3.5/4
-    assert_eq!(
-        auc(&[0.9, 0.5, 0.1, 0.5], &[true, true, false, false]),
-        0.875
-    );
+    assert_eq!(auc(&[0.9, 0.5, 0.1, 0.5], &[true, true, false, false]), 0.875);
 }
 
 #[tokio::test]
 async fn movielens_served_auc_equals_offline_auc() {
     let data = common::root().join("../shared/data/movielens-100k");
-    assert!(
-        data.join("u.data").exists(),
-        "{} missing (shared data is part of the workspace)",
-        data.display()
-    );
+    assert!(data.join("u.data").exists(), "{} missing (shared data is part of the workspace)", data.display());
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     let python = common::venv_python();
     let augur = env!("CARGO_BIN_EXE_augur");
-    run(Command::new(&python)
-        .arg("tools/movielens/prepare.py")
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(work));
+    run(Command::new(&python).arg("tools/movielens/prepare.py").arg("--data").arg(&data).arg("--out").arg(work));
 
     let model_dir = work.join("models/movielens");
     let config_path = work.join("augur.toml");
@@ -115,8 +98,7 @@ async fn movielens_served_auc_equals_offline_auc() {
         .arg("--scores")
         .arg(work.join("scores.npy"))
         .args(["--epochs", "2", "--seed", "7"]));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(work.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(work.join("report.json")).unwrap()).unwrap();
     let offline_auc = report["valid_auc"].as_f64().unwrap();
     let offline: ndarray::Array1<f32> = ndarray_npy::read_npy(work.join("scores.npy")).unwrap();
 
@@ -136,10 +118,7 @@ async fn movielens_served_auc_equals_offline_auc() {
             user_id: (*user).into(),
             candidates: indexes
                 .iter()
-                .map(|&i| Candidate {
-                    item_id: rows[i].1.clone(),
-                    features: Default::default(),
-                })
+                .map(|&i| Candidate { item_id: rows[i].1.clone(), features: Default::default() })
                 .collect(),
             ..Default::default()
         };
@@ -151,39 +130,17 @@ async fn movielens_served_auc_equals_offline_auc() {
     server.stop().await;
 
     assert_eq!(offline.len(), served.len());
-    let max_diff = offline
-        .iter()
-        .zip(&served)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    let served_auc = auc(
-        &served.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(),
-        &labels,
-    );
-    let offline_recomputed = auc(
-        &offline.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(),
-        &labels,
-    );
+    let max_diff = offline.iter().zip(&served).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let served_auc = auc(&served.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(), &labels);
+    let offline_recomputed = auc(&offline.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(), &labels);
     println!(
         "movielens-100k: {} test rows, offline AUC {offline_auc:.6} (recomputed {offline_recomputed:.6}), served AUC {served_auc:.6}, max |score diff| {max_diff:e}",
         served.len()
     );
-    assert!(
-        max_diff <= 1e-6,
-        "per-row scores differ by up to {max_diff}"
-    );
-    assert!(
-        (offline_recomputed - offline_auc).abs() < 1e-9,
-        "trainer AUC {offline_auc} vs {offline_recomputed}"
-    );
-    assert!(
-        (served_auc - offline_auc).abs() < 1e-6,
-        "served AUC {served_auc} != offline AUC {offline_auc}"
-    );
-    assert!(
-        offline_auc > 0.6,
-        "the model should learn something real (AUC {offline_auc})"
-    );
+    assert!(max_diff <= 1e-6, "per-row scores differ by up to {max_diff}");
+    assert!((offline_recomputed - offline_auc).abs() < 1e-9, "trainer AUC {offline_auc} vs {offline_recomputed}");
+    assert!((served_auc - offline_auc).abs() < 1e-6, "served AUC {served_auc} != offline AUC {offline_auc}");
+    assert!(offline_auc > 0.6, "the model should learn something real (AUC {offline_auc})");
 }
 
 fn read_test(path: &Path) -> (Vec<(String, String)>, Vec<bool>) {

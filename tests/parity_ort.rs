@@ -12,25 +12,15 @@ async fn predict_equals_direct_ort_on_get_features_output() {
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     // Mixed users, a missing item and a missing user, so fallbacks are part of the comparison.
-    let items: Vec<String> = (0..150)
-        .map(|i| format!("i{}", i * 31 % 5000))
-        .chain(["ghost".to_string()])
-        .collect();
+    let items: Vec<String> = (0..150).map(|i| format!("i{}", i * 31 % 5000)).chain(["ghost".to_string()]).collect();
     let item_refs: Vec<&str> = items.iter().map(String::as_str).collect();
     let env = augur::model::runtime::environment(None).expect("ort runtime");
-    let mut session = Session::builder(env)
-        .unwrap()
-        .commit_from_file(common::root().join("models/ranking/1/model.onnx"))
-        .unwrap();
+    let mut session =
+        Session::builder(env).unwrap().commit_from_file(common::root().join("models/ranking/1/model.onnx")).unwrap();
     let mut compared = 0;
     for user in ["u1", "u500", "nobody"] {
         let request = common::ranking_request(user, &item_refs);
-        let predicted = client
-            .predict(request.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .scores;
+        let predicted = client.predict(request.clone()).await.unwrap().into_inner().scores;
         let features = client
             .get_features(GetFeaturesRequest {
                 scene: request.scene,
@@ -53,11 +43,7 @@ async fn predict_equals_direct_ort_on_get_features_output() {
             .unwrap();
         let (_, direct) = outputs["ctr"].try_extract_tensor::<f32>().unwrap();
         assert_eq!(direct.len(), predicted.len());
-        let max_diff = direct
-            .iter()
-            .zip(&predicted)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = direct.iter().zip(&predicted).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(max_diff <= 1e-6, "user {user}: max abs diff {max_diff}");
         compared += direct.len();
     }

@@ -136,37 +136,27 @@ pub fn assemble(
         };
         let slot = &mut template[feature.input];
         if let Some(reason) = encode_feature(feature, found, slot, 0) {
-            fallbacks.push(Fallback {
-                feature: feature.name.clone(),
-                reason,
-                candidates: Vec::new(),
-            });
+            fallbacks.push(Fallback { feature: feature.name.clone(), reason, candidates: Vec::new() });
         }
     }
     for (tensor, row) in tensors.iter_mut().zip(&template) {
         let width = tensor.width;
         match (&mut tensor.data, row) {
-            (TensorData::I64(out), TensorData::I64(t)) => out
-                .chunks_exact_mut(width)
-                .for_each(|c| c.copy_from_slice(t)),
-            (TensorData::F32(out), TensorData::F32(t)) => out
-                .chunks_exact_mut(width)
-                .for_each(|c| c.copy_from_slice(t)),
+            (TensorData::I64(out), TensorData::I64(t)) => {
+                out.chunks_exact_mut(width).for_each(|c| c.copy_from_slice(t))
+            }
+            (TensorData::F32(out), TensorData::F32(t)) => {
+                out.chunks_exact_mut(width).for_each(|c| c.copy_from_slice(t))
+            }
             _ => unreachable!("template and tensors share dtypes"),
         }
     }
 
     // Item features: per candidate; request-time values override the store.
     let mut item_fallbacks: Vec<(usize, FallbackReason, Vec<u32>)> = Vec::new();
-    for (index, ((item_id, overrides), row)) in request.candidates.iter().zip(item_rows).enumerate()
-    {
+    for (index, ((item_id, overrides), row)) in request.candidates.iter().zip(item_rows).enumerate() {
         let key = Value::Str(item_id.clone());
-        for (feature_index, feature) in spec
-            .features
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.entity == Entity::Item)
-        {
+        for (feature_index, feature) in spec.features.iter().enumerate().filter(|(_, f)| f.entity == Entity::Item) {
             let found = match &feature.field {
                 Field::Key => Ok(&key),
                 Field::Named(f) => match overrides.get(f) {
@@ -178,36 +168,20 @@ pub fn assemble(
                 },
             };
             let width = spec.inputs[feature.input].width;
-            if let Some(reason) = encode_feature(
-                feature,
-                found,
-                &mut tensors[feature.input].data,
-                index * width,
-            ) {
-                match item_fallbacks
-                    .iter_mut()
-                    .find(|(f, r, _)| *f == feature_index && *r == reason)
-                {
+            if let Some(reason) = encode_feature(feature, found, &mut tensors[feature.input].data, index * width) {
+                match item_fallbacks.iter_mut().find(|(f, r, _)| *f == feature_index && *r == reason) {
                     Some((_, _, list)) => list.push(index as u32),
                     None => item_fallbacks.push((feature_index, reason, vec![index as u32])),
                 }
             }
         }
     }
-    fallbacks.extend(
-        item_fallbacks
-            .into_iter()
-            .map(|(f, reason, candidates)| Fallback {
-                feature: spec.features[f].name.clone(),
-                reason,
-                candidates,
-            }),
-    );
-    Assembled {
-        tensors,
-        rows,
-        fallbacks,
-    }
+    fallbacks.extend(item_fallbacks.into_iter().map(|(f, reason, candidates)| Fallback {
+        feature: spec.features[f].name.clone(),
+        reason,
+        candidates,
+    }));
+    Assembled { tensors, rows, fallbacks }
 }
 
 /// Writes one feature of one row at `row_start + feature.offset`; returns the fallback reason if
@@ -231,10 +205,7 @@ fn encode_feature(
 }
 
 fn write_default(feature: &Feature, out: &mut TensorData, start: usize) {
-    let written = feature
-        .default
-        .as_ref()
-        .is_some_and(|d| write_value(feature, d, out, start).is_ok());
+    let written = feature.default.as_ref().is_some_and(|d| write_value(feature, d, out, start).is_ok());
     if !written {
         match out {
             TensorData::I64(o) => o[start..start + feature.width].fill(feature.id_base),
@@ -255,17 +226,9 @@ enum Elem<'a> {
     Text(&'a str),
 }
 
-fn write_value(
-    feature: &Feature,
-    value: &Value,
-    out: &mut TensorData,
-    start: usize,
-) -> Result<(), Unparsable> {
+fn write_value(feature: &Feature, value: &Value, out: &mut TensorData, start: usize) -> Result<(), Unparsable> {
     let (from, to) = (start, start + feature.width);
-    if !matches!(
-        feature.ty,
-        FeatureType::IntList | FeatureType::FloatList | FeatureType::StringList
-    ) {
+    if !matches!(feature.ty, FeatureType::IntList | FeatureType::FloatList | FeatureType::StringList) {
         let elem = scalar(feature.ty, value)?;
         return write_elem(feature, elem, out, from);
     }
@@ -282,19 +245,12 @@ fn write_value(
     Ok(())
 }
 
-fn write_elem(
-    feature: &Feature,
-    elem: Elem<'_>,
-    out: &mut TensorData,
-    at: usize,
-) -> Result<(), Unparsable> {
+fn write_elem(feature: &Feature, elem: Elem<'_>, out: &mut TensorData, at: usize) -> Result<(), Unparsable> {
     let mut elem = elem;
     for step in &feature.steps {
         let id = match (step, elem) {
             (Step::Hash { buckets }, Elem::Text(s)) => 1 + xxh3_64(s.as_bytes()) % buckets,
-            (Step::Hash { buckets }, Elem::Int(i)) => {
-                1 + xxh3_64(i.to_string().as_bytes()) % buckets
-            }
+            (Step::Hash { buckets }, Elem::Int(i)) => 1 + xxh3_64(i.to_string().as_bytes()) % buckets,
             (Step::Identity { buckets }, Elem::Int(i)) => {
                 if (0..*buckets as i64).contains(&i) {
                     1 + i as u64
@@ -329,11 +285,7 @@ fn write_elem(
     }
     match (out, elem) {
         // Beyond f32's range the value is garbage for the model: fall back instead of feeding inf.
-        (TensorData::F32(o), e) => {
-            o[at] = Some(number(e)? as f32)
-                .filter(|x| x.is_finite())
-                .ok_or(Unparsable)?
-        }
+        (TensorData::F32(o), e) => o[at] = Some(number(e)? as f32).filter(|x| x.is_finite()).ok_or(Unparsable)?,
         (TensorData::I64(_), _) => return Err(Unparsable),
     }
     Ok(())
@@ -341,11 +293,7 @@ fn write_elem(
 
 /// Store text lists are joined by `|`; an empty string is an empty list.
 fn split(s: &str) -> Vec<&str> {
-    if s.is_empty() {
-        Vec::new()
-    } else {
-        s.split('|').collect()
-    }
+    if s.is_empty() { Vec::new() } else { s.split('|').collect() }
 }
 
 fn number(elem: Elem<'_>) -> Result<f64, Unparsable> {
@@ -361,20 +309,14 @@ fn parse_int(s: &str) -> Result<i64, Unparsable> {
 }
 
 fn parse_float(s: &str) -> Result<f64, Unparsable> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .ok_or(Unparsable)
+    s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or(Unparsable)
 }
 
 /// Reads a scalar as the declared type; text from stores is parsed.
 fn scalar(ty: FeatureType, value: &Value) -> Result<Elem<'_>, Unparsable> {
     Ok(match (ty, value) {
         (FeatureType::Int, Value::Int(i)) => Elem::Int(*i),
-        (FeatureType::Int, Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
-            Elem::Int(*x as i64)
-        }
+        (FeatureType::Int, Value::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => Elem::Int(*x as i64),
         (FeatureType::Int, Value::Str(s)) => Elem::Int(parse_int(s)?),
         (FeatureType::Float, Value::Int(i)) => Elem::Num(*i as f64),
         (FeatureType::Float, Value::Float(x)) if x.is_finite() => Elem::Num(*x),
@@ -389,20 +331,16 @@ fn scalar(ty: FeatureType, value: &Value) -> Result<Elem<'_>, Unparsable> {
 fn list(ty: FeatureType, value: &Value) -> Result<Vec<Elem<'_>>, Unparsable> {
     Ok(match (ty, value) {
         (FeatureType::IntList, Value::IntList(v)) => v.iter().map(|i| Elem::Int(*i)).collect(),
-        (FeatureType::IntList, Value::Str(s)) => split(s)
-            .into_iter()
-            .map(|p| parse_int(p).map(Elem::Int))
-            .collect::<Result<_, _>>()?,
+        (FeatureType::IntList, Value::Str(s)) => {
+            split(s).into_iter().map(|p| parse_int(p).map(Elem::Int)).collect::<Result<_, _>>()?
+        }
         (FeatureType::FloatList, Value::FloatList(v)) if v.iter().all(|x| x.is_finite()) => {
             v.iter().map(|x| Elem::Num(*x)).collect()
         }
-        (FeatureType::FloatList, Value::IntList(v)) => {
-            v.iter().map(|i| Elem::Num(*i as f64)).collect()
+        (FeatureType::FloatList, Value::IntList(v)) => v.iter().map(|i| Elem::Num(*i as f64)).collect(),
+        (FeatureType::FloatList, Value::Str(s)) => {
+            split(s).into_iter().map(|p| parse_float(p).map(Elem::Num)).collect::<Result<_, _>>()?
         }
-        (FeatureType::FloatList, Value::Str(s)) => split(s)
-            .into_iter()
-            .map(|p| parse_float(p).map(Elem::Num))
-            .collect::<Result<_, _>>()?,
         (FeatureType::StringList, Value::StrList(v)) => v.iter().map(|s| Elem::Text(s)).collect(),
         (FeatureType::StringList, Value::IntList(v)) => v.iter().map(|i| Elem::Int(*i)).collect(),
         (FeatureType::StringList, Value::Str(s)) => split(s).into_iter().map(Elem::Text).collect(),
@@ -427,36 +365,20 @@ features:
   - {name: price, source: item.price, type: float, default: 1.0, transform: [log1p, {clip: {min: 0, max: 2}}], input: dense}
 "#;
 
-    fn run(
-        user: Option<Row>,
-        context: &[(&str, Value)],
-        items: Vec<(&str, Option<Row>)>,
-    ) -> (Spec, Assembled) {
+    fn run(user: Option<Row>, context: &[(&str, Value)], items: Vec<(&str, Option<Row>)>) -> (Spec, Assembled) {
         let spec = Spec::parse(SPEC).unwrap();
-        let context: HashMap<String, Value> = context
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let candidates: Vec<(String, HashMap<String, Value>)> = items
-            .iter()
-            .map(|(id, _)| (id.to_string(), HashMap::new()))
-            .collect();
+        let context: HashMap<String, Value> = context.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let candidates: Vec<(String, HashMap<String, Value>)> =
+            items.iter().map(|(id, _)| (id.to_string(), HashMap::new())).collect();
         let rows: Vec<Option<Arc<Row>>> = items.into_iter().map(|(_, r)| r.map(Arc::new)).collect();
         let user = user.map(Arc::new);
-        let view = RequestView {
-            user_id: "u1",
-            context: &context,
-            candidates: &candidates,
-        };
+        let view = RequestView { user_id: "u1", context: &context, candidates: &candidates };
         let out = assemble(&spec, view, user.as_ref(), &rows);
         (spec, out)
     }
 
     fn row(pairs: &[(&str, &str)]) -> Row {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::Str(v.to_string())))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()))).collect()
     }
 
     #[test]
@@ -464,17 +386,10 @@ features:
         let (spec, out) = run(
             Some(row(&[("age", "25")])),
             &[("hour", Value::Int(7))],
-            vec![
-                ("a", Some(row(&[("tags", "x|y|z"), ("price", "e")]))),
-                ("b", None),
-            ],
+            vec![("a", Some(row(&[("tags", "x|y|z"), ("price", "e")]))), ("b", None)],
         );
-        let TensorData::I64(ids) = &out.tensors[0].data else {
-            panic!()
-        };
-        let TensorData::F32(dense) = &out.tensors[1].data else {
-            panic!()
-        };
+        let TensorData::I64(ids) = &out.tensors[0].data else { panic!() };
+        let TensorData::F32(dense) = &out.tensors[1].data else { panic!() };
         let f = |n: &str| spec.features.iter().find(|f| f.name == n).unwrap().id_base;
         // age 25 → bucket 2 (one boundary <= 25) → id base + 1 + 1
         assert_eq!(ids[1], f("age") + 2);
@@ -486,11 +401,8 @@ features:
         assert_eq!(ids[0], ids[5]);
         // "e" is not a float: default 1.0 → log1p → clip
         assert_eq!(dense[0], (1.0f64).ln_1p() as f32);
-        let reasons: Vec<_> = out
-            .fallbacks
-            .iter()
-            .map(|f| (f.feature.as_str(), f.reason, f.candidates.clone()))
-            .collect();
+        let reasons: Vec<_> =
+            out.fallbacks.iter().map(|f| (f.feature.as_str(), f.reason, f.candidates.clone())).collect();
         assert!(reasons.contains(&("price", FallbackReason::ParseError, vec![0])));
         assert!(reasons.contains(&("tags", FallbackReason::MissingRow, vec![1])));
         assert!(reasons.contains(&("price", FallbackReason::MissingRow, vec![1])));
@@ -499,23 +411,13 @@ features:
     #[test]
     fn missing_user_row_and_context_use_defaults() {
         let (spec, out) = run(None, &[], vec![("a", None)]);
-        let TensorData::I64(ids) = &out.tensors[0].data else {
-            panic!()
-        };
+        let TensorData::I64(ids) = &out.tensors[0].data else { panic!() };
         let age = spec.features.iter().find(|f| f.name == "age").unwrap();
-        assert_eq!(
-            ids[1],
-            age.id_base + 3,
-            "default 30 → two boundaries <= 30 → id base + 1 + 2"
-        );
+        assert_eq!(ids[1], age.id_base + 3, "default 30 → two boundaries <= 30 → id base + 1 + 2");
         let hour = spec.features.iter().find(|f| f.name == "hour").unwrap();
         assert_eq!(ids[2], hour.id_base, "no default → reserved id");
-        let names: Vec<_> = out
-            .fallbacks
-            .iter()
-            .filter(|f| f.candidates.is_empty())
-            .map(|f| f.feature.as_str())
-            .collect();
+        let names: Vec<_> =
+            out.fallbacks.iter().filter(|f| f.candidates.is_empty()).map(|f| f.feature.as_str()).collect();
         assert_eq!(names, vec!["age", "hour"]);
     }
 
@@ -523,21 +425,9 @@ features:
     fn hashing_is_stable_across_text_and_int_values() {
         let (_, a) = run(None, &[], vec![("a", Some(row(&[("tags", "7")])))]);
         let spec = Spec::parse(SPEC).unwrap();
-        let candidates = vec![(
-            "a".to_string(),
-            HashMap::from([("tags".to_string(), Value::IntList(vec![7]))]),
-        )];
+        let candidates = vec![("a".to_string(), HashMap::from([("tags".to_string(), Value::IntList(vec![7]))]))];
         let ctx = HashMap::new();
-        let b = assemble(
-            &spec,
-            RequestView {
-                user_id: "u1",
-                context: &ctx,
-                candidates: &candidates,
-            },
-            None,
-            &[None],
-        );
+        let b = assemble(&spec, RequestView { user_id: "u1", context: &ctx, candidates: &candidates }, None, &[None]);
         assert_eq!(a.tensors[0].data, b.tensors[0].data);
     }
 }

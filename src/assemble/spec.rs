@@ -147,10 +147,7 @@ impl FeatureType {
     }
 
     fn is_list(self) -> bool {
-        matches!(
-            self,
-            FeatureType::IntList | FeatureType::FloatList | FeatureType::StringList
-        )
+        matches!(self, FeatureType::IntList | FeatureType::FloatList | FeatureType::StringList)
     }
 
     /// Whether a request value of this type is acceptable as-is (ints widen to floats).
@@ -161,10 +158,7 @@ impl FeatureType {
                 | (FeatureType::Float, Value::Int(_) | Value::Float(_))
                 | (FeatureType::String, Value::Str(_))
                 | (FeatureType::IntList, Value::IntList(_))
-                | (
-                    FeatureType::FloatList,
-                    Value::IntList(_) | Value::FloatList(_)
-                )
+                | (FeatureType::FloatList, Value::IntList(_) | Value::FloatList(_))
                 | (FeatureType::StringList, Value::StrList(_))
         )
     }
@@ -298,25 +292,17 @@ impl Spec {
     /// Reads and compiles a spec file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: shown.clone(), source })?;
         Self::parse(&text).map_err(|e| match e {
-            SpecError::Yaml { source, .. } => SpecError::Yaml {
-                path: shown,
-                source,
-            },
+            SpecError::Yaml { source, .. } => SpecError::Yaml { path: shown, source },
             other => other,
         })
     }
 
     /// Compiles a spec from YAML text.
     pub fn parse(yaml: &str) -> Result<Self, SpecError> {
-        let file: SpecFile = serde_yaml_ng::from_str(yaml).map_err(|source| SpecError::Yaml {
-            path: "<text>".into(),
-            source,
-        })?;
+        let file: SpecFile =
+            serde_yaml_ng::from_str(yaml).map_err(|source| SpecError::Yaml { path: "<text>".into(), source })?;
         compile(file)
     }
 
@@ -328,10 +314,7 @@ impl Spec {
 
 fn compile(file: SpecFile) -> Result<Spec, SpecError> {
     let scene = file.scene.clone();
-    let bad = |problem: String| SpecError::Invalid {
-        scene: scene.clone(),
-        problem,
-    };
+    let bad = |problem: String| SpecError::Invalid { scene: scene.clone(), problem };
     if file.inputs.is_empty() {
         return Err(bad("declares no inputs".into()));
     }
@@ -340,12 +323,7 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         if inputs.iter().any(|i| i.name == decl.name) {
             return Err(bad(format!("input `{}` is declared twice", decl.name)));
         }
-        inputs.push(Input {
-            name: decl.name.clone(),
-            dtype: decl.dtype,
-            width: 0,
-            vocab: 0,
-        });
+        inputs.push(Input { name: decl.name.clone(), dtype: decl.dtype, width: 0, vocab: 0 });
     }
     let mut features = Vec::with_capacity(file.features.len());
     let mut spec_fields: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -358,15 +336,9 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         }
         let (entity, field) = parse_source(&decl.source)
             .ok_or_else(|| bad(format!("feature `{name}`: source `{}` is not user.<field>, item.<field>, context.<field>, user.$key or item.$key", decl.source)))?;
-        let input = inputs
-            .iter()
-            .position(|i| i.name == decl.input)
-            .ok_or_else(|| {
-                bad(format!(
-                    "feature `{name}` feeds input `{}`, which is not declared under inputs",
-                    decl.input
-                ))
-            })?;
+        let input = inputs.iter().position(|i| i.name == decl.input).ok_or_else(|| {
+            bad(format!("feature `{name}` feeds input `{}`, which is not declared under inputs", decl.input))
+        })?;
         let width = match (decl.ty.is_list(), decl.length) {
             (true, Some(n)) if n > 0 => n,
             (true, _) => {
@@ -377,21 +349,15 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
             }
             (false, None) => 1,
             (false, Some(_)) => {
-                return Err(bad(format!(
-                    "feature `{name}`: `length` only applies to list types"
-                )));
+                return Err(bad(format!("feature `{name}`: `length` only applies to list types")));
             }
         };
-        let (produces_ids, range) =
-            check_steps(&name, decl.ty, &decl.transform, &field).map_err(&bad)?;
+        let (produces_ids, range) = check_steps(&name, decl.ty, &decl.transform, &field).map_err(&bad)?;
         let dtype = inputs[input].dtype;
         match (produces_ids, dtype) {
             (true, DType::Int64) | (false, DType::Float32) => {}
             (true, DType::Float32) => {
-                return Err(bad(format!(
-                    "feature `{name}` produces ids but input `{}` is float32",
-                    decl.input
-                )));
+                return Err(bad(format!("feature `{name}` produces ids but input `{}` is float32", decl.input)));
             }
             (false, DType::Int64) => {
                 return Err(bad(format!(
@@ -402,17 +368,13 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         }
         let default = match &decl.default {
             None => None,
-            Some(yaml) => Some(default_value(decl.ty, yaml).ok_or_else(|| {
-                bad(format!(
-                    "feature `{name}`: default {yaml:?} is not a {}",
-                    decl.ty.name()
-                ))
-            })?),
+            Some(yaml) => Some(
+                default_value(decl.ty, yaml)
+                    .ok_or_else(|| bad(format!("feature `{name}`: default {yaml:?} is not a {}", decl.ty.name())))?,
+            ),
         };
         if field == Field::Key && default.is_some() {
-            return Err(bad(format!(
-                "feature `{name}`: an entity key has no default"
-            )));
+            return Err(bad(format!("feature `{name}`: an entity key has no default")));
         }
         let slot = &mut inputs[input];
         let id_base = slot.vocab as i64;
@@ -426,9 +388,7 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
                     push_unique(&mut spec_fields[1], f);
                     declare_type(&mut item_field_types, f, decl.ty, &name).map_err(&bad)?;
                 }
-                Entity::Context => {
-                    declare_type(&mut context_fields, f, decl.ty, &name).map_err(&bad)?
-                }
+                Entity::Context => declare_type(&mut context_fields, f, decl.ty, &name).map_err(&bad)?,
             }
         }
         features.push(Feature {
@@ -505,12 +465,7 @@ fn parse_source(source: &str) -> Option<(Entity, Field)> {
 }
 
 /// Walks the transform chain and returns (produces ids, id range incl. the reserved id).
-fn check_steps(
-    name: &str,
-    ty: FeatureType,
-    steps: &[Step],
-    field: &Field,
-) -> Result<(bool, u64), String> {
+fn check_steps(name: &str, ty: FeatureType, steps: &[Step], field: &Field) -> Result<(bool, u64), String> {
     #[derive(PartialEq)]
     enum Domain {
         RawInt,
@@ -523,31 +478,23 @@ fn check_steps(
         FeatureType::String | FeatureType::StringList => Domain::Text,
     };
     if *field == Field::Key && ty != FeatureType::String {
-        return Err(format!(
-            "feature `{name}`: an entity key is a string; declare type: string"
-        ));
+        return Err(format!("feature `{name}`: an entity key is a string; declare type: string"));
     }
     for (i, step) in steps.iter().enumerate() {
         let last = i + 1 == steps.len();
         let terminal = |buckets: u64| -> Result<(bool, u64), String> {
             if !last {
-                return Err(format!(
-                    "feature `{name}`: {step:?} produces ids and must be the last transform"
-                ));
+                return Err(format!("feature `{name}`: {step:?} produces ids and must be the last transform"));
             }
             if buckets == 0 || buckets > (1 << 40) {
-                return Err(format!(
-                    "feature `{name}`: buckets must be between 1 and 2^40"
-                ));
+                return Err(format!("feature `{name}`: buckets must be between 1 and 2^40"));
             }
             Ok((true, buckets + 1))
         };
         match step {
             Step::Log1p | Step::Clip { .. } | Step::Normalize { .. } => {
                 if domain == Domain::Text {
-                    return Err(format!(
-                        "feature `{name}`: {step:?} needs a number, the value is a string"
-                    ));
+                    return Err(format!("feature `{name}`: {step:?} needs a number, the value is a string"));
                 }
                 if let Step::Clip { min, max } = step
                     && (min.is_nan() || max.is_nan() || min > max)
@@ -563,17 +510,13 @@ fn check_steps(
             }
             Step::Hash { buckets } => {
                 if domain == Domain::Num && ty != FeatureType::Int && ty != FeatureType::IntList {
-                    return Err(format!(
-                        "feature `{name}`: hash of a float is ambiguous; bucketize it"
-                    ));
+                    return Err(format!("feature `{name}`: hash of a float is ambiguous; bucketize it"));
                 }
                 return terminal(*buckets);
             }
             Step::Bucketize { boundaries } => {
                 if domain == Domain::Text {
-                    return Err(format!(
-                        "feature `{name}`: bucketize needs a number, the value is a string"
-                    ));
+                    return Err(format!("feature `{name}`: bucketize needs a number, the value is a string"));
                 }
                 if boundaries.is_empty()
                     || boundaries.iter().any(|b| !b.is_finite())
@@ -587,18 +530,14 @@ fn check_steps(
             }
             Step::Identity { buckets } => {
                 if domain != Domain::RawInt {
-                    return Err(format!(
-                        "feature `{name}`: identity ids need an untransformed int"
-                    ));
+                    return Err(format!("feature `{name}`: identity ids need an untransformed int"));
                 }
                 return terminal(*buckets);
             }
         }
     }
     if domain == Domain::Text {
-        return Err(format!(
-            "feature `{name}`: a string must end in a hash transform"
-        ));
+        return Err(format!("feature `{name}`: a string must end in a hash transform"));
     }
     Ok((false, 0))
 }
@@ -610,18 +549,11 @@ fn default_value(ty: FeatureType, yaml: &serde_yaml_ng::Value) -> Option<Value> 
         FeatureType::Int => Value::Int(yaml.as_i64()?),
         FeatureType::Float => Value::Float(yaml.as_f64()?),
         FeatureType::String => Value::Str(yaml.as_str()?.to_owned()),
-        FeatureType::IntList => {
-            Value::IntList(list(yaml)?.iter().map(Y::as_i64).collect::<Option<_>>()?)
+        FeatureType::IntList => Value::IntList(list(yaml)?.iter().map(Y::as_i64).collect::<Option<_>>()?),
+        FeatureType::FloatList => Value::FloatList(list(yaml)?.iter().map(Y::as_f64).collect::<Option<_>>()?),
+        FeatureType::StringList => {
+            Value::StrList(list(yaml)?.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<_>>()?)
         }
-        FeatureType::FloatList => {
-            Value::FloatList(list(yaml)?.iter().map(Y::as_f64).collect::<Option<_>>()?)
-        }
-        FeatureType::StringList => Value::StrList(
-            list(yaml)?
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect::<Option<_>>()?,
-        ),
     })
 }
 
@@ -660,10 +592,7 @@ mod tests {
         assert_eq!((ids.width, ids.vocab), (4, 11 + 6));
         assert_eq!((spec.features[1].offset, spec.features[1].id_base), (1, 11));
         assert_eq!(spec.inputs[1].width, 1);
-        assert_eq!(
-            spec.item_fields,
-            vec!["tags".to_string(), "price".to_string()]
-        );
+        assert_eq!(spec.item_fields, vec!["tags".to_string(), "price".to_string()]);
     }
 
     #[test]

@@ -1,131 +1,160 @@
-//! Step 4 of the path: the queue in front of the inference threads.
+//! Step 4 of the path: the dynamic batcher in front of the inference threads.
 //!
-//! A bounded queue feeds dedicated OS threads, each owning one ORT session, so inference never
-//! runs on the async workers. When the queue is full the caller gets [`BatchError::QueueFull`]
-//! (RESOURCE_EXHAUSTED) at once instead of waiting; a job whose deadline passed while queued is
-//! answered [`BatchError::Expired`] without spending compute. Today each job is one request's
-//! rows; merging rows across requests (dynamic batching) slots in at the worker loop.
+//! Rows from concurrent requests for the same model version are merged into one model run of up
+//! to `max_batch_rows`, waiting at most `max_queue_delay` for company; a request with more rows is
+//! split into chunks that run in parallel on the inference threads and are reassembled in order.
+//! The queue is bounded: when full, callers get [`BatchError::QueueFull`] (RESOURCE_EXHAUSTED) at
+//! once. A chunk whose deadline passed while queued is answered [`BatchError::Expired`] without
+//! spending compute. Shape: tower's Buffer (a cloneable front, a bounded channel) + vector's
+//! Batcher (collect until size or time), with the workers as OS threads because ORT blocks.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+mod worker;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ort::session::Session;
 use tokio::sync::oneshot;
 
-use crate::assemble::Tensor;
-use crate::model::onnx::{self, ModelError, OnnxModel, SessionOptions};
+use crate::assemble::{Tensor, TensorData};
+use crate::model::onnx::ModelError;
 
-/// Why a job was not scored.
+/// Runs one merged batch: one f32 per row. ORT sessions implement it; tests use fakes.
+pub trait Runner: Send + 'static {
+    /// Scores `tensors` (all with the same number of rows).
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError>;
+}
+
+/// Why rows were not scored.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// The queue holds `capacity` jobs already.
-    #[error("inference queue is full ({capacity} jobs waiting; model.queue_capacity)")]
+    /// The queue holds `capacity` chunks already.
+    #[error("inference queue is full ({capacity} batches waiting; model.queue_capacity)")]
     QueueFull {
         /// The configured bound.
         capacity: usize,
     },
     /// The request's deadline passed before inference started.
-    #[error("deadline expired while waiting for inference")]
+    #[error("deadline expired before inference")]
     Expired,
-    /// The pool is shutting down.
+    /// The batcher is shutting down.
     #[error("inference threads are shutting down")]
     Closed,
-    /// ORT failed.
-    #[error(transparent)]
-    Model(#[from] ModelError),
+    /// The model failed on the batch this request was part of.
+    #[error("inference failed: {0}")]
+    Model(String),
 }
 
-struct Job {
+impl From<ModelError> for BatchError {
+    fn from(e: ModelError) -> Self {
+        BatchError::Model(e.to_string())
+    }
+}
+
+/// Batching parameters of one model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Rows per model run (merged requests or one chunk of a large one).
+    pub max_batch_rows: usize,
+    /// How long the first queued chunk waits for others to join it.
+    pub max_queue_delay: Duration,
+    /// Chunks waiting for a thread; beyond it, fail fast.
+    pub queue_capacity: usize,
+}
+
+/// Counters of one batcher (read by the admin API and, later, metrics).
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Model runs.
+    pub batches: AtomicU64,
+    /// Rows scored.
+    pub rows: AtomicU64,
+    /// Chunks dropped because their deadline passed in the queue.
+    pub expired: AtomicU64,
+    /// Chunks refused because the queue was full.
+    pub rejected: AtomicU64,
+}
+
+/// One chunk of one request waiting to be merged.
+pub(crate) struct Message {
     tensors: Vec<Tensor>,
+    rows: usize,
     deadline: Option<Instant>,
+    enqueued: Instant,
     reply: oneshot::Sender<Result<Vec<f32>, BatchError>>,
 }
 
-/// Inference threads for one model version, fed by a bounded queue.
+/// The queue and the threads of one model version. Dropping it closes the queue; the threads
+/// finish what is queued and exit (joined in `drop`).
 #[derive(Debug)]
-pub struct InferencePool {
-    model: Arc<OnnxModel>,
-    tx: Option<SyncSender<Job>>,
-    capacity: usize,
+pub struct Batcher {
+    tx: Option<SyncSender<Message>>,
+    config: BatchConfig,
+    stats: Arc<BatchStats>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("tensors", &self.tensors.len())
-            .finish()
-    }
-}
-
-impl InferencePool {
-    /// Starts `threads` inference threads; `first` is the session already opened for validation.
-    pub fn start(
-        model: OnnxModel,
-        first: Session,
-        options: &SessionOptions,
-        threads: usize,
-        capacity: usize,
-    ) -> Result<Self, ModelError> {
-        let model = Arc::new(model);
-        let mut sessions = vec![first];
-        for _ in 1..threads {
-            sessions.push(model.session(options)?);
-        }
-        let (tx, rx) = sync_channel::<Job>(capacity);
-        let rx = Arc::new(Mutex::new(rx));
-        let threads = sessions
+impl Batcher {
+    /// One inference thread per runner, all fed by one bounded queue.
+    pub fn start<R: Runner>(name: &str, runners: Vec<R>, config: BatchConfig) -> Self {
+        let (tx, rx) = sync_channel::<Message>(config.queue_capacity);
+        let shared = Arc::new(Mutex::new(worker::Shared { rx, carry: None }));
+        let stats = Arc::new(BatchStats::default());
+        let threads = runners
             .into_iter()
             .enumerate()
-            .map(|(i, session)| {
-                let rx = Arc::clone(&rx);
-                let output = model.output.clone();
+            .map(|(i, runner)| {
+                let (shared, stats) = (Arc::clone(&shared), Arc::clone(&stats));
                 std::thread::Builder::new()
-                    .name(format!("augur-infer-{}-{i}", model.name))
-                    .spawn(move || worker(session, &output, &rx))
+                    .name(format!("augur-infer-{name}-{i}"))
+                    .spawn(move || worker::run(runner, &shared, config, &stats))
                     .expect("spawning an inference thread")
             })
             .collect();
-        Ok(InferencePool {
-            model,
-            tx: Some(tx),
-            capacity,
-            threads,
-        })
+        Batcher { tx: Some(tx), config, stats, threads }
     }
 
-    /// The model version these threads run.
-    pub fn model(&self) -> &OnnxModel {
-        &self.model
+    /// Counters.
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
     }
 
-    /// Scores `tensors` (one f32 per row), failing fast when the queue is full.
-    pub async fn infer(
-        &self,
-        tensors: Vec<Tensor>,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<f32>, BatchError> {
-        let (reply, rx) = oneshot::channel();
+    /// Parameters.
+    pub fn config(&self) -> BatchConfig {
+        self.config
+    }
+
+    /// Scores `tensors` (one f32 per row, in order), splitting them into chunks of at most
+    /// `max_batch_rows`. Fails fast when the queue is full.
+    pub async fn infer(&self, tensors: Vec<Tensor>, deadline: Option<Instant>) -> Result<Vec<f32>, BatchError> {
         let tx = self.tx.as_ref().ok_or(BatchError::Closed)?;
-        tx.try_send(Job {
-            tensors,
-            deadline,
-            reply,
-        })
-        .map_err(|e| match e {
-            TrySendError::Full(_) => BatchError::QueueFull {
-                capacity: self.capacity,
-            },
-            TrySendError::Disconnected(_) => BatchError::Closed,
-        })?;
-        rx.await.map_err(|_| BatchError::Closed)?
+        let rows = tensors.first().map_or(0, Tensor::rows);
+        let chunks = split(tensors, rows, self.config.max_batch_rows);
+        let mut replies = Vec::with_capacity(chunks.len());
+        let enqueued = Instant::now();
+        for (tensors, rows) in chunks {
+            let (reply, rx) = oneshot::channel();
+            tx.try_send(Message { tensors, rows, deadline, enqueued, reply }).map_err(|e| match e {
+                TrySendError::Full(_) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    BatchError::QueueFull { capacity: self.config.queue_capacity }
+                }
+                TrySendError::Disconnected(_) => BatchError::Closed,
+            })?;
+            replies.push(rx);
+        }
+        let mut scores = Vec::with_capacity(rows);
+        for rx in replies {
+            scores.extend(rx.await.map_err(|_| BatchError::Closed)??);
+        }
+        Ok(scores)
     }
 }
 
-impl Drop for InferencePool {
-    /// Closes the queue, lets the threads finish what is queued, and joins them.
+impl Drop for Batcher {
     fn drop(&mut self) {
         self.tx.take();
         for thread in self.threads.drain(..) {
@@ -134,22 +163,66 @@ impl Drop for InferencePool {
     }
 }
 
-fn worker(mut session: Session, output: &str, rx: &Mutex<Receiver<Job>>) {
-    loop {
-        // The lock is held only while waiting for the next job, so idle threads queue up here.
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        if job.deadline.is_some_and(|d| Instant::now() >= d) {
-            let _ = job.reply.send(Err(BatchError::Expired));
-            continue;
-        }
-        if job.reply.is_closed() {
-            continue; // the caller gave up (cancelled RPC): skip the compute
-        }
-        let result = onnx::run(&mut session, output, &job.tensors).map_err(BatchError::Model);
-        let _ = job.reply.send(result);
+/// Splits row-major tensors into chunks of at most `max` rows.
+fn split(tensors: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usize)> {
+    if rows <= max {
+        return vec![(tensors, rows)];
     }
+    (0..rows)
+        .step_by(max)
+        .map(|start| {
+            let n = max.min(rows - start);
+            let chunk = tensors
+                .iter()
+                .map(|t| {
+                    let range = start * t.width..(start + n) * t.width;
+                    let data = match &t.data {
+                        TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
+                        TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
+                    };
+                    Tensor { name: t.name.clone(), width: t.width, data }
+                })
+                .collect();
+            (chunk, n)
+        })
+        .collect()
 }
+
+/// Concatenates the chunks of several messages into one batch, input by input.
+fn merge(messages: &[Message]) -> Vec<Tensor> {
+    let first = &messages[0].tensors;
+    if messages.len() == 1 {
+        return first.clone();
+    }
+    let rows: usize = messages.iter().map(|m| m.rows).sum();
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let data = match &t.data {
+                TensorData::I64(_) => {
+                    let mut out = Vec::with_capacity(rows * t.width);
+                    for m in messages {
+                        if let TensorData::I64(v) = &m.tensors[i].data {
+                            out.extend_from_slice(v);
+                        }
+                    }
+                    TensorData::I64(out)
+                }
+                TensorData::F32(_) => {
+                    let mut out = Vec::with_capacity(rows * t.width);
+                    for m in messages {
+                        if let TensorData::F32(v) = &m.tensors[i].data {
+                            out.extend_from_slice(v);
+                        }
+                    }
+                    TensorData::F32(out)
+                }
+            };
+            Tensor { name: t.name.clone(), width: t.width, data }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

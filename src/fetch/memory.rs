@@ -31,10 +31,7 @@ impl MemoryStore {
 
     /// Adds or replaces one row (tests and tools).
     pub fn insert(&mut self, table: &str, id: &str, row: Row) {
-        self.tables
-            .entry(table.to_owned())
-            .or_default()
-            .insert(id.to_owned(), Arc::new(row));
+        self.tables.entry(table.to_owned()).or_default().insert(id.to_owned(), Arc::new(row));
     }
 
     /// Number of rows in `table`.
@@ -56,10 +53,7 @@ impl FeatureStore for MemoryStore {
         _fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
         Box::pin(async move {
-            let rows = self
-                .tables
-                .get(table)
-                .ok_or_else(|| FetchError::UnknownTable(table.to_owned()))?;
+            let rows = self.tables.get(table).ok_or_else(|| FetchError::UnknownTable(table.to_owned()))?;
             Ok(ids.iter().map(|id| rows.get(*id).cloned()).collect())
         })
     }
@@ -67,15 +61,8 @@ impl FeatureStore for MemoryStore {
 
 fn load_table(path: &Path, key: &str) -> Result<HashMap<String, Arc<Row>>, LoadError> {
     let shown = path.display().to_string();
-    let io = |source| LoadError::Io {
-        path: shown.clone(),
-        source,
-    };
-    let parse = |line: u64, problem: String| LoadError::Parse {
-        path: shown.clone(),
-        line,
-        problem,
-    };
+    let io = |source| LoadError::Io { path: shown.clone(), source };
+    let parse = |line: u64, problem: String| LoadError::Parse { path: shown.clone(), line, problem };
     let mut out = HashMap::new();
     if path.extension().is_some_and(|e| e == "jsonl") {
         let text = std::fs::read_to_string(path).map_err(io)?;
@@ -102,14 +89,9 @@ fn load_table(path: &Path, key: &str) -> Result<HashMap<String, Arc<Row>>, LoadE
         return Ok(out);
     }
     let mut reader = csv::Reader::from_path(path).map_err(|e| parse(0, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| parse(1, e.to_string()))?
-        .clone();
-    let key_col = headers
-        .iter()
-        .position(|h| h == key)
-        .ok_or_else(|| parse(1, format!("no key column `{key}` in header")))?;
+    let headers = reader.headers().map_err(|e| parse(1, e.to_string()))?.clone();
+    let key_col =
+        headers.iter().position(|h| h == key).ok_or_else(|| parse(1, format!("no key column `{key}` in header")))?;
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
@@ -142,12 +124,7 @@ fn from_json(json: &serde_json::Value) -> Option<Value> {
             } else if items.iter().all(serde_json::Value::is_number) {
                 Value::FloatList(items.iter().filter_map(serde_json::Value::as_f64).collect())
             } else {
-                Value::StrList(
-                    items
-                        .iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                        .collect(),
-                )
+                Value::StrList(items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect())
             }
         }
         J::Null | J::Object(_) => return None,
@@ -165,10 +142,7 @@ mod tests {
         std::fs::write(&csv, "user_id,age,tags\nu1,31,a|b\nu2,,\n").unwrap();
         let rows = load_table(&csv, "user_id").unwrap();
         assert_eq!(rows["u1"]["age"], Value::Str("31".into()));
-        assert!(
-            !rows["u2"].contains_key("age"),
-            "empty cell must be a missing field"
-        );
+        assert!(!rows["u2"].contains_key("age"), "empty cell must be a missing field");
 
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, "{\"user_id\":\"u1\",\"age\":3}\n{oops\n").unwrap();

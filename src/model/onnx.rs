@@ -1,17 +1,18 @@
-//! An ONNX model from a repository directory, with one ORT session per inference thread.
+//! ONNX Runtime sessions for one model version, one per inference thread.
 //!
 //! `Session::run` takes `&mut self` in ort rc.15, so sessions are not shared: each inference
-//! thread in [`crate::batch`] owns one (see DESIGN.md for the measured trade-off).
+//! thread in [`crate::batch`] owns an [`OnnxRunner`] (see DESIGN.md for the measured trade-off).
 
 use std::path::{Path, PathBuf};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{TensorElementType, TensorRef};
+use ort::value::{Outlet, TensorElementType, TensorRef};
 
 use super::runtime::{self, RuntimeError};
 use super::validate::{self, ModelInput};
 use crate::assemble::{Spec, Tensor, TensorData};
+use crate::batch::Runner;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -19,12 +20,12 @@ pub enum ModelError {
     /// The runtime library is missing or broken.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// No `<version>/model.onnx` under the repository directory.
+    /// The repository directory or its `model.yaml` is unusable.
     #[error("model repository {dir}: {problem}")]
     Repository {
         /// The directory.
         dir: String,
-        /// What is missing.
+        /// What is wrong.
         problem: String,
     },
     /// ORT refused the file (corrupt, unsupported op, ...).
@@ -50,19 +51,6 @@ pub enum ModelError {
     Inference(String),
 }
 
-/// A loaded, validated model version.
-#[derive(Debug)]
-pub struct OnnxModel {
-    /// Repository name (the directory's file name).
-    pub name: String,
-    /// Version directory name.
-    pub version: String,
-    /// The `.onnx` file.
-    pub path: PathBuf,
-    /// The output holding the scores.
-    pub output: String,
-}
-
 /// Session options shared by every session of a model.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -72,104 +60,76 @@ pub struct SessionOptions {
     pub library: Option<PathBuf>,
 }
 
-impl OnnxModel {
-    /// Picks the highest numeric version under `dir`, opens one session to check it against
-    /// `spec`, and returns the model with that first session.
-    pub fn load(
-        dir: &Path,
-        spec: &Spec,
-        options: &SessionOptions,
-    ) -> Result<(Self, Session), ModelError> {
-        let (version, path) = latest_version(dir)?;
-        let name = dir
-            .file_name()
-            .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
-        let session = open_session(&path, options)?;
-        let inputs: Vec<ModelInput> = session
-            .inputs()
-            .iter()
-            .map(|i| ModelInput {
-                name: i.name().to_owned(),
-                dtype: i.dtype().tensor_type().map(element_name),
-                shape: i
-                    .dtype()
-                    .tensor_shape()
-                    .map(|s| s.iter().copied().collect()),
-            })
-            .collect();
-        let outputs: Vec<ModelInput> = session
-            .outputs()
-            .iter()
-            .map(|o| ModelInput {
-                name: o.name().to_owned(),
-                dtype: o.dtype().tensor_type().map(element_name),
-                shape: o
-                    .dtype()
-                    .tensor_shape()
-                    .map(|s| s.iter().copied().collect()),
-            })
-            .collect();
-        validate::check(spec, &inputs, &outputs).map_err(|problem| ModelError::Mismatch {
-            path: path.display().to_string(),
-            scene: spec.scene.clone(),
-            problem,
-        })?;
-        let model = OnnxModel {
-            name,
-            version,
-            path,
-            output: spec.output.clone(),
-        };
-        Ok((model, session))
-    }
+/// One ORT session and the output to read: what an inference thread owns.
+#[derive(Debug)]
+pub struct OnnxRunner {
+    session: Session,
+    output: String,
+}
 
-    /// Another session on the same file (one per inference thread).
-    pub fn session(&self, options: &SessionOptions) -> Result<Session, ModelError> {
-        open_session(&self.path, options)
+impl Runner for OnnxRunner {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        run(&mut self.session, &self.output, tensors)
     }
 }
 
+/// Opens `sessions` ORT sessions on `path` (one per inference thread), after checking the first
+/// one's inputs and output against `spec`.
+pub fn open(
+    path: &Path,
+    spec: &Spec,
+    options: &SessionOptions,
+    sessions: usize,
+) -> Result<Vec<OnnxRunner>, ModelError> {
+    let first = open_session(path, options)?;
+    let inputs: Vec<ModelInput> = first.inputs().iter().map(describe).collect();
+    let outputs: Vec<ModelInput> = first.outputs().iter().map(describe).collect();
+    validate::check(spec, &inputs, &outputs).map_err(|problem| ModelError::Mismatch {
+        path: path.display().to_string(),
+        scene: spec.scene.clone(),
+        problem,
+    })?;
+    let mut runners = vec![OnnxRunner { session: first, output: spec.output.clone() }];
+    for _ in 1..sessions {
+        runners.push(OnnxRunner { session: open_session(path, options)?, output: spec.output.clone() });
+    }
+    Ok(runners)
+}
+
 /// Scores one batch on `session`: one f32 per row.
-pub fn run(
-    session: &mut Session,
-    output: &str,
-    tensors: &[Tensor],
-) -> Result<Vec<f32>, ModelError> {
+pub fn run(session: &mut Session, output: &str, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
     let failed = |e: ort::Error| ModelError::Inference(e.to_string());
     let rows = tensors.first().map_or(0, Tensor::rows);
     let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(tensors.len());
     for tensor in tensors {
         let shape = [rows, tensor.width];
         let value: SessionInputValue<'_> = match &tensor.data {
-            TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice()))
-                .map_err(failed)?
-                .into(),
-            TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))
-                .map_err(failed)?
-                .into(),
+            TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice())).map_err(failed)?.into(),
+            TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice())).map_err(failed)?.into(),
         };
         inputs.push((tensor.name.as_str(), value));
     }
     let outputs = session.run(inputs).map_err(failed)?;
-    let value = outputs
-        .get(output)
-        .ok_or_else(|| ModelError::Inference(format!("model produced no output `{output}`")))?;
+    let value =
+        outputs.get(output).ok_or_else(|| ModelError::Inference(format!("model produced no output `{output}`")))?;
     let (_, scores) = value.try_extract_tensor::<f32>().map_err(failed)?;
     if scores.len() != rows {
-        return Err(ModelError::Inference(format!(
-            "output `{output}` has {} values for {rows} rows",
-            scores.len()
-        )));
+        return Err(ModelError::Inference(format!("output `{output}` has {} values for {rows} rows", scores.len())));
     }
     Ok(scores.to_vec())
 }
 
+fn describe(outlet: &Outlet) -> ModelInput {
+    ModelInput {
+        name: outlet.name().to_owned(),
+        dtype: outlet.dtype().tensor_type().map(element_name),
+        shape: outlet.dtype().tensor_shape().map(|s| s.iter().copied().collect()),
+    }
+}
+
 fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelError> {
     let env = runtime::environment(options.library.as_deref())?;
-    let load = |message: String| ModelError::Load {
-        path: path.display().to_string(),
-        message,
-    };
+    let load = |message: String| ModelError::Load { path: path.display().to_string(), message };
     Session::builder(env)
         .map_err(|e| load(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -180,26 +140,6 @@ fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelE
         .map_err(|e| load(e.to_string()))?
         .commit_from_file(path)
         .map_err(|e| load(e.to_string()))
-}
-
-/// `<dir>/<highest numeric version>/model.onnx`.
-pub fn latest_version(dir: &Path) -> Result<(String, PathBuf), ModelError> {
-    let problem = |p: String| ModelError::Repository {
-        dir: dir.display().to_string(),
-        problem: p,
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| problem(e.to_string()))?;
-    let best = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_owned();
-            let number: u64 = name.parse().ok()?;
-            let file = e.path().join("model.onnx");
-            file.is_file().then_some((number, name, file))
-        })
-        .max_by_key(|(n, _, _)| *n);
-    best.map(|(_, name, file)| (name, file))
-        .ok_or_else(|| problem("no numeric version directory with a model.onnx".into()))
 }
 
 fn element_name(ty: TensorElementType) -> String {

@@ -35,20 +35,11 @@ static ENV: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new();
 /// Later calls return the first result (ORT allows one environment per process).
 pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
     ENV.get_or_init(|| {
-        let path = explicit
-            .map(Path::to_path_buf)
-            .or_else(find_library)
-            .ok_or(RuntimeError::NotFound)?;
+        let path = explicit.map(Path::to_path_buf).or_else(find_library).ok_or(RuntimeError::NotFound)?;
         let shown = path.display().to_string();
-        let load = |message: String| RuntimeError::Load {
-            path: shown.clone(),
-            message,
-        };
+        let load = |message: String| RuntimeError::Load { path: shown.clone(), message };
         let builder = ort::init_from(&path).map_err(|e| load(e.to_string()))?;
-        let env = builder
-            .with_name("augur")
-            .build()
-            .map_err(|e| load(e.to_string()))?;
+        let env = builder.with_name("augur").build().map_err(|e| load(e.to_string()))?;
         tracing::info!(library = %shown, "onnx runtime loaded");
         Ok(env)
     })
@@ -81,11 +72,7 @@ fn venv_library(root: &Path) -> Option<PathBuf> {
         .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
         .collect();
     found.sort();
     found.pop()

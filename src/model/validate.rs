@@ -17,12 +17,7 @@ pub struct ModelInput {
 /// `Err` names the first disagreement.
 pub fn check(spec: &Spec, inputs: &[ModelInput], outputs: &[ModelInput]) -> Result<(), String> {
     for (index, input) in spec.inputs.iter().enumerate() {
-        let fed_by: Vec<&str> = spec
-            .features
-            .iter()
-            .filter(|f| f.input == index)
-            .map(|f| f.name.as_str())
-            .collect();
+        let fed_by: Vec<&str> = spec.features.iter().filter(|f| f.input == index).map(|f| f.name.as_str()).collect();
         let fed_by = fed_by.join(", ");
         let Some(model) = inputs.iter().find(|m| m.name == input.name) else {
             let names: Vec<&str> = inputs.iter().map(|m| m.name.as_str()).collect();
@@ -52,26 +47,17 @@ pub fn check(spec: &Spec, inputs: &[ModelInput], outputs: &[ModelInput]) -> Resu
         }
     }
     if let Some(extra) = inputs.iter().find(|m| spec.input_index(&m.name).is_none()) {
-        return Err(format!(
-            "model input `{}` is fed by no feature of the spec",
-            extra.name
-        ));
+        return Err(format!("model input `{}` is fed by no feature of the spec", extra.name));
     }
     let Some(output) = outputs.iter().find(|o| o.name == spec.output) else {
         return Err(format!("output `{}` is not a model output", spec.output));
     };
     if output.dtype.as_deref() != Some("float32") {
-        return Err(format!(
-            "output `{}` must be float32, the model declares {:?}",
-            spec.output, output.dtype
-        ));
+        return Err(format!("output `{}` must be float32, the model declares {:?}", spec.output, output.dtype));
     }
     match output.shape.as_deref() {
         Some([_]) | Some([_, 1]) => Ok(()),
-        other => Err(format!(
-            "output `{}` must be [N] or [N, 1], the model declares {other:?}",
-            spec.output
-        )),
+        other => Err(format!("output `{}` must be [N] or [N, 1], the model declares {other:?}", spec.output)),
     }
 }
 
@@ -87,11 +73,7 @@ mod tests {
     }
 
     fn io(name: &str, dtype: &str, shape: &[i64]) -> ModelInput {
-        ModelInput {
-            name: name.into(),
-            dtype: Some(dtype.into()),
-            shape: Some(shape.to_vec()),
-        }
+        ModelInput { name: name.into(), dtype: Some(dtype.into()), shape: Some(shape.to_vec()) }
     }
 
     #[test]
@@ -99,20 +81,12 @@ mod tests {
         let out = [io("ctr", "float32", &[-1])];
         assert!(check(&spec(), &[io("ids", "int64", &[-1, 1])], &out).is_ok());
         let err = check(&spec(), &[io("ids", "float32", &[-1, 1])], &out).unwrap_err();
-        assert!(
-            err.contains("`ids` (features item)") && err.contains("float32"),
-            "{err}"
-        );
+        assert!(err.contains("`ids` (features item)") && err.contains("float32"), "{err}");
         let err = check(&spec(), &[io("ids", "int64", &[-1, 3])], &out).unwrap_err();
         assert!(err.contains("1 columns") && err.contains("item"), "{err}");
         let err = check(&spec(), &[io("x", "int64", &[-1, 1])], &out).unwrap_err();
         assert!(err.contains("not a model input"), "{err}");
-        let err = check(
-            &spec(),
-            &[io("ids", "int64", &[-1, 1])],
-            &[io("p", "float32", &[-1])],
-        )
-        .unwrap_err();
+        let err = check(&spec(), &[io("ids", "int64", &[-1, 1])], &[io("p", "float32", &[-1])]).unwrap_err();
         assert!(err.contains("output `ctr`"), "{err}");
     }
 }

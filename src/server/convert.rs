@@ -2,7 +2,7 @@
 //! finiteness); scene-specific checks happen in [`crate::predict`].
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
 
@@ -15,34 +15,17 @@ use crate::proto::feature_value::Kind;
 use crate::value::Value;
 
 /// Converts and bounds a PredictRequest.
-pub fn predict_request(
-    p: proto::PredictRequest,
-    limits: &ServerConfig,
-) -> Result<ScoreRequest, RequestError> {
+pub fn predict_request(p: proto::PredictRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {
     check_str("request_id", &p.request_id, limits)?;
-    score_request(
-        p.request_id,
-        p.scene,
-        p.user_id,
-        p.context,
-        p.candidates,
-        limits,
-    )
+    check_str("model_version", &p.model_version, limits)?;
+    let mut request = score_request(p.request_id, p.scene, p.user_id, p.context, p.candidates, limits)?;
+    request.model_version = p.model_version;
+    Ok(request)
 }
 
 /// Converts and bounds a GetFeaturesRequest.
-pub fn features_request(
-    p: proto::GetFeaturesRequest,
-    limits: &ServerConfig,
-) -> Result<ScoreRequest, RequestError> {
-    score_request(
-        String::new(),
-        p.scene,
-        p.user_id,
-        p.context,
-        p.candidates,
-        limits,
-    )
+pub fn features_request(p: proto::GetFeaturesRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {
+    score_request(String::new(), p.scene, p.user_id, p.context, p.candidates, limits)
 }
 
 fn score_request(
@@ -59,10 +42,7 @@ fn score_request(
     check_str("scene", &scene, limits)?;
     check_str("user_id", &user_id, limits)?;
     if candidates.is_empty() {
-        return Err(RequestError::new(
-            "candidates",
-            "must hold at least one candidate",
-        ));
+        return Err(RequestError::new("candidates", "must hold at least one candidate"));
     }
     if candidates.len() > limits.max_candidates {
         return Err(RequestError::new(
@@ -80,19 +60,10 @@ fn score_request(
         .enumerate()
         .map(|(i, c)| {
             check_str(&format!("candidates[{i}].item_id"), &c.item_id, limits)?;
-            Ok((
-                c.item_id,
-                values(&format!("candidates[{i}].features"), c.features, limits)?,
-            ))
+            Ok((c.item_id, values(&format!("candidates[{i}].features"), c.features, limits)?))
         })
         .collect::<Result<_, RequestError>>()?;
-    Ok(ScoreRequest {
-        request_id,
-        scene,
-        user_id,
-        context,
-        candidates,
-    })
+    Ok(ScoreRequest { request_id, scene, user_id, context, candidates, model_version: String::new() })
 }
 
 fn values(
@@ -110,29 +81,15 @@ fn values(
         .collect()
 }
 
-fn value_from_proto(
-    field: &str,
-    value: proto::FeatureValue,
-    limits: &ServerConfig,
-) -> Result<Value, RequestError> {
+fn value_from_proto(field: &str, value: proto::FeatureValue, limits: &ServerConfig) -> Result<Value, RequestError> {
     let too_long = |n: usize| {
         RequestError::new(
             field,
-            format!(
-                "list of {n} values exceeds the limit of {} (server.max_list_len)",
-                limits.max_list_len
-            ),
+            format!("list of {n} values exceeds the limit of {} (server.max_list_len)", limits.max_list_len),
         )
     };
     let finite = |x: f64| {
-        if x.is_finite() {
-            Ok(x)
-        } else {
-            Err(RequestError::new(
-                field,
-                format!("float value {x} is not finite"),
-            ))
-        }
+        if x.is_finite() { Ok(x) } else { Err(RequestError::new(field, format!("float value {x} is not finite"))) }
     };
     Ok(match value.kind {
         None => return Err(RequestError::new(field, "value has no type set")),
@@ -149,9 +106,7 @@ fn value_from_proto(
         Some(Kind::FloatList(l)) if l.values.len() > limits.max_list_len => {
             return Err(too_long(l.values.len()));
         }
-        Some(Kind::FloatList(l)) => {
-            Value::FloatList(l.values.into_iter().map(finite).collect::<Result<_, _>>()?)
-        }
+        Some(Kind::FloatList(l)) => Value::FloatList(l.values.into_iter().map(finite).collect::<Result<_, _>>()?),
         Some(Kind::StringList(l)) if l.values.len() > limits.max_list_len => {
             return Err(too_long(l.values.len()));
         }
@@ -178,8 +133,8 @@ fn check_str(field: &str, s: &str, limits: &ServerConfig) -> Result<(), RequestE
     Ok(())
 }
 
-/// The caller's deadline from the `grpc-timeout` header, if any.
-pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+/// The caller's `grpc-timeout`, if any.
+pub fn timeout(metadata: &MetadataMap) -> Option<Duration> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
@@ -192,7 +147,7 @@ pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     };
-    Instant::now().checked_add(timeout)
+    Some(timeout)
 }
 
 /// Domain prediction → proto.
@@ -217,12 +172,7 @@ pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeature
                 TensorData::I64(v) => (v, Vec::new()),
                 TensorData::F32(v) => (Vec::new(), v),
             };
-            proto::Tensor {
-                name: t.name,
-                shape,
-                int64_values,
-                float_values,
-            }
+            proto::Tensor { name: t.name, shape, int64_values, float_values }
         })
         .collect();
     let layout = spec
@@ -235,11 +185,7 @@ pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeature
             width: f.width as u32,
         })
         .collect();
-    proto::GetFeaturesResponse {
-        inputs,
-        fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(),
-        layout,
-    }
+    proto::GetFeaturesResponse { inputs, fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(), layout }
 }
 
 fn fallback(f: Fallback) -> proto::Fallback {
@@ -248,9 +194,5 @@ fn fallback(f: Fallback) -> proto::Fallback {
         FallbackReason::MissingField => proto::FallbackReason::MissingField,
         FallbackReason::ParseError => proto::FallbackReason::ParseError,
     };
-    proto::Fallback {
-        feature: f.feature,
-        reason: reason as i32,
-        candidates: f.candidates,
-    }
+    proto::Fallback { feature: f.feature, reason: reason as i32, candidates: f.candidates }
 }

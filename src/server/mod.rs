@@ -2,6 +2,7 @@
 //! reflection on a listener until the injected `shutdown` future resolves (main passes the
 //! signal future, tests a oneshot), then lets in-flight RPCs finish.
 
+pub mod admin;
 pub mod convert;
 pub mod grpc;
 
@@ -15,6 +16,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::ServerConfig;
 use crate::predict::Predictor;
+use crate::proto::model_admin_server::ModelAdminServer;
 use crate::proto::prediction_server::PredictionServer;
 
 /// Why the server stopped with an error.
@@ -41,29 +43,25 @@ pub async fn run(
         .build_v1()?;
     let max_message = limits.max_message_bytes;
     let concurrency = limits.concurrency_limit;
+    let admin = admin::AdminService::new(Arc::clone(&predictor));
     let service = grpc::PredictionService::new(predictor, limits);
     // The whole server ("") and the Prediction service report SERVING only once the scenes are
     // loaded, which is before `run` is called.
-    health
-        .set_serving::<PredictionServer<grpc::PredictionService>>()
-        .await;
+    health.set_serving::<PredictionServer<grpc::PredictionService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, "serving");
     let signal = async {
         shutdown.await;
         tracing::info!("shutdown: health NOT_SERVING, draining in-flight requests");
-        health
-            .set_not_serving::<PredictionServer<grpc::PredictionService>>()
-            .await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        health.set_not_serving::<PredictionServer<grpc::PredictionService>>().await;
+        health.set_service_status("", ServingStatus::NotServing).await;
     };
     Server::builder()
         .concurrency_limit_per_connection(concurrency)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(ModelAdminServer::new(admin))
         .add_service(
             PredictionServer::new(service)
                 .max_decoding_message_size(max_message)

@@ -20,25 +20,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn client(&self) -> PredictionClient<Channel> {
-        PredictionClient::connect(format!("http://{}", self.addr))
-            .await
-            .expect("connect")
+        PredictionClient::connect(format!("http://{}", self.addr)).await.expect("connect")
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect")
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }
 
     pub async fn stop(mut self) {
         let _ = self.shutdown.take().expect("stopped once").send(());
-        self.handle
-            .await
-            .expect("server task panicked")
-            .expect("server failed");
+        self.handle.await.expect("server task panicked").expect("server failed");
     }
 }
 
@@ -56,36 +47,21 @@ pub fn demo_config(extra: &str) -> Config {
 
 pub async fn start(config: Config) -> TestServer {
     let predictor = augur::app::build(&config).await.expect("build app");
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(augur::server::run(
-        listener,
-        predictor,
-        config.server.clone(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    TestServer {
-        addr,
-        shutdown: Some(tx),
-        handle,
-    }
+    let handle = tokio::spawn(augur::server::run(listener, predictor, config.server.clone(), async {
+        let _ = rx.await;
+    }));
+    TestServer { addr, shutdown: Some(tx), handle }
 }
 
 pub fn int(i: i64) -> FeatureValue {
-    FeatureValue {
-        kind: Some(Kind::IntValue(i)),
-    }
+    FeatureValue { kind: Some(Kind::IntValue(i)) }
 }
 
 pub fn string(s: &str) -> FeatureValue {
-    FeatureValue {
-        kind: Some(Kind::StringValue(s.to_owned())),
-    }
+    FeatureValue { kind: Some(Kind::StringValue(s.to_owned())) }
 }
 
 /// A ranking request for `user` and `items` with a typical context.
@@ -94,29 +70,16 @@ pub fn ranking_request(user: &str, items: &[&str]) -> PredictRequest {
         request_id: String::new(),
         scene: "ranking".into(),
         user_id: user.into(),
-        context: [
-            ("hour".to_string(), int(20)),
-            ("device".to_string(), string("ios")),
-        ]
-        .into(),
-        candidates: items
-            .iter()
-            .map(|i| Candidate {
-                item_id: (*i).into(),
-                features: Default::default(),
-            })
-            .collect(),
+        context: [("hour".to_string(), int(20)), ("device".to_string(), string("ios"))].into(),
+        candidates: items.iter().map(|i| Candidate { item_id: (*i).into(), features: Default::default() }).collect(),
+        model_version: String::new(),
     }
 }
 
 /// The Python interpreter of the project venv (`scripts/setup.sh`).
 pub fn venv_python() -> PathBuf {
     let python = root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/setup.sh",
-        python.display()
-    );
+    assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
 

@@ -1,0 +1,163 @@
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Row-wise deterministic "model": score = f(row), so any mis-routing of rows shows.
+struct RowSum {
+    batches: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Runner for RowSum {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        let rows = tensors[0].rows();
+        self.batches.lock().unwrap().push(rows);
+        Ok((0..rows).map(|r| row_score(tensors, r)).collect())
+    }
+}
+
+fn row_score(tensors: &[Tensor], r: usize) -> f32 {
+    let mut s = 0.0f64;
+    for t in tensors {
+        match &t.data {
+            TensorData::I64(v) => s += v[r * t.width..(r + 1) * t.width].iter().map(|&x| x as f64).sum::<f64>(),
+            TensorData::F32(v) => {
+                s += v[r * t.width..(r + 1) * t.width].iter().map(|&x| f64::from(x) * 0.5).sum::<f64>()
+            }
+        }
+    }
+    s as f32
+}
+
+/// A runner that blocks until the test opens the gate, counting runs.
+struct Gated {
+    gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    runs: Arc<AtomicUsize>,
+}
+
+impl Runner for Gated {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        let _ = self.gate.lock().unwrap().recv();
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![0.5; tensors[0].rows()])
+    }
+}
+
+fn tensors(request: u64, rows: usize) -> Vec<Tensor> {
+    let ids = (0..rows * 3).map(|i| (request * 1000 + i as u64) as i64).collect();
+    let dense = (0..rows * 2).map(|i| (request as f32) + i as f32 * 0.25).collect();
+    vec![
+        Tensor { name: "ids".into(), width: 3, data: TensorData::I64(ids) },
+        Tensor { name: "dense".into(), width: 2, data: TensorData::F32(dense) },
+    ]
+}
+
+fn config(max_batch_rows: usize, capacity: usize, delay_ms: u64) -> BatchConfig {
+    BatchConfig { max_batch_rows, max_queue_delay: Duration::from_millis(delay_ms), queue_capacity: capacity }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn concurrent_requests_get_their_own_rows_scores_in_order(
+        sizes in prop::collection::vec(1usize..=48, 1..40),
+        threads in 1usize..=3,
+    ) {
+        let max = 16;
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let runners = (0..threads).map(|_| RowSum { batches: Arc::clone(&batches) }).collect();
+        let batcher = Arc::new(Batcher::start("t", runners, config(max, 1024, 2)));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let results = rt.block_on(async {
+            let handles: Vec<_> = sizes.iter().enumerate().map(|(i, &rows)| {
+                let batcher = Arc::clone(&batcher);
+                tokio::spawn(async move { batcher.infer(tensors(i as u64, rows), None).await })
+            }).collect();
+            let mut out = Vec::new();
+            for h in handles { out.push(h.await.unwrap()); }
+            out
+        });
+        for (i, (result, &rows)) in results.into_iter().zip(&sizes).enumerate() {
+            let scores = result.unwrap();
+            let t = tensors(i as u64, rows);
+            let expected: Vec<f32> = (0..rows).map(|r| row_score(&t, r)).collect();
+            prop_assert_eq!(scores, expected, "request {} ({} rows)", i, rows);
+        }
+        let batches = batches.lock().unwrap();
+        prop_assert!(batches.iter().all(|&b| b <= max), "a batch exceeded max_batch_rows: {:?}", batches);
+        prop_assert_eq!(batches.iter().sum::<usize>(), sizes.iter().sum::<usize>());
+    }
+}
+
+#[tokio::test]
+async fn requests_are_merged_into_one_run() {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    // A long delay: the three requests below arrive well inside it and fill the batch exactly.
+    let batcher = Arc::new(Batcher::start("t", vec![RowSum { batches: Arc::clone(&batches) }], config(12, 16, 10_000)));
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let b = Arc::clone(&batcher);
+            tokio::spawn(async move { b.infer(tensors(i, 4), None).await })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap().unwrap().len(), 4);
+    }
+    assert_eq!(*batches.lock().unwrap(), vec![12]);
+    assert_eq!(batcher.stats().batches.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn full_queue_fails_fast_with_queue_full() {
+    let (open, gate) = mpsc::channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
+    let batcher = Arc::new(Batcher::start("t", vec![runner], config(1, 1, 0)));
+    // One chunk can be in the (blocked) runner and one in the queue; of three, one must bounce.
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let b = Arc::clone(&batcher);
+            tokio::spawn(async move { b.infer(tensors(i, 1), None).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        let _ = open.send(());
+    }
+    let mut full = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Err(BatchError::QueueFull { capacity: 1 }) => full += 1,
+            Ok(scores) => assert_eq!(scores, vec![0.5]),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(full >= 1, "no request saw a full queue");
+    assert_eq!(batcher.stats().rejected.load(Ordering::Relaxed), full as u64);
+}
+
+#[tokio::test]
+async fn expired_chunks_are_answered_without_running() {
+    let (open, gate) = mpsc::channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
+    let batcher = Arc::new(Batcher::start("t", vec![runner], config(1, 8, 0)));
+    let blocker = {
+        let b = Arc::clone(&batcher);
+        tokio::spawn(async move { b.infer(tensors(0, 1), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await; // the blocker is now in the runner
+    let deadline = Instant::now() + Duration::from_millis(5);
+    let late = {
+        let b = Arc::clone(&batcher);
+        tokio::spawn(async move { b.infer(tensors(1, 1), Some(deadline)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await; // its deadline passes while it is queued
+    open.send(()).unwrap();
+    assert!(blocker.await.unwrap().is_ok());
+    assert!(matches!(late.await.unwrap(), Err(BatchError::Expired)));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the expired chunk must not be run");
+    assert_eq!(batcher.stats().expired.load(Ordering::Relaxed), 1);
+}

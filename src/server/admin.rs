@@ -1,0 +1,126 @@
+//! The ModelAdmin service: list repositories and versions, reload now, set the canary share.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::UNIX_EPOCH;
+
+use tonic::{Request, Response, Status};
+
+use crate::predict::Predictor;
+use crate::proto::model_admin_server::ModelAdmin;
+use crate::proto::{
+    ListModelsRequest, ListModelsResponse, ModelStatus, ReloadRequest, SetCanaryRequest, VersionStatus,
+};
+use crate::scene::Scene;
+
+/// gRPC handler for `augur.v1.ModelAdmin`.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    predictor: Arc<Predictor>,
+}
+
+impl AdminService {
+    /// Operates the predictor's repositories.
+    pub fn new(predictor: Arc<Predictor>) -> Self {
+        AdminService { predictor }
+    }
+
+    fn scene_for(&self, model: &str) -> Result<&Scene, Status> {
+        self.predictor
+            .scenes()
+            .find(|s| s.repo.name() == model)
+            .ok_or_else(|| Status::not_found(format!("model: no repository named `{model}`")))
+    }
+
+    async fn list(&self) -> ListModelsResponse {
+        let mut models = Vec::new();
+        for scene in self.predictor.scenes() {
+            models.push(status(scene).await);
+        }
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        ListModelsResponse { models }
+    }
+}
+
+async fn status(scene: &Scene) -> ModelStatus {
+    let repo = &scene.repo;
+    let routing = repo.routing();
+    let stats = repo.stats();
+    let versions = routing
+        .versions
+        .values()
+        .map(|v| {
+            let mut labels = Vec::new();
+            let canary = routing.canary.filter(|(c, _)| *c == v.number).map(|(_, w)| w);
+            if routing.stable == Some(v.number) {
+                labels.push("stable".to_owned());
+            }
+            if canary.is_some() {
+                labels.push("canary".to_owned());
+            }
+            let weight = match (routing.stable == Some(v.number), canary, routing.canary) {
+                (_, Some(w), _) => w,
+                (true, None, Some((_, w))) => 1.0 - w,
+                (true, None, None) => 1.0,
+                (false, None, _) => 0.0,
+            };
+            let b = v.batcher.stats();
+            let config = v.batcher.config();
+            VersionStatus {
+                version: v.number,
+                state: "READY".into(),
+                labels,
+                traffic_weight: weight,
+                loaded_at_unix_ms: v.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+                load_ms: v.load_time.as_secs_f64() * 1e3,
+                warmup_ms: v.warmup.duration.as_secs_f64() * 1e3,
+                warmup_rows: v.warmup.rows,
+                batches: b.batches.load(Ordering::Relaxed),
+                rows: b.rows.load(Ordering::Relaxed),
+                expired: b.expired.load(Ordering::Relaxed),
+                rejected: b.rejected.load(Ordering::Relaxed),
+                max_batch_rows: config.max_batch_rows as u32,
+                max_queue_delay_us: config.max_queue_delay.as_micros() as u32,
+            }
+        })
+        .collect();
+    ModelStatus {
+        name: repo.name().to_owned(),
+        scene: scene.spec.scene.clone(),
+        directory: repo.dir().display().to_string(),
+        versions,
+        rescans: stats.rescans.load(Ordering::Relaxed),
+        loads: stats.loads.load(Ordering::Relaxed),
+        rejected: stats.rejected.load(Ordering::Relaxed),
+        unloads: stats.unloads.load(Ordering::Relaxed),
+        last_error: repo.last_error().await.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl ModelAdmin for AdminService {
+    async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        Ok(Response::new(self.list().await))
+    }
+
+    async fn reload(&self, request: Request<ReloadRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        let model = request.into_inner().model;
+        if model.is_empty() {
+            for scene in self.predictor.scenes() {
+                scene.repo.rescan().await;
+            }
+        } else {
+            self.scene_for(&model)?.repo.rescan().await;
+        }
+        Ok(Response::new(self.list().await))
+    }
+
+    async fn set_canary(&self, request: Request<SetCanaryRequest>) -> Result<Response<ModelStatus>, Status> {
+        let r = request.into_inner();
+        let scene = self.scene_for(&r.model)?;
+        scene.repo.set_canary(r.version, r.weight).await.map_err(|e| {
+            if e.starts_with("weight") { Status::invalid_argument(e) } else { Status::failed_precondition(e) }
+        })?;
+        Ok(Response::new(status(scene).await))
+    }
+}
