@@ -21,16 +21,25 @@ pub enum StartError {
     Scene(#[from] SceneError),
 }
 
-/// Builds the configured store.
-pub fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError> {
+/// Builds the configured store: memory tables are loaded, Redis is connected (and wrapped in the
+/// local cache when `store.cache` lists tables).
+pub async fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError> {
     match &config.store {
         StoreConfig::Memory { tables } => Ok(Arc::new(MemoryStore::load(tables)?)),
+        StoreConfig::Redis(redis) => {
+            let store = crate::fetch::RedisFeatureStore::connect(redis).await?;
+            if redis.cache.tables.values().any(|t| t.enabled) {
+                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables)))
+            } else {
+                Ok(Arc::new(store))
+            }
+        }
     }
 }
 
 /// Builds store and scenes; scenes load one after another (each already uses the cores).
 pub async fn build(config: &Config) -> Result<Arc<Predictor>, StartError> {
-    let store = store(config)?;
+    let store = store(config).await?;
     let mut scenes = Vec::with_capacity(config.scenes.len());
     let poll = (config.model.poll_interval_ms > 0).then(|| Duration::from_millis(config.model.poll_interval_ms));
     for scene in &config.scenes {

@@ -1,6 +1,7 @@
 //! One serde configuration tree: embedded defaults, then a file, then `AUGUR__` environment
 //! variables, validated once at start-up so a bad value fails with a message naming its key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -156,6 +157,101 @@ pub enum StoreConfig {
         #[serde(default)]
         tables: Vec<TableConfig>,
     },
+    /// Redis or Redis Cluster, one hash per entity (`src/fetch/redis.rs` describes the layout).
+    Redis(RedisConfig),
+}
+
+/// `store.kind = "redis"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:pass@]host:port[/db]`: exactly one for a single node; with `cluster = true`
+    /// any number of seed nodes (the rest of the cluster is discovered from them).
+    #[serde(default = "default_redis_urls")]
+    pub urls: Vec<String>,
+    /// Redis Cluster instead of a single node.
+    #[serde(default)]
+    pub cluster: bool,
+    /// First part of every key, so several deployments (or a staging copy) can share a Redis.
+    #[serde(default = "default_redis_namespace")]
+    pub namespace: String,
+    /// Key of one row: `{namespace}`, `{table}` and `{id}` placeholders; `{{`/`}}` are literal
+    /// braces (Redis Cluster hash tags — the default has none, so rows spread over all masters).
+    #[serde(default = "default_redis_key_template")]
+    pub key_template: String,
+    /// Bound on one read (all rows of a request's table), in ms: a hung or restarting Redis costs
+    /// a request at most this long.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Bound on establishing a connection, in ms (start-up and every reconnection attempt).
+    #[serde(default = "default_redis_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Local cache of hot rows, per table.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Source files of the tables: not read by the service, but the defaults of
+    /// `augur features load --table NAME` (`--file` = `path`, `--key-column` = `key`). Kept
+    /// under the same name as the memory store's so a file that switches `kind` over the
+    /// embedded defaults still parses.
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+}
+
+fn default_redis_urls() -> Vec<String> {
+    vec!["redis://127.0.0.1:6379".to_owned()]
+}
+fn default_redis_namespace() -> String {
+    "augur".to_owned()
+}
+fn default_redis_key_template() -> String {
+    "{namespace}:{table}:{id}".to_owned()
+}
+const fn default_redis_timeout_ms() -> u64 {
+    50
+}
+const fn default_redis_connect_timeout_ms() -> u64 {
+    1000
+}
+
+/// Local row cache in front of a remote store: `[store.cache.tables.<table>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Tables cached, by name; tables not listed are always read from the store.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableCacheConfig>,
+}
+
+/// Caching of one table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableCacheConfig {
+    /// Switch a listed table off without deleting its settings.
+    #[serde(default = "default_cache_enabled")]
+    pub enabled: bool,
+    /// Rows kept at most (LRU/LFU eviction beyond): bounds the memory a hot table can take.
+    #[serde(default = "default_cache_max_entries")]
+    pub max_entries: u64,
+    /// How long a row is served from the cache, in ms: the staleness accepted after a reload.
+    #[serde(default = "default_cache_ttl_ms")]
+    pub ttl_ms: u64,
+    /// How long "no such row" is cached, in ms (0 = not cached): shorter than `ttl_ms` so that
+    /// newly loaded ids appear quickly, yet a flood of unknown ids costs one read per period.
+    #[serde(default = "default_cache_negative_ttl_ms")]
+    pub negative_ttl_ms: u64,
+}
+
+const fn default_cache_enabled() -> bool {
+    true
+}
+const fn default_cache_max_entries() -> u64 {
+    100_000
+}
+const fn default_cache_ttl_ms() -> u64 {
+    30_000
+}
+const fn default_cache_negative_ttl_ms() -> u64 {
+    5_000
 }
 
 /// One in-memory table.
@@ -230,11 +326,49 @@ impl Config {
                 return Err(invalid(&format!("scenes[{i}].name"), &format!("`{}` is listed twice", scene.name)));
             }
         }
-        let StoreConfig::Memory { tables } = &self.store;
+        let tables = match &self.store {
+            StoreConfig::Memory { tables } => tables,
+            StoreConfig::Redis(redis) => {
+                redis.validate()?;
+                &redis.tables
+            }
+        };
         for (i, table) in tables.iter().enumerate() {
             if tables[..i].iter().any(|t| t.name == table.name) {
                 return Err(invalid(&format!("store.tables[{i}].name"), &format!("`{}` is listed twice", table.name)));
             }
+        }
+        Ok(())
+    }
+}
+
+// === impl RedisConfig ===
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.urls.is_empty() || (!self.cluster && self.urls.len() != 1) {
+            return Err(invalid(
+                "store.urls",
+                &format!("must list exactly one URL, or seed nodes with `cluster = true` (got {})", self.urls.len()),
+            ));
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                return Err(invalid(&format!("store.urls[{i}]"), &format!("`{url}`: {e}")));
+            }
+        }
+        if self.namespace.is_empty() {
+            return Err(invalid("store.namespace", "must not be empty"));
+        }
+        crate::fetch::redis::KeyTemplate::parse(&self.key_template, &self.namespace)
+            .map_err(|e| invalid("store.key_template", &e))?;
+        in_range("store.timeout_ms", self.timeout_ms as usize, 1, 60_000)?;
+        in_range("store.connect_timeout_ms", self.connect_timeout_ms as usize, 1, 600_000)?;
+        for (name, table) in &self.cache.tables {
+            let key = |field: &str| format!("store.cache.tables.{name}.{field}");
+            in_range(&key("max_entries"), table.max_entries as usize, 1, 1 << 32)?;
+            in_range(&key("ttl_ms"), table.ttl_ms as usize, 1, 86_400_000)?;
+            in_range(&key("negative_ttl_ms"), table.negative_ttl_ms as usize, 0, table.ttl_ms as usize)?;
         }
         Ok(())
     }
@@ -261,6 +395,40 @@ mod tests {
         let config = Config::from_toml("").expect("default config");
         assert_eq!(config.scenes[0].name, "ranking");
         assert_eq!(config.model.inference_threads, 1);
+    }
+
+    #[test]
+    fn redis_store_parses_over_the_memory_defaults_and_validates() {
+        let config = Config::from_toml(
+            "[store]\nkind = \"redis\"\nurls = [\"redis://127.0.0.1:7000\"]\n\
+             [store.cache.tables.items]\nmax_entries = 1000\n",
+        )
+        .expect("redis config");
+        let StoreConfig::Redis(redis) = &config.store else { panic!("{:?}", config.store) };
+        assert_eq!((redis.timeout_ms, redis.namespace.as_str(), redis.cluster), (50, "augur", false));
+        assert_eq!(redis.key_template, "{namespace}:{table}:{id}");
+        assert_eq!(redis.cache.tables["items"].max_entries, 1000);
+        assert_eq!(redis.cache.tables["items"].negative_ttl_ms, 5_000);
+        assert_eq!(redis.tables.len(), 2, "the embedded tables stay as load defaults");
+
+        for (toml, key) in [
+            ("timeout_ms = 0", "store.timeout_ms"),
+            ("urls = [\"redis://a:1\", \"redis://b:1\"]", "store.urls"),
+            ("urls = [\"http://x\"]", "store.urls[0]"),
+            ("key_template = \"{namespace}:{id}\"", "store.key_template"),
+            (
+                "[store.cache.tables.items]\nttl_ms = 100\nnegative_ttl_ms = 200",
+                "store.cache.tables.items.negative_ttl_ms",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[store]\nkind = \"redis\"\n{toml}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let err = Config::from_toml("[store]\nkind = \"redis\"\ntimeout = 5\n").unwrap_err();
+        assert!(err.to_string().contains("timeout"), "{err}");
+        let config =
+            Config::from_toml("[store]\nkind = \"redis\"\ncluster = true\nurls = [\"redis://a:1\", \"redis://b:1\"]\n");
+        assert!(config.is_ok(), "{config:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod demo;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod loadgen;
 pub mod model;
 pub mod predict;
 pub mod scene;

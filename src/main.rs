@@ -62,6 +62,72 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Load generator: drive a running augur and report throughput and latency percentiles.
+    Bench {
+        /// Server address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Scene.
+        #[arg(long, default_value = "ranking")]
+        scene: String,
+        /// Open loop at this many requests/s (default: closed loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Closed-loop callers (or, open loop, the outstanding-request cap).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured lead-in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Candidates per request.
+        #[arg(long, default_value_t = 100)]
+        candidates: usize,
+        /// Users in the catalogue.
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        /// Items in the catalogue.
+        #[arg(long, default_value_t = 5000)]
+        items: usize,
+        /// Zipf exponent of item popularity.
+        #[arg(long, default_value_t = 1.1)]
+        zipf: f64,
+        /// HTTP/2 connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// grpc-timeout per request, milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ceiling: raw ONNX Runtime throughput on a model at a fixed batch shape.
+    BenchOrt {
+        /// The .onnx file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Rows per run.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Threads, one session each.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Intra-op threads per session.
+        #[arg(long, default_value_t = 1)]
+        intra_op_threads: usize,
+        /// Random ids are drawn from [0, vocab).
+        #[arg(long, default_value_t = 2_000_000)]
+        vocab: i64,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Offline features, computed by the serving code.
     Features {
         #[command(subcommand)]
@@ -85,6 +151,27 @@ enum FeaturesCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Bulk-load a table from CSV or JSONL into the configured Redis (HSET per row, pipelined).
+    Load {
+        /// Config with `store.kind = "redis"`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Table name (`{table}` in the key template).
+        #[arg(long)]
+        table: String,
+        /// Rows: `.csv` with a header, or `.jsonl`. Default: the table's `store.tables` path.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Column holding the id. Default: the table's `store.tables` key, else the first column.
+        #[arg(long)]
+        key_column: Option<String>,
+        /// Rows per pipeline.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        batch: u32,
+        /// A line that cannot be loaded: `skip` it (reported) or `stop`.
+        #[arg(long, default_value = "skip")]
+        on_error: augur::fetch::load::OnError,
     },
 }
 
@@ -121,6 +208,61 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
             print!("{}", augur::client::render(&items, response.get_ref()));
         }
+        Command::Bench {
+            addr,
+            scene,
+            rate,
+            concurrency,
+            duration,
+            warmup,
+            candidates,
+            users,
+            items,
+            zipf,
+            connections,
+            timeout_ms,
+            json,
+        } => {
+            let mode = match rate {
+                Some(rate) => augur::loadgen::Mode::Open { rate, max_in_flight: concurrency.max(1) * 64 },
+                None => augur::loadgen::Mode::Closed { concurrency },
+            };
+            let config = augur::loadgen::LoadConfig {
+                addr,
+                scene,
+                mode,
+                duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(warmup),
+                candidates,
+                users,
+                items,
+                zipf,
+                seed: 7,
+                connections,
+                timeout: timeout_ms.map(Duration::from_millis),
+            };
+            let report = augur::loadgen::run(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{report}");
+            }
+        }
+        Command::BenchOrt { model, batch, threads, intra_op_threads, vocab, duration, json } => {
+            let options = augur::model::onnx::SessionOptions { intra_op_threads, library: None };
+            let report = tokio::task::spawn_blocking(move || {
+                augur::loadgen::raw_ort::run(&model, batch, threads, &options, vocab, Duration::from_secs_f64(duration))
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "raw ORT: batch {} x {} threads ({} intra-op): {} runs, {:.0} items/s",
+                    report.batch, report.threads, report.intra_op_threads, report.runs, report.items_per_s
+                );
+            }
+        }
         Command::DemoData { out, users, items, impressions, seed } => {
             let spec = augur::demo::DemoSpec { users, items, impressions, seed, ..Default::default() };
             augur::demo::generate(&spec, &out).with_context(|| format!("writing {}", out.display()))?;
@@ -134,7 +276,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .find(|s| s.name == scene)
                 .with_context(|| format!("scene `{scene}` is not in the config's scenes"))?;
             let spec = augur::assemble::Spec::load(&scene_config.spec)?;
-            let store = augur::app::store(&config)?;
+            let store = augur::app::store(&config).await?;
             let started = std::time::Instant::now();
             let summary = augur::export::export(&spec, store.as_ref(), &impressions, &out).await?;
             eprintln!(
@@ -145,6 +287,41 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 summary.fallbacks
             );
+        }
+        Command::Features { command: FeaturesCommand::Load { config, table, file, key_column, batch, on_error } } => {
+            use augur::fetch::load;
+            let config = Config::load(config.as_deref())?;
+            let augur::config::StoreConfig::Redis(redis) = &config.store else {
+                anyhow::bail!("`features load` writes to Redis: set store.kind = \"redis\" in the config");
+            };
+            let source = load::table_source(redis, &table);
+            let file = file
+                .or_else(|| source.map(|t| t.path.clone()))
+                .with_context(|| format!("--file is needed: table `{table}` is not in store.tables"))?;
+            let options = load::LoadOptions {
+                key_column: key_column.or_else(|| source.map(|t| t.key.clone())),
+                table,
+                batch: batch as usize,
+                on_error,
+            };
+            let store = load::connect(redis).await?;
+            let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
+            let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressDrawTarget::stderr()
+            } else {
+                indicatif::ProgressDrawTarget::hidden()
+            };
+            let progress = indicatif::ProgressBar::with_draw_target(Some(size), target).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} eta {eta}",
+                )?,
+            );
+            let summary = load::load_file(&store, &file, &options, &progress).await?;
+            progress.finish_and_clear();
+            println!("{}: table `{}` into {}: {summary}", file.display(), options.table, store.target());
+            if let Some(line) = summary.stopped_at {
+                anyhow::bail!("load stopped at line {line}");
+            }
         }
     }
     Ok(())

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -87,14 +86,15 @@ pub(crate) struct Message {
     reply: oneshot::Sender<Result<Vec<f32>, BatchError>>,
 }
 
-/// The queue and the threads of one model version. Dropping it closes the queue; the threads
-/// finish what is queued and exit (joined in `drop`).
+/// The queue and the threads of one model version. Dropping it closes the queue: the threads
+/// answer what is queued, free their sessions and exit on their own. They are not joined,
+/// because the last `Arc<Version>` is often dropped by a request finishing on an async worker,
+/// which must not block on freeing a model.
 #[derive(Debug)]
 pub struct Batcher {
-    tx: Option<SyncSender<Message>>,
+    tx: SyncSender<Message>,
     config: BatchConfig,
     stats: Arc<BatchStats>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Batcher {
@@ -103,18 +103,14 @@ impl Batcher {
         let (tx, rx) = sync_channel::<Message>(config.queue_capacity);
         let shared = Arc::new(Mutex::new(worker::Shared { rx, carry: None }));
         let stats = Arc::new(BatchStats::default());
-        let threads = runners
-            .into_iter()
-            .enumerate()
-            .map(|(i, runner)| {
-                let (shared, stats) = (Arc::clone(&shared), Arc::clone(&stats));
-                std::thread::Builder::new()
-                    .name(format!("augur-infer-{name}-{i}"))
-                    .spawn(move || worker::run(runner, &shared, config, &stats))
-                    .expect("spawning an inference thread")
-            })
-            .collect();
-        Batcher { tx: Some(tx), config, stats, threads }
+        for (i, runner) in runners.into_iter().enumerate() {
+            let (shared, stats) = (Arc::clone(&shared), Arc::clone(&stats));
+            std::thread::Builder::new()
+                .name(format!("augur-infer-{name}-{i}"))
+                .spawn(move || worker::run(runner, &shared, config, &stats))
+                .expect("spawning an inference thread");
+        }
+        Batcher { tx, config, stats }
     }
 
     /// Counters.
@@ -130,7 +126,7 @@ impl Batcher {
     /// Scores `tensors` (one f32 per row, in order), splitting them into chunks of at most
     /// `max_batch_rows`. Fails fast when the queue is full.
     pub async fn infer(&self, tensors: Vec<Tensor>, deadline: Option<Instant>) -> Result<Vec<f32>, BatchError> {
-        let tx = self.tx.as_ref().ok_or(BatchError::Closed)?;
+        let tx = &self.tx;
         let rows = tensors.first().map_or(0, Tensor::rows);
         let chunks = split(tensors, rows, self.config.max_batch_rows);
         let mut replies = Vec::with_capacity(chunks.len());
@@ -151,15 +147,6 @@ impl Batcher {
             scores.extend(rx.await.map_err(|_| BatchError::Closed)??);
         }
         Ok(scores)
-    }
-}
-
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        self.tx.take();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -1,10 +1,15 @@
 //! Step 2 of the path: read the feature rows a request needs from the online store.
 //!
 //! [`FeatureStore`] is the seam: the in-memory store ([`memory`]) is the embedded default; Redis
-//! and Redis Cluster implement the same trait. A missing row is not an error (assembly falls back
-//! to spec defaults and reports it); an unreachable store is.
+//! and Redis Cluster ([`redis`]) implement the same trait, optionally behind a local cache
+//! ([`cache`]) for hot rows. [`load`] bulk-loads tables into Redis (`augur features load`). A
+//! missing row is not an error (assembly falls back to spec defaults and reports it); an
+//! unreachable store is.
 
+pub mod cache;
+pub mod load;
 pub mod memory;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -12,7 +17,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use cache::{CacheStats, CachedStore};
 pub use memory::MemoryStore;
+pub use redis::RedisFeatureStore;
 
 use crate::value::Value;
 
@@ -23,7 +30,7 @@ pub type Row = HashMap<String, Value>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why rows could not be read at all.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     /// The spec names a table the store does not have.
     #[error("store has no table `{0}`")]
@@ -54,6 +61,14 @@ pub enum LoadError {
         line: u64,
         /// What is wrong.
         problem: String,
+    },
+    /// A remote store did not answer at start-up.
+    #[error("cannot connect to {target}: {message}")]
+    Connect {
+        /// The configured address(es).
+        target: String,
+        /// What failed.
+        message: String,
     },
 }
 

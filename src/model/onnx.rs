@@ -127,7 +127,8 @@ fn describe(outlet: &Outlet) -> ModelInput {
     }
 }
 
-fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelError> {
+/// One plain session (also used by the raw ORT benchmark).
+pub fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelError> {
     let env = runtime::environment(options.library.as_deref())?;
     let load = |message: String| ModelError::Load { path: path.display().to_string(), message };
     Session::builder(env)

@@ -139,7 +139,8 @@ type Fingerprint = (u64, Option<SystemTime>);
 
 #[derive(Debug, Default)]
 struct ReloadState {
-    rejected: HashMap<u64, Fingerprint>,
+    /// Rejected versions and the file identity they were rejected with.
+    rejected: HashMap<u64, (PathBuf, Fingerprint)>,
     canary_override: Option<(u64, f64)>,
     last_error: Option<String>,
 }
@@ -262,45 +263,49 @@ impl Repository {
             }
         };
         let present = self.present_versions();
-        let wanted: Vec<u64> = match &settings.version_policy {
-            VersionPolicy::Latest(n) => present.keys().rev().take(*n).copied().collect(),
-            VersionPolicy::Specific(list) => list.iter().copied().filter(|v| present.contains_key(v)).collect(),
-        };
+        state.rejected.retain(|v, (_, fp)| present.get(v).is_some_and(|(_, now)| now == fp));
         let mut versions = self.routing().versions.clone();
-        for number in versions.keys().copied().collect::<Vec<_>>() {
-            if !wanted.contains(&number) {
-                versions.remove(&number);
+        // Availability first: load what the policy wants, treating rejected files as absent, and
+        // only then unload what it no longer wants — a bad new version never takes the old one
+        // down with it.
+        let wanted = loop {
+            let candidates: Vec<u64> = present.keys().copied().filter(|v| !state.rejected.contains_key(v)).collect();
+            let wanted: Vec<u64> = match &settings.version_policy {
+                VersionPolicy::Latest(n) => candidates.iter().rev().take(*n).copied().collect(),
+                VersionPolicy::Specific(list) => list.iter().copied().filter(|v| candidates.contains(v)).collect(),
+            };
+            let missing: Vec<u64> = wanted.iter().copied().filter(|v| !versions.contains_key(v)).collect();
+            if missing.is_empty() {
+                break wanted;
+            }
+            for number in missing {
+                let (path, fingerprint) = present[&number].clone();
+                match self.load(number, &path, &settings).await {
+                    Ok(version) => {
+                        self.stats.loads.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            model = %self.name, version = number,
+                            load_ms = version.load_time.as_secs_f64() * 1e3,
+                            warmup_ms = version.warmup.duration.as_secs_f64() * 1e3,
+                            "version loaded"
+                        );
+                        versions.insert(number, Arc::new(version));
+                    }
+                    Err(e) => {
+                        state.rejected.insert(number, (path, fingerprint));
+                        self.reject(&mut state, Some(number), &e.to_string());
+                    }
+                }
+            }
+        };
+        versions.retain(|number, _| {
+            let keep = wanted.contains(number);
+            if !keep {
                 self.stats.unloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(model = %self.name, version = number, "version unloaded");
             }
-        }
-        state.rejected.retain(|v, _| present.contains_key(v));
-        for number in wanted {
-            if versions.contains_key(&number) {
-                continue;
-            }
-            let (path, fingerprint) = present[&number].clone();
-            if state.rejected.get(&number) == Some(&fingerprint) {
-                continue;
-            }
-            match self.load(number, &path, &settings).await {
-                Ok(version) => {
-                    state.rejected.remove(&number);
-                    self.stats.loads.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        model = %self.name, version = number,
-                        load_ms = version.load_time.as_secs_f64() * 1e3,
-                        warmup_ms = version.warmup.duration.as_secs_f64() * 1e3,
-                        "version loaded"
-                    );
-                    versions.insert(number, Arc::new(version));
-                }
-                Err(e) => {
-                    state.rejected.insert(number, fingerprint);
-                    self.reject(&mut state, Some(number), &e.to_string());
-                }
-            }
-        }
+            keep
+        });
         let routing = self.route_table(versions, &settings, &state);
         *self.routing.write().expect("routing lock") = Arc::new(routing);
     }

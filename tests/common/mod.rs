@@ -86,3 +86,4 @@ pub fn venv_python() -> PathBuf {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+pub mod redis_server;

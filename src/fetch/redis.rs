@@ -1,0 +1,366 @@
+//! Step 2 against Redis: one hash per entity, all rows of a call read in one round trip.
+//!
+//! # Layout
+//!
+//! Each row is a hash at a key built from `store.key_template` (default
+//! `"{namespace}:{table}:{id}"`, e.g. `augur:items:i42`); its fields are the feature field names
+//! and its values text, exactly as the CSV cells of the in-memory store: lists joined by `|`,
+//! floats written by Rust's shortest round-trip formatting (`format!("{}", f64)`, what
+//! [`load`](super::load) writes for JSONL numbers), so `"0.1"` parses back to the very same `f64`
+//! and a model sees identical inputs whichever store served them. Values are handed to assembly as
+//! [`Value::Str`]; assembly parses them into the declared type and reports a `ParseError` fallback
+//! when it cannot, so a bad value in Redis is never an error here (bytes that are not UTF-8 are
+//! converted lossily and end up in that fallback too).
+//!
+//! A call reads exactly the requested fields with one `HMGET` per key. A key whose fields are all
+//! nil (the usual case: no such key) is a missing row (`None`), which assembly reports as
+//! `MissingRow`. A key holding another type (`WRONGTYPE`) is logged and treated as missing too.
+//!
+//! # Single node
+//!
+//! A [`ConnectionManager`]: one multiplexed connection shared by every request, re-established in
+//! the background with exponential backoff (capped at one second) when it drops. All `HMGET`s of
+//! a call go out as one pipeline: one write, one round trip, whatever the candidate count.
+//!
+//! # Redis Cluster
+//!
+//! A [`ClusterConnection`](redis::cluster_async::ClusterConnection) (one multiplexed connection per
+//! node, slot map refreshed on `MOVED`). Keys of different ids hash to different slots, so one
+//! call's rows live on every master: that spread is the point of a cluster, and why the default
+//! template has no hash tag. (A template like `"{{{table}}}:{id}"` — a hash tag on the table —
+//! would pin a whole table to one slot and so to one node: a hot spot that defeats the cluster.
+//! A hash tag around the id alone, `"{namespace}:{table}:{{{id}}}"`, is harmless but useless: the
+//! slot already depends on the id only.) `{{` and `}}` in a template are literal braces.
+//!
+//! redis-rs 1.x does **not** split a pipeline across nodes in cluster mode: the async cluster
+//! connection routes a whole pipeline by its first keyed command and fails it client-side with
+//! `CrossSlot` ("Received crossed slots in pipeline") when commands hash to different slots
+//! (`route_for_pipeline` in redis-rs; `tests/redis_cluster.rs` pins this behaviour). So in
+//! cluster mode a call sends one `HMGET` per key, all at once: redis-rs routes each by its slot,
+//! follows `MOVED`/`ASK`, and each node's multiplexed connection coalesces the commands queued for
+//! it into shared socket writes — per node, that is a pipeline in all but name, and the call still
+//! costs one round trip (the slowest node's).
+//!
+//! # Failures
+//!
+//! Connection errors and timeouts are [`FetchError::Unavailable`]. Every call is bounded by
+//! `store.timeout_ms` (a `tokio::time::timeout` around the whole read, and the same value as the
+//! connection's response timeout), so a hung or restarting Redis costs a request at most that long.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisError, RedisResult};
+
+use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row};
+use crate::config::RedisConfig;
+use crate::value::Value;
+
+/// Longest pause between reconnection attempts: once Redis is back, reads recover within it.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Reads feature rows from Redis or Redis Cluster. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct RedisFeatureStore {
+    conn: Connection,
+    keys: Arc<KeyTemplate>,
+    /// Bound on one `get_rows` call.
+    timeout: Duration,
+    /// The configured URLs, for messages.
+    target: Arc<str>,
+}
+
+/// The two connection kinds; both multiplexed and `Clone`.
+#[derive(Clone)]
+enum Connection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A compiled key template: `{namespace}`, `{table}` and `{id}` placeholders, `{{`/`}}` escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Table,
+    Id,
+}
+
+// === impl KeyTemplate ===
+
+impl KeyTemplate {
+    /// Compiles `template`, substituting `namespace` now. It must contain `{table}` (tables
+    /// sharing ids must not collide) and `{id}`.
+    pub fn parse(template: &str, namespace: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = template.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(format!("unclosed `{{{name}` in `{template}`")),
+                        }
+                    }
+                    let part = match name.as_str() {
+                        "namespace" => {
+                            literal.push_str(namespace);
+                            continue;
+                        }
+                        "table" => Part::Table,
+                        "id" => Part::Id,
+                        other => {
+                            return Err(format!(
+                                "unknown placeholder `{{{other}}}` (use {{namespace}}, {{table}}, \
+                                 {{id}}; {{{{ and }}}} for literal braces)"
+                            ));
+                        }
+                    };
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(part);
+                }
+                '}' => return Err(format!("unmatched `}}` in `{template}` (write `}}}}`)")),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        for (needed, part) in [("{table}", Part::Table), ("{id}", Part::Id)] {
+            if !parts.contains(&part) {
+                return Err(format!("`{template}` must contain {needed}"));
+            }
+        }
+        Ok(KeyTemplate { parts })
+    }
+
+    /// The key of `id` in `table`.
+    pub fn key(&self, table: &str, id: &str) -> String {
+        let mut key = String::with_capacity(32 + table.len() + id.len());
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => key.push_str(s),
+                Part::Table => key.push_str(table),
+                Part::Id => key.push_str(id),
+            }
+        }
+        key
+    }
+}
+
+// === impl RedisFeatureStore ===
+
+impl RedisFeatureStore {
+    /// Connects (one PING's worth of proof that Redis answers); fails start-up naming the URL.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, LoadError> {
+        let target: Arc<str> = config.urls.join(",").into();
+        let connect_error = |e: RedisError| LoadError::Connect { target: target.to_string(), message: e.to_string() };
+        let keys = KeyTemplate::parse(&config.key_template, &config.namespace).map_err(|e| LoadError::Connect {
+            target: target.to_string(),
+            message: format!("store.key_template: {e}"),
+        })?;
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let conn = if config.cluster {
+            let client = ClusterClientBuilder::new(config.urls.iter().map(String::as_str))
+                .connection_timeout(connect_timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(connect_error)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(connect_error)?)
+        } else {
+            let url = config.urls.first().map_or("", String::as_str);
+            let client = redis::Client::open(url).map_err(connect_error)?;
+            let manager = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(connect_timeout))
+                .set_max_delay(MAX_RECONNECT_DELAY);
+            Connection::Node(ConnectionManager::new_with_config(client, manager).await.map_err(connect_error)?)
+        };
+        let store = RedisFeatureStore { conn, keys: Arc::new(keys), timeout, target };
+        let mut ping = redis::cmd("PING");
+        ping.arg("augur");
+        store
+            .run(vec![ping], timeout.max(connect_timeout))
+            .await
+            .map_err(|e| LoadError::Connect { target: store.target.to_string(), message: e.to_string() })?;
+        tracing::info!(target_urls = %store.target, cluster = config.cluster, "connected to redis");
+        Ok(store)
+    }
+
+    /// The key of `id` in `table` under the configured template.
+    pub fn key(&self, table: &str, id: &str) -> String {
+        self.keys.key(table, id)
+    }
+
+    /// What this store connects to (the configured URLs, comma-separated).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Runs independent commands in one round trip (a pipeline on one node; all in flight at once
+    /// on a cluster) within `timeout`. Per command: its reply, or the server's error for that
+    /// command alone (`WRONGTYPE`, ...). `Err` only when the store as a whole failed.
+    pub async fn run(&self, cmds: Vec<Cmd>, timeout: Duration) -> Result<Vec<RedisResult<redis::Value>>, FetchError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let work = async {
+            match &self.conn {
+                Connection::Node(manager) => {
+                    let mut manager = manager.clone();
+                    let mut pipe = redis::Pipeline::with_capacity(cmds.len());
+                    for cmd in cmds {
+                        pipe.add_command(cmd);
+                    }
+                    pipe.ignore_errors();
+                    pipe.query_async::<Vec<RedisResult<redis::Value>>>(&mut manager).await
+                }
+                Connection::Cluster(cluster) => {
+                    let replies = join_all(cmds.iter().map(|cmd| {
+                        let mut cluster = cluster.clone();
+                        async move { cmd.query_async::<redis::Value>(&mut cluster).await }
+                    }))
+                    .await;
+                    // A connection-level failure fails the call, as it does on one node.
+                    if let Some(e) = replies.iter().filter_map(|r| r.as_ref().err()).find(|e| !is_command_error(e)) {
+                        return Err(e.clone());
+                    }
+                    Ok(replies)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(e)) => Err(FetchError::Unavailable(format!("redis {}: {e}", self.target))),
+            Err(_) => Err(FetchError::Unavailable(format!(
+                "redis {}: no answer within {} ms",
+                self.target,
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// An error about one command (bad type, bad argument), as opposed to the connection or cluster.
+fn is_command_error(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(_)) && !e.is_cluster_error()
+}
+
+/// One `HMGET` reply → a row of the present fields, or `None` when every field is nil.
+fn row_from_reply(fields: &[String], reply: redis::Value) -> Option<Arc<Row>> {
+    let redis::Value::Array(values) = reply else {
+        return None;
+    };
+    let mut row = Row::new();
+    for (field, value) in fields.iter().zip(values) {
+        let text = match value {
+            redis::Value::BulkString(bytes) => {
+                String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            }
+            redis::Value::SimpleString(s) => s,
+            redis::Value::Int(i) => i.to_string(),
+            redis::Value::Double(x) => format!("{x}"),
+            _ => continue,
+        };
+        row.insert(field.clone(), Value::Str(text));
+    }
+    (!row.is_empty()).then(|| Arc::new(row))
+}
+
+impl FeatureStore for RedisFeatureStore {
+    fn get_rows<'a>(
+        &'a self,
+        table: &'a str,
+        ids: &'a [&'a str],
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
+        Box::pin(async move {
+            if fields.is_empty() {
+                // HMGET needs a field; a caller that reads nothing needs no round trip.
+                return Ok(vec![None; ids.len()]);
+            }
+            let cmds = ids
+                .iter()
+                .map(|id| {
+                    let mut cmd = redis::cmd("HMGET");
+                    cmd.arg(self.keys.key(table, id)).arg(fields);
+                    cmd
+                })
+                .collect();
+            let replies = self.run(cmds, self.timeout).await?;
+            Ok(replies
+                .into_iter()
+                .zip(ids)
+                .map(|(reply, id)| match reply {
+                    Ok(reply) => row_from_reply(fields, reply),
+                    Err(e) => {
+                        tracing::warn!(table, id, error = %e, "unreadable row served as missing");
+                        None
+                    }
+                })
+                .collect())
+        })
+    }
+}
+
+impl fmt::Debug for RedisFeatureStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFeatureStore")
+            .field("target", &self.target)
+            .field("cluster", &matches!(self.conn, Connection::Cluster(_)))
+            .field("keys", &self.keys)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_template_placeholders_and_escapes() {
+        let t = KeyTemplate::parse("{namespace}:{table}:{id}", "augur").unwrap();
+        assert_eq!(t.key("items", "i42"), "augur:items:i42");
+        let t = KeyTemplate::parse("{namespace}:{table}:{{{id}}}", "ns").unwrap();
+        assert_eq!(t.key("users", "u1"), "ns:users:{u1}");
+        for bad in ["{table}", "{id}", "{table}:{id", "{table}:{idd}", "{table}}:{id}"] {
+            assert!(KeyTemplate::parse(bad, "x").is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn all_nil_reply_is_a_missing_row_and_present_fields_are_text() {
+        use redis::Value as V;
+        let fields = vec!["a".to_owned(), "b".to_owned()];
+        assert!(row_from_reply(&fields, V::Array(vec![V::Nil, V::Nil])).is_none());
+        let row = row_from_reply(&fields, V::Array(vec![V::Nil, V::BulkString(vec![b'0', b'.', b'1', 0xff])])).unwrap();
+        assert!(!row.contains_key("a"));
+        assert_eq!(row["b"], Value::Str("0.1\u{fffd}".into()));
+    }
+}

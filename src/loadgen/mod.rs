@@ -1,0 +1,311 @@
+//! `augur bench`: a load generator for a running augur, and ([`raw_ort`]) the raw ONNX Runtime
+//! ceiling it is compared with.
+//!
+//! Closed loop: `concurrency` callers send back to back (max throughput). Open loop: requests
+//! are *scheduled* at a constant rate and latency is measured from the scheduled time, so a
+//! stalled server shows up in the percentiles instead of silently lowering the offered load
+//! (coordinated omission). Requests are drawn from the synthetic catalogue: uniform users, Zipf
+//! item popularity, random hour and device.
+
+pub mod raw_ort;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::proto::prediction_client::PredictionClient;
+use crate::proto::{Candidate, PredictRequest};
+
+/// How load is offered.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// `concurrency` callers, each sending its next request when the last one returns.
+    Closed {
+        /// Concurrent callers.
+        concurrency: usize,
+    },
+    /// `rate` requests per second on a fixed schedule, at most `max_in_flight` outstanding.
+    Open {
+        /// Requests per second.
+        rate: f64,
+        /// Outstanding requests beyond which the generator records a client-side drop.
+        max_in_flight: usize,
+    },
+}
+
+/// A load run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Server address (`http://host:port`).
+    pub addr: String,
+    /// Scene to score in.
+    pub scene: String,
+    /// Closed or open loop.
+    pub mode: Mode,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Unmeasured lead-in.
+    pub warmup: Duration,
+    /// Candidates per request.
+    pub candidates: usize,
+    /// Users in the catalogue (`u0..`).
+    pub users: usize,
+    /// Items in the catalogue (`i0..`).
+    pub items: usize,
+    /// Zipf exponent of item popularity.
+    pub zipf: f64,
+    /// RNG seed.
+    pub seed: u64,
+    /// HTTP/2 connections to spread callers over.
+    pub connections: usize,
+    /// `grpc-timeout` sent with each request.
+    pub timeout: Option<Duration>,
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th.
+    pub p90: f64,
+    /// 99th.
+    pub p99: f64,
+    /// 99.9th.
+    pub p999: f64,
+    /// Worst.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "closed c=32" or "open 2000/s".
+    pub mode: String,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Candidates per request.
+    pub candidates: usize,
+    /// Requests completed in the measured window (any status).
+    pub requests: u64,
+    /// Requests answered OK.
+    pub ok: u64,
+    /// Non-OK answers by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    /// OK requests per second.
+    pub requests_per_s: f64,
+    /// Scored candidates per second.
+    pub items_per_s: f64,
+    /// Latency of OK requests.
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug)]
+struct Tally {
+    latency: Histogram<u64>,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, result: &Result<(), tonic::Code>, latency: Duration) {
+        match result {
+            Ok(()) => {
+                self.ok += 1;
+                let _ = self.latency.record((latency.as_micros() as u64).max(1));
+            }
+            Err(code) => *self.errors.entry(format!("{code:?}")).or_default() += 1,
+        }
+    }
+}
+
+/// Runs the load and reports.
+pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error> {
+    let mut clients = Vec::with_capacity(config.connections.max(1));
+    for _ in 0..config.connections.max(1) {
+        let channel = Channel::from_shared(config.addr.clone()).expect("valid address").connect().await?;
+        clients.push(PredictionClient::new(channel).max_decoding_message_size(64 << 20));
+    }
+    let pool = Arc::new(request_pool(config, 512));
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let end = measure_from + config.duration;
+    let tally = Arc::new(Mutex::new(Tally::new()));
+    let mode = match config.mode {
+        Mode::Closed { concurrency } => {
+            let mut tasks = Vec::with_capacity(concurrency);
+            for worker in 0..concurrency {
+                let (mut client, pool, tally) =
+                    (clients[worker % clients.len()].clone(), Arc::clone(&pool), Arc::clone(&tally));
+                let timeout = config.timeout;
+                tasks.push(tokio::spawn(async move {
+                    let mut local = Tally::new();
+                    let mut n = worker;
+                    while Instant::now() < end {
+                        let sent = Instant::now();
+                        let result = call(&mut client, pool[n % pool.len()].clone(), timeout).await;
+                        if sent >= measure_from {
+                            local.record(&result, sent.elapsed());
+                        }
+                        n += concurrency;
+                    }
+                    merge(&tally, local);
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            format!("closed c={concurrency}")
+        }
+        Mode::Open { rate, max_in_flight } => {
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+            let mut tasks = Vec::new();
+            let mut n: u64 = 0;
+            loop {
+                let scheduled = start + interval.mul_f64(n as f64);
+                if scheduled >= end {
+                    break;
+                }
+                tokio::time::sleep_until(scheduled.into()).await;
+                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                    if scheduled >= measure_from {
+                        *tally.lock().expect("tally").errors.entry("ClientBackpressure".into()).or_default() += 1;
+                    }
+                    n += 1;
+                    continue;
+                };
+                let (mut client, pool, tally) =
+                    (clients[n as usize % clients.len()].clone(), Arc::clone(&pool), Arc::clone(&tally));
+                let timeout = config.timeout;
+                let index = n as usize;
+                tasks.push(tokio::spawn(async move {
+                    let result = call(&mut client, pool[index % pool.len()].clone(), timeout).await;
+                    // Measured from the schedule, not from the send: no coordinated omission.
+                    if scheduled >= measure_from {
+                        tally.lock().expect("tally").record(&result, scheduled.elapsed());
+                    }
+                    drop(permit);
+                }));
+                n += 1;
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            format!("open {rate}/s")
+        }
+    };
+    let seconds = config.duration.as_secs_f64();
+    let tally = Arc::try_unwrap(tally).map(|m| m.into_inner().expect("tally")).unwrap_or_else(|arc| {
+        let t = arc.lock().expect("tally");
+        Tally { latency: t.latency.clone(), ok: t.ok, errors: t.errors.clone() }
+    });
+    let ms = |v: u64| v as f64 / 1000.0;
+    let h = &tally.latency;
+    Ok(Report {
+        mode,
+        seconds,
+        candidates: config.candidates,
+        requests: tally.ok + tally.errors.values().sum::<u64>(),
+        ok: tally.ok,
+        errors: tally.errors.clone(),
+        requests_per_s: tally.ok as f64 / seconds,
+        items_per_s: (tally.ok * config.candidates as u64) as f64 / seconds,
+        latency_ms: Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        },
+    })
+}
+
+fn merge(tally: &Mutex<Tally>, local: Tally) {
+    let mut t = tally.lock().expect("tally");
+    let _ = t.latency.add(&local.latency);
+    t.ok += local.ok;
+    for (code, n) in local.errors {
+        *t.errors.entry(code).or_default() += n;
+    }
+}
+
+async fn call(
+    client: &mut PredictionClient<Channel>,
+    request: PredictRequest,
+    timeout: Option<Duration>,
+) -> Result<(), tonic::Code> {
+    let mut request = tonic::Request::new(request);
+    if let Some(t) = timeout {
+        request.set_timeout(t);
+    }
+    client.predict(request).await.map(|_| ()).map_err(|s| s.code())
+}
+
+/// Pre-built requests, so the generator spends its CPU on sending, not on building.
+fn request_pool(config: &LoadConfig, size: usize) -> Vec<PredictRequest> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let zipf = Zipf::new(config.items.max(1) as f64, config.zipf).expect("valid zipf");
+    (0..size)
+        .map(|_| {
+            let user = format!("u{}", rng.random_range(0..config.users.max(1)));
+            let candidates = (0..config.candidates)
+                .map(|_| {
+                    let item = (zipf.sample(&mut rng) as usize).clamp(1, config.items.max(1)) - 1;
+                    Candidate { item_id: format!("i{item}"), features: Default::default() }
+                })
+                .collect();
+            let hour = crate::proto::FeatureValue {
+                kind: Some(crate::proto::feature_value::Kind::IntValue(rng.random_range(0..24))),
+            };
+            let device = crate::proto::FeatureValue {
+                kind: Some(crate::proto::feature_value::Kind::StringValue(
+                    ["ios", "android", "web"][rng.random_range(0..3)].into(),
+                )),
+            };
+            PredictRequest {
+                request_id: String::new(),
+                scene: config.scene.clone(),
+                user_id: user,
+                context: [("hour".to_string(), hour), ("device".to_string(), device)].into(),
+                candidates,
+                model_version: String::new(),
+            }
+        })
+        .collect()
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "{} for {:.1}s, {} candidates/request: {} ok ({:.0} req/s, {:.0} items/s)",
+            self.mode, self.seconds, self.candidates, self.ok, self.requests_per_s, self.items_per_s
+        )?;
+        writeln!(
+            f,
+            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        )?;
+        if self.errors.is_empty() { writeln!(f, "errors: none") } else { writeln!(f, "errors: {:?}", self.errors) }
+    }
+}

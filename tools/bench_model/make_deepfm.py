@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Writes the DeepFM-shaped benchmark model of DESIGN.md, so every benchmark measures one shape.
+
+opset 17; inputs `ids` int64 [N,16] (ids in [0, 2,000,000)) and `dense` float32 [N,4]; output
+`ctr` float32 [N]. One embedding E [2M,16] and first-order weights W1 [2M] gathered by `ids`;
+linear = sum of the 16 gathered W1 + dense weights; FM = 0.5 * sum over the 16 dims of
+((sum of vectors)^2 - sum of squared vectors); deep = concat(flattened embeddings [N,256], dense)
+-> 256 -> 128 -> 64 (ReLU) -> 1; ctr = sigmoid(deep + linear + FM). Random weights, fixed seed
+(throughput does not depend on what weights learned). ~136 MB: generated, never committed.
+
+  python tools/bench_model/make_deepfm.py --out target/bench-model/bench/1/model.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train import DeepFM, export_onnx  # noqa: E402
+
+VOCAB, FIELDS, DENSE, K, HIDDEN = 2_000_000, 16, 4, 16, [256, 128, 64]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=1234)
+    a = ap.parse_args()
+    meta = {
+        "scene": "bench",
+        "output": "ctr",
+        "inputs": [
+            {"name": "ids", "dtype": "int64", "width": FIELDS, "vocab": VOCAB},
+            {"name": "dense", "dtype": "float32", "width": DENSE},
+        ],
+    }
+    rng = np.random.default_rng(a.seed)
+    model = DeepFM(meta["inputs"], K, HIDDEN, rng)
+    model.p["lin0"] = rng.normal(0.0, 0.01, VOCAB).astype(np.float32)
+    model.p["w_dense"] = rng.normal(0.0, 0.1, DENSE).astype(np.float32)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, meta, a.out, {"seed": a.seed, "purpose": "benchmark shape (DESIGN.md)"})
+    print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
