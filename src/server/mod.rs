@@ -10,8 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::config::ServerConfig;
@@ -67,7 +67,8 @@ pub async fn run(
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        // Without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms to small responses.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
         .await?;
     tracing::info!("server stopped");
     Ok(())
