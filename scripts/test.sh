@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
 # formatting, clippy (warnings are errors), the Python tools' self-test, and the whole cargo
-# test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity).
+# test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis
+# Cluster servers the tests start themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
-cargo test --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
