@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(candidates as u64));
         group.bench_function(format!("ranking/{candidates}_candidates"), |b| {
             b.iter(|| {
-                let view = RequestView { user_id: "u42", context: &context, candidates: &cands };
+                let view = RequestView::new("u42", &context, &cands);
                 assemble(&spec, view, user_rows[0].as_ref(), &item_rows)
             })
         });

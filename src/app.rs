@@ -47,5 +47,5 @@ pub async fn build(config: &Config) -> Result<Arc<Predictor>, StartError> {
         repository::watch(Arc::clone(&scene.repo), config.model.watch, poll);
         scenes.push(scene);
     }
-    Ok(Arc::new(Predictor::new(scenes, store)))
+    Ok(Arc::new(Predictor::new(scenes, store, config.fetch.clone())))
 }

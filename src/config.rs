@@ -38,8 +38,37 @@ pub struct Config {
     pub model: ModelConfig,
     /// Where feature rows come from.
     pub store: StoreConfig,
+    /// Time budget of the feature fetch.
+    #[serde(default)]
+    pub fetch: FetchConfig,
     /// The scenes served: each pairs a feature spec with a model repository directory.
     pub scenes: Vec<SceneConfig>,
+}
+
+/// Time budget of the feature fetch: min(`max_budget_ms`, caller's deadline − `inference_reserve_ms`).
+/// When it runs out the request is answered with spec defaults and a degraded-feature report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Cap on the fetch, whatever the caller's deadline.
+    #[serde(default = "default_fetch_budget_ms")]
+    pub max_budget_ms: u64,
+    /// Kept back from the caller's deadline for assembly and inference.
+    #[serde(default = "default_inference_reserve_ms")]
+    pub inference_reserve_ms: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig { max_budget_ms: default_fetch_budget_ms(), inference_reserve_ms: default_inference_reserve_ms() }
+    }
+}
+
+const fn default_fetch_budget_ms() -> u64 {
+    100
+}
+const fn default_inference_reserve_ms() -> u64 {
+    10
 }
 
 /// gRPC listener and request limits.
@@ -309,6 +338,8 @@ impl Config {
         in_range("server.max_list_len", s.max_list_len, 1, 100_000)?;
         in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
+        in_range("fetch.max_budget_ms", self.fetch.max_budget_ms as usize, 1, 60_000)?;
+        in_range("fetch.inference_reserve_ms", self.fetch.inference_reserve_ms as usize, 0, 60_000)?;
         let m = &self.model;
         in_range("model.inference_threads", m.inference_threads, 1, 256)?;
         in_range("model.intra_op_threads", m.intra_op_threads, 1, 256)?;

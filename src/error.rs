@@ -4,6 +4,7 @@
 
 use tonic::{Code, Status};
 
+use crate::assemble::FallbackReason;
 use crate::batch::BatchError;
 use crate::fetch::FetchError;
 use crate::model::RouteError;
@@ -42,6 +43,21 @@ pub enum Error {
     /// The store failed as a whole.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// A feature the spec marks `required` had to fall back.
+    #[error(
+        "feature `{feature}` is required by scene `{scene}` but fell back ({reason:?}){}",
+        candidates_note(candidates)
+    )]
+    RequiredFeature {
+        /// Scene.
+        scene: String,
+        /// Feature name.
+        feature: String,
+        /// Why it fell back.
+        reason: FallbackReason,
+        /// Candidates affected (empty = all).
+        candidates: Vec<u32>,
+    },
     /// No model version for the request.
     #[error(transparent)]
     Route(#[from] RouteError),
@@ -72,10 +88,19 @@ impl From<Error> for Status {
             Error::Route(RouteError::NotLoaded { .. }) => Code::NotFound,
             Error::Route(RouteError::NoVersion { .. }) => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::RequiredFeature { .. } => Code::FailedPrecondition,
         };
         if code == Code::Internal {
             tracing::error!(error = %error, "request failed");
         }
         Status::new(code, error.to_string())
+    }
+}
+
+fn candidates_note(candidates: &[u32]) -> String {
+    match candidates {
+        [] => String::new(),
+        [one] => format!(" for candidate {one}"),
+        many => format!(" for {} candidates, first {}", many.len(), many[0]),
     }
 }

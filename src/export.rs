@@ -122,7 +122,7 @@ pub async fn export(
         let items = store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await?;
         for (((user_id, item_id, context, label), user), item) in chunk.into_iter().zip(users).zip(items) {
             let candidates = [(item_id, HashMap::new())];
-            let view = RequestView { user_id: &user_id, context: &context, candidates: &candidates };
+            let view = RequestView::new(&user_id, &context, &candidates);
             let assembled = assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]);
             for fallback in &assembled.fallbacks {
                 *summary.fallbacks.entry(fallback.feature.clone()).or_default() += 1;

@@ -1,13 +1,15 @@
 //! Step 6: the request path as one readable async fn — check, fetch, assemble, infer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::assemble::encode::RequestView;
-use crate::assemble::{Assembled, Fallback, Spec, assemble};
+use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
+use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
-use crate::fetch::FeatureStore;
+use crate::fetch::{FeatureStore, FetchError, Row};
 use crate::scene::Scene;
 use crate::value::Value;
 
@@ -48,13 +50,14 @@ pub struct Prediction {
 pub struct Predictor {
     scenes: HashMap<String, Scene>,
     store: Arc<dyn FeatureStore>,
+    fetch: FetchConfig,
 }
 
 impl Predictor {
     /// Wires scenes to a store.
-    pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>) -> Self {
+    pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>, fetch: FetchConfig) -> Self {
         let scenes = scenes.into_iter().map(|s| (s.spec.scene.clone(), s)).collect();
-        Predictor { scenes, store }
+        Predictor { scenes, store, fetch }
     }
 
     /// Scene by name, or NOT_FOUND listing the served ones.
@@ -79,7 +82,7 @@ impl Predictor {
         let scene = self.scene(&request.scene)?;
         // Route first: a pinned version that is not loaded fails before any fetch.
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
-        let assembled = self.features_for(scene, &request).await?;
+        let assembled = self.features_for(scene, &request, deadline).await?;
         let scores = version.batcher.infer(assembled.tensors, deadline).await?;
         Ok(Prediction {
             request_id: request.request_id,
@@ -93,14 +96,20 @@ impl Predictor {
     /// GetFeatures: the tensors Predict would feed the model.
     pub async fn features(&self, request: &ScoreRequest) -> Result<(&Spec, Assembled), Error> {
         let scene = self.scene(&request.scene)?;
-        Ok((&scene.spec, self.features_for(scene, request).await?))
+        Ok((&scene.spec, self.features_for(scene, request, None).await?))
     }
 
-    async fn features_for(&self, scene: &Scene, request: &ScoreRequest) -> Result<Assembled, Error> {
+    async fn features_for(
+        &self,
+        scene: &Scene,
+        request: &ScoreRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Assembled, Error> {
         check(&scene.spec, request)?;
         let spec = &scene.spec;
         let item_ids: Vec<&str> = request.candidates.iter().map(|(id, _)| id.as_str()).collect();
         let user_ids = [request.user_id.as_str()];
+        let budget = self.fetch_budget(deadline);
         let user_rows = async {
             if spec.user_fields.is_empty() || request.user_id.is_empty() {
                 return Ok(vec![None]);
@@ -113,10 +122,54 @@ impl Predictor {
             }
             self.store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await
         };
-        let (user_rows, item_rows) = tokio::try_join!(user_rows, item_rows)?;
-        let view =
-            RequestView { user_id: &request.user_id, context: &request.context, candidates: &request.candidates };
-        Ok(assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows))
+        let (user_rows, item_rows) = tokio::join!(bounded(user_rows, budget), bounded(item_rows, budget));
+        let mut view = RequestView::new(&request.user_id, &request.context, &request.candidates);
+        let user_rows = user_rows?.unwrap_or_else(|reason| {
+            view.user_absent = reason;
+            vec![None]
+        });
+        let item_rows = item_rows?.unwrap_or_else(|reason| {
+            view.items_absent = reason;
+            vec![None; item_ids.len()]
+        });
+        let assembled = assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows);
+        scene.count_fallbacks(&assembled.fallbacks);
+        if let Some(f) = assembled.fallbacks.iter().find(|f| spec.is_required(&f.feature)) {
+            return Err(Error::RequiredFeature {
+                scene: spec.scene.clone(),
+                feature: f.feature.clone(),
+                reason: f.reason,
+                candidates: f.candidates.clone(),
+            });
+        }
+        Ok(assembled)
+    }
+
+    /// min(cap, deadline − inference reserve); `None` when nothing is left for the fetch.
+    fn fetch_budget(&self, deadline: Option<Instant>) -> Option<Duration> {
+        let cap = Duration::from_millis(self.fetch.max_budget_ms);
+        let Some(deadline) = deadline else { return Some(cap) };
+        let reserve = Duration::from_millis(self.fetch.inference_reserve_ms);
+        let left = deadline.checked_duration_since(Instant::now())?.checked_sub(reserve)?;
+        Some(left.min(cap))
+    }
+}
+
+/// Runs a store read within `budget`. A slow or failing store degrades the request (the rows
+/// count as absent, with the reason) instead of failing it; a misconfigured table is an error.
+async fn bounded(
+    read: impl Future<Output = Result<Vec<Option<Arc<Row>>>, FetchError>>,
+    budget: Option<Duration>,
+) -> Result<Result<Vec<Option<Arc<Row>>>, FallbackReason>, Error> {
+    let Some(budget) = budget else { return Ok(Err(FallbackReason::Timeout)) };
+    match tokio::time::timeout(budget, read).await {
+        Err(_) => Ok(Err(FallbackReason::Timeout)),
+        Ok(Ok(rows)) => Ok(Ok(rows)),
+        Ok(Err(FetchError::Unavailable(message))) => {
+            tracing::debug!(error = %message, "store unavailable; serving defaults");
+            Ok(Err(FallbackReason::StoreError))
+        }
+        Ok(Err(e @ FetchError::UnknownTable(_))) => Err(e.into()),
     }
 }
 

@@ -2,8 +2,9 @@
 //! the versions its policy wants. Start-up fails if no version can serve.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::assemble::{Spec, SpecError};
+use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
 use crate::config::{ModelConfig, SceneConfig};
 use crate::model::Repository;
 
@@ -14,6 +15,8 @@ pub struct Scene {
     pub spec: Arc<Spec>,
     /// Its model versions.
     pub repo: Arc<Repository>,
+    /// Fallbacks served, per feature (spec order) and reason; exported as metrics later.
+    pub fallback_counts: Vec<[AtomicU64; FallbackReason::COUNT]>,
 }
 
 /// Why a scene could not start.
@@ -43,6 +46,25 @@ pub enum SceneError {
 }
 
 impl Scene {
+    /// Adds one request's fallbacks to the per-feature counters (one per affected row).
+    pub fn count_fallbacks(&self, fallbacks: &[Fallback]) {
+        for f in fallbacks {
+            if let Some(i) = self.spec.features.iter().position(|s| s.name == f.feature) {
+                let rows = if f.candidates.is_empty() { 1 } else { f.candidates.len() as u64 };
+                self.fallback_counts[i][f.reason as usize].fetch_add(rows, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Fallbacks served so far for `feature` and `reason`.
+    pub fn fallback_count(&self, feature: &str, reason: FallbackReason) -> u64 {
+        self.spec
+            .features
+            .iter()
+            .position(|s| s.name == feature)
+            .map_or(0, |i| self.fallback_counts[i][reason as usize].load(Ordering::Relaxed))
+    }
+
     /// Loads the spec and the repository's versions (validated and warmed up).
     pub async fn load(config: &SceneConfig, model: &ModelConfig) -> Result<Self, SceneError> {
         let spec = Arc::new(Spec::load(&config.spec)?);
@@ -60,6 +82,7 @@ impl Scene {
                 error,
             });
         }
-        Ok(Scene { spec, repo })
+        let fallback_counts = spec.features.iter().map(|_| Default::default()).collect();
+        Ok(Scene { spec, repo, fallback_counts })
     }
 }

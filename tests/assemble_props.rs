@@ -48,7 +48,7 @@ proptest! {
             (0..items.len()).map(|i| (format!("i{i}"), HashMap::new())).collect();
         let rows: Vec<Option<Arc<Row>>> = items.into_iter().map(|r| r.map(Arc::new)).collect();
         let user = user.map(Arc::new);
-        let view = RequestView { user_id: &user_id, context: &context, candidates: &candidates };
+        let view = RequestView::new(&user_id, &context, &candidates);
         let out = assemble(&spec, view, user.as_ref(), &rows);
         prop_assert_eq!(out.rows, rows.len());
         for (tensor, input) in out.tensors.iter().zip(&spec.inputs) {

@@ -54,6 +54,27 @@ pub enum FallbackReason {
     MissingField,
     /// A stored value that is not of the declared type.
     ParseError,
+    /// The store did not answer within the fetch budget.
+    Timeout,
+    /// The store failed or could not be reached.
+    StoreError,
+}
+
+impl FallbackReason {
+    /// Number of reasons (for per-reason counter arrays indexed by `reason as usize`).
+    pub const COUNT: usize = 5;
+
+    /// The domain reason of a proto reason (tests, clients); unspecified maps to missing row.
+    pub fn from_proto(reason: crate::proto::FallbackReason) -> Self {
+        use crate::proto::FallbackReason as P;
+        match reason {
+            P::Unspecified | P::MissingRow => FallbackReason::MissingRow,
+            P::MissingField => FallbackReason::MissingField,
+            P::ParseError => FallbackReason::ParseError,
+            P::Timeout => FallbackReason::Timeout,
+            P::StoreError => FallbackReason::StoreError,
+        }
+    }
 }
 
 /// One feature served from its default, for some or all candidates.
@@ -87,6 +108,28 @@ pub struct RequestView<'a> {
     pub context: &'a HashMap<String, Value>,
     /// Per candidate: item id and request-time overrides.
     pub candidates: &'a [(String, HashMap<String, Value>)],
+    /// Reported for user features when the user row is absent: `MissingRow`, or `Timeout` /
+    /// `StoreError` when the fetch itself failed.
+    pub user_absent: FallbackReason,
+    /// The same for item rows.
+    pub items_absent: FallbackReason,
+}
+
+impl<'a> RequestView<'a> {
+    /// A view whose absent rows are plain missing rows.
+    pub fn new(
+        user_id: &'a str,
+        context: &'a HashMap<String, Value>,
+        candidates: &'a [(String, HashMap<String, Value>)],
+    ) -> Self {
+        RequestView {
+            user_id,
+            context,
+            candidates,
+            user_absent: FallbackReason::MissingRow,
+            items_absent: FallbackReason::MissingRow,
+        }
+    }
 }
 
 /// Encodes one request. `user_row` / `item_rows` are what the store returned (`item_rows`
@@ -128,7 +171,7 @@ pub fn assemble(
             (Entity::User, Field::Key) if !request.user_id.is_empty() => Ok(&user_id),
             (Entity::User, Field::Key) => Err(FallbackReason::MissingField),
             (Entity::User, Field::Named(f)) => match user_row {
-                None => Err(FallbackReason::MissingRow),
+                None => Err(request.user_absent),
                 Some(row) => row.get(f).ok_or(FallbackReason::MissingField),
             },
             (_, Field::Named(f)) => request.context.get(f).ok_or(FallbackReason::MissingField),
@@ -162,7 +205,7 @@ pub fn assemble(
                 Field::Named(f) => match overrides.get(f) {
                     Some(v) => Ok(v),
                     None => match row {
-                        None => Err(FallbackReason::MissingRow),
+                        None => Err(request.items_absent),
                         Some(row) => row.get(f).ok_or(FallbackReason::MissingField),
                     },
                 },
@@ -372,7 +415,7 @@ features:
             items.iter().map(|(id, _)| (id.to_string(), HashMap::new())).collect();
         let rows: Vec<Option<Arc<Row>>> = items.into_iter().map(|(_, r)| r.map(Arc::new)).collect();
         let user = user.map(Arc::new);
-        let view = RequestView { user_id: "u1", context: &context, candidates: &candidates };
+        let view = RequestView::new("u1", &context, &candidates);
         let out = assemble(&spec, view, user.as_ref(), &rows);
         (spec, out)
     }
@@ -427,7 +470,7 @@ features:
         let spec = Spec::parse(SPEC).unwrap();
         let candidates = vec![("a".to_string(), HashMap::from([("tags".to_string(), Value::IntList(vec![7]))]))];
         let ctx = HashMap::new();
-        let b = assemble(&spec, RequestView { user_id: "u1", context: &ctx, candidates: &candidates }, None, &[None]);
+        let b = assemble(&spec, RequestView::new("u1", &ctx, &candidates), None, &[None]);
         assert_eq!(a.tensors[0].data, b.tensors[0].data);
     }
 }

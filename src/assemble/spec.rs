@@ -93,6 +93,8 @@ struct FeatureDecl {
     #[serde(default)]
     length: Option<usize>,
     input: String,
+    #[serde(default)]
+    required: bool,
 }
 
 /// Element type of a model input.
@@ -246,6 +248,8 @@ pub struct Feature {
     pub id_base: i64,
     /// Raw default value, already of the declared type.
     pub default: Option<Value>,
+    /// A fallback fails the request (FAILED_PRECONDITION) instead of serving the default.
+    pub required: bool,
 }
 
 /// A compiled model input.
@@ -304,6 +308,11 @@ impl Spec {
         let file: SpecFile =
             serde_yaml_ng::from_str(yaml).map_err(|source| SpecError::Yaml { path: "<text>".into(), source })?;
         compile(file)
+    }
+
+    /// Whether the feature named `name` is marked `required`.
+    pub fn is_required(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.required && f.name == name)
     }
 
     /// Index of the input named `name`.
@@ -396,6 +405,7 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
             entity,
             field,
             ty: decl.ty,
+            required: decl.required,
             steps: decl.transform,
             input,
             offset,

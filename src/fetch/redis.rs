@@ -160,14 +160,19 @@ impl KeyTemplate {
     /// The key of `id` in `table`.
     pub fn key(&self, table: &str, id: &str) -> String {
         let mut key = String::with_capacity(32 + table.len() + id.len());
+        self.write_key(&mut key, table, id);
+        key
+    }
+
+    /// Appends the key of `id` in `table` to `out` (the loader reuses one buffer).
+    pub fn write_key(&self, out: &mut String, table: &str, id: &str) {
         for part in &self.parts {
             match part {
-                Part::Literal(s) => key.push_str(s),
-                Part::Table => key.push_str(table),
-                Part::Id => key.push_str(id),
+                Part::Literal(s) => out.push_str(s),
+                Part::Table => out.push_str(table),
+                Part::Id => out.push_str(id),
             }
         }
-        key
     }
 }
 
@@ -215,6 +220,11 @@ impl RedisFeatureStore {
     /// The key of `id` in `table` under the configured template.
     pub fn key(&self, table: &str, id: &str) -> String {
         self.keys.key(table, id)
+    }
+
+    /// The key template in use.
+    pub fn key_template(&self) -> &KeyTemplate {
+        &self.keys
     }
 
     /// What this store connects to (the configured URLs, comma-separated).

@@ -413,7 +413,7 @@ async fn warm_up(spec: &Spec, batcher: &Batcher) -> Result<Warmup, BatchError> {
     for rows in [1, batcher.config().max_batch_rows] {
         let candidates: Vec<(String, HashMap<String, crate::value::Value>)> =
             (0..rows).map(|i| (format!("warmup-{i}"), HashMap::new())).collect();
-        let view = RequestView { user_id: "", context: &context, candidates: &candidates };
+        let view = RequestView::new("", &context, &candidates);
         let assembled = assemble(spec, view, None, &vec![None; rows]);
         let scores = batcher.infer(assembled.tensors, None).await?;
         if scores.iter().any(|s| !s.is_finite()) {

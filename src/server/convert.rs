@@ -193,6 +193,8 @@ fn fallback(f: Fallback) -> proto::Fallback {
         FallbackReason::MissingRow => proto::FallbackReason::MissingRow,
         FallbackReason::MissingField => proto::FallbackReason::MissingField,
         FallbackReason::ParseError => proto::FallbackReason::ParseError,
+        FallbackReason::Timeout => proto::FallbackReason::Timeout,
+        FallbackReason::StoreError => proto::FallbackReason::StoreError,
     };
     proto::Fallback { feature: f.feature, reason: reason as i32, candidates: f.candidates }
 }

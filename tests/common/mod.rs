@@ -87,3 +87,15 @@ pub fn exists(path: &Path) -> bool {
     path.exists()
 }
 pub mod redis_server;
+
+/// Serves an already-built predictor (tests that inject their own store).
+pub async fn start_predictor(predictor: std::sync::Arc<augur::predict::Predictor>) -> TestServer {
+    let limits = demo_config("").server;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(augur::server::run(listener, predictor, limits, async {
+        let _ = rx.await;
+    }));
+    TestServer { addr, shutdown: Some(tx), handle }
+}

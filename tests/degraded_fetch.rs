@@ -1,0 +1,114 @@
+//! A slow or failing store degrades a request instead of failing it: spec defaults are served
+//! within the fetch budget and the response names every degraded feature with its reason;
+//! features marked `required` turn that into FAILED_PRECONDITION naming the feature.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use augur::config::{Config, FetchConfig};
+use augur::fetch::{BoxFuture, FeatureStore, FetchError, Row};
+use augur::predict::Predictor;
+use augur::proto::FallbackReason;
+use augur::scene::Scene;
+
+#[derive(Debug)]
+enum Fault {
+    Hang,
+    Down,
+}
+
+#[derive(Debug)]
+struct FaultyStore(Fault);
+
+impl FeatureStore for FaultyStore {
+    fn get_rows<'a>(
+        &'a self,
+        _table: &'a str,
+        _ids: &'a [&'a str],
+        _fields: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
+        Box::pin(async move {
+            match self.0 {
+                Fault::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Vec::new())
+                }
+                Fault::Down => Err(FetchError::Unavailable("connection refused".into())),
+            }
+        })
+    }
+}
+
+async fn predictor(config: &Config, store: FaultyStore) -> Arc<Predictor> {
+    let scene = Scene::load(&config.scenes[0], &config.model).await.unwrap();
+    let fetch = FetchConfig { max_budget_ms: 50, inference_reserve_ms: 10 };
+    Arc::new(Predictor::new(vec![scene], Arc::new(store), fetch))
+}
+
+#[tokio::test]
+async fn hung_and_failing_stores_serve_defaults_with_reasons() {
+    let config = common::demo_config("[model]\nwatch = false\npoll_interval_ms = 0\n");
+    for (fault, reason) in [(Fault::Hang, FallbackReason::Timeout), (Fault::Down, FallbackReason::StoreError)] {
+        let predictor = predictor(&config, FaultyStore(fault)).await;
+        let server = common::start_predictor(Arc::clone(&predictor)).await;
+        let mut client = server.client().await;
+        let call = client.predict(common::ranking_request("u1", &["i1", "i2", "i3"]));
+        let response = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("a hung store must not hang the request")
+            .expect("degraded, not failed")
+            .into_inner();
+        assert_eq!(response.scores.len(), 3);
+        for feature in ["user_age", "user_segment", "item_category", "item_price"] {
+            let f = response.fallbacks.iter().find(|f| f.feature == feature).unwrap_or_else(|| panic!("{feature}"));
+            assert_eq!(f.reason(), reason, "{feature}");
+        }
+        let item = response.fallbacks.iter().find(|f| f.feature == "item_category").unwrap();
+        assert_eq!(item.candidates, vec![0, 1, 2]);
+        // Features that do not come from the store are not degraded.
+        assert!(
+            !response.fallbacks.iter().any(|f| ["user_id", "item_id", "hour", "device"].contains(&f.feature.as_str()))
+        );
+        let scene = predictor.scene("ranking").unwrap();
+        assert_eq!(scene.fallback_count("item_category", augur::assemble::FallbackReason::from_proto(reason)), 3);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn required_feature_fallback_is_failed_precondition() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(common::root().join("features/ranking.yaml"))
+        .unwrap()
+        .replace("    source: item.category\n", "    source: item.category\n    required: true\n");
+    let path = dir.path().join("ranking.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let config = common::demo_config(&format!(
+        "[model]\nwatch = false\npoll_interval_ms = 0\n[[scenes]]\nname = \"ranking\"\nspec = \"{}\"\nmodel = \"{}\"\n",
+        path.display(),
+        common::root().join("models/ranking").display()
+    ));
+    let server = common::start(config.clone()).await;
+    let mut client = server.client().await;
+    assert!(client.predict(common::ranking_request("u1", &["i1"])).await.is_ok());
+    let status = client.predict(common::ranking_request("u1", &["i1", "no-such-item"])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{}", status.message());
+    assert!(
+        status.message().contains("item_category") && status.message().contains("candidate 1"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+
+    let server = common::start_predictor(predictor(&config, FaultyStore(Fault::Down)).await).await;
+    let status = server.client().await.predict(common::ranking_request("u1", &["i1"])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("item_category") && status.message().contains("StoreError"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}
