@@ -41,7 +41,8 @@ async fn merged_and_split_requests_score_like_unbatched_runs() {
     }
 
     let env = augur::model::runtime::environment(None).unwrap();
-    let mut session = Session::builder(env).unwrap().commit_from_file(common::root().join("models/ranking/1/model.onnx")).unwrap();
+    let mut session =
+        Session::builder(env).unwrap().commit_from_file(common::root().join("models/ranking/1/model.onnx")).unwrap();
     let mut client = server.client().await;
     for (request, scores) in requests.into_iter().zip(batched) {
         let features = client
