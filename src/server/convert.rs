@@ -185,7 +185,12 @@ pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeature
             width: f.width as u32,
         })
         .collect();
-    proto::GetFeaturesResponse { inputs, fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(), layout }
+    proto::GetFeaturesResponse {
+        inputs,
+        fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(),
+        layout,
+        error: String::new(),
+    }
 }
 
 fn fallback(f: Fallback) -> proto::Fallback {

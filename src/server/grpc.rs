@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use crate::config::ServerConfig;
@@ -29,8 +32,64 @@ impl PredictionService {
     }
 }
 
+/// Requests of one StreamFeatures call assembled concurrently (responses stay in order).
+const STREAM_IN_FLIGHT: usize = 16;
+
+impl PredictionService {
+    async fn features(&self, request: GetFeaturesRequest) -> Result<GetFeaturesResponse, Status> {
+        let request = convert::features_request(request, &self.limits).map_err(Error::from)?;
+        let (spec, assembled) = self.predictor.features(&request).await?;
+        Ok(convert::features_response(spec, assembled))
+    }
+}
+
 #[tonic::async_trait]
 impl Prediction for PredictionService {
+    type StreamFeaturesStream = ReceiverStream<Result<GetFeaturesResponse, Status>>;
+
+    async fn stream_features(
+        &self,
+        request: Request<Streaming<GetFeaturesRequest>>,
+    ) -> Result<Response<Self::StreamFeaturesStream>, Status> {
+        let mut inbound = request.into_inner();
+        // Bounded on both sides: at most STREAM_IN_FLIGHT requests are being assembled and at
+        // most as many responses wait for a slow reader, so a fast writer cannot grow memory.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<JoinHandle<GetFeaturesResponse>>(STREAM_IN_FLIGHT);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = match inbound.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "feature stream closed by the client");
+                        break;
+                    }
+                };
+                let service = service.clone();
+                let job = tokio::spawn(async move {
+                    service.features(request).await.unwrap_or_else(|status| GetFeaturesResponse {
+                        error: format!("{:?}: {}", status.code(), status.message()),
+                        ..Default::default()
+                    })
+                });
+                if pending_tx.send(job).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(job) = pending_rx.recv().await {
+                let response = job.await.map_err(|e| Status::internal(format!("feature job failed: {e}")));
+                if out_tx.send(response).await.is_err() {
+                    break; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(out_rx)))
+    }
+
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let arrived = Instant::now();
         let timeout = convert::timeout(request.metadata());
@@ -56,8 +115,6 @@ impl Prediction for PredictionService {
         &self,
         request: Request<GetFeaturesRequest>,
     ) -> Result<Response<GetFeaturesResponse>, Status> {
-        let request = convert::features_request(request.into_inner(), &self.limits).map_err(Error::from)?;
-        let (spec, assembled) = self.predictor.features(&request).await?;
-        Ok(Response::new(convert::features_response(spec, assembled)))
+        Ok(Response::new(self.features(request.into_inner()).await?))
     }
 }
