@@ -151,3 +151,29 @@ async fn canary_routes_a_sticky_share_of_users_and_pins_work() {
     assert_eq!(absent.code(), tonic::Code::FailedPrecondition);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn admin_reload_picks_up_a_version_without_the_watcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("ranking");
+    let model = std::fs::read(common::root().join("models/ranking/1/model.onnx")).unwrap();
+    install(&repo, 1, &model);
+    let config = common::demo_config(&format!(
+        "[model]\nwatch = false\npoll_interval_ms = 0\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n",
+        repo.display()
+    ));
+    let server = common::start(config).await;
+    let mut admin = ModelAdminClient::new(server.channel().await);
+    install(&repo, 4, &model);
+    let listed = admin.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.models[0].versions[0].version, 1, "nothing reloads without the watcher or a Reload");
+    let reloaded = admin.reload(augur::proto::ReloadRequest { model: "ranking".into() }).await.unwrap().into_inner();
+    let versions: Vec<u64> = reloaded.models[0].versions.iter().map(|v| v.version).collect();
+    assert_eq!(versions, vec![4]);
+    assert_eq!(reloaded.models[0].unloads, 1);
+    let unknown = admin.reload(augur::proto::ReloadRequest { model: "nope".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let response = server.client().await.predict(common::ranking_request("u1", &["i1"])).await.unwrap().into_inner();
+    assert_eq!(response.model_version, "4");
+    server.stop().await;
+}
