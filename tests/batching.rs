@@ -4,10 +4,7 @@
 
 mod common;
 
-use augur::proto::GetFeaturesRequest;
 use augur::proto::model_admin_client::ModelAdminClient;
-use ort::session::Session;
-use ort::value::TensorRef;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -40,29 +37,11 @@ async fn merged_and_split_requests_score_like_unbatched_runs() {
         batched.push(task.await.unwrap().expect("predict"));
     }
 
-    let env = augur::model::runtime::environment(None).unwrap();
-    let mut session =
-        Session::builder(env).unwrap().commit_from_file(common::root().join("models/ranking/1/model.onnx")).unwrap();
+    let mut session = common::ort_session(&common::root().join("models/ranking/1/model.onnx"));
     let mut client = server.client().await;
     for (request, scores) in requests.into_iter().zip(batched) {
-        let features = client
-            .get_features(GetFeaturesRequest {
-                scene: request.scene,
-                user_id: request.user_id,
-                context: request.context,
-                candidates: request.candidates,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let (ids, dense) = (&features.inputs[0], &features.inputs[1]);
-        let outputs = session
-            .run(ort::inputs![
-                "ids" => TensorRef::from_array_view(([ids.shape[0] as usize, ids.shape[1] as usize], ids.int64_values.as_slice())).unwrap(),
-                "dense" => TensorRef::from_array_view(([dense.shape[0] as usize, dense.shape[1] as usize], dense.float_values.as_slice())).unwrap(),
-            ])
-            .unwrap();
-        let (_, direct) = outputs["ctr"].try_extract_tensor::<f32>().unwrap();
+        let features = client.get_features(common::features_request(&request)).await.unwrap().into_inner();
+        let direct = common::direct_ort(&mut session, &features, "ctr");
         assert_eq!(direct.len(), scores.len());
         let diff = direct.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(diff <= 1e-6, "{} rows: max diff {diff}", scores.len());

@@ -2,7 +2,7 @@
 
 mod common;
 
-use augur::proto::{FallbackReason, GetFeaturesRequest};
+use augur::proto::FallbackReason;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -54,16 +54,7 @@ async fn get_features_returns_model_inputs_with_layout() {
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let request = common::ranking_request("u1", &["i0", "i1"]);
-    let response = client
-        .get_features(GetFeaturesRequest {
-            scene: request.scene,
-            user_id: request.user_id,
-            context: request.context,
-            candidates: request.candidates,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let response = client.get_features(common::features_request(&request)).await.unwrap().into_inner();
     let names: Vec<_> = response.inputs.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["ids", "dense"]);
     let ids = &response.inputs[0];

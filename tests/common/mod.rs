@@ -99,3 +99,44 @@ pub async fn start_predictor(predictor: std::sync::Arc<augur::predict::Predictor
     }));
     TestServer { addr, shutdown: Some(tx), handle }
 }
+
+/// The GetFeatures request for exactly what a Predict request would score.
+pub fn features_request(request: &PredictRequest) -> augur::proto::GetFeaturesRequest {
+    augur::proto::GetFeaturesRequest {
+        scene: request.scene.clone(),
+        user_id: request.user_id.clone(),
+        context: request.context.clone(),
+        candidates: request.candidates.clone(),
+    }
+}
+
+/// Scores GetFeatures' tensors with a plain ORT session: the reference Predict must equal.
+pub fn direct_ort(
+    session: &mut ort::session::Session,
+    features: &augur::proto::GetFeaturesResponse,
+    output: &str,
+) -> Vec<f32> {
+    use ort::session::SessionInputValue;
+    use ort::value::TensorRef;
+    let inputs: Vec<(&str, SessionInputValue<'_>)> = features
+        .inputs
+        .iter()
+        .map(|t| {
+            let shape = [t.shape[0] as usize, t.shape[1] as usize];
+            let value: SessionInputValue<'_> = if t.float_values.is_empty() && !t.int64_values.is_empty() {
+                TensorRef::from_array_view((shape, t.int64_values.as_slice())).unwrap().into()
+            } else {
+                TensorRef::from_array_view((shape, t.float_values.as_slice())).unwrap().into()
+            };
+            (t.name.as_str(), value)
+        })
+        .collect();
+    let outputs = session.run(inputs).unwrap();
+    outputs[output].try_extract_tensor::<f32>().unwrap().1.to_vec()
+}
+
+/// An ORT session on a repository model file, through augur's runtime discovery.
+pub fn ort_session(model: &Path) -> ort::session::Session {
+    let env = augur::model::runtime::environment(None).expect("ort runtime");
+    ort::session::Session::builder(env).unwrap().commit_from_file(model).unwrap()
+}
