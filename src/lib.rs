@@ -30,6 +30,7 @@ pub mod predict;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod value;
 
 /// Generated protobuf and gRPC code for `proto/augur/v1`.

@@ -11,6 +11,7 @@ use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
 use crate::fetch::{FeatureStore, FetchError, Row};
 use crate::scene::Scene;
+use crate::stats::Stage;
 use crate::value::Value;
 
 /// A scoring request in domain form (already checked against the server's generic limits).
@@ -79,11 +80,15 @@ impl Predictor {
         if request.request_id.is_empty() {
             request.request_id = uuid::Uuid::new_v4().to_string();
         }
+        let started = Instant::now();
         let scene = self.scene(&request.scene)?;
         // Route first: a pinned version that is not loaded fails before any fetch.
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
         let assembled = self.features_for(scene, &request, deadline).await?;
+        let infer_started = Instant::now();
         let scores = version.batcher.infer(assembled.tensors, deadline).await?;
+        scene.stages.record(Stage::Infer, infer_started.elapsed());
+        scene.stages.record(Stage::Total, started.elapsed());
         Ok(Prediction {
             request_id: request.request_id,
             scores,
@@ -122,7 +127,9 @@ impl Predictor {
             }
             self.store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await
         };
+        let fetch_started = Instant::now();
         let (user_rows, item_rows) = tokio::join!(bounded(user_rows, budget), bounded(item_rows, budget));
+        scene.stages.record(Stage::Fetch, fetch_started.elapsed());
         let mut view = RequestView::new(&request.user_id, &request.context, &request.candidates);
         let user_rows = user_rows?.unwrap_or_else(|reason| {
             view.user_absent = reason;
@@ -132,7 +139,9 @@ impl Predictor {
             view.items_absent = reason;
             vec![None; item_ids.len()]
         });
+        let assemble_started = Instant::now();
         let assembled = assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows);
+        scene.stages.record(Stage::Assemble, assemble_started.elapsed());
         scene.count_fallbacks(&assembled.fallbacks);
         if let Some(f) = assembled.fallbacks.iter().find(|f| spec.is_required(&f.feature)) {
             return Err(Error::RequiredFeature {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
 use crate::config::{ModelConfig, SceneConfig};
 use crate::model::Repository;
+use crate::stats::StageStats;
 
 /// A served scene.
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct Scene {
     pub repo: Arc<Repository>,
     /// Fallbacks served, per feature (spec order) and reason; exported as metrics later.
     pub fallback_counts: Vec<[AtomicU64; FallbackReason::COUNT]>,
+    /// Latency per stage of the request path.
+    pub stages: StageStats,
 }
 
 /// Why a scene could not start.
@@ -83,6 +86,6 @@ impl Scene {
             });
         }
         let fallback_counts = spec.features.iter().map(|_| Default::default()).collect();
-        Ok(Scene { spec, repo, fallback_counts })
+        Ok(Scene { spec, repo, fallback_counts, stages: StageStats::default() })
     }
 }

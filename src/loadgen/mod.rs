@@ -20,6 +20,8 @@ use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use crate::proto::GetStatsRequest;
+use crate::proto::model_admin_client::ModelAdminClient;
 use crate::proto::prediction_client::PredictionClient;
 use crate::proto::{Candidate, PredictRequest};
 
@@ -107,6 +109,21 @@ pub struct Report {
     pub items_per_s: f64,
     /// Latency of OK requests.
     pub latency_ms: Latency,
+    /// The server's own stage latencies over the measured window (from `ModelAdmin.GetStats`).
+    pub server_stages: Vec<ServerStage>,
+}
+
+/// One stage as the server measured it, milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStage {
+    /// fetch, assemble, infer or total.
+    pub stage: String,
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
 }
 
 #[derive(Debug)]
@@ -147,6 +164,15 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
+    let channel = Channel::from_shared(config.addr.clone()).expect("valid address").connect().await?;
+    let mut admin = ModelAdminClient::new(channel);
+    let reset = {
+        let mut admin = admin.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let _ = admin.get_stats(GetStatsRequest { reset: true }).await;
+        })
+    };
     let tally = Arc::new(Mutex::new(Tally::new()));
     let mode = match config.mode {
         Mode::Closed { concurrency } => {
@@ -212,6 +238,18 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
             format!("open {rate}/s")
         }
     };
+    let _ = reset.await;
+    let server_stages = match admin.get_stats(GetStatsRequest { reset: false }).await {
+        Ok(stats) => stats
+            .into_inner()
+            .scenes
+            .into_iter()
+            .filter(|s| s.scene == config.scene)
+            .flat_map(|s| s.stages)
+            .map(|s| ServerStage { stage: s.stage, count: s.count, p50: s.p50_ms, p99: s.p99_ms })
+            .collect(),
+        Err(_) => Vec::new(), // a server without the admin API: client-side numbers only
+    };
     let seconds = config.duration.as_secs_f64();
     let tally = Arc::try_unwrap(tally).map(|m| m.into_inner().expect("tally")).unwrap_or_else(|arc| {
         let t = arc.lock().expect("tally");
@@ -236,6 +274,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
             max: ms(h.max()),
             mean: h.mean() / 1000.0,
         },
+        server_stages,
     })
 }
 
@@ -306,6 +345,9 @@ impl std::fmt::Display for Report {
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         )?;
+        for s in &self.server_stages {
+            writeln!(f, "server {:<8} p50 {:.3} ms  p99 {:.3} ms  ({} samples)", s.stage, s.p50, s.p99, s.count)?;
+        }
         if self.errors.is_empty() { writeln!(f, "errors: none") } else { writeln!(f, "errors: {:?}", self.errors) }
     }
 }

@@ -6,12 +6,15 @@ use std::time::UNIX_EPOCH;
 
 use tonic::{Request, Response, Status};
 
+use crate::assemble::FallbackReason;
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
-    ListModelsRequest, ListModelsResponse, ModelStatus, ReloadRequest, SetCanaryRequest, VersionStatus,
+    FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse, ModelStatus,
+    ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
 };
 use crate::scene::Scene;
+use crate::stats::Stage;
 
 /// gRPC handler for `augur.v1.ModelAdmin`.
 #[derive(Debug, Clone)]
@@ -97,6 +100,42 @@ async fn status(scene: &Scene) -> ModelStatus {
     }
 }
 
+fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let stages = Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let s = scene.stages.summary(stage, reset);
+            StageLatency {
+                stage: stage.name().into(),
+                count: s.count,
+                p50_ms: ms(s.p50_us),
+                p90_ms: ms(s.p90_us),
+                p99_ms: ms(s.p99_us),
+                max_ms: ms(s.max_us),
+            }
+        })
+        .collect();
+    let reasons = [
+        FallbackReason::MissingRow,
+        FallbackReason::MissingField,
+        FallbackReason::ParseError,
+        FallbackReason::Timeout,
+        FallbackReason::StoreError,
+    ];
+    let fallbacks = scene
+        .spec
+        .features
+        .iter()
+        .flat_map(|f| reasons.iter().map(move |&r| (f, r)))
+        .filter_map(|(f, reason)| {
+            let count = scene.fallback_count(&f.name, reason);
+            (count > 0).then(|| FeatureFallbacks { feature: f.name.clone(), reason: format!("{reason:?}"), count })
+        })
+        .collect();
+    SceneStats { scene: scene.spec.scene.clone(), stages, fallbacks }
+}
+
 #[tonic::async_trait]
 impl ModelAdmin for AdminService {
     async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
@@ -113,6 +152,13 @@ impl ModelAdmin for AdminService {
             self.scene_for(&model)?.repo.rescan().await;
         }
         Ok(Response::new(self.list().await))
+    }
+
+    async fn get_stats(&self, request: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
+        let reset = request.into_inner().reset;
+        let mut scenes: Vec<SceneStats> = self.predictor.scenes().map(|scene| scene_stats(scene, reset)).collect();
+        scenes.sort_by(|a, b| a.scene.cmp(&b.scene));
+        Ok(Response::new(GetStatsResponse { scenes }))
     }
 
     async fn set_canary(&self, request: Request<SetCanaryRequest>) -> Result<Response<ModelStatus>, Status> {

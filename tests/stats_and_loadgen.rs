@@ -1,0 +1,61 @@
+//! ModelAdmin.GetStats reports per-stage latency and fallback counts, and the load generator
+//! drives a server in both modes and folds the server's stage numbers into its report.
+
+mod common;
+
+use std::time::Duration;
+
+use augur::loadgen::{LoadConfig, Mode};
+use augur::proto::GetStatsRequest;
+use augur::proto::model_admin_client::ModelAdminClient;
+
+#[tokio::test]
+async fn stats_count_stages_and_fallbacks_and_reset() {
+    let server = common::start(common::demo_config("")).await;
+    let mut client = server.client().await;
+    for _ in 0..5 {
+        client.predict(common::ranking_request("u1", &["i1", "ghost"])).await.unwrap();
+    }
+    let mut admin = ModelAdminClient::new(server.channel().await);
+    let stats = admin.get_stats(GetStatsRequest { reset: true }).await.unwrap().into_inner();
+    let ranking = stats.scenes.iter().find(|s| s.scene == "ranking").unwrap();
+    let stages: Vec<(&str, u64)> = ranking.stages.iter().map(|s| (s.stage.as_str(), s.count)).collect();
+    assert_eq!(stages, vec![("fetch", 5), ("assemble", 5), ("infer", 5), ("total", 5)]);
+    assert!(ranking.stages.iter().all(|s| s.p50_ms > 0.0 && s.p99_ms >= s.p50_ms));
+    let category = ranking.fallbacks.iter().find(|f| f.feature == "item_category").unwrap();
+    assert_eq!((category.reason.as_str(), category.count), ("MissingRow", 5), "one ghost row per request");
+    let after = admin.get_stats(GetStatsRequest { reset: false }).await.unwrap().into_inner();
+    assert!(after.scenes.iter().all(|s| s.stages.iter().all(|st| st.count == 0)), "reset empties the window");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_reports_closed_and_open_loop_runs() {
+    let server = common::start(common::demo_config("")).await;
+    let base = LoadConfig {
+        addr: format!("http://{}", server.addr),
+        scene: "ranking".into(),
+        mode: Mode::Closed { concurrency: 4 },
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        candidates: 20,
+        users: 2000,
+        items: 5000,
+        zipf: 1.1,
+        seed: 1,
+        connections: 2,
+        timeout: Some(Duration::from_secs(10)),
+    };
+    let closed = augur::loadgen::run(&base).await.unwrap();
+    assert!(closed.ok > 0 && closed.errors.is_empty(), "{closed}");
+    assert_eq!(closed.items_per_s, closed.requests_per_s * 20.0);
+    assert!(closed.latency_ms.p50 > 0.0 && closed.latency_ms.p99 >= closed.latency_ms.p50);
+    let fetch = closed.server_stages.iter().find(|s| s.stage == "fetch").expect("server stages in the report");
+    assert!(fetch.count > 0);
+
+    let open =
+        augur::loadgen::run(&LoadConfig { mode: Mode::Open { rate: 100.0, max_in_flight: 64 }, ..base }).await.unwrap();
+    assert!(open.ok > 0 && open.errors.is_empty(), "{open}");
+    assert!(open.ok <= 60, "open loop at 100/s for 0.5 s sent {} requests", open.ok);
+    server.stop().await;
+}
