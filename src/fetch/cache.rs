@@ -227,6 +227,10 @@ impl<S: FeatureStore> FeatureStore for CachedStore<S> {
             None => self.inner.get_rows(table, ids, fields),
         }
     }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(self.stats())
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for CachedStore<S> {
@@ -338,6 +342,7 @@ mod tests {
         assert_eq!(store.inner().ids_read.load(Ordering::SeqCst), 4, "only u3 was read again, once");
         let stats = store.stats();
         assert_eq!((stats.hits, stats.negative_hits, stats.misses, stats.store_reads), (1, 1, 4, 2), "{stats:?}");
+        assert_eq!(store.cache_stats(), Some(stats), "readable through the trait");
 
         // Another field set is another entry; an uncached table passes through.
         store.get_rows("users", &["u1"], &fields(&["age", "gender"])).await.unwrap();

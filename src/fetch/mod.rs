@@ -82,4 +82,10 @@ pub trait FeatureStore: Send + Sync + Debug {
         ids: &'a [&'a str],
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>>;
+
+    /// The local cache's counters, when this store is (or wraps) a [`CachedStore`]: lets metrics
+    /// read them through `Arc<dyn FeatureStore>`.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
 }

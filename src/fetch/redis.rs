@@ -16,6 +16,24 @@
 //! nil (the usual case: no such key) is a missing row (`None`), which assembly reports as
 //! `MissingRow`. A key holding another type (`WRONGTYPE`) is logged and treated as missing too.
 //!
+//! # Configuration
+//!
+//! ```toml
+//! [store]
+//! kind = "redis"
+//! urls = ["redis://127.0.0.1:6379"]   # cluster: any seed nodes, and `cluster = true`
+//! namespace = "augur"                 # default
+//! key_template = "{namespace}:{table}:{id}"   # default
+//! timeout_ms = 50                     # default: bound on one read
+//!
+//! [store.cache.tables.items]          # optional local cache, per table (see `cache`)
+//! max_entries = 100000
+//! ttl_ms = 30000
+//! negative_ttl_ms = 5000
+//! ```
+//!
+//! Rows get there with `augur features load --config FILE --table items --file items.csv`.
+//!
 //! # Single node
 //!
 //! A [`ConnectionManager`]: one multiplexed connection shared by every request, re-established in
