@@ -70,6 +70,11 @@ impl Predictor {
         })
     }
 
+    /// The local cache's counters, if the store has a cache.
+    pub fn cache_stats(&self) -> Option<crate::fetch::CacheStats> {
+        self.store.cache_stats()
+    }
+
     /// The served scenes.
     pub fn scenes(&self) -> impl Iterator<Item = &Scene> {
         self.scenes.values()

@@ -111,6 +111,8 @@ pub struct Report {
     pub latency_ms: Latency,
     /// The server's own stage latencies over the measured window (from `ModelAdmin.GetStats`).
     pub server_stages: Vec<ServerStage>,
+    /// The server's feature-cache hit ratio since it started, if it has a cache.
+    pub cache_hit_ratio: Option<f64>,
 }
 
 /// One stage as the server measured it, milliseconds.
@@ -239,16 +241,20 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
         }
     };
     let _ = reset.await;
-    let server_stages = match admin.get_stats(GetStatsRequest { reset: false }).await {
-        Ok(stats) => stats
-            .into_inner()
-            .scenes
-            .into_iter()
-            .filter(|s| s.scene == config.scene)
-            .flat_map(|s| s.stages)
-            .map(|s| ServerStage { stage: s.stage, count: s.count, p50: s.p50_ms, p99: s.p99_ms })
-            .collect(),
-        Err(_) => Vec::new(), // a server without the admin API: client-side numbers only
+    let (server_stages, cache_hit_ratio) = match admin.get_stats(GetStatsRequest { reset: false }).await {
+        Ok(stats) => {
+            let stats = stats.into_inner();
+            let cache = stats.cache.map(|c| c.hit_ratio);
+            let stages = stats
+                .scenes
+                .into_iter()
+                .filter(|s| s.scene == config.scene)
+                .flat_map(|s| s.stages)
+                .map(|s| ServerStage { stage: s.stage, count: s.count, p50: s.p50_ms, p99: s.p99_ms })
+                .collect();
+            (stages, cache)
+        }
+        Err(_) => (Vec::new(), None), // a server without the admin API: client-side numbers only
     };
     let seconds = config.duration.as_secs_f64();
     let tally = Arc::try_unwrap(tally).map(|m| m.into_inner().expect("tally")).unwrap_or_else(|arc| {
@@ -275,6 +281,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
             mean: h.mean() / 1000.0,
         },
         server_stages,
+        cache_hit_ratio,
     })
 }
 
@@ -347,6 +354,9 @@ impl std::fmt::Display for Report {
         )?;
         for s in &self.server_stages {
             writeln!(f, "server {:<8} p50 {:.3} ms  p99 {:.3} ms  ({} samples)", s.stage, s.p50, s.p99, s.count)?;
+        }
+        if let Some(ratio) = self.cache_hit_ratio {
+            writeln!(f, "server feature cache hit ratio {ratio:.3}")?;
         }
         if self.errors.is_empty() { writeln!(f, "errors: none") } else { writeln!(f, "errors: {:?}", self.errors) }
     }

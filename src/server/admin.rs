@@ -10,8 +10,8 @@ use crate::assemble::FallbackReason;
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
-    FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse, ModelStatus,
-    ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
+    CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
+    ModelStatus, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
 };
 use crate::scene::Scene;
 use crate::stats::Stage;
@@ -158,7 +158,19 @@ impl ModelAdmin for AdminService {
         let reset = request.into_inner().reset;
         let mut scenes: Vec<SceneStats> = self.predictor.scenes().map(|scene| scene_stats(scene, reset)).collect();
         scenes.sort_by(|a, b| a.scene.cmp(&b.scene));
-        Ok(Response::new(GetStatsResponse { scenes }))
+        let cache = self.predictor.cache_stats().map(|c| {
+            let lookups = c.hits + c.negative_hits + c.misses;
+            CacheStats {
+                hits: c.hits,
+                negative_hits: c.negative_hits,
+                misses: c.misses,
+                coalesced: c.coalesced,
+                store_reads: c.store_reads,
+                evictions: c.evictions,
+                hit_ratio: if lookups == 0 { 0.0 } else { (c.hits + c.negative_hits) as f64 / lookups as f64 },
+            }
+        });
+        Ok(Response::new(GetStatsResponse { scenes, cache }))
     }
 
     async fn set_canary(&self, request: Request<SetCanaryRequest>) -> Result<Response<ModelStatus>, Status> {
