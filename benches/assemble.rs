@@ -1,5 +1,6 @@
-//! Feature assembly throughput (rows/s) for the ranking spec on the demo catalogue: the CPU cost
-//! augur adds per candidate before inference. `cargo bench --bench assemble`.
+//! Feature assembly throughput (rows/s) for the ranking and search_suggest specs on the demo
+//! catalogues: the CPU cost augur adds per candidate before inference.
+//! `cargo bench --bench assemble` (groups `assemble` and `assemble_search_suggest`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,5 +43,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Text-heavy: per candidate, tokens of the suggestion, two crosses and a prefix length; the
+/// query's tokens and trigrams once per request.
+fn bench_search_suggest(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = Spec::load(&root.join("features/search_suggest.yaml")).unwrap();
+    let table = |name: &str, file: &str, key: &str| TableConfig {
+        name: name.into(),
+        path: root.join("demo").join(file),
+        key: key.into(),
+    };
+    let store = MemoryStore::load(&[
+        table("users", "users.csv", "user_id"),
+        table("suggestions", "suggestions.csv", "suggestion_id"),
+    ])
+    .unwrap();
+    let catalogue = std::fs::read_to_string(root.join("demo/suggestions.csv")).unwrap();
+    let suggestions: Vec<&str> = catalogue.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let context: HashMap<String, Value> =
+        [("query".to_string(), Value::Str("brévepa x".into())), ("device".to_string(), Value::Str("ios".into()))]
+            .into();
+    let mut group = c.benchmark_group("assemble_search_suggest");
+    for candidates in [1usize, 10, 100, 1000] {
+        let items: Vec<String> = (0..candidates).map(|i| suggestions[i * 7 % suggestions.len()].to_owned()).collect();
+        let ids: Vec<&str> = items.iter().map(String::as_str).collect();
+        let item_rows = runtime.block_on(store.get_rows("suggestions", &ids, &spec.item_fields)).unwrap();
+        let user_rows = runtime.block_on(store.get_rows("users", &["u42"], &spec.user_fields)).unwrap();
+        let cands: Vec<(String, HashMap<String, Value>)> = items.iter().map(|i| (i.clone(), HashMap::new())).collect();
+        group.throughput(Throughput::Elements(candidates as u64));
+        group.bench_function(format!("search_suggest/{candidates}_candidates"), |b| {
+            b.iter(|| {
+                let view = RequestView::new("u42", &context, &cands);
+                assemble(&spec, view, user_rows[0].as_ref(), &item_rows)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_search_suggest);
 criterion_main!(benches);

@@ -56,12 +56,13 @@ pub fn request(scene: &str, user: &str, items: &[String], context: HashMap<Strin
 pub fn render(items: &[String], response: &PredictResponse) -> String {
     let mut rows: Vec<(&String, f32)> = items.iter().zip(response.scores.iter().copied()).collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let width = items.iter().map(|i| i.chars().count()).max().unwrap_or(4).max(4);
     let mut out = format!(
-        "request {}  model {} v{}\n{:<12} {:>8}\n",
+        "request {}  model {} v{}\n{:<width$}  {:>8}\n",
         response.request_id, response.model_name, response.model_version, "item", "p(click)"
     );
     for (item, score) in rows {
-        out.push_str(&format!("{item:<12} {score:>8.4}\n"));
+        out.push_str(&format!("{item:<width$}  {score:>8.4}\n"));
     }
     for f in &response.fallbacks {
         let who = if f.candidates.is_empty() {

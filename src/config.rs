@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(redis.key_template, "{namespace}:{table}:{id}");
         assert_eq!(redis.cache.tables["items"].max_entries, 1000);
         assert_eq!(redis.cache.tables["items"].negative_ttl_ms, 5_000);
-        assert_eq!(redis.tables.len(), 2, "the embedded tables stay as load defaults");
+        assert_eq!(redis.tables.len(), 3, "the embedded tables stay as load defaults");
 
         for (toml, key) in [
             ("timeout_ms = 0", "store.timeout_ms"),

@@ -62,6 +62,27 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Generate the search_suggest demo: the suggestion catalogue and (with --log) a query log.
+    SuggestDemoData {
+        /// Directory for suggestions.csv.
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
+        /// Impression log to write (user_id,item_id,query,device,label); omitted = catalogue only.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Users the log is for (`user_id`, `segment` columns).
+        #[arg(long, default_value = "demo/users.csv")]
+        users: PathBuf,
+        /// Suggestions in the catalogue.
+        #[arg(long, default_value_t = 2000)]
+        suggestions: usize,
+        /// Typed queries in the log (each logs one row per suggestion shown).
+        #[arg(long, default_value_t = 40_000)]
+        queries: usize,
+        /// RNG seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Load generator: drive a running augur and report throughput and latency percentiles.
     Bench {
         /// Server address.
@@ -267,6 +288,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let spec = augur::demo::DemoSpec { users, items, impressions, seed, ..Default::default() };
             augur::demo::generate(&spec, &out).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("demo data written to {}", out.display());
+        }
+        Command::SuggestDemoData { out, log, users, suggestions, queries, seed } => {
+            let spec = augur::demo::SuggestSpec { suggestions, queries, seed, ..Default::default() };
+            let summary = augur::demo::generate_suggestions(&spec, &users, &out, log.as_deref())
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "{} suggestions written to {}; {} log rows ({} clicks)",
+                summary.suggestions,
+                out.display(),
+                summary.rows,
+                summary.clicks
+            );
         }
         Command::Features { command: FeaturesCommand::Export { config, scene, impressions, out } } => {
             let config = Config::load(config.as_deref())?;

@@ -5,6 +5,11 @@
 //! missing, a chain of transforms, and the model input it feeds. Columns are assigned in
 //! declaration order; every id-producing feature owns a disjoint id range `[base, base + range)`
 //! in its input, whose first id (`base`) is reserved for "missing / padding / out of vocabulary".
+//!
+//! Text: a `string` feature whose chain starts with a tokenizer (`tokens`, `char_ngrams: {n}`)
+//! becomes a list of hashed ids, padded/truncated to its `length`. Two sources: a feature may
+//! `derive: {cross: [a, b]}` (the two texts joined, hashed) or `derive: {prefix_len: [a, b]}`
+//! (shared leading characters, an int) instead of naming one `source`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -82,9 +87,14 @@ struct InputDecl {
 #[serde(deny_unknown_fields)]
 struct FeatureDecl {
     name: String,
-    source: String,
-    #[serde(rename = "type")]
-    ty: FeatureType,
+    // Exactly one of `source` and `derive`.
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    derive: Option<DeriveDecl>,
+    // Required with `source`; a derived feature's type follows from its operation.
+    #[serde(rename = "type", default)]
+    ty: Option<FeatureType>,
     #[serde(default)]
     default: Option<serde_yaml_ng::Value>,
     // Steps are written `- log1p` or `- hash: {buckets: 10}` (maps, not YAML tags).
@@ -95,6 +105,14 @@ struct FeatureDecl {
     input: String,
     #[serde(default)]
     required: bool,
+}
+
+/// `derive: {cross: [a, b]}` or `derive: {prefix_len: [a, b]}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum DeriveDecl {
+    Cross(Vec<String>),
+    PrefixLen(Vec<String>),
 }
 
 /// Element type of a model input.
@@ -166,10 +184,20 @@ impl FeatureType {
     }
 }
 
-/// One transform step, applied element-wise (to each list element for list features).
+/// One transform step, applied element-wise (to each list element for list features, to each
+/// token after a tokenizer).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
+    /// Tokenizer (first step of a `string` feature with a `length`): lowercase words split on
+    /// anything not alphanumeric; must be followed by `hash`.
+    Tokens,
+    /// Tokenizer: the lowercased text wrapped in `#`, every `n`-character window (1..=8); must be
+    /// followed by `hash`.
+    CharNgrams {
+        /// Characters per n-gram.
+        n: usize,
+    },
     /// `ln(1 + max(x, 0))`.
     Log1p,
     /// Clamp into `[min, max]`.
@@ -205,8 +233,29 @@ pub enum Step {
 
 // === the compiled spec ===
 
+impl Step {
+    /// Whether the step turns one string into a list of tokens.
+    pub fn is_tokenizer(&self) -> bool {
+        matches!(self, Step::Tokens | Step::CharNgrams { .. })
+    }
+
+    /// Spec spelling, used in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Tokens => "tokens",
+            Step::CharNgrams { .. } => "char_ngrams",
+            Step::Log1p => "log1p",
+            Step::Clip { .. } => "clip",
+            Step::Normalize { .. } => "normalize",
+            Step::Hash { .. } => "hash",
+            Step::Bucketize { .. } => "bucketize",
+            Step::Identity { .. } => "identity",
+        }
+    }
+}
+
 /// Which entity a feature reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entity {
     /// The request's user (one row shared by all candidates).
     User,
@@ -225,14 +274,63 @@ pub enum Field {
     Named(String),
 }
 
+/// The operation of a derived feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeriveOp {
+    /// Both texts joined by [`super::text::CROSS_SEPARATOR`]: a string, hashed.
+    Cross,
+    /// Leading characters the two lowercased texts share: an int.
+    PrefixLen,
+}
+
+impl DeriveOp {
+    /// Spec spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeriveOp::Cross => "cross",
+            DeriveOp::PrefixLen => "prefix_len",
+        }
+    }
+
+    /// The type of the derived value.
+    pub fn output(self) -> FeatureType {
+        match self {
+            DeriveOp::Cross => FeatureType::String,
+            DeriveOp::PrefixLen => FeatureType::Int,
+        }
+    }
+}
+
+/// One input of a derived feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    /// Entity it reads.
+    pub entity: Entity,
+    /// Field it reads.
+    pub field: Field,
+    /// How the raw value is read: `string`, or `int` when another feature declares the field so
+    /// (its decimal text is used).
+    pub ty: FeatureType,
+}
+
+/// A feature computed from two sources (`derive:`).
+#[derive(Debug, Clone)]
+pub struct Derived {
+    /// What is computed.
+    pub op: DeriveOp,
+    /// The two inputs, in spec order (a fallback reports the first missing one's reason).
+    pub sources: [SourceRef; 2],
+}
+
 /// A compiled feature.
 #[derive(Debug, Clone)]
 pub struct Feature {
     /// Spec name (reported in fallbacks and layouts).
     pub name: String,
-    /// Entity it reads.
+    /// Entity it reads. For a derived feature: `Item` when either source is an item (encoded per
+    /// candidate), else the first source's entity (encoded once, shared).
     pub entity: Entity,
-    /// Field it reads.
+    /// Field it reads (for a derived feature, that of the source `entity` came from).
     pub field: Field,
     /// Declared type.
     pub ty: FeatureType,
@@ -250,6 +348,8 @@ pub struct Feature {
     pub default: Option<Value>,
     /// A fallback fails the request (FAILED_PRECONDITION) instead of serving the default.
     pub required: bool,
+    /// Set for `derive:` features; `entity` / `field` then only say where the feature is encoded.
+    pub derive: Option<Derived>,
 }
 
 /// A compiled model input.
@@ -334,6 +434,16 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         }
         inputs.push(Input { name: decl.name.clone(), dtype: decl.dtype, width: 0, vocab: 0 });
     }
+    // Types the plain features give their fields (first declaration wins; conflicts are reported
+    // below), so a derived feature reads a field the same way wherever it is declared.
+    let mut declared: HashMap<(Entity, String), FeatureType> = HashMap::new();
+    for decl in &file.features {
+        if let (Some(source), Some(ty)) = (&decl.source, decl.ty)
+            && let Some((entity, Field::Named(field))) = parse_source(source)
+        {
+            declared.entry((entity, field)).or_insert(ty);
+        }
+    }
     let mut features = Vec::with_capacity(file.features.len());
     let mut spec_fields: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut context_fields = HashMap::new();
@@ -343,25 +453,54 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         if features.iter().any(|f: &Feature| f.name == name) {
             return Err(bad(format!("feature `{name}` is declared twice")));
         }
-        let (entity, field) = parse_source(&decl.source)
-            .ok_or_else(|| bad(format!("feature `{name}`: source `{}` is not user.<field>, item.<field>, context.<field>, user.$key or item.$key", decl.source)))?;
+        // (entity, field, type) of every source read, and the derivation if any.
+        let (reads, ty, derive) = match (&decl.source, &decl.derive) {
+            (Some(_), Some(_)) => {
+                return Err(bad(format!("feature `{name}` has both `source` and `derive`; give one")));
+            }
+            (None, None) => return Err(bad(format!("feature `{name}` needs a `source` or a `derive`"))),
+            (Some(source), None) => {
+                let (entity, field) = parse_source(source).ok_or_else(|| bad(format!("feature `{name}`: source `{source}` is not user.<field>, item.<field>, context.<field>, user.$key or item.$key")))?;
+                let ty = decl.ty.ok_or_else(|| bad(format!("feature `{name}` needs a `type`")))?;
+                (vec![SourceRef { entity, field, ty }], ty, None)
+            }
+            (None, Some(derive)) => {
+                let derived = compile_derive(&name, derive, decl.ty, &declared).map_err(&bad)?;
+                (derived.sources.to_vec(), derived.op.output(), Some(derived))
+            }
+        };
         let input = inputs.iter().position(|i| i.name == decl.input).ok_or_else(|| {
             bad(format!("feature `{name}` feeds input `{}`, which is not declared under inputs", decl.input))
         })?;
-        let width = match (decl.ty.is_list(), decl.length) {
+        let tokenized = decl.transform.first().is_some_and(Step::is_tokenizer);
+        if tokenized && derive.is_some() {
+            return Err(bad(format!(
+                "feature `{name}`: a derived value is hashed whole; {} does not apply",
+                decl.transform[0].name()
+            )));
+        }
+        let width = match (ty.is_list() || tokenized, decl.length) {
             (true, Some(n)) if n > 0 => n,
+            (true, _) if tokenized => {
+                return Err(bad(format!(
+                    "feature `{name}`: a tokenized string needs `length` > 0 (pad/truncate the tokens)"
+                )));
+            }
             (true, _) => {
                 return Err(bad(format!(
                     "feature `{name}`: list type {} needs `length` > 0 (pad/truncate)",
-                    decl.ty.name()
+                    ty.name()
                 )));
             }
             (false, None) => 1,
             (false, Some(_)) => {
-                return Err(bad(format!("feature `{name}`: `length` only applies to list types")));
+                return Err(bad(format!(
+                    "feature `{name}`: `length` only applies to list types and to strings whose transform starts with tokens or char_ngrams"
+                )));
             }
         };
-        let (produces_ids, range) = check_steps(&name, decl.ty, &decl.transform, &field).map_err(&bad)?;
+        let is_key = derive.is_none() && reads[0].field == Field::Key;
+        let (produces_ids, range) = check_steps(&name, ty, &decl.transform, is_key).map_err(&bad)?;
         let dtype = inputs[input].dtype;
         match (produces_ids, dtype) {
             (true, DType::Int64) | (false, DType::Float32) => {}
@@ -378,11 +517,11 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         let default = match &decl.default {
             None => None,
             Some(yaml) => Some(
-                default_value(decl.ty, yaml)
-                    .ok_or_else(|| bad(format!("feature `{name}`: default {yaml:?} is not a {}", decl.ty.name())))?,
+                default_value(ty, yaml)
+                    .ok_or_else(|| bad(format!("feature `{name}`: default {yaml:?} is not a {}", ty.name())))?,
             ),
         };
-        if field == Field::Key && default.is_some() {
+        if is_key && default.is_some() {
             return Err(bad(format!("feature `{name}`: an entity key has no default")));
         }
         let slot = &mut inputs[input];
@@ -390,21 +529,25 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         let offset = slot.width;
         slot.width += width;
         slot.vocab += range;
-        if let Field::Named(f) = &field {
-            match entity {
-                Entity::User => push_unique(&mut spec_fields[0], f),
-                Entity::Item => {
-                    push_unique(&mut spec_fields[1], f);
-                    declare_type(&mut item_field_types, f, decl.ty, &name).map_err(&bad)?;
+        for read in &reads {
+            if let Field::Named(f) = &read.field {
+                match read.entity {
+                    Entity::User => push_unique(&mut spec_fields[0], f),
+                    Entity::Item => {
+                        push_unique(&mut spec_fields[1], f);
+                        declare_type(&mut item_field_types, f, read.ty, &name).map_err(&bad)?;
+                    }
+                    Entity::Context => declare_type(&mut context_fields, f, read.ty, &name).map_err(&bad)?,
                 }
-                Entity::Context => declare_type(&mut context_fields, f, decl.ty, &name).map_err(&bad)?,
             }
         }
+        // A derived feature is encoded per candidate when it reads an item.
+        let home = reads.iter().find(|r| r.entity == Entity::Item).unwrap_or(&reads[0]);
         features.push(Feature {
             name,
-            entity,
-            field,
-            ty: decl.ty,
+            entity: home.entity,
+            field: home.field.clone(),
+            ty,
             required: decl.required,
             steps: decl.transform,
             input,
@@ -412,6 +555,7 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
             width,
             id_base,
             default,
+            derive,
         });
     }
     for input in &inputs {
@@ -433,6 +577,55 @@ fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         context_fields,
         item_field_types,
     })
+}
+
+/// Checks a `derive:` and types its sources: a field no plain feature declares is read as a
+/// string; one declared `int` is read as an int (its decimal text); lists and floats are refused.
+fn compile_derive(
+    name: &str,
+    decl: &DeriveDecl,
+    ty: Option<FeatureType>,
+    declared: &HashMap<(Entity, String), FeatureType>,
+) -> Result<Derived, String> {
+    let (op, sources) = match decl {
+        DeriveDecl::Cross(sources) => (DeriveOp::Cross, sources),
+        DeriveDecl::PrefixLen(sources) => (DeriveOp::PrefixLen, sources),
+    };
+    let op_name = op.name();
+    let [a, b] = sources.as_slice() else {
+        return Err(format!("feature `{name}`: derive {op_name} takes exactly two sources, got {}", sources.len()));
+    };
+    if let Some(ty) = ty
+        && ty != op.output()
+    {
+        return Err(format!(
+            "feature `{name}`: derive {op_name} produces {}, but the feature declares type {}",
+            op.output().name(),
+            ty.name()
+        ));
+    }
+    let source = |text: &String| -> Result<SourceRef, String> {
+        let (entity, field) = parse_source(text).ok_or_else(|| {
+            format!(
+                "feature `{name}`: derive {op_name} source `{text}` is not user.<field>, item.<field>, context.<field>, user.$key or item.$key"
+            )
+        })?;
+        let ty = match &field {
+            Field::Key => FeatureType::String,
+            Field::Named(f) => match declared.get(&(entity, f.clone())) {
+                None => FeatureType::String,
+                Some(t @ (FeatureType::String | FeatureType::Int)) => *t,
+                Some(t) => {
+                    return Err(format!(
+                        "feature `{name}`: derive {op_name} reads `{text}`, which another feature declares as {}; only string and int values can be derived from (no lists, no floats)",
+                        t.name()
+                    ));
+                }
+            },
+        };
+        Ok(SourceRef { entity, field, ty })
+    };
+    Ok(Derived { op, sources: [source(a)?, source(b)?] })
 }
 
 fn push_unique(fields: &mut Vec<String>, field: &str) {
@@ -475,7 +668,7 @@ fn parse_source(source: &str) -> Option<(Entity, Field)> {
 }
 
 /// Walks the transform chain and returns (produces ids, id range incl. the reserved id).
-fn check_steps(name: &str, ty: FeatureType, steps: &[Step], field: &Field) -> Result<(bool, u64), String> {
+fn check_steps(name: &str, ty: FeatureType, steps: &[Step], is_key: bool) -> Result<(bool, u64), String> {
     #[derive(PartialEq)]
     enum Domain {
         RawInt,
@@ -487,7 +680,7 @@ fn check_steps(name: &str, ty: FeatureType, steps: &[Step], field: &Field) -> Re
         FeatureType::Float | FeatureType::FloatList => Domain::Num,
         FeatureType::String | FeatureType::StringList => Domain::Text,
     };
-    if *field == Field::Key && ty != FeatureType::String {
+    if is_key && ty != FeatureType::String {
         return Err(format!("feature `{name}`: an entity key is a string; declare type: string"));
     }
     for (i, step) in steps.iter().enumerate() {
@@ -502,6 +695,26 @@ fn check_steps(name: &str, ty: FeatureType, steps: &[Step], field: &Field) -> Re
             Ok((true, buckets + 1))
         };
         match step {
+            Step::Tokens | Step::CharNgrams { .. } => {
+                let tokenizer = step.name();
+                if i != 0 {
+                    return Err(format!("feature `{name}`: {tokenizer} must be the first transform"));
+                }
+                if ty != FeatureType::String {
+                    return Err(format!(
+                        "feature `{name}`: {tokenizer} splits a string, but the feature is {}",
+                        ty.name()
+                    ));
+                }
+                if let Step::CharNgrams { n } = step
+                    && !(1..=8).contains(n)
+                {
+                    return Err(format!("feature `{name}`: char_ngrams needs n between 1 and 8 (got {n})"));
+                }
+                if !matches!(steps.get(1), Some(Step::Hash { .. })) {
+                    return Err(format!("feature `{name}`: {tokenizer} must be followed by hash (tokens are text)"));
+                }
+            }
             Step::Log1p | Step::Clip { .. } | Step::Normalize { .. } => {
                 if domain == Domain::Text {
                     return Err(format!("feature `{name}`: {step:?} needs a number, the value is a string"));
@@ -639,6 +852,125 @@ mod tests {
         ];
         for (features, needle) in cases {
             let err = parse(features).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+    }
+
+    const DENSE: &str = "  - {name: p, source: item.p, type: float, input: dense}\n";
+
+    #[test]
+    fn text_and_derived_features_compile_and_register_their_fields() {
+        let spec = parse(
+            "  - {name: q_tok, source: context.query, type: string, length: 4, transform: [tokens, hash: {buckets: 100}], input: ids}\n\
+             \x20\x20- {name: q_tri, source: context.query, type: string, length: 6, transform: [char_ngrams: {n: 3}, hash: {buckets: 100}], input: ids}\n\
+             \x20\x20- {name: q_x_cat, derive: {cross: [context.query, item.category]}, type: string, transform: [hash: {buckets: 50}], input: ids}\n\
+             \x20\x20- {name: seg_x_dev, derive: {cross: [user.segment, context.device]}, transform: [hash: {buckets: 50}], input: ids}\n\
+             \x20\x20- {name: age_x_item, derive: {cross: [user.age, item.$key]}, transform: [hash: {buckets: 50}], input: ids}\n\
+             \x20\x20- {name: age, source: user.age, type: int, transform: [identity: {buckets: 99}], input: ids}\n\
+             \x20\x20- {name: q_prefix, derive: {prefix_len: [context.query, item.$key]}, type: int, transform: [{clip: {min: 0, max: 10}}, {normalize: {mean: 2, std: 2}}], input: dense}\n"
+        )
+        .unwrap();
+        let f = |n: &str| spec.features.iter().find(|f| f.name == n).unwrap();
+        assert_eq!((f("q_tok").width, f("q_tri").width, f("q_x_cat").width), (4, 6, 1));
+        assert_eq!(f("q_tri").offset, 4);
+        assert_eq!(spec.inputs[0].width, 4 + 6 + 1 + 1 + 1 + 1);
+        assert_eq!(spec.inputs[0].vocab, 101 + 101 + 51 * 3 + 100);
+        // Per candidate when either source is an item; shared otherwise.
+        assert_eq!(f("q_x_cat").entity, Entity::Item);
+        assert_eq!(f("q_prefix").entity, Entity::Item);
+        assert_eq!(f("seg_x_dev").entity, Entity::User);
+        assert_eq!((f("q_x_cat").ty, f("q_prefix").ty), (FeatureType::String, FeatureType::Int));
+        // Fields read only by derived features are fetched and validated as strings; a field
+        // another feature declares int keeps its type.
+        assert_eq!(spec.context_fields.get("query"), Some(&FeatureType::String));
+        assert_eq!(spec.context_fields.get("device"), Some(&FeatureType::String));
+        assert_eq!(spec.item_field_types.get("category"), Some(&FeatureType::String));
+        assert_eq!(spec.item_fields, vec!["category".to_string()]);
+        assert_eq!(spec.user_fields, vec!["segment".to_string(), "age".to_string()]);
+        let age = &f("age_x_item").derive.as_ref().unwrap().sources[0];
+        assert_eq!((age.entity, age.ty), (Entity::User, FeatureType::Int));
+    }
+
+    #[test]
+    fn text_and_derived_misuse_names_the_feature() {
+        let tok = |transform: &str, extra: &str| {
+            format!(
+                "  - {{name: q, source: context.query, type: string{extra}, transform: {transform}, input: ids}}\n{DENSE}"
+            )
+        };
+        let derive = |derive: &str, rest: &str| format!("  - {{name: d, derive: {{{derive}}}{rest}}}\n{DENSE}");
+        let cases = [
+            (tok("[tokens, hash: {buckets: 9}]", ""), "`q`: a tokenized string needs `length`"),
+            (tok("[tokens]", ", length: 3"), "`q`: tokens must be followed by hash"),
+            (
+                tok("[char_ngrams: {n: 3}, identity: {buckets: 3}]", ", length: 3"),
+                "`q`: char_ngrams must be followed by hash",
+            ),
+            (
+                tok("[char_ngrams: {n: 0}, hash: {buckets: 9}]", ", length: 3"),
+                "`q`: char_ngrams needs n between 1 and 8 (got 0)",
+            ),
+            (tok("[char_ngrams: {n: 9}, hash: {buckets: 9}]", ", length: 3"), "(got 9)"),
+            (tok("[hash: {buckets: 9}]", ", length: 3"), "`q`: `length` only applies to list types"),
+            (
+                format!(
+                    "  - {{name: q, source: context.n, type: int, length: 2, transform: [tokens, hash: {{buckets: 9}}], input: ids}}\n{DENSE}"
+                ),
+                "`q`: tokens splits a string, but the feature is int",
+            ),
+            (
+                format!(
+                    "  - {{name: q, source: context.q, type: string_list, length: 2, transform: [tokens, hash: {{buckets: 9}}], input: ids}}\n{DENSE}"
+                ),
+                "but the feature is string_list",
+            ),
+            (derive("cross: [context.q, item.c]", ", input: ids"), "`d`: a string must end in a hash transform"),
+            (
+                derive("cross: [context.q, item.c, user.s]", ", transform: [hash: {buckets: 9}], input: ids"),
+                "`d`: derive cross takes exactly two sources, got 3",
+            ),
+            (
+                derive("cross: [context.q, item.tags]", ", transform: [hash: {buckets: 9}], input: ids")
+                    + "  - {name: t, source: item.tags, type: string_list, length: 2, transform: [hash: {buckets: 9}], input: ids}\n",
+                "`d`: derive cross reads `item.tags`, which another feature declares as string_list",
+            ),
+            (
+                derive("prefix_len: [context.q, item.p]", ", transform: [identity: {buckets: 9}], input: ids"),
+                "`d`: derive prefix_len reads `item.p`, which another feature declares as float",
+            ),
+            (
+                derive(
+                    "prefix_len: [context.q, item.$key]",
+                    ", type: string, transform: [hash: {buckets: 9}], input: ids",
+                ),
+                "`d`: derive prefix_len produces int, but the feature declares type string",
+            ),
+            (
+                derive("cross: [context.q, shop.c]", ", transform: [hash: {buckets: 9}], input: ids"),
+                "`d`: derive cross source `shop.c`",
+            ),
+            (
+                derive("cross: [context.$key, item.c]", ", transform: [hash: {buckets: 9}], input: ids"),
+                "source `context.$key`",
+            ),
+            (
+                derive(
+                    "cross: [context.q, item.c]",
+                    ", length: 2, transform: [tokens, hash: {buckets: 9}], input: ids",
+                ),
+                "`d`: a derived value is hashed whole; tokens does not apply",
+            ),
+            (
+                format!(
+                    "  - {{name: d, source: item.c, derive: {{cross: [context.q, item.c]}}, type: string, transform: [hash: {{buckets: 9}}], input: ids}}\n{DENSE}"
+                ),
+                "`d` has both `source` and `derive`",
+            ),
+            (format!("  - {{name: d, type: string, input: ids}}\n{DENSE}"), "`d` needs a `source` or a `derive`"),
+            (format!("  - {{name: d, source: item.c, input: ids}}\n{DENSE}"), "`d` needs a `type`"),
+        ];
+        for (features, needle) in cases {
+            let err = parse(&features).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle:?} not in {err:?}");
         }
     }
