@@ -140,7 +140,7 @@ type Fingerprint = (u64, Option<SystemTime>);
 #[derive(Debug, Default)]
 struct ReloadState {
     /// Rejected versions and the file identity they were rejected with.
-    rejected: HashMap<u64, (PathBuf, Fingerprint)>,
+    rejected: HashMap<u64, Fingerprint>,
     canary_override: Option<(u64, f64)>,
     last_error: Option<String>,
 }
@@ -263,7 +263,7 @@ impl Repository {
             }
         };
         let present = self.present_versions();
-        state.rejected.retain(|v, (_, fp)| present.get(v).is_some_and(|(_, now)| now == fp));
+        state.rejected.retain(|v, fp| present.get(v).is_some_and(|(_, now)| now == fp));
         let mut versions = self.routing().versions.clone();
         // Availability first: load what the policy wants, treating rejected files as absent, and
         // only then unload what it no longer wants — a bad new version never takes the old one
@@ -292,7 +292,7 @@ impl Repository {
                         versions.insert(number, Arc::new(version));
                     }
                     Err(e) => {
-                        state.rejected.insert(number, (path, fingerprint));
+                        state.rejected.insert(number, fingerprint);
                         self.reject(&mut state, Some(number), &e.to_string());
                     }
                 }
