@@ -22,13 +22,17 @@ pub async fn connect(
     }
 }
 
-/// Parses `key=value` context pairs: ints, then floats, else strings.
+/// Parses `key=value` context pairs: ints, then floats, else strings; `key="2024"` (quotes
+/// included) forces a string.
 pub fn parse_context(pairs: &[String]) -> Result<HashMap<String, FeatureValue>, String> {
     pairs
         .iter()
         .map(|pair| {
             let (k, v) = pair.split_once('=').ok_or_else(|| format!("context `{pair}` is not key=value"))?;
-            let kind = if let Ok(i) = v.parse::<i64>() {
+            let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+            let kind = if quoted {
+                Kind::StringValue(v[1..v.len() - 1].to_owned())
+            } else if let Ok(i) = v.parse::<i64>() {
                 Kind::IntValue(i)
             } else if let Ok(x) = v.parse::<f64>() {
                 Kind::FloatValue(x)
@@ -73,4 +77,19 @@ pub fn render(items: &[String], response: &PredictResponse) -> String {
         out.push_str(&format!("fallback: {} ({:?}) for {who}\n", f.feature, f.reason()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_values_are_typed_and_quotes_force_strings() {
+        let parsed = parse_context(&["h=20".into(), "p=1.5".into(), "d=ios".into(), "q=\"2024\"".into()]).unwrap();
+        assert_eq!(parsed["h"].kind, Some(Kind::IntValue(20)));
+        assert_eq!(parsed["p"].kind, Some(Kind::FloatValue(1.5)));
+        assert_eq!(parsed["d"].kind, Some(Kind::StringValue("ios".into())));
+        assert_eq!(parsed["q"].kind, Some(Kind::StringValue("2024".into())));
+        assert!(parse_context(&["novalue".into()]).unwrap_err().contains("novalue"));
+    }
 }
