@@ -13,7 +13,7 @@
 //! statuses), [`scene`] (scene → spec + model wiring), [`export`] (offline features, same code as
 //! serving), [`demo`] (synthetic catalogue), [`client`] (the `augur predict` CLI client).
 #![forbid(unsafe_code)]
-#![warn(missing_debug_implementations, unreachable_pub)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod app;
 pub mod assemble;
