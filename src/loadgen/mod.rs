@@ -8,21 +8,23 @@
 //! item popularity, random hour and device.
 
 pub mod raw_ort;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
 
 use crate::proto::GetStatsRequest;
 use crate::proto::model_admin_client::ModelAdminClient;
-use crate::proto::prediction_client::PredictionClient;
 use crate::proto::{Candidate, PredictRequest};
 
 /// How load is offered.
@@ -160,9 +162,10 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
     let mut clients = Vec::with_capacity(config.connections.max(1));
     for _ in 0..config.connections.max(1) {
         let channel = Channel::from_shared(config.addr.clone()).expect("valid address").connect().await?;
-        clients.push(PredictionClient::new(channel).max_decoding_message_size(64 << 20));
+        clients.push(Grpc::new(channel));
     }
-    let pool = Arc::new(request_pool(config, 512));
+    let pool: Arc<Vec<Bytes>> =
+        Arc::new(request_pool(config, 512).iter().map(|r| Bytes::from(prost::Message::encode_to_vec(r))).collect());
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
@@ -294,16 +297,8 @@ fn merge(tally: &Mutex<Tally>, local: Tally) {
     }
 }
 
-async fn call(
-    client: &mut PredictionClient<Channel>,
-    request: PredictRequest,
-    timeout: Option<Duration>,
-) -> Result<(), tonic::Code> {
-    let mut request = tonic::Request::new(request);
-    if let Some(t) = timeout {
-        request.set_timeout(t);
-    }
-    client.predict(request).await.map(|_| ()).map_err(|s| s.code())
+async fn call(client: &mut Grpc<Channel>, body: Bytes, timeout: Option<Duration>) -> Result<(), tonic::Code> {
+    wire::predict(client, body, timeout).await
 }
 
 /// Pre-built requests, so the generator spends its CPU on sending, not on building.

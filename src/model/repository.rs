@@ -376,11 +376,21 @@ impl Repository {
         };
         let threads = self.defaults.inference_threads;
         let (spec, owned_path) = (Arc::clone(&self.spec), path.to_path_buf());
-        // Reading and optimising the graph takes a core for a while: never on the async workers.
-        let runners =
-            tokio::task::spawn_blocking(move || onnx::open(&owned_path, &spec, &options, threads)).await.map_err(
-                |e| LoadError::Model(ModelError::Load { path: path.display().to_string(), message: e.to_string() }),
-            )??;
+        // Reading and optimising the graph takes a core for a while: never on the async workers,
+        // and at the lowest CPU priority, so serving threads win whenever the cores are contended
+        // (the p99 spike during reloads that TF Serving and Triton users complain about).
+        let (done, loaded) = tokio::sync::oneshot::channel();
+        let failed = |message: String| LoadError::Model(ModelError::Load { path: path.display().to_string(), message });
+        std::thread::Builder::new()
+            .name(format!("augur-load-{}-{number}", self.name))
+            .spawn(move || {
+                if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+                    tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");
+                }
+                let _ = done.send(onnx::open(&owned_path, &spec, &options, threads));
+            })
+            .map_err(|e| failed(e.to_string()))?;
+        let runners = loaded.await.map_err(|_| failed("model-loading thread died".into()))??;
         let config = BatchConfig {
             max_batch_rows: settings.max_batch_rows.unwrap_or(self.defaults.max_batch_rows),
             max_queue_delay: Duration::from_micros(
