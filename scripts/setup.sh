@@ -22,7 +22,15 @@ fi
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv; then
+    # Debian's own python3 ships venv support separately.
+    rm -rf .venv
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -m venv .venv
+  fi
 fi
 stamp=.venv/.requirements.sha
 want=$(sha256sum tools/train/requirements.txt | cut -d' ' -f1)

@@ -338,6 +338,7 @@ impl Config {
         in_range("server.max_list_len", s.max_list_len, 1, 100_000)?;
         in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
+        in_range("server.deadline_margin_us", s.deadline_margin_us as usize, 0, 60_000_000)?;
         in_range("fetch.max_budget_ms", self.fetch.max_budget_ms as usize, 1, 60_000)?;
         in_range("fetch.inference_reserve_ms", self.fetch.inference_reserve_ms as usize, 0, 60_000)?;
         let m = &self.model;

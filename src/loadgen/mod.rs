@@ -208,7 +208,6 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
         Mode::Open { rate, max_in_flight } => {
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
             let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-            let mut tasks = Vec::new();
             let mut n: u64 = 0;
             loop {
                 let scheduled = start + interval.mul_f64(n as f64);
@@ -227,19 +226,18 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
                     (clients[n as usize % clients.len()].clone(), Arc::clone(&pool), Arc::clone(&tally));
                 let timeout = config.timeout;
                 let index = n as usize;
-                tasks.push(tokio::spawn(async move {
+                tokio::spawn(async move {
                     let result = call(&mut client, pool[index % pool.len()].clone(), timeout).await;
                     // Measured from the schedule, not from the send: no coordinated omission.
                     if scheduled >= measure_from {
                         tally.lock().expect("tally").record(&result, scheduled.elapsed());
                     }
                     drop(permit);
-                }));
+                });
                 n += 1;
             }
-            for task in tasks {
-                let _ = task.await;
-            }
+            // Every outstanding request holds a permit: having them all back means all answered.
+            let _ = in_flight.acquire_many(max_in_flight as u32).await;
             format!("open {rate}/s")
         }
     };

@@ -47,13 +47,7 @@ pub fn demo_config(extra: &str) -> Config {
 
 pub async fn start(config: Config) -> TestServer {
     let predictor = augur::app::build(&config).await.expect("build app");
-    let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(augur::server::run(listener, predictor, config.server.clone(), async {
-        let _ = rx.await;
-    }));
-    TestServer { addr, shutdown: Some(tx), handle }
+    serve(predictor, config.server).await
 }
 
 pub fn int(i: i64) -> FeatureValue {
@@ -82,16 +76,18 @@ pub fn venv_python() -> PathBuf {
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
-}
 pub mod redis_server;
 
 /// Serves an already-built predictor (tests that inject their own store).
 pub async fn start_predictor(predictor: std::sync::Arc<augur::predict::Predictor>) -> TestServer {
-    let limits = demo_config("").server;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve(predictor, demo_config("").server).await
+}
+
+async fn serve(
+    predictor: std::sync::Arc<augur::predict::Predictor>,
+    limits: augur::config::ServerConfig,
+) -> TestServer {
+    let listener = tokio::net::TcpListener::bind(limits.listen).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(augur::server::run(listener, predictor, limits, async {
