@@ -1,14 +1,35 @@
-//! Wiring only: config → store → scenes → predictor. Used by `augur serve`, the export command
-//! and the integration tests, so all three build exactly the same thing.
+//! The lifecycle owner: builds everything that lives as long as the process (store, scenes,
+//! metrics registry, health reporter, the task tracker every spawned task and thread reports to)
+//! and runs the ordered shutdown, whose steps later work fills in.
+//!
+//! On the first shutdown request: (1) health NOT_SERVING [+ deregister from the service
+//! registry] → (2) wait `server.drain_delay_ms` while still serving, so clients and load
+//! balancers move away → (3) stop accepting, end long-lived streams (health Watch,
+//! StreamFeatures) and the repository watchers → (4) in-flight RPCs finish → (5) batchers flush
+//! (routing tables emptied; inference threads answer what is queued and exit) → (6) [samples
+//! flush]. Everything after the signal is bounded by `server.grace_ms`; a second request or the
+//! end of the grace cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming
+//! what was cut.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic_health::ServingStatus;
 
 use crate::config::{Config, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
-use crate::model::repository;
+use crate::model::ModelLoader;
+use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
-use crate::scene::{Scene, SceneError};
+use crate::proto::model_admin_server::ModelAdminServer;
+use crate::proto::prediction_server::PredictionServer;
+use crate::scene::{RepositoryContext, Scene, SceneError, watch};
+use crate::server::{self, ServeError, Shared};
+use crate::shutdown::Requests;
+use crate::telemetry::Metrics;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,15 +42,21 @@ pub enum StartError {
     Scene(#[from] SceneError),
 }
 
+/// The public services whose health is reported besides the whole server (`""`).
+const SERVICES: [&str; 2] = [
+    <PredictionServer<server::grpc::PredictionService> as tonic::server::NamedService>::NAME,
+    <ModelAdminServer<server::admin::AdminService> as tonic::server::NamedService>::NAME,
+];
+
 /// Builds the configured store: memory tables are loaded, Redis is connected (and wrapped in the
 /// local cache when `store.cache` lists tables).
-pub async fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError> {
+pub async fn store(config: &Config, metrics: &Metrics) -> Result<Arc<dyn FeatureStore>, StartError> {
     match &config.store {
         StoreConfig::Memory { tables } => Ok(Arc::new(MemoryStore::load(tables)?)),
         StoreConfig::Redis(redis) => {
             let store = crate::fetch::RedisFeatureStore::connect(redis).await?;
             if redis.cache.tables.values().any(|t| t.enabled) {
-                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables)))
+                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables, &metrics.cache)))
             } else {
                 Ok(Arc::new(store))
             }
@@ -37,15 +64,185 @@ pub async fn store(config: &Config) -> Result<Arc<dyn FeatureStore>, StartError>
     }
 }
 
-/// Builds store and scenes; scenes load one after another (each already uses the cores).
-pub async fn build(config: &Config) -> Result<Arc<Predictor>, StartError> {
-    let store = store(config).await?;
-    let mut scenes = Vec::with_capacity(config.scenes.len());
-    let poll = (config.model.poll_interval_ms > 0).then(|| Duration::from_millis(config.model.poll_interval_ms));
-    for scene in &config.scenes {
-        let scene = Scene::load(scene, &config.model).await?;
-        repository::watch(Arc::clone(&scene.repo), config.model.watch, poll);
-        scenes.push(scene);
+/// Everything a running augur owns.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    predictor: Arc<Predictor>,
+    metrics: Metrics,
+    /// Cancelled when shutdown starts: watchers and long-lived streams end on it.
+    shutdown: CancellationToken,
+    /// Every spawned task and thread (watchers, inference and loading threads).
+    tracker: TaskTracker,
+}
+
+/// How to build an [`App`] other than from the config alone (tests, embedding).
+#[derive(Debug, Default)]
+pub struct Parts {
+    /// The model loader; default: ONNX Runtime with the config's session options.
+    pub loader: Option<Arc<dyn ModelLoader>>,
+    /// The feature store; default: the configured one.
+    pub store: Option<Arc<dyn FeatureStore>>,
+    /// The metrics registry; default: a fresh one.
+    pub metrics: Option<Metrics>,
+}
+
+impl App {
+    /// Builds store and scenes as configured, with ONNX Runtime.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        Self::build_with(config, Parts::default()).await
     }
-    Ok(Arc::new(Predictor::new(scenes, store, config.fetch.clone())))
+
+    /// Builds with some parts supplied. Scenes load one after another (each already uses the
+    /// cores); start-up fails if a scene has no servable version.
+    pub async fn build_with(config: Config, parts: Parts) -> Result<App, StartError> {
+        let metrics = parts.metrics.unwrap_or_default();
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let store = match parts.store {
+            Some(store) => store,
+            None => store(&config, &metrics).await?,
+        };
+        let loader = parts.loader.unwrap_or_else(|| {
+            Arc::new(OnnxLoader::new(SessionOptions {
+                intra_op_threads: config.model.intra_op_threads,
+                library: config.model.ort_library.clone(),
+            }))
+        });
+        let context = RepositoryContext { metrics: metrics.clone(), tracker: tracker.clone() };
+        let poll = (config.model.poll_interval_ms > 0).then(|| Duration::from_millis(config.model.poll_interval_ms));
+        let mut scenes = Vec::with_capacity(config.scenes.len());
+        for scene in &config.scenes {
+            let scene = Scene::load(scene, &config.model, Arc::clone(&loader), context.clone()).await?;
+            watch::watch(Arc::clone(&scene.repo), config.model.watch, poll, &tracker, shutdown.clone());
+            scenes.push(scene);
+        }
+        let predictor = Arc::new(Predictor::new(scenes, store, config.fetch.clone()));
+        Ok(App { config, predictor, metrics, shutdown, tracker })
+    }
+
+    /// The scenes and the store.
+    pub fn predictor(&self) -> &Arc<Predictor> {
+        &self.predictor
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
+    pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
+        let App { config, predictor, metrics, shutdown, tracker } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // SERVING only now: every scene's model is loaded and warmed up and the store answered
+        // at build time.
+        health.set_service_status("", ServingStatus::Serving).await;
+        for service in SERVICES {
+            health.set_service_status(service, ServingStatus::Serving).await;
+        }
+        let stop_accepting = CancellationToken::new();
+        let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
+        let server_config = config.server.clone();
+        let stop = stop_accepting.clone();
+        let mut server = tokio::spawn(async move {
+            server::serve(listener, &server_config, shared, health_service, stop.cancelled_owned()).await
+        });
+
+        tokio::select! {
+            result = &mut server => {
+                // The server failed on its own (it only returns early on an error).
+                shutdown.cancel();
+                return result?;
+            }
+            () = next(&mut requests) => {}
+        }
+        let grace = Duration::from_millis(config.server.grace_ms);
+        let deadline = Instant::now() + grace;
+        let mut cut: Vec<String> = Vec::new();
+
+        // (1) Stop advertising: probes and health-checking clients stop sending new calls.
+        tracing::info!(grace_ms = config.server.grace_ms, "shutdown 1/6: health NOT_SERVING");
+        health.set_service_status("", ServingStatus::NotServing).await;
+        for service in SERVICES {
+            health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        // (2) Keep serving while clients and load balancers move away.
+        let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
+        if !drain_delay.is_zero() {
+            tracing::info!(drain_delay_ms = config.server.drain_delay_ms, "shutdown 2/6: drain delay");
+            let forced = until(deadline, drain_delay, &mut requests).await;
+            if forced {
+                cut.push("the drain delay".into());
+            }
+        }
+        // (3) Stop accepting; end long-lived streams so they cannot hold connections open:
+        // removing a health status ends its Watch streams (after they saw NOT_SERVING).
+        tracing::info!("shutdown 3/6: stop accepting, end streams and watchers");
+        shutdown.cancel();
+        stop_accepting.cancel();
+        let mut health = health;
+        health.clear_service_status("").await;
+        for service in SERVICES {
+            health.clear_service_status(service).await;
+        }
+        // (4) In-flight RPCs finish (tonic's graceful shutdown waits for every connection).
+        tracing::info!(in_flight = metrics.rpc.in_flight.get(), "shutdown 4/6: in-flight calls finish");
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let finished = tokio::select! {
+            r = tokio::time::timeout(remaining, &mut server) => r.ok(),
+            () = next(&mut requests) => None,
+        };
+        match finished {
+            Some(result) => {
+                if let Err(e) = result.map_err(ServeError::from).and_then(|r| r) {
+                    tracing::error!(error = %e, "server failed while draining");
+                }
+            }
+            None => {
+                server.abort();
+                cut.push(format!("{} in-flight calls", metrics.rpc.in_flight.get()));
+            }
+        }
+        // (5) Batchers flush: without routing tables the last `Arc<Version>` goes with the last
+        // request, the queues close and the inference threads answer what is queued and exit.
+        tracing::info!("shutdown 5/6: batchers flush");
+        predictor.unload_all();
+        drop(predictor);
+        tracker.close();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let flushed = tokio::select! {
+            r = tokio::time::timeout(remaining, tracker.wait()) => r.is_ok(),
+            () = next(&mut requests) => false,
+        };
+        if !flushed {
+            cut.push(format!("{} inference threads or tasks still running", tracker.len()));
+        }
+        // (6) Samples flush: the sample log plugs in here.
+        tracing::info!("shutdown 6/6: done");
+        if cut.is_empty() {
+            tracing::info!("shutdown complete");
+            Ok(())
+        } else {
+            let what = cut.join(", ");
+            tracing::error!(cut = %what, "shutdown cut short by a second signal or server.grace_ms");
+            Err(ServeError::Cut(what))
+        }
+    }
+}
+
+/// Sleeps `delay` but no later than `deadline`; `true` when a second request cut it short.
+async fn until(deadline: Instant, delay: Duration, requests: &mut Requests) -> bool {
+    let end = (Instant::now() + delay).min(deadline);
+    tokio::select! {
+        () = tokio::time::sleep_until(end.into()) => false,
+        () = next(requests) => true,
+    }
+}
+
+/// The next shutdown request; never, once every sender is gone.
+async fn next(requests: &mut Requests) {
+    if requests.recv().await.is_none() {
+        std::future::pending::<()>().await;
+    }
 }

@@ -90,13 +90,102 @@ pub struct ServerConfig {
     /// Largest decoded gRPC message, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// Requests handled at once; the rest wait in tonic's queue.
+    /// Prediction RPCs handled at once by the whole server; one more is answered
+    /// RESOURCE_EXHAUSTED at once (load shedding) instead of queueing. Health checks, reflection
+    /// and admin calls are not counted, so probes keep answering under overload.
     #[serde(default = "default_concurrency_limit")]
     pub concurrency_limit: usize,
     /// augur answers DEADLINE_EXCEEDED this long before the caller's `grpc-timeout` runs out, so
     /// the caller gets augur's status rather than a transport cancellation.
     #[serde(default = "default_deadline_margin_us")]
     pub deadline_margin_us: u64,
+    /// Deadline of a call that sends no `grpc-timeout`, in ms: nothing waits forever.
+    #[serde(default = "default_default_deadline_ms")]
+    pub default_deadline_ms: u64,
+    /// Longest deadline honoured, in ms; a longer `grpc-timeout` is clamped to it.
+    #[serde(default = "default_max_deadline_ms")]
+    pub max_deadline_ms: u64,
+    /// HTTP/2 and connection limits, set explicitly (tonic leaves several unlimited).
+    #[serde(default)]
+    pub http2: Http2Config,
+    /// Shutdown: after NOT_SERVING (and deregistration), keep accepting this long so clients and
+    /// load balancers move away before the listener closes, in ms.
+    #[serde(default)]
+    pub drain_delay_ms: u64,
+    /// Shutdown: the most the ordered drain may take after the signal, in ms; past it the process
+    /// exits and logs what was cut.
+    #[serde(default = "default_grace_ms")]
+    pub grace_ms: u64,
+    /// When set, every call but health checks must carry `authorization: Bearer <token>`.
+    #[serde(default)]
+    pub auth_token: Option<String>,
+}
+
+const fn default_default_deadline_ms() -> u64 {
+    2_000
+}
+const fn default_max_deadline_ms() -> u64 {
+    60_000
+}
+const fn default_grace_ms() -> u64 {
+    10_000
+}
+
+/// `[server.http2]`: per-connection limits of the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Config {
+    /// Streams (RPCs) one connection may have open at once; tonic's default is unlimited.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Streams a client may reset before they are accepted (the HTTP/2 rapid-reset attack).
+    #[serde(default = "default_max_pending_accept_reset_streams")]
+    pub max_pending_accept_reset_streams: usize,
+    /// Largest request header block, in bytes.
+    #[serde(default = "default_max_header_list_size")]
+    pub max_header_list_size: u32,
+    /// PING an idle connection this often, in ms (0 = never), so dead peers are noticed.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// Close a connection whose PING is not answered within this, in ms.
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// Send GOAWAY after a connection lived this long, in ms (0 = never), so long-lived client
+    /// connections rebalance over new replicas.
+    #[serde(default = "default_max_connection_age_ms")]
+    pub max_connection_age_ms: u64,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: default_max_concurrent_streams(),
+            max_pending_accept_reset_streams: default_max_pending_accept_reset_streams(),
+            max_header_list_size: default_max_header_list_size(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            max_connection_age_ms: default_max_connection_age_ms(),
+        }
+    }
+}
+
+const fn default_max_concurrent_streams() -> u32 {
+    1024
+}
+const fn default_max_pending_accept_reset_streams() -> usize {
+    20
+}
+const fn default_max_header_list_size() -> u32 {
+    16 * 1024
+}
+const fn default_keepalive_interval_ms() -> u64 {
+    30_000
+}
+const fn default_keepalive_timeout_ms() -> u64 {
+    10_000
+}
+const fn default_max_connection_age_ms() -> u64 {
+    30 * 60 * 1000
 }
 
 const fn default_deadline_margin_us() -> u64 {
@@ -207,7 +296,7 @@ pub struct RedisConfig {
     /// Key of one row: `{namespace}`, `{table}` and `{id}` placeholders; `{{`/`}}` are literal
     /// braces (Redis Cluster hash tags — the default has none, so rows spread over all masters).
     #[serde(default = "default_redis_key_template")]
-    pub key_template: String,
+    pub key_template: KeyTemplate,
     /// Bound on one read (all rows of a request's table), in ms: a hung or restarting Redis costs
     /// a request at most this long.
     #[serde(default = "default_redis_timeout_ms")]
@@ -231,9 +320,6 @@ fn default_redis_urls() -> Vec<String> {
 }
 fn default_redis_namespace() -> String {
     "augur".to_owned()
-}
-fn default_redis_key_template() -> String {
-    "{namespace}:{table}:{id}".to_owned()
 }
 const fn default_redis_timeout_ms() -> u64 {
     50
@@ -307,6 +393,138 @@ pub struct SceneConfig {
     pub model: PathBuf,
 }
 
+// === impl KeyTemplate ===
+
+/// A compiled key template: `{namespace}`, `{table}` and `{id}` placeholders, `{{`/`}}` escapes.
+/// Parsed when the config is (serde `try_from`), so a bad template fails start-up naming
+/// `store.key_template`; the store binds the namespace with [`KeyTemplate::with_namespace`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Namespace,
+    Table,
+    Id,
+}
+
+// === impl KeyTemplate ===
+
+impl KeyTemplate {
+    /// Compiles `template`. It must contain `{table}` (tables sharing ids must not collide) and
+    /// `{id}`.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = template.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(format!("unclosed `{{{name}` in `{template}`")),
+                        }
+                    }
+                    let part = match name.as_str() {
+                        "namespace" => Part::Namespace,
+                        "table" => Part::Table,
+                        "id" => Part::Id,
+                        other => {
+                            return Err(format!(
+                                "unknown placeholder `{{{other}}}` (use {{namespace}}, {{table}}, \
+                                 {{id}}; {{{{ and }}}} for literal braces)"
+                            ));
+                        }
+                    };
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(part);
+                }
+                '}' => return Err(format!("unmatched `}}` in `{template}` (write `}}}}`)")),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        for (needed, part) in [("{table}", Part::Table), ("{id}", Part::Id)] {
+            if !parts.contains(&part) {
+                return Err(format!("`{template}` must contain {needed}"));
+            }
+        }
+        Ok(KeyTemplate { parts })
+    }
+
+    /// The template with `{namespace}` replaced by `namespace` (adjacent literals merged, so
+    /// building a key stays one pass over few parts).
+    pub fn with_namespace(&self, namespace: &str) -> KeyTemplate {
+        let mut parts: Vec<Part> = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let text = match part {
+                Part::Namespace => namespace,
+                Part::Literal(s) => s.as_str(),
+                other => {
+                    parts.push(other.clone());
+                    continue;
+                }
+            };
+            match parts.last_mut() {
+                Some(Part::Literal(prev)) => prev.push_str(text),
+                _ => parts.push(Part::Literal(text.to_owned())),
+            }
+        }
+        KeyTemplate { parts }
+    }
+
+    /// The key of `id` in `table` (a `{namespace}` not yet bound is written as empty).
+    pub fn key(&self, table: &str, id: &str) -> String {
+        let mut key = String::with_capacity(32 + table.len() + id.len());
+        self.write_key(&mut key, table, id);
+        key
+    }
+
+    /// Appends the key of `id` in `table` to `out` (the loader reuses one buffer).
+    pub fn write_key(&self, out: &mut String, table: &str, id: &str) {
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Namespace => {}
+                Part::Table => out.push_str(table),
+                Part::Id => out.push_str(id),
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for KeyTemplate {
+    type Error = String;
+
+    fn try_from(template: String) -> Result<Self, String> {
+        // figment attributes a `try_from` error to the enclosing table only: name the key here.
+        KeyTemplate::parse(&template).map_err(|e| format!("store.key_template: {e}"))
+    }
+}
+
+fn default_redis_key_template() -> KeyTemplate {
+    KeyTemplate::parse("{namespace}:{table}:{id}").expect("the default key template parses")
+}
+
 // === impl Config ===
 
 impl Config {
@@ -339,6 +557,20 @@ impl Config {
         in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
         in_range("server.deadline_margin_us", s.deadline_margin_us as usize, 0, 60_000_000)?;
+        in_range("server.max_deadline_ms", s.max_deadline_ms as usize, 1, 86_400_000)?;
+        in_range("server.default_deadline_ms", s.default_deadline_ms as usize, 1, s.max_deadline_ms as usize)?;
+        in_range("server.drain_delay_ms", s.drain_delay_ms as usize, 0, 600_000)?;
+        in_range("server.grace_ms", s.grace_ms as usize, 1, 3_600_000)?;
+        if s.auth_token.as_deref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(invalid("server.auth_token", "must be non-empty printable ASCII without spaces"));
+        }
+        let h = &s.http2;
+        in_range("server.http2.max_concurrent_streams", h.max_concurrent_streams as usize, 1, 1 << 20)?;
+        in_range("server.http2.max_pending_accept_reset_streams", h.max_pending_accept_reset_streams, 1, 1 << 20)?;
+        in_range("server.http2.max_header_list_size", h.max_header_list_size as usize, 1024, 1 << 24)?;
+        in_range("server.http2.keepalive_interval_ms", h.keepalive_interval_ms as usize, 0, 86_400_000)?;
+        in_range("server.http2.keepalive_timeout_ms", h.keepalive_timeout_ms as usize, 1, 86_400_000)?;
+        in_range("server.http2.max_connection_age_ms", h.max_connection_age_ms as usize, 0, 30 * 86_400_000)?;
         in_range("fetch.max_budget_ms", self.fetch.max_budget_ms as usize, 1, 60_000)?;
         in_range("fetch.inference_reserve_ms", self.fetch.inference_reserve_ms as usize, 0, 60_000)?;
         let m = &self.model;
@@ -392,8 +624,6 @@ impl RedisConfig {
         if self.namespace.is_empty() {
             return Err(invalid("store.namespace", "must not be empty"));
         }
-        crate::fetch::redis::KeyTemplate::parse(&self.key_template, &self.namespace)
-            .map_err(|e| invalid("store.key_template", &e))?;
         in_range("store.timeout_ms", self.timeout_ms as usize, 1, 60_000)?;
         in_range("store.connect_timeout_ms", self.connect_timeout_ms as usize, 1, 600_000)?;
         for (name, table) in &self.cache.tables {
@@ -438,7 +668,7 @@ mod tests {
         .expect("redis config");
         let StoreConfig::Redis(redis) = &config.store else { panic!("{:?}", config.store) };
         assert_eq!((redis.timeout_ms, redis.namespace.as_str(), redis.cluster), (50, "augur", false));
-        assert_eq!(redis.key_template, "{namespace}:{table}:{id}");
+        assert_eq!(redis.key_template.with_namespace("augur").key("t", "1"), "augur:t:1");
         assert_eq!(redis.cache.tables["items"].max_entries, 1000);
         assert_eq!(redis.cache.tables["items"].negative_ttl_ms, 5_000);
         assert_eq!(redis.tables.len(), 3, "the embedded tables stay as load defaults");
@@ -461,6 +691,17 @@ mod tests {
         let config =
             Config::from_toml("[store]\nkind = \"redis\"\ncluster = true\nurls = [\"redis://a:1\", \"redis://b:1\"]\n");
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn key_template_placeholders_and_escapes() {
+        let t = KeyTemplate::parse("{namespace}:{table}:{id}").unwrap().with_namespace("augur");
+        assert_eq!(t.key("items", "i42"), "augur:items:i42");
+        let t = KeyTemplate::parse("{namespace}:{table}:{{{id}}}").unwrap().with_namespace("ns");
+        assert_eq!(t.key("users", "u1"), "ns:users:{u1}");
+        for bad in ["{table}", "{id}", "{table}:{id", "{table}:{idd}", "{table}}:{id}"] {
+            assert!(KeyTemplate::parse(bad).is_err(), "{bad} must be rejected");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 use crate::assemble::FallbackReason;
 use crate::batch::BatchError;
 use crate::fetch::FetchError;
-use crate::model::RouteError;
+use crate::scene::{CanaryError, RouteError};
 
 /// A request field that is invalid, named and explained (INVALID_ARGUMENT).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,7 +26,7 @@ impl RequestError {
     }
 }
 
-/// Everything that can fail a Predict or GetFeatures call.
+/// Everything that can fail an RPC: Predict, GetFeatures, the admin calls and the layer stack.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller sent something invalid.
@@ -65,13 +65,40 @@ pub enum Error {
     #[error(transparent)]
     Batch(#[from] BatchError),
     /// The caller's deadline (minus `server.deadline_margin_us`) passed.
-    #[error("deadline exceeded {stage} (grpc-timeout {timeout_ms:.1} ms)")]
+    #[error("deadline exceeded {stage} ({from} {timeout_ms:.1} ms)")]
     DeadlineExceeded {
         /// Where: "on arrival" or "while processing".
         stage: &'static str,
-        /// The caller's timeout.
+        /// Where the deadline came from: `grpc-timeout` or `server.default_deadline_ms`.
+        from: &'static str,
+        /// The deadline the call had (clamped to `server.max_deadline_ms`).
         timeout_ms: f64,
     },
+    /// The global concurrency limit is reached; the call was shed, not queued.
+    #[error(
+        "server is at its limit of {limit} concurrent Prediction calls (server.concurrency_limit); retry with backoff"
+    )]
+    Overloaded {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// ModelAdmin named a repository that is not served.
+    #[error("model: no repository named `{model}` (served: {served})")]
+    UnknownModel {
+        /// What the caller asked for.
+        model: String,
+        /// What is served.
+        served: String,
+    },
+    /// A run-time canary change was refused.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
+    /// `server.auth_token` is set and the call did not present it.
+    #[error("authorization: expected `Bearer <token>` (server.auth_token)")]
+    Unauthenticated,
+    /// A spawned task of the request failed (panicked or was cancelled).
+    #[error("request task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl From<Error> for Status {
@@ -79,19 +106,33 @@ impl From<Error> for Status {
         let code = match &error {
             Error::Request(_) => Code::InvalidArgument,
             Error::UnknownScene { .. } => Code::NotFound,
-            Error::Fetch(FetchError::Unavailable(_)) => Code::Unavailable,
+            Error::Fetch(FetchError::Unavailable { .. } | FetchError::Timeout { .. }) => Code::Unavailable,
             Error::Fetch(FetchError::UnknownTable(_)) => Code::Internal,
             Error::Batch(BatchError::QueueFull { .. }) => Code::ResourceExhausted,
             Error::Batch(BatchError::Expired) => Code::DeadlineExceeded,
             Error::Batch(BatchError::Closed) => Code::Unavailable,
-            Error::Batch(BatchError::Model(_)) => Code::Internal,
+            Error::Batch(BatchError::Model(_) | BatchError::Panicked { .. }) => Code::Internal,
             Error::Route(RouteError::NotLoaded { .. }) => Code::NotFound,
             Error::Route(RouteError::NoVersion { .. }) => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::RequiredFeature { .. } => Code::FailedPrecondition,
+            Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::UnknownModel { .. } => Code::NotFound,
+            Error::Canary(CanaryError::Weight { .. }) => Code::InvalidArgument,
+            Error::Canary(CanaryError::NotLoaded { .. }) => Code::FailedPrecondition,
+            Error::Unauthenticated => Code::Unauthenticated,
+            Error::Task(_) => Code::Internal,
         };
         if code == Code::Internal {
-            tracing::error!(error = %error, "request failed");
+            // The whole chain: the status message carries only the top line.
+            let mut chain = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(e) = source {
+                chain.push_str(": ");
+                chain.push_str(&e.to_string());
+                source = e.source();
+            }
+            tracing::error!(error = %chain, "request failed");
         }
         Status::new(code, error.to_string())
     }

@@ -2,16 +2,18 @@
 //!
 //! A Predict request walks the modules in this order:
 //!
-//! 1. [`server`]    — gRPC entry: validate and convert the request, map errors to status codes.
-//! 2. [`fetch`]     — read the user's and items' feature rows from the store.
-//! 3. [`assemble`]  — turn rows + request values into model tensors as `features/<scene>.yaml` declares.
-//! 4. [`batch`]     — queue the tensors for the inference threads (bounded, fail-fast when full).
-//! 5. [`model`]     — ONNX Runtime sessions, validated against the feature spec at load.
-//! 6. [`predict`]   — the whole path above as one readable async fn.
+//! 1. [`server`]    — gRPC entry: the layer stack (metrics, deadline, admission, auth), validate
+//!    and convert the request; errors become statuses in [`error`].
+//! 2. [`scene`]     — the scene router: scene → feature spec, model repository, traffic split.
+//! 3. [`fetch`]     — read the user's and items' feature rows from the store.
+//! 4. [`assemble`]  — turn rows + request values into model tensors as `features/<scene>.yaml` declares.
+//! 5. [`batch`]     — queue the tensors for the inference threads (bounded, fail-fast when full).
+//! 6. [`model`]     — the model behind a trait: ONNX Runtime sessions checked against the spec.
+//! 7. [`predict`]   — the whole path above as one readable async fn.
 //!
-//! Beside the path: [`config`] (one validated tree), [`error`] (the one place errors become gRPC
-//! statuses), [`scene`] (scene → spec + model wiring), [`export`] (offline features, same code as
-//! serving), [`demo`] (synthetic catalogue), [`client`] (the `augur predict` CLI client).
+//! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
+//! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
+//! become gRPC statuses), [`telemetry`] (the metrics registry).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -30,8 +32,7 @@ pub mod predict;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
-pub mod stats;
-pub mod value;
+pub mod telemetry;
 
 /// Generated protobuf and gRPC code for `proto/augur/v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -213,11 +213,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
-            let predictor = augur::app::build(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
+            // Signals are listened for before the (slow) model loads, so an early SIGTERM is
+            // not lost.
+            let requests = augur::shutdown::signals();
+            let listen = config.server.listen;
+            let app = augur::app::App::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .with_context(|| format!("server.listen: cannot bind {}", config.server.listen))?;
-            augur::server::run(listener, predictor, config.server.clone(), augur::shutdown::signal()).await?;
+                .with_context(|| format!("server.listen: cannot bind {listen}"))?;
+            app.serve(listener, requests).await?;
         }
         Command::Predict { addr, scene, user, items, context, wait } => {
             let mut client = augur::client::connect(&addr, Duration::from_secs(wait))
@@ -309,7 +313,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .find(|s| s.name == scene)
                 .with_context(|| format!("scene `{scene}` is not in the config's scenes"))?;
             let spec = augur::assemble::Spec::load(&scene_config.spec)?;
-            let store = augur::app::store(&config).await?;
+            let store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await?;
             let started = std::time::Instant::now();
             let summary = augur::export::export(&spec, store.as_ref(), &impressions, &out).await?;
             eprintln!(

@@ -9,10 +9,9 @@ use crate::assemble::encode::RequestView;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
 use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
+use crate::fetch::Value;
 use crate::fetch::{FeatureStore, FetchError, Row};
-use crate::scene::Scene;
-use crate::stats::Stage;
-use crate::value::Value;
+use crate::scene::{Scene, Stage};
 
 /// A scoring request in domain form (already checked against the server's generic limits).
 #[derive(Debug, Clone, Default)]
@@ -80,6 +79,14 @@ impl Predictor {
         self.scenes.values()
     }
 
+    /// Shutdown: empties every scene's routing table, so the batchers close (and their threads
+    /// answer what is queued and exit) as soon as requests in flight let go of their versions.
+    pub fn unload_all(&self) {
+        for scene in self.scenes.values() {
+            scene.repo.unload_all();
+        }
+    }
+
     /// Predict: one score per candidate.
     pub async fn predict(&self, mut request: ScoreRequest, deadline: Option<Instant>) -> Result<Prediction, Error> {
         if request.request_id.is_empty() {
@@ -91,9 +98,10 @@ impl Predictor {
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
         let assembled = self.features_for(scene, &request, deadline).await?;
         let infer_started = Instant::now();
-        let scores = version.batcher.infer(assembled.tensors, deadline).await?;
-        scene.stages.record(Stage::Infer, infer_started.elapsed());
-        scene.stages.record(Stage::Total, started.elapsed());
+        let tensors: Arc<[crate::assemble::Tensor]> = assembled.tensors.into();
+        let scores = version.batcher.infer(tensors, deadline).await?;
+        scene.stage(Stage::Infer).record(infer_started.elapsed());
+        scene.stage(Stage::Total).record(started.elapsed());
         Ok(Prediction {
             request_id: request.request_id,
             scores,
@@ -134,7 +142,7 @@ impl Predictor {
         };
         let fetch_started = Instant::now();
         let (user_rows, item_rows) = tokio::join!(bounded(user_rows, budget), bounded(item_rows, budget));
-        scene.stages.record(Stage::Fetch, fetch_started.elapsed());
+        scene.stage(Stage::Fetch).record(fetch_started.elapsed());
         let mut view = RequestView::new(&request.user_id, &request.context, &request.candidates);
         let user_rows = user_rows?.unwrap_or_else(|reason| {
             view.user_absent = reason;
@@ -146,7 +154,7 @@ impl Predictor {
         });
         let assemble_started = Instant::now();
         let assembled = assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows);
-        scene.stages.record(Stage::Assemble, assemble_started.elapsed());
+        scene.stage(Stage::Assemble).record(assemble_started.elapsed());
         scene.count_fallbacks(&assembled.fallbacks);
         if let Some(f) = assembled.fallbacks.iter().find(|f| spec.is_required(&f.feature)) {
             return Err(Error::RequiredFeature {
@@ -179,9 +187,13 @@ async fn bounded(
     match tokio::time::timeout(budget, read).await {
         Err(_) => Ok(Err(FallbackReason::Timeout)),
         Ok(Ok(rows)) => Ok(Ok(rows)),
-        Ok(Err(FetchError::Unavailable(message))) => {
-            tracing::debug!(error = %message, "store unavailable; serving defaults");
+        Ok(Err(e @ FetchError::Unavailable { .. })) => {
+            tracing::debug!(error = %e, "store unavailable; serving defaults");
             Ok(Err(FallbackReason::StoreError))
+        }
+        Ok(Err(e @ FetchError::Timeout { .. })) => {
+            tracing::debug!(error = %e, "store timed out; serving defaults");
+            Ok(Err(FallbackReason::Timeout))
         }
         Ok(Err(e @ FetchError::UnknownTable(_))) => Err(e.into()),
     }

@@ -7,11 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use augur::app::Parts;
 use augur::config::{Config, FetchConfig};
 use augur::fetch::{BoxFuture, FeatureStore, FetchError, Row};
-use augur::predict::Predictor;
 use augur::proto::FallbackReason;
-use augur::scene::Scene;
 
 #[derive(Debug)]
 enum Fault {
@@ -35,24 +34,29 @@ impl FeatureStore for FaultyStore {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Ok(Vec::new())
                 }
-                Fault::Down => Err(FetchError::Unavailable("connection refused".into())),
+                Fault::Down => Err(FetchError::Unavailable {
+                    store: "test store".into(),
+                    source: Arc::new(std::io::Error::other("connection refused")),
+                }),
             }
         })
     }
 }
 
-async fn predictor(config: &Config, store: FaultyStore) -> Arc<Predictor> {
-    let scene = Scene::load(&config.scenes[0], &config.model).await.unwrap();
-    let fetch = FetchConfig { max_budget_ms: 50, inference_reserve_ms: 10 };
-    Arc::new(Predictor::new(vec![scene], Arc::new(store), fetch))
+/// augur on the ranking scene only, reading `store`, with a 50 ms fetch budget.
+async fn start(config: &Config, store: FaultyStore) -> common::TestServer {
+    let mut config = config.clone();
+    config.scenes.truncate(1);
+    config.fetch = FetchConfig { max_budget_ms: 50, inference_reserve_ms: 10 };
+    common::start_with(config, Parts { store: Some(Arc::new(store)), ..Default::default() }).await
 }
 
 #[tokio::test]
 async fn hung_and_failing_stores_serve_defaults_with_reasons() {
     let config = common::demo_config("[model]\nwatch = false\npoll_interval_ms = 0\n");
     for (fault, reason) in [(Fault::Hang, FallbackReason::Timeout), (Fault::Down, FallbackReason::StoreError)] {
-        let predictor = predictor(&config, FaultyStore(fault)).await;
-        let server = common::start_predictor(Arc::clone(&predictor)).await;
+        let server = start(&config, FaultyStore(fault)).await;
+        let predictor = Arc::clone(&server.predictor);
         let mut client = server.client().await;
         let call = client.predict(common::ranking_request("u1", &["i1", "i2", "i3"]));
         let response = tokio::time::timeout(Duration::from_secs(10), call)
@@ -102,7 +106,7 @@ async fn required_feature_fallback_is_failed_precondition() {
     );
     server.stop().await;
 
-    let server = common::start_predictor(predictor(&config, FaultyStore(Fault::Down)).await).await;
+    let server = start(&config, FaultyStore(Fault::Down)).await;
     let status = server.client().await.predict(common::ranking_request("u1", &["i1"])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(

@@ -26,21 +26,21 @@ async fn spec_model_mismatches_fail_startup_naming_feature_and_input() {
     let extra = format!(
         "{original}  - name: extra\n    source: item.brand\n    type: string\n    transform: [hash: {{buckets: 8}}]\n    input: ids\n"
     );
-    let err = augur::app::build(&config_with_spec(&dir, &extra)).await.unwrap_err().to_string();
+    let err = augur::app::App::build(config_with_spec(&dir, &extra)).await.unwrap_err().to_string();
     assert!(err.contains("input `ids`") && err.contains("extra") && err.contains("14 columns"), "{err}");
 
     // The dense input declared as int64-producing features.
     let renamed = original
         .replace("name: dense, dtype: float32", "name: dense2, dtype: float32")
         .replace("input: dense\n", "input: dense2\n");
-    let err = augur::app::build(&config_with_spec(&dir, &renamed)).await.unwrap_err().to_string();
+    let err = augur::app::App::build(config_with_spec(&dir, &renamed)).await.unwrap_err().to_string();
     assert!(
         err.contains("input `dense2`") && err.contains("user_activity") && err.contains("not a model input"),
         "{err}"
     );
 
     let wrong_output = original.replace("output: ctr", "output: prob");
-    let err = augur::app::build(&config_with_spec(&dir, &wrong_output)).await.unwrap_err().to_string();
+    let err = augur::app::App::build(config_with_spec(&dir, &wrong_output)).await.unwrap_err().to_string();
     assert!(err.contains("output `prob`"), "{err}");
 }
 
@@ -52,11 +52,11 @@ async fn missing_model_directory_and_corrupt_model_are_named() {
         dir.path().display()
     ))
     .unwrap();
-    let err = augur::app::build(&config).await.unwrap_err().to_string();
+    let err = augur::app::App::build(config.clone()).await.unwrap_err().to_string();
     assert!(err.contains("no numeric version directory"), "{err}");
 
     std::fs::create_dir_all(dir.path().join("3")).unwrap();
     std::fs::write(dir.path().join("3/model.onnx"), b"not a model").unwrap();
-    let err = augur::app::build(&config).await.unwrap_err().to_string();
+    let err = augur::app::App::build(config.clone()).await.unwrap_err().to_string();
     assert!(err.contains("3/model.onnx"), "{err}");
 }

@@ -21,10 +21,10 @@ async fn export_from_redis_equals_export_from_memory() {
     let ranking = Spec::load(&common::root().join("features/ranking.yaml")).unwrap();
     let impressions = dir.path().join("impressions.csv");
 
-    let memory = augur::app::store(&common::demo_config("")).await.unwrap();
+    let memory = augur::app::store(&common::demo_config(""), &augur::telemetry::Metrics::new()).await.unwrap();
     let from_memory =
         augur::export::export(&ranking, memory.as_ref(), &impressions, &dir.path().join("m")).await.unwrap();
-    let redis_store = augur::app::store(&config).await.unwrap();
+    let redis_store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await.unwrap();
     let from_redis =
         augur::export::export(&ranking, redis_store.as_ref(), &impressions, &dir.path().join("r")).await.unwrap();
 

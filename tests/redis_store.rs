@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
+use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore, Row};
-use augur::value::Value;
 use common::redis_server::{RedisServer, load_demo, redis_config, redis_demo_config};
 
 /// Requests covering known and unknown users and items, duplicates and a long candidate list.
@@ -84,7 +84,7 @@ async fn rows_hold_the_requested_fields_and_missing_or_foreign_keys_are_none() {
 async fn unreachable_redis_fails_start_up_naming_the_url() {
     let port = common::redis_server::free_ports(1)[0];
     let config = redis_demo_config(&[format!("redis://127.0.0.1:{port}")], false, "connect_timeout_ms = 100");
-    let err = augur::app::store(&config).await.unwrap_err().to_string();
+    let err = augur::app::store(&config, &augur::telemetry::Metrics::new()).await.unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
@@ -98,7 +98,7 @@ async fn cached_items_score_the_same_and_new_ids_appear_after_the_negative_ttl()
     let expected = answers(&memory).await;
     memory.stop().await;
 
-    let store = augur::app::store(&config).await.unwrap();
+    let store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await.unwrap();
     assert_eq!(store.cache_stats().map(|s| s.store_reads), Some(0), "app::store wraps redis in the cache");
     let served = common::start(config).await;
     for round in 0..2 {

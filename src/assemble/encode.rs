@@ -15,7 +15,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, SourceRef, Spec, Step};
 use super::text;
 use crate::fetch::Row;
-use crate::value::Value;
+use crate::fetch::Value;
 
 /// A model input, row-major `[rows, width]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,8 +64,25 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
-    /// Number of reasons (for per-reason counter arrays indexed by `reason as usize`).
-    pub const COUNT: usize = 5;
+    /// Every reason, in `reason as usize` order (per-reason counter arrays).
+    pub const ALL: [FallbackReason; 5] = [
+        FallbackReason::MissingRow,
+        FallbackReason::MissingField,
+        FallbackReason::ParseError,
+        FallbackReason::Timeout,
+        FallbackReason::StoreError,
+    ];
+
+    /// Snake-case name (the `reason` metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::MissingRow => "missing_row",
+            FallbackReason::MissingField => "missing_field",
+            FallbackReason::ParseError => "parse_error",
+            FallbackReason::Timeout => "timeout",
+            FallbackReason::StoreError => "store_error",
+        }
+    }
 
     /// The domain reason of a proto reason (tests, clients); unspecified maps to missing row.
     pub fn from_proto(reason: crate::proto::FallbackReason) -> Self {

@@ -7,28 +7,32 @@
 //! once. A chunk whose deadline passed while queued is answered [`BatchError::Expired`] without
 //! spending compute. Shape: tower's Buffer (a cloneable front, a bounded channel) + vector's
 //! Batcher (collect until size or time), with the workers as OS threads because ORT blocks.
+//!
+//! Tensors arrive by `Arc`: a chunk is a row range of the request's tensors, copied once when it
+//! is merged with others (never when it runs alone), so a later sample snapshot of the same
+//! tensors costs no copy. Each inference thread holds a task-tracker token, so the app's
+//! shutdown can wait for the threads to answer what is queued and exit.
 
 mod worker;
 
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::assemble::{Tensor, TensorData};
-use crate::model::onnx::ModelError;
-
-/// Runs one merged batch: one f32 per row. ORT sessions implement it; tests use fakes.
-pub trait Runner: Send + 'static {
-    /// Scores `tensors` (all with the same number of rows).
-    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError>;
-}
+use crate::model::{Model, ModelError};
+use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, VersionLabels};
 
 /// Why rows were not scored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
     /// The queue holds `capacity` chunks already.
     #[error("inference queue is full ({capacity} batches waiting; model.queue_capacity)")]
@@ -39,18 +43,18 @@ pub enum BatchError {
     /// The request's deadline passed before inference started.
     #[error("deadline expired before inference")]
     Expired,
-    /// The batcher is shutting down.
+    /// The batcher is shutting down (or every inference thread of the version is gone).
     #[error("inference threads are shutting down")]
     Closed,
     /// The model failed on the batch this request was part of.
-    #[error("inference failed: {0}")]
-    Model(String),
-}
-
-impl From<ModelError> for BatchError {
-    fn from(e: ModelError) -> Self {
-        BatchError::Model(e.to_string())
-    }
+    #[error(transparent)]
+    Model(Arc<ModelError>),
+    /// The model panicked on the batch this request was part of; the thread reopened its model.
+    #[error("inference panicked: {message}")]
+    Panicked {
+        /// The panic payload, when it was a string.
+        message: String,
+    },
 }
 
 /// Batching parameters of one model version.
@@ -64,58 +68,151 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
 }
 
-/// Counters of one batcher (read by the admin API and, later, metrics).
-#[derive(Debug, Default)]
-pub struct BatchStats {
-    /// Model runs.
-    pub batches: AtomicU64,
-    /// Rows scored.
-    pub rows: AtomicU64,
-    /// Chunks dropped because their deadline passed in the queue.
-    pub expired: AtomicU64,
-    /// Chunks refused because the queue was full.
-    pub rejected: AtomicU64,
+/// Reopens a thread's model after it panicked (the old instance may be in any state).
+pub type Reopen = Arc<dyn Fn() -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
+
+/// The metric handles of one version's batcher, resolved once from the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct Handles {
+    runs: Counter,
+    rows: Counter,
+    size: Histogram,
+    expired: Counter,
+    rejected: Counter,
+    depth: Gauge,
+    panics: Counter,
+    queue_wait: LatencyHistogram,
 }
 
-/// One chunk of one request waiting to be merged.
+/// What a batcher is started with besides its models: names, metrics, the task tracker its
+/// threads report to and how to replace a model that panicked.
+#[derive(Clone)]
+pub struct BatchContext {
+    name: String,
+    handles: Handles,
+    tracker: TaskTracker,
+    reopen: Option<Reopen>,
+}
+
+impl std::fmt::Debug for BatchContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchContext").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl BatchContext {
+    /// Version `version` of `model`, recording into `metrics` (queue waits into the stage
+    /// histogram of `scene`), with threads tracked by `tracker`.
+    pub fn new(metrics: &Metrics, scene: &str, model: &str, version: u64, tracker: &TaskTracker) -> Self {
+        let labels = VersionLabels { model: model.to_owned(), version: version.to_string() };
+        let b = &metrics.batch;
+        let handles = Handles {
+            runs: b.runs.get_or_create(&labels).clone(),
+            rows: b.rows.get_or_create(&labels).clone(),
+            size: b.size.get_or_create(&ModelLabels { model: model.to_owned() }).clone(),
+            expired: b.expired.get_or_create(&labels).clone(),
+            rejected: b.rejected.get_or_create(&labels).clone(),
+            depth: b.queue_depth.get_or_create(&labels).clone(),
+            panics: b.panics.get_or_create(&labels).clone(),
+            queue_wait: metrics.stage(scene, "queue"),
+        };
+        BatchContext { name: format!("{model}-{version}"), handles, tracker: tracker.clone(), reopen: None }
+    }
+
+    /// How to replace a thread's model after a panic; without it the thread exits instead.
+    pub fn with_reopen(mut self, reopen: Reopen) -> Self {
+        self.reopen = Some(reopen);
+        self
+    }
+}
+
+/// Counters of one batcher (read by `ModelAdmin.ListModels`; the same handles are exported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Model runs.
+    pub batches: u64,
+    /// Rows scored.
+    pub rows: u64,
+    /// Chunks dropped because their deadline passed in the queue.
+    pub expired: u64,
+    /// Chunks refused because the queue was full.
+    pub rejected: u64,
+    /// Runs that panicked.
+    pub panics: u64,
+}
+
+/// One chunk of one request waiting to be merged: a row range of the request's tensors.
 pub(crate) struct Message {
-    tensors: Vec<Tensor>,
-    rows: usize,
+    tensors: Arc<[Tensor]>,
+    rows: Range<usize>,
     deadline: Option<Instant>,
     enqueued: Instant,
+    /// The request's span, so the model run shows up inside the request's trace.
+    span: tracing::Span,
     reply: oneshot::Sender<Result<Vec<f32>, BatchError>>,
 }
 
+impl Message {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
 /// The queue and the threads of one model version. Dropping it closes the queue: the threads
-/// answer what is queued, free their sessions and exit on their own. They are not joined,
-/// because the last `Arc<Version>` is often dropped by a request finishing on an async worker,
-/// which must not block on freeing a model.
+/// answer what is queued, free their models and exit on their own (their tracker tokens tell
+/// the app when). They are not joined here, because the last `Arc<Version>` is often dropped
+/// by a request finishing on an async worker, which must not block on freeing a model.
 #[derive(Debug)]
 pub struct Batcher {
     tx: SyncSender<Message>,
     config: BatchConfig,
-    stats: Arc<BatchStats>,
+    handles: Handles,
+    alive: Arc<AtomicUsize>,
 }
 
 impl Batcher {
-    /// One inference thread per runner, all fed by one bounded queue.
-    pub fn start<R: Runner>(name: &str, runners: Vec<R>, config: BatchConfig) -> Self {
+    /// One inference thread per model, all fed by one bounded queue.
+    pub fn start(models: Vec<Box<dyn Model>>, config: BatchConfig, context: BatchContext) -> Self {
         let (tx, rx) = sync_channel::<Message>(config.queue_capacity);
         let shared = Arc::new(Mutex::new(worker::Shared { rx, carry: None }));
-        let stats = Arc::new(BatchStats::default());
-        for (i, runner) in runners.into_iter().enumerate() {
-            let (shared, stats) = (Arc::clone(&shared), Arc::clone(&stats));
+        let alive = Arc::new(AtomicUsize::new(models.len()));
+        for (i, model) in models.into_iter().enumerate() {
+            let worker = worker::Worker {
+                shared: Arc::clone(&shared),
+                config,
+                handles: context.handles.clone(),
+                reopen: context.reopen.clone(),
+                alive: Arc::clone(&alive),
+                name: context.name.clone(),
+            };
+            let token = context.tracker.token();
             std::thread::Builder::new()
-                .name(format!("augur-infer-{name}-{i}"))
-                .spawn(move || worker::run(runner, &shared, config, &stats))
+                .name(format!("augur-infer-{}-{i}", context.name))
+                .spawn(move || {
+                    worker.run(model);
+                    drop(token);
+                })
                 .expect("spawning an inference thread");
         }
-        Batcher { tx, config, stats }
+        Batcher { tx, config, handles: context.handles, alive }
     }
 
     /// Counters.
-    pub fn stats(&self) -> &BatchStats {
-        &self.stats
+    pub fn stats(&self) -> BatchStats {
+        let h = &self.handles;
+        BatchStats {
+            batches: h.runs.get(),
+            rows: h.rows.get(),
+            expired: h.expired.get(),
+            rejected: h.rejected.get(),
+            panics: h.panics.get(),
+        }
+    }
+
+    /// Inference threads still running (a thread whose model could not be reopened after a
+    /// panic exits; at zero the version can serve nothing).
+    pub fn threads_alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
     }
 
     /// Parameters.
@@ -125,21 +222,29 @@ impl Batcher {
 
     /// Scores `tensors` (one f32 per row, in order), splitting them into chunks of at most
     /// `max_batch_rows`. Fails fast when the queue is full.
-    pub async fn infer(&self, tensors: Vec<Tensor>, deadline: Option<Instant>) -> Result<Vec<f32>, BatchError> {
-        let tx = &self.tx;
+    pub async fn infer(&self, tensors: Arc<[Tensor]>, deadline: Option<Instant>) -> Result<Vec<f32>, BatchError> {
         let rows = tensors.first().map_or(0, Tensor::rows);
-        let chunks = split(tensors, rows, self.config.max_batch_rows);
-        let mut replies = Vec::with_capacity(chunks.len());
+        let max = self.config.max_batch_rows;
+        let mut replies = Vec::with_capacity(rows.div_ceil(max));
         let enqueued = Instant::now();
-        for (tensors, rows) in chunks {
+        for start in (0..rows).step_by(max.max(1)) {
             let (reply, rx) = oneshot::channel();
-            tx.try_send(Message { tensors, rows, deadline, enqueued, reply }).map_err(|e| match e {
+            let message = Message {
+                tensors: Arc::clone(&tensors),
+                rows: start..(start + max).min(rows),
+                deadline,
+                enqueued,
+                span: tracing::Span::current(),
+                reply,
+            };
+            self.tx.try_send(message).map_err(|e| match e {
                 TrySendError::Full(_) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.handles.rejected.inc();
                     BatchError::QueueFull { capacity: self.config.queue_capacity }
                 }
                 TrySendError::Disconnected(_) => BatchError::Closed,
             })?;
+            self.handles.depth.inc();
             replies.push(rx);
         }
         let mut scores = Vec::with_capacity(rows);
@@ -150,65 +255,44 @@ impl Batcher {
     }
 }
 
-/// Splits row-major tensors into chunks of at most `max` rows.
-fn split(tensors: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usize)> {
-    if rows <= max {
-        return vec![(tensors, rows)];
+/// The tensors of a batch: the one message's own tensors when it is a whole request alone, else
+/// the row ranges of every message concatenated input by input.
+fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
+    let first = &messages[0];
+    if messages.len() == 1 && first.rows.start == 0 && first.rows.end == first.tensors[0].rows() {
+        return std::borrow::Cow::Borrowed(&first.tensors[..]);
     }
-    (0..rows)
-        .step_by(max)
-        .map(|start| {
-            let n = max.min(rows - start);
-            let chunk = tensors
-                .iter()
-                .map(|t| {
-                    let range = start * t.width..(start + n) * t.width;
-                    let data = match &t.data {
-                        TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
-                        TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
-                    };
-                    Tensor { name: t.name.clone(), width: t.width, data }
-                })
-                .collect();
-            (chunk, n)
-        })
-        .collect()
-}
-
-/// Concatenates the chunks of several messages into one batch, input by input.
-fn merge(messages: &[Message]) -> Vec<Tensor> {
-    let first = &messages[0].tensors;
-    if messages.len() == 1 {
-        return first.clone();
-    }
-    let rows: usize = messages.iter().map(|m| m.rows).sum();
-    first
+    let rows: usize = messages.iter().map(Message::len).sum();
+    let merged = first
+        .tensors
         .iter()
         .enumerate()
         .map(|(i, t)| {
+            let w = t.width;
             let data = match &t.data {
                 TensorData::I64(_) => {
-                    let mut out = Vec::with_capacity(rows * t.width);
+                    let mut out = Vec::with_capacity(rows * w);
                     for m in messages {
                         if let TensorData::I64(v) = &m.tensors[i].data {
-                            out.extend_from_slice(v);
+                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
                         }
                     }
                     TensorData::I64(out)
                 }
                 TensorData::F32(_) => {
-                    let mut out = Vec::with_capacity(rows * t.width);
+                    let mut out = Vec::with_capacity(rows * w);
                     for m in messages {
                         if let TensorData::F32(v) = &m.tensors[i].data {
-                            out.extend_from_slice(v);
+                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
                         }
                     }
                     TensorData::F32(out)
                 }
             };
-            Tensor { name: t.name.clone(), width: t.width, data }
+            Tensor { name: t.name.clone(), width: w, data }
         })
-        .collect()
+        .collect();
+    std::borrow::Cow::Owned(merged)
 }
 
 #[cfg(test)]

@@ -5,12 +5,20 @@ use proptest::prelude::*;
 
 use super::*;
 
+fn context() -> BatchContext {
+    BatchContext::new(&Metrics::new(), "scene", "t", 1, &TaskTracker::new())
+}
+
+fn boxed<M: Model>(models: Vec<M>) -> Vec<Box<dyn Model>> {
+    models.into_iter().map(|m| Box::new(m) as Box<dyn Model>).collect()
+}
+
 /// Row-wise deterministic "model": score = f(row), so any mis-routing of rows shows.
 struct RowSum {
     batches: Arc<Mutex<Vec<usize>>>,
 }
 
-impl Runner for RowSum {
+impl Model for RowSum {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
         let rows = tensors[0].rows();
         self.batches.lock().unwrap().push(rows);
@@ -37,7 +45,7 @@ struct Gated {
     runs: Arc<AtomicUsize>,
 }
 
-impl Runner for Gated {
+impl Model for Gated {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
         let _ = self.gate.lock().unwrap().recv();
         self.runs.fetch_add(1, Ordering::SeqCst);
@@ -68,12 +76,12 @@ proptest! {
         let max = 16;
         let batches = Arc::new(Mutex::new(Vec::new()));
         let runners = (0..threads).map(|_| RowSum { batches: Arc::clone(&batches) }).collect();
-        let batcher = Arc::new(Batcher::start("t", runners, config(max, 1024, 2)));
+        let batcher = Arc::new(Batcher::start(boxed(runners), config(max, 1024, 2), context()));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let results = rt.block_on(async {
             let handles: Vec<_> = sizes.iter().enumerate().map(|(i, &rows)| {
                 let batcher = Arc::clone(&batcher);
-                tokio::spawn(async move { batcher.infer(tensors(i as u64, rows), None).await })
+                tokio::spawn(async move { batcher.infer(tensors(i as u64, rows).into(), None).await })
             }).collect();
             let mut out = Vec::new();
             for h in handles { out.push(h.await.unwrap()); }
@@ -95,18 +103,22 @@ proptest! {
 async fn requests_are_merged_into_one_run() {
     let batches = Arc::new(Mutex::new(Vec::new()));
     // A long delay: the three requests below arrive well inside it and fill the batch exactly.
-    let batcher = Arc::new(Batcher::start("t", vec![RowSum { batches: Arc::clone(&batches) }], config(12, 16, 10_000)));
+    let batcher = Arc::new(Batcher::start(
+        boxed(vec![RowSum { batches: Arc::clone(&batches) }]),
+        config(12, 16, 10_000),
+        context(),
+    ));
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let b = Arc::clone(&batcher);
-            tokio::spawn(async move { b.infer(tensors(i, 4), None).await })
+            tokio::spawn(async move { b.infer(tensors(i, 4).into(), None).await })
         })
         .collect();
     for h in handles {
         assert_eq!(h.await.unwrap().unwrap().len(), 4);
     }
     assert_eq!(*batches.lock().unwrap(), vec![12]);
-    assert_eq!(batcher.stats().batches.load(Ordering::Relaxed), 1);
+    assert_eq!(batcher.stats().batches, 1);
 }
 
 #[tokio::test]
@@ -114,12 +126,12 @@ async fn full_queue_fails_fast_with_queue_full() {
     let (open, gate) = mpsc::channel();
     let runs = Arc::new(AtomicUsize::new(0));
     let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
-    let batcher = Arc::new(Batcher::start("t", vec![runner], config(1, 1, 0)));
+    let batcher = Arc::new(Batcher::start(boxed(vec![runner]), config(1, 1, 0), context()));
     // One chunk can be in the (blocked) runner and one in the queue; of three, one must bounce.
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let b = Arc::clone(&batcher);
-            tokio::spawn(async move { b.infer(tensors(i, 1), None).await })
+            tokio::spawn(async move { b.infer(tensors(i, 1).into(), None).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -135,7 +147,7 @@ async fn full_queue_fails_fast_with_queue_full() {
         }
     }
     assert!(full >= 1, "no request saw a full queue");
-    assert_eq!(batcher.stats().rejected.load(Ordering::Relaxed), full as u64);
+    assert_eq!(batcher.stats().rejected, full as u64);
 }
 
 #[tokio::test]
@@ -143,21 +155,89 @@ async fn expired_chunks_are_answered_without_running() {
     let (open, gate) = mpsc::channel();
     let runs = Arc::new(AtomicUsize::new(0));
     let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
-    let batcher = Arc::new(Batcher::start("t", vec![runner], config(1, 8, 0)));
+    let batcher = Arc::new(Batcher::start(boxed(vec![runner]), config(1, 8, 0), context()));
     let blocker = {
         let b = Arc::clone(&batcher);
-        tokio::spawn(async move { b.infer(tensors(0, 1), None).await })
+        tokio::spawn(async move { b.infer(tensors(0, 1).into(), None).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await; // the blocker is now in the runner
     let deadline = Instant::now() + Duration::from_millis(5);
     let late = {
         let b = Arc::clone(&batcher);
-        tokio::spawn(async move { b.infer(tensors(1, 1), Some(deadline)).await })
+        tokio::spawn(async move { b.infer(tensors(1, 1).into(), Some(deadline)).await })
     };
     tokio::time::sleep(Duration::from_millis(30)).await; // its deadline passes while it is queued
     open.send(()).unwrap();
     assert!(blocker.await.unwrap().is_ok());
     assert!(matches!(late.await.unwrap(), Err(BatchError::Expired)));
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the expired chunk must not be run");
-    assert_eq!(batcher.stats().expired.load(Ordering::Relaxed), 1);
+    assert_eq!(batcher.stats().expired, 1);
+}
+
+/// Panics on its first run; a reopened instance never does.
+struct PanicsOnce {
+    panicked: Arc<AtomicUsize>,
+}
+
+impl Model for PanicsOnce {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        if self.panicked.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom in the model");
+        }
+        Ok(vec![0.25; tensors[0].rows()])
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_run_is_answered_and_the_thread_reopens_its_model() {
+    let panicked = Arc::new(AtomicUsize::new(0));
+    let reopened = Arc::new(AtomicUsize::new(0));
+    let reopen: Reopen = {
+        let (panicked, reopened) = (Arc::clone(&panicked), Arc::clone(&reopened));
+        Arc::new(move || {
+            reopened.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(PanicsOnce { panicked: Arc::clone(&panicked) }) as Box<dyn Model>)
+        })
+    };
+    let model = PanicsOnce { panicked: Arc::clone(&panicked) };
+    let batcher = Batcher::start(boxed(vec![model]), config(8, 8, 0), context().with_reopen(reopen));
+    let first = batcher.infer(tensors(0, 2).into(), None).await;
+    assert!(matches!(&first, Err(BatchError::Panicked { message }) if message.contains("boom")), "{first:?}");
+    assert_eq!(batcher.infer(tensors(1, 3).into(), None).await.unwrap(), vec![0.25; 3]);
+    assert_eq!(reopened.load(Ordering::SeqCst), 1, "the thread reopened its model once");
+    assert_eq!((batcher.stats().panics, batcher.threads_alive()), (1, 1));
+}
+
+#[tokio::test]
+async fn without_a_way_to_reopen_the_last_thread_closes_the_queue() {
+    let model = PanicsOnce { panicked: Arc::new(AtomicUsize::new(0)) };
+    let batcher = Batcher::start(boxed(vec![model]), config(8, 8, 0), context());
+    assert!(matches!(batcher.infer(tensors(0, 1).into(), None).await, Err(BatchError::Panicked { .. })));
+    // The thread is gone: callers are told at once instead of waiting on a dead queue.
+    let mut closed = false;
+    for _ in 0..100 {
+        match batcher.infer(tensors(1, 1).into(), None).await {
+            Err(BatchError::Closed) => {
+                closed = true;
+                break;
+            }
+            other => {
+                assert!(other.is_err(), "a dead thread scored a batch: {other:?}");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    assert!(closed, "requests to a version without threads must fail with Closed");
+    assert_eq!(batcher.threads_alive(), 0);
+}
+
+#[tokio::test]
+async fn a_single_whole_request_is_not_copied_and_split_chunks_keep_order() {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let batcher = Batcher::start(boxed(vec![RowSum { batches: Arc::clone(&batches) }]), config(4, 16, 0), context());
+    let t: Arc<[Tensor]> = tensors(3, 10).into();
+    let scores = batcher.infer(Arc::clone(&t), None).await.unwrap();
+    let expected: Vec<f32> = (0..10).map(|r| row_score(&t, r)).collect();
+    assert_eq!(scores, expected);
+    assert_eq!(*batches.lock().unwrap(), vec![4, 4, 2]);
 }

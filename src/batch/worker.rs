@@ -3,89 +3,165 @@
 //! Threads share the queue through a mutex held only while a batch is being collected, so one
 //! thread collects while the others run their batches (pipelining). A chunk that would overflow
 //! the batch is parked in `carry` and opens the next one, so nothing is reordered or lost.
+//!
+//! A model run that panics must not leave a version that health reports as serving with a dead
+//! thread: the panic is caught, the batch is answered INTERNAL, and the thread reopens its model
+//! (the old instance may be in any state) before taking the next batch. If the model cannot be
+//! reopened the thread exits and says so; the last thread to go closes the queue, so requests
+//! get UNAVAILABLE instead of waiting.
 
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{BatchConfig, BatchError, BatchStats, Message, Runner, merge};
+use super::{BatchConfig, BatchError, Handles, Message, Reopen, merge};
+use crate::model::Model;
 
 pub(super) struct Shared {
     pub(super) rx: Receiver<Message>,
     pub(super) carry: Option<Message>,
 }
 
-pub(super) fn run<R: Runner>(mut runner: R, shared: &Mutex<Shared>, config: BatchConfig, stats: &BatchStats) {
-    while let Some(batch) = collect(shared, config) {
-        let now = Instant::now();
-        let (live, expired): (Vec<Message>, Vec<Message>) =
-            batch.into_iter().partition(|m| m.deadline.is_none_or(|d| d > now) && !m.reply.is_closed());
-        for m in expired {
-            if !m.reply.is_closed() {
-                stats.expired.fetch_add(1, Ordering::Relaxed);
+pub(super) struct Worker {
+    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) config: BatchConfig,
+    pub(super) handles: Handles,
+    pub(super) reopen: Option<Reopen>,
+    pub(super) alive: Arc<AtomicUsize>,
+    pub(super) name: String,
+}
+
+impl Worker {
+    pub(super) fn run(self, mut model: Box<dyn Model>) {
+        while let Some(batch) = self.collect() {
+            let now = Instant::now();
+            let (live, expired): (Vec<Message>, Vec<Message>) =
+                batch.into_iter().partition(|m| m.deadline.is_none_or(|d| d > now) && !m.reply.is_closed());
+            for m in expired {
+                if !m.reply.is_closed() {
+                    self.handles.expired.inc();
+                }
+                let _ = m.reply.send(Err(BatchError::Expired));
             }
-            let _ = m.reply.send(Err(BatchError::Expired));
-        }
-        if live.is_empty() {
-            continue;
-        }
-        let tensors = merge(&live);
-        let rows: usize = live.iter().map(|m| m.rows).sum();
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        match runner.run(&tensors) {
-            Ok(scores) if scores.len() == rows => {
-                let mut start = 0;
-                for m in live {
-                    let _ = m.reply.send(Ok(scores[start..start + m.rows].to_vec()));
-                    start += m.rows;
+            if live.is_empty() {
+                continue;
+            }
+            for m in &live {
+                self.handles.queue_wait.record(now.saturating_duration_since(m.enqueued));
+            }
+            let rows: usize = live.iter().map(Message::len).sum();
+            self.handles.runs.inc();
+            self.handles.rows.inc_by(rows as u64);
+            self.handles.size.observe(rows as f64);
+            let span = tracing::debug_span!(parent: &live[0].span, "model.run", rows, requests = live.len());
+            let outcome = {
+                let _entered = span.enter();
+                let tensors = merge(&live);
+                catch_unwind(AssertUnwindSafe(|| model.run(&tensors)))
+            };
+            match outcome {
+                Ok(Ok(scores)) if scores.len() == rows => {
+                    let mut start = 0;
+                    for m in live {
+                        let n = m.len();
+                        let _ = m.reply.send(Ok(scores[start..start + n].to_vec()));
+                        start += n;
+                    }
+                }
+                Ok(Ok(scores)) => {
+                    let e = Arc::new(crate::model::ModelError::Output {
+                        problem: format!("model returned {} scores for {rows} rows", scores.len()),
+                    });
+                    live.into_iter().for_each(|m| drop(m.reply.send(Err(BatchError::Model(Arc::clone(&e))))));
+                }
+                Ok(Err(e)) => {
+                    let e = Arc::new(e);
+                    live.into_iter().for_each(|m| drop(m.reply.send(Err(BatchError::Model(Arc::clone(&e))))));
+                }
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    self.handles.panics.inc();
+                    tracing::error!(model = %self.name, panic = %message, "inference panicked; reopening the model");
+                    for m in live {
+                        let _ = m.reply.send(Err(BatchError::Panicked { message: message.clone() }));
+                    }
+                    match self.reopen.as_ref().map(|reopen| reopen()) {
+                        Some(Ok(fresh)) => model = fresh,
+                        Some(Err(e)) => {
+                            tracing::error!(model = %self.name, error = %e, "cannot reopen the model; inference thread exits");
+                            break;
+                        }
+                        None => {
+                            tracing::error!(model = %self.name, "no way to reopen the model; inference thread exits");
+                            break;
+                        }
+                    }
                 }
             }
-            Ok(scores) => {
-                let e = format!("model returned {} scores for {rows} rows", scores.len());
-                live.into_iter().for_each(|m| drop(m.reply.send(Err(BatchError::Model(e.clone())))));
-            }
-            Err(e) => {
-                let e = e.to_string();
-                live.into_iter().for_each(|m| drop(m.reply.send(Err(BatchError::Model(e.clone())))));
+        }
+        if self.alive.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // Last thread: drop the receiver (and a parked chunk) so callers see `Closed` now.
+            if let Ok(mut shared) = self.shared.lock() {
+                if let Some(m) = shared.carry.take() {
+                    let _ = m.reply.send(Err(BatchError::Closed));
+                }
+                while let Ok(m) = shared.rx.try_recv() {
+                    self.handles.depth.dec();
+                    let _ = m.reply.send(Err(BatchError::Closed));
+                }
             }
         }
+    }
+
+    /// Blocks for the first chunk, then gathers more until `max_batch_rows`, `max_queue_delay`
+    /// after the first chunk was queued, or the earliest deadline in the batch. `None` = queue
+    /// closed and drained.
+    fn collect(&self) -> Option<Vec<Message>> {
+        let config = self.config;
+        let mut guard = self.shared.lock().ok()?;
+        let shared = &mut *guard;
+        let first = match shared.carry.take() {
+            Some(m) => m,
+            None => {
+                let m = shared.rx.recv().ok()?;
+                self.handles.depth.dec();
+                m
+            }
+        };
+        let mut until = first.enqueued + config.max_queue_delay;
+        let mut rows = first.len();
+        let mut batch = vec![first];
+        while rows < config.max_batch_rows {
+            if let Some(d) = batch.iter().filter_map(|m| m.deadline).min() {
+                until = until.min(d);
+            }
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            match shared.rx.recv_timeout(until - now) {
+                Ok(m) => {
+                    self.handles.depth.dec();
+                    if rows + m.len() > config.max_batch_rows {
+                        shared.carry = Some(m);
+                        break;
+                    }
+                    rows += m.len();
+                    batch.push(m);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Some(batch)
     }
 }
 
-/// Blocks for the first chunk, then gathers more until `max_batch_rows`, `max_queue_delay` after
-/// the first chunk was queued, or the earliest deadline in the batch. `None` = queue closed and
-/// drained.
-fn collect(shared: &Mutex<Shared>, config: BatchConfig) -> Option<Vec<Message>> {
-    let mut guard = shared.lock().ok()?;
-    let shared = &mut *guard;
-    let first = match shared.carry.take() {
-        Some(m) => m,
-        None => shared.rx.recv().ok()?,
-    };
-    let mut until = first.enqueued + config.max_queue_delay;
-    let mut rows = first.rows;
-    let mut batch = vec![first];
-    while rows < config.max_batch_rows {
-        if let Some(d) = batch.iter().filter_map(|m| m.deadline).min() {
-            until = until.min(d);
-        }
-        let now = Instant::now();
-        if now >= until {
-            break;
-        }
-        match shared.rx.recv_timeout(until - now) {
-            Ok(m) if rows + m.rows > config.max_batch_rows => {
-                shared.carry = Some(m);
-                break;
-            }
-            Ok(m) => {
-                rows += m.rows;
-                batch.push(m);
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    Some(batch)
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,10 +28,12 @@ use futures_util::future::join_all;
 use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OnceCell;
 
 use super::{BoxFuture, FeatureStore, FetchError, Row};
 use crate::config::TableCacheConfig;
+use crate::telemetry::{CacheLabels, CacheMetrics, TableLabels};
 
 /// What the cache did, since start-up. Plain numbers, read with [`CachedStore::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,14 +52,33 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-#[derive(Debug, Default)]
+/// One table's counters: handles into the process's metrics registry
+/// (`augur_cache_lookups_total{table, result}`, `..._store_reads_total`, `..._evictions_total`).
+#[derive(Debug, Clone)]
 struct Counters {
-    hits: AtomicU64,
-    negative_hits: AtomicU64,
-    misses: AtomicU64,
-    coalesced: AtomicU64,
-    store_reads: AtomicU64,
-    evictions: AtomicU64,
+    hits: Counter,
+    negative_hits: Counter,
+    misses: Counter,
+    coalesced: Counter,
+    store_reads: Counter,
+    evictions: Counter,
+}
+
+impl Counters {
+    fn new(metrics: &CacheMetrics, table: &str) -> Self {
+        let lookups = |result: &str| {
+            metrics.lookups.get_or_create(&CacheLabels { table: table.to_owned(), result: result.to_owned() }).clone()
+        };
+        let labels = TableLabels { table: table.to_owned() };
+        Counters {
+            hits: lookups("hit"),
+            negative_hits: lookups("negative_hit"),
+            misses: lookups("miss"),
+            coalesced: lookups("coalesced"),
+            store_reads: metrics.store_reads.get_or_create(&labels).clone(),
+            evictions: metrics.evictions.get_or_create(&labels).clone(),
+        }
+    }
 }
 
 /// Cache key: interned field set of the call, then entity id.
@@ -71,6 +91,7 @@ struct TableCache {
     rows: Cache<Key, Entry>,
     /// Field lists seen for this table → small id used in keys.
     field_sets: RwLock<HashMap<Vec<String>, u32>>,
+    counters: Counters,
 }
 
 /// Row TTL for rows, the negative TTL for missing ids.
@@ -83,7 +104,6 @@ struct Ttl {
 pub struct CachedStore<S> {
     inner: S,
     tables: HashMap<String, TableCache>,
-    counters: Arc<Counters>,
 }
 
 // === impl CachedStore ===
@@ -91,13 +111,17 @@ pub struct CachedStore<S> {
 impl<S: FeatureStore> CachedStore<S> {
     /// Wraps `inner`; only the tables in `tables` are cached (entries with `enabled = false` are
     /// skipped).
-    pub fn new<'a>(inner: S, tables: impl IntoIterator<Item = (&'a String, &'a TableCacheConfig)>) -> Self {
-        let counters = Arc::new(Counters::default());
+    pub fn new<'a>(
+        inner: S,
+        tables: impl IntoIterator<Item = (&'a String, &'a TableCacheConfig)>,
+        metrics: &CacheMetrics,
+    ) -> Self {
         let tables = tables
             .into_iter()
             .filter(|(_, c)| c.enabled)
             .map(|(name, c)| {
-                let evicted = Arc::clone(&counters);
+                let counters = Counters::new(metrics, name);
+                let evicted = counters.evictions.clone();
                 let rows = Cache::builder()
                     .name(name)
                     .max_capacity(c.max_entries)
@@ -107,28 +131,27 @@ impl<S: FeatureStore> CachedStore<S> {
                     })
                     .eviction_listener(move |_key, _value, cause| {
                         if cause == RemovalCause::Size {
-                            evicted.evictions.fetch_add(1, Ordering::Relaxed);
+                            evicted.inc();
                         }
                     })
                     .build();
-                let table = TableCache { rows, field_sets: RwLock::default() };
+                let table = TableCache { rows, field_sets: RwLock::default(), counters };
                 (name.clone(), table)
             })
             .collect();
-        CachedStore { inner, tables, counters }
+        CachedStore { inner, tables }
     }
 
-    /// The counters so far.
+    /// The counters so far, summed over the cached tables.
     pub fn stats(&self) -> CacheStats {
-        let c = &self.counters;
-        CacheStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            negative_hits: c.negative_hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            coalesced: c.coalesced.load(Ordering::Relaxed),
-            store_reads: c.store_reads.load(Ordering::Relaxed),
-            evictions: c.evictions.load(Ordering::Relaxed),
-        }
+        self.tables.values().map(|t| &t.counters).fold(CacheStats::default(), |s, c| CacheStats {
+            hits: s.hits + c.hits.get(),
+            negative_hits: s.negative_hits + c.negative_hits.get(),
+            misses: s.misses + c.misses.get(),
+            coalesced: s.coalesced + c.coalesced.get(),
+            store_reads: s.store_reads + c.store_reads.get(),
+            evictions: s.evictions + c.evictions.get(),
+        })
     }
 
     /// Entries currently held for `table` (approximate until [`Self::run_pending_tasks`]).
@@ -167,14 +190,14 @@ impl<S: FeatureStore> CachedStore<S> {
             }
             match cache.rows.get(&(set, (*id).to_owned())).await {
                 Some(Some(row)) => {
-                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    cache.counters.hits.inc();
                     out[i] = Some(row);
                 }
                 Some(None) => {
-                    self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+                    cache.counters.negative_hits.inc();
                 }
                 None => {
-                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    cache.counters.misses.inc();
                     missing_at.insert(id, missing.len());
                     missing.push((id, vec![i]));
                 }
@@ -188,7 +211,7 @@ impl<S: FeatureStore> CachedStore<S> {
         let missing_ids: Vec<&str> = missing.iter().map(|(id, _)| *id).collect();
         let batch: OnceCell<Result<Vec<Option<Arc<Row>>>, FetchError>> = OnceCell::new();
         let read = || async {
-            self.counters.store_reads.fetch_add(1, Ordering::Relaxed);
+            cache.counters.store_reads.inc();
             self.inner.get_rows(table, &missing_ids, fields).await
         };
         let loads = missing.iter().enumerate().map(|(m, (id, _))| {
@@ -204,7 +227,7 @@ impl<S: FeatureStore> CachedStore<S> {
         for ((_, positions), loaded) in missing.iter().zip(join_all(loads).await) {
             let entry = loaded.map_err(|e| FetchError::clone(&e))?;
             if !entry.is_fresh() {
-                self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                cache.counters.coalesced.inc();
             }
             let row = entry.into_value();
             for &i in positions {
@@ -233,14 +256,14 @@ impl<S: FeatureStore> FeatureStore for CachedStore<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for CachedStore<S> {
+impl<S: FeatureStore> fmt::Debug for CachedStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut tables: Vec<&str> = self.tables.keys().map(String::as_str).collect();
         tables.sort_unstable();
         f.debug_struct("CachedStore")
             .field("inner", &self.inner)
             .field("tables", &tables)
-            .field("counters", &self.counters)
+            .field("stats", &self.stats())
             .finish()
     }
 }
@@ -269,10 +292,10 @@ impl Expiry<Key, Entry> for Ttl {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::value::Value;
+    use crate::fetch::Value;
 
     /// Counts reads; `users` has u0..u99, and a read takes `delay`.
     #[derive(Debug)]
@@ -326,7 +349,8 @@ mod tests {
 
     #[tokio::test]
     async fn hits_misses_and_negative_hits_are_counted() {
-        let store = CachedStore::new(Counting::new(Duration::ZERO), &config(100, 60_000, 60_000));
+        let store =
+            CachedStore::new(Counting::new(Duration::ZERO), &config(100, 60_000, 60_000), &CacheMetrics::default());
         let f = fields(&["age"]);
         let rows = store.get_rows("users", &["u1", "u2", "nope"], &f).await.unwrap();
         assert_eq!(rows[0].as_ref().unwrap()["age"], Value::Str("age-1".into()));
@@ -354,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_and_missing_ids_expire_after_their_own_ttl() {
-        let store = CachedStore::new(Counting::new(Duration::ZERO), &config(100, 600, 100));
+        let store = CachedStore::new(Counting::new(Duration::ZERO), &config(100, 600, 100), &CacheMetrics::default());
         let f = fields(&["age"]);
         store.get_rows("users", &["u1", "nope"], &f).await.unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -369,7 +393,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_on_one_key_cost_one_store_read() {
-        let store = Arc::new(CachedStore::new(Counting::new(Duration::from_millis(100)), &config(100, 60_000, 60_000)));
+        let store = Arc::new(CachedStore::new(
+            Counting::new(Duration::from_millis(100)),
+            &config(100, 60_000, 60_000),
+            &CacheMetrics::default(),
+        ));
         let calls: Vec<_> = (0..16)
             .map(|_| {
                 let store = Arc::clone(&store);
@@ -392,7 +420,8 @@ mod tests {
 
     #[tokio::test]
     async fn size_is_bounded_and_evictions_counted() {
-        let store = CachedStore::new(Counting::new(Duration::ZERO), &config(10, 60_000, 60_000));
+        let store =
+            CachedStore::new(Counting::new(Duration::ZERO), &config(10, 60_000, 60_000), &CacheMetrics::default());
         let f = fields(&["age"]);
         for n in 0..100 {
             let id = format!("u{n}");
@@ -415,14 +444,14 @@ mod tests {
                 _: &'a [String],
             ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
                 self.0.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async { Err(FetchError::Unavailable("down".into())) })
+                Box::pin(async { Err(FetchError::Timeout { store: "down".into(), after_ms: 1 }) })
             }
         }
-        let store = CachedStore::new(Down(AtomicUsize::new(0)), &config(10, 60_000, 60_000));
+        let store = CachedStore::new(Down(AtomicUsize::new(0)), &config(10, 60_000, 60_000), &CacheMetrics::default());
         let f = fields(&["age"]);
         for _ in 0..2 {
             let err = store.get_rows("users", &["u1", "u2"], &f).await.unwrap_err();
-            assert!(matches!(err, FetchError::Unavailable(_)), "{err}");
+            assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
         }
         assert_eq!(store.inner().0.load(Ordering::SeqCst), 2);
     }

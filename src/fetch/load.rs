@@ -386,7 +386,10 @@ impl Loader<'_> {
     }
 
     async fn finish(&mut self, handle: Written) -> Result<(), LoadFileError> {
-        let (batch, result) = handle.await.map_err(|e| FetchError::Unavailable(format!("write task failed: {e}")))?;
+        let (batch, result) = handle.await.map_err(|e| FetchError::Unavailable {
+            store: "redis write task".into(),
+            source: std::sync::Arc::new(e),
+        })?;
         let mut failed: Vec<u64> = Vec::new();
         for (line, error) in batch.lines.iter().zip(result?) {
             if let Some(problem) = error {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row};
 use crate::config::TableConfig;
-use crate::value::Value;
+use crate::fetch::Value;
 
 /// Tables held in memory, by name then id.
 #[derive(Debug, Default)]

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod load;
 pub mod memory;
 pub mod redis;
+mod value;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -21,7 +22,7 @@ pub use cache::{CacheStats, CachedStore};
 pub use memory::MemoryStore;
 pub use redis::RedisFeatureStore;
 
-use crate::value::Value;
+pub use value::Value;
 
 /// One entity's fields, by field name.
 pub type Row = HashMap<String, Value>;
@@ -36,8 +37,22 @@ pub enum FetchError {
     #[error("store has no table `{0}`")]
     UnknownTable(String),
     /// The store could not be reached or answered with an error.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("{store} unavailable: {source}")]
+    Unavailable {
+        /// Which store (kind and address).
+        store: String,
+        /// The client's error (shared: a cached miss hands it to every waiter).
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store did not answer within its own bound (`store.timeout_ms`).
+    #[error("{store}: no answer within {after_ms} ms")]
+    Timeout {
+        /// Which store (kind and address).
+        store: String,
+        /// The bound.
+        after_ms: u64,
+    },
 }
 
 /// Why a store could not be built at start-up.
@@ -83,8 +98,8 @@ pub trait FeatureStore: Send + Sync + Debug {
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>>;
 
-    /// The local cache's counters, when this store is (or wraps) a [`CachedStore`]: lets metrics
-    /// read them through `Arc<dyn FeatureStore>`.
+    /// The local cache's counters, when this store is (or wraps) a [`CachedStore`]: lets
+    /// `GetStats` read them through `Arc<dyn FeatureStore>`.
     fn cache_stats(&self) -> Option<CacheStats> {
         None
     }

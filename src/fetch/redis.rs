@@ -76,8 +76,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, RedisResult};
 
 use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row};
-use crate::config::RedisConfig;
-use crate::value::Value;
+use crate::config::{KeyTemplate, RedisConfig};
+use crate::fetch::Value;
 
 /// Longest pause between reconnection attempts: once Redis is back, reads recover within it.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -100,100 +100,6 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
-/// A compiled key template: `{namespace}`, `{table}` and `{id}` placeholders, `{{`/`}}` escapes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyTemplate {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(String),
-    Table,
-    Id,
-}
-
-// === impl KeyTemplate ===
-
-impl KeyTemplate {
-    /// Compiles `template`, substituting `namespace` now. It must contain `{table}` (tables
-    /// sharing ids must not collide) and `{id}`.
-    pub fn parse(template: &str, namespace: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut chars = template.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let mut name = String::new();
-                    loop {
-                        match chars.next() {
-                            Some('}') => break,
-                            Some(c) => name.push(c),
-                            None => return Err(format!("unclosed `{{{name}` in `{template}`")),
-                        }
-                    }
-                    let part = match name.as_str() {
-                        "namespace" => {
-                            literal.push_str(namespace);
-                            continue;
-                        }
-                        "table" => Part::Table,
-                        "id" => Part::Id,
-                        other => {
-                            return Err(format!(
-                                "unknown placeholder `{{{other}}}` (use {{namespace}}, {{table}}, \
-                                 {{id}}; {{{{ and }}}} for literal braces)"
-                            ));
-                        }
-                    };
-                    if !literal.is_empty() {
-                        parts.push(Part::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(part);
-                }
-                '}' => return Err(format!("unmatched `}}` in `{template}` (write `}}}}`)")),
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal));
-        }
-        for (needed, part) in [("{table}", Part::Table), ("{id}", Part::Id)] {
-            if !parts.contains(&part) {
-                return Err(format!("`{template}` must contain {needed}"));
-            }
-        }
-        Ok(KeyTemplate { parts })
-    }
-
-    /// The key of `id` in `table`.
-    pub fn key(&self, table: &str, id: &str) -> String {
-        let mut key = String::with_capacity(32 + table.len() + id.len());
-        self.write_key(&mut key, table, id);
-        key
-    }
-
-    /// Appends the key of `id` in `table` to `out` (the loader reuses one buffer).
-    pub fn write_key(&self, out: &mut String, table: &str, id: &str) {
-        for part in &self.parts {
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Table => out.push_str(table),
-                Part::Id => out.push_str(id),
-            }
-        }
-    }
-}
-
 // === impl RedisFeatureStore ===
 
 impl RedisFeatureStore {
@@ -201,10 +107,7 @@ impl RedisFeatureStore {
     pub async fn connect(config: &RedisConfig) -> Result<Self, LoadError> {
         let target: Arc<str> = config.urls.join(",").into();
         let connect_error = |e: RedisError| LoadError::Connect { target: target.to_string(), message: e.to_string() };
-        let keys = KeyTemplate::parse(&config.key_template, &config.namespace).map_err(|e| LoadError::Connect {
-            target: target.to_string(),
-            message: format!("store.key_template: {e}"),
-        })?;
+        let keys = config.key_template.with_namespace(&config.namespace);
         let timeout = Duration::from_millis(config.timeout_ms);
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let conn = if config.cluster {
@@ -284,12 +187,11 @@ impl RedisFeatureStore {
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(Ok(replies)) => Ok(replies),
-            Ok(Err(e)) => Err(FetchError::Unavailable(format!("redis {}: {e}", self.target))),
-            Err(_) => Err(FetchError::Unavailable(format!(
-                "redis {}: no answer within {} ms",
-                self.target,
-                timeout.as_millis()
-            ))),
+            Ok(Err(e)) => Err(FetchError::Unavailable { store: format!("redis {}", self.target), source: Arc::new(e) }),
+            Err(_) => Err(FetchError::Timeout {
+                store: format!("redis {}", self.target),
+                after_ms: timeout.as_millis() as u64,
+            }),
         }
     }
 }
@@ -370,17 +272,6 @@ impl fmt::Debug for RedisFeatureStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_template_placeholders_and_escapes() {
-        let t = KeyTemplate::parse("{namespace}:{table}:{id}", "augur").unwrap();
-        assert_eq!(t.key("items", "i42"), "augur:items:i42");
-        let t = KeyTemplate::parse("{namespace}:{table}:{{{id}}}", "ns").unwrap();
-        assert_eq!(t.key("users", "u1"), "ns:users:{u1}");
-        for bad in ["{table}", "{id}", "{table}:{id", "{table}:{idd}", "{table}}:{id}"] {
-            assert!(KeyTemplate::parse(bad, "x").is_err(), "{bad} must be rejected");
-        }
-    }
 
     #[test]
     fn all_nil_reply_is_a_missing_row_and_present_fields_are_text() {

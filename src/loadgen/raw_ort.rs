@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::assemble::{Tensor, TensorData};
-use crate::model::onnx::{self, ModelError, SessionOptions};
+use crate::model::ModelError;
+use crate::model::onnx::{self, SessionOptions};
 
 /// What the raw run measured.
 #[derive(Debug, Clone, Serialize)]

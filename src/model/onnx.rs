@@ -1,7 +1,8 @@
 //! ONNX Runtime sessions for one model version, one per inference thread.
 //!
 //! `Session::run` takes `&mut self` in ort rc.15, so sessions are not shared: each inference
-//! thread in [`crate::batch`] owns an [`OnnxRunner`] (see DESIGN.md for the measured trade-off).
+//! thread in [`crate::batch`] owns an [`OnnxModel`] (see DESIGN.md for the measured trade-off).
+//! [`OnnxLoader`] is the [`ModelLoader`] the service uses.
 
 use std::path::{Path, PathBuf};
 
@@ -9,47 +10,10 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Outlet, TensorElementType, TensorRef};
 
-use super::runtime::{self, RuntimeError};
+use super::runtime;
 use super::validate::{self, ModelInput};
+use super::{Model, ModelError, ModelLoader};
 use crate::assemble::{Spec, Tensor, TensorData};
-use crate::batch::Runner;
-
-/// Why a model could not be loaded or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// The runtime library is missing or broken.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The repository directory or its `model.yaml` is unusable.
-    #[error("model repository {dir}: {problem}")]
-    Repository {
-        /// The directory.
-        dir: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// ORT refused the file (corrupt, unsupported op, ...).
-    #[error("model {path}: {message}")]
-    Load {
-        /// The model file.
-        path: String,
-        /// ORT's message.
-        message: String,
-    },
-    /// The model does not match the feature spec.
-    #[error("model {path} does not match feature spec `{scene}`: {problem}")]
-    Mismatch {
-        /// The model file.
-        path: String,
-        /// The spec's scene.
-        scene: String,
-        /// Which feature and input disagree, and how.
-        problem: String,
-    },
-    /// ORT failed while scoring.
-    #[error("inference failed: {0}")]
-    Inference(String),
-}
 
 /// Session options shared by every session of a model.
 #[derive(Debug, Clone)]
@@ -62,43 +26,52 @@ pub struct SessionOptions {
 
 /// One ORT session and the output to read: what an inference thread owns.
 #[derive(Debug)]
-pub struct OnnxRunner {
+pub struct OnnxModel {
     session: Session,
     output: String,
 }
 
-impl Runner for OnnxRunner {
+impl Model for OnnxModel {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
         run(&mut self.session, &self.output, tensors)
     }
 }
 
-/// Opens `sessions` ORT sessions on `path` (one per inference thread), after checking the first
-/// one's inputs and output against `spec`.
-pub fn open(
-    path: &Path,
-    spec: &Spec,
-    options: &SessionOptions,
-    sessions: usize,
-) -> Result<Vec<OnnxRunner>, ModelError> {
-    let first = open_session(path, options)?;
-    let inputs: Vec<ModelInput> = first.inputs().iter().map(describe).collect();
-    let outputs: Vec<ModelInput> = first.outputs().iter().map(describe).collect();
+/// Opens ONNX models with ORT, one session per call.
+#[derive(Debug, Clone)]
+pub struct OnnxLoader {
+    options: SessionOptions,
+}
+
+impl OnnxLoader {
+    /// A loader whose sessions use `options`.
+    pub fn new(options: SessionOptions) -> Self {
+        OnnxLoader { options }
+    }
+}
+
+impl ModelLoader for OnnxLoader {
+    fn open(&self, path: &Path, spec: &Spec) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(open(path, spec, &self.options)?))
+    }
+}
+
+/// Opens one ORT session on `path` and checks its inputs and output against `spec`.
+pub fn open(path: &Path, spec: &Spec, options: &SessionOptions) -> Result<OnnxModel, ModelError> {
+    let session = open_session(path, options)?;
+    let inputs: Vec<ModelInput> = session.inputs().iter().map(describe).collect();
+    let outputs: Vec<ModelInput> = session.outputs().iter().map(describe).collect();
     validate::check(spec, &inputs, &outputs).map_err(|problem| ModelError::Mismatch {
         path: path.display().to_string(),
         scene: spec.scene.clone(),
         problem,
     })?;
-    let mut runners = vec![OnnxRunner { session: first, output: spec.output.clone() }];
-    for _ in 1..sessions {
-        runners.push(OnnxRunner { session: open_session(path, options)?, output: spec.output.clone() });
-    }
-    Ok(runners)
+    Ok(OnnxModel { session, output: spec.output.clone() })
 }
 
 /// Scores one batch on `session`: one f32 per row.
 pub fn run(session: &mut Session, output: &str, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
-    let failed = |e: ort::Error| ModelError::Inference(e.to_string());
+    let failed = |e: ort::Error| ModelError::Inference { source: Box::new(e) };
     let rows = tensors.first().map_or(0, Tensor::rows);
     let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(tensors.len());
     for tensor in tensors {
@@ -110,11 +83,12 @@ pub fn run(session: &mut Session, output: &str, tensors: &[Tensor]) -> Result<Ve
         inputs.push((tensor.name.as_str(), value));
     }
     let outputs = session.run(inputs).map_err(failed)?;
-    let value =
-        outputs.get(output).ok_or_else(|| ModelError::Inference(format!("model produced no output `{output}`")))?;
+    let value = outputs
+        .get(output)
+        .ok_or_else(|| ModelError::Output { problem: format!("model produced no output `{output}`") })?;
     let (_, scores) = value.try_extract_tensor::<f32>().map_err(failed)?;
     if scores.len() != rows {
-        return Err(ModelError::Inference(format!("output `{output}` has {} values for {rows} rows", scores.len())));
+        return Err(ModelError::Output { problem: format!("`{output}` has {} values for {rows} rows", scores.len()) });
     }
     Ok(scores.to_vec())
 }
@@ -130,17 +104,17 @@ fn describe(outlet: &Outlet) -> ModelInput {
 /// One plain session (also used by the raw ORT benchmark).
 pub fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelError> {
     let env = runtime::environment(options.library.as_deref())?;
-    let load = |message: String| ModelError::Load { path: path.display().to_string(), message };
+    let load = |e: ort::Error| ModelError::Load { path: path.display().to_string(), source: Box::new(e) };
     Session::builder(env)
-        .map_err(|e| load(e.to_string()))?
+        .map_err(load)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| load(e.to_string()))?
+        .map_err(|e| load(e.into()))?
         .with_intra_threads(options.intra_op_threads)
-        .map_err(|e| load(e.to_string()))?
+        .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
-        .map_err(|e| load(e.to_string()))?
+        .map_err(|e| load(e.into()))?
         .commit_from_file(path)
-        .map_err(|e| load(e.to_string()))
+        .map_err(load)
 }
 
 fn element_name(ty: TensorElementType) -> String {

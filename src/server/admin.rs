@@ -1,38 +1,45 @@
 //! The ModelAdmin service: list repositories and versions, reload now, set the canary share.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use tonic::{Request, Response, Status};
 
 use crate::assemble::FallbackReason;
+use crate::error::Error;
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
     CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
     ModelStatus, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
 };
-use crate::scene::Scene;
-use crate::stats::Stage;
+use crate::scene::{Scene, Stage};
+use crate::telemetry::Metrics;
 
 /// gRPC handler for `augur.v1.ModelAdmin`.
 #[derive(Debug, Clone)]
 pub struct AdminService {
     predictor: Arc<Predictor>,
+    metrics: Metrics,
 }
 
 impl AdminService {
     /// Operates the predictor's repositories.
-    pub fn new(predictor: Arc<Predictor>) -> Self {
-        AdminService { predictor }
+    pub fn new(shared: super::Shared) -> Self {
+        AdminService { predictor: shared.predictor, metrics: shared.metrics }
     }
 
-    fn scene_for(&self, model: &str) -> Result<&Scene, Status> {
-        self.predictor
-            .scenes()
-            .find(|s| s.repo.name() == model)
-            .ok_or_else(|| Status::not_found(format!("model: no repository named `{model}`")))
+    /// The registry `GetStats` reads.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn scene_for(&self, model: &str) -> Result<&Scene, Error> {
+        self.predictor.scenes().find(|s| s.repo.name() == model).ok_or_else(|| {
+            let mut served: Vec<&str> = self.predictor.scenes().map(|s| s.repo.name()).collect();
+            served.sort_unstable();
+            Error::UnknownModel { model: model.to_owned(), served: served.join(", ") }
+        })
     }
 
     async fn list(&self) -> ListModelsResponse {
@@ -78,10 +85,10 @@ async fn status(scene: &Scene) -> ModelStatus {
                 load_ms: v.load_time.as_secs_f64() * 1e3,
                 warmup_ms: v.warmup.duration.as_secs_f64() * 1e3,
                 warmup_rows: v.warmup.rows,
-                batches: b.batches.load(Ordering::Relaxed),
-                rows: b.rows.load(Ordering::Relaxed),
-                expired: b.expired.load(Ordering::Relaxed),
-                rejected: b.rejected.load(Ordering::Relaxed),
+                batches: b.batches,
+                rows: b.rows,
+                expired: b.expired,
+                rejected: b.rejected,
                 max_batch_rows: config.max_batch_rows as u32,
                 max_queue_delay_us: config.max_queue_delay.as_micros() as u32,
             }
@@ -92,10 +99,10 @@ async fn status(scene: &Scene) -> ModelStatus {
         scene: scene.spec.scene.clone(),
         directory: repo.dir().display().to_string(),
         versions,
-        rescans: stats.rescans.load(Ordering::Relaxed),
-        loads: stats.loads.load(Ordering::Relaxed),
-        rejected: stats.rejected.load(Ordering::Relaxed),
-        unloads: stats.unloads.load(Ordering::Relaxed),
+        rescans: stats.rescans,
+        loads: stats.loads,
+        rejected: stats.rejected,
+        unloads: stats.unloads,
         last_error: repo.last_error().await.unwrap_or_default(),
     }
 }
@@ -105,7 +112,7 @@ fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
     let stages = Stage::ALL
         .iter()
         .map(|&stage| {
-            let s = scene.stages.summary(stage, reset);
+            let s = scene.stage(stage).summary(reset);
             StageLatency {
                 stage: stage.name().into(),
                 count: s.count,
@@ -116,13 +123,7 @@ fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
             }
         })
         .collect();
-    let reasons = [
-        FallbackReason::MissingRow,
-        FallbackReason::MissingField,
-        FallbackReason::ParseError,
-        FallbackReason::Timeout,
-        FallbackReason::StoreError,
-    ];
+    let reasons = FallbackReason::ALL;
     let fallbacks = scene
         .spec
         .features
@@ -176,9 +177,7 @@ impl ModelAdmin for AdminService {
     async fn set_canary(&self, request: Request<SetCanaryRequest>) -> Result<Response<ModelStatus>, Status> {
         let r = request.into_inner();
         let scene = self.scene_for(&r.model)?;
-        scene.repo.set_canary(r.version, r.weight).await.map_err(|e| {
-            if e.starts_with("weight") { Status::invalid_argument(e) } else { Status::failed_precondition(e) }
-        })?;
+        scene.repo.set_canary(r.version, r.weight).await.map_err(Error::from)?;
         Ok(Response::new(status(scene).await))
     }
 }

@@ -2,17 +2,14 @@
 //! finiteness); scene-specific checks happen in [`crate::predict`].
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use tonic::metadata::MetadataMap;
 
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, TensorData};
 use crate::config::ServerConfig;
 use crate::error::RequestError;
+use crate::fetch::Value;
 use crate::predict::{Prediction, ScoreRequest};
 use crate::proto;
 use crate::proto::feature_value::Kind;
-use crate::value::Value;
 
 /// Converts and bounds a PredictRequest.
 pub fn predict_request(p: proto::PredictRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {
@@ -131,23 +128,6 @@ fn check_str(field: &str, s: &str, limits: &ServerConfig) -> Result<(), RequestE
         ));
     }
     Ok(())
-}
-
-/// The caller's `grpc-timeout`, if any.
-pub fn timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    };
-    Some(timeout)
 }
 
 /// Domain prediction → proto.

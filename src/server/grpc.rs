@@ -1,15 +1,17 @@
 //! The Prediction service: an adapter that converts, calls [`Predictor`], converts back, and lets
-//! `?` map errors to status codes through [`crate::error`].
+//! `?` map errors to status codes through [`crate::error`]. Deadlines were settled by the layer
+//! stack ([`super::layers::CallDeadline`]); this file only reads them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::layers::CallDeadline;
 use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::predict::Predictor;
@@ -21,14 +23,13 @@ use crate::proto::{GetFeaturesRequest, GetFeaturesResponse, PredictRequest, Pred
 pub struct PredictionService {
     predictor: Arc<Predictor>,
     limits: Arc<ServerConfig>,
-    margin: Duration,
+    shutdown: CancellationToken,
 }
 
 impl PredictionService {
-    /// Wraps a predictor with the request limits.
-    pub fn new(predictor: Arc<Predictor>, limits: ServerConfig) -> Self {
-        let margin = Duration::from_micros(limits.deadline_margin_us);
-        PredictionService { predictor, limits: Arc::new(limits), margin }
+    /// Wraps the shared predictor with the request limits.
+    pub fn new(shared: super::Shared, limits: ServerConfig) -> Self {
+        PredictionService { predictor: shared.predictor, limits: Arc::new(limits), shutdown: shared.shutdown }
     }
 }
 
@@ -36,8 +37,8 @@ impl PredictionService {
 const STREAM_IN_FLIGHT: usize = 16;
 
 impl PredictionService {
-    async fn features(&self, request: GetFeaturesRequest) -> Result<GetFeaturesResponse, Status> {
-        let request = convert::features_request(request, &self.limits).map_err(Error::from)?;
+    async fn features(&self, request: GetFeaturesRequest) -> Result<GetFeaturesResponse, Error> {
+        let request = convert::features_request(request, &self.limits)?;
         let (spec, assembled) = self.predictor.features(&request).await?;
         Ok(convert::features_response(spec, assembled))
     }
@@ -54,12 +55,20 @@ impl Prediction for PredictionService {
         let mut inbound = request.into_inner();
         // Bounded on both sides: at most STREAM_IN_FLIGHT requests are being assembled and at
         // most as many responses wait for a slow reader, so a fast writer cannot grow memory.
-        let (pending_tx, mut pending_rx) = mpsc::channel::<JoinHandle<GetFeaturesResponse>>(STREAM_IN_FLIGHT);
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<JoinHandle<Result<GetFeaturesResponse, Error>>>(STREAM_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(STREAM_IN_FLIGHT);
         let service = self.clone();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let request = match inbound.message().await {
+                // Shutdown ends the stream: requests already read are still answered, so a
+                // backfill job sees a clean end and resumes from its last response.
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = inbound.message() => message,
+                };
+                let request = match message {
                     Ok(Some(request)) => request,
                     Ok(None) => break,
                     Err(status) => {
@@ -68,12 +77,7 @@ impl Prediction for PredictionService {
                     }
                 };
                 let service = service.clone();
-                let job = tokio::spawn(async move {
-                    service.features(request).await.unwrap_or_else(|status| GetFeaturesResponse {
-                        error: format!("{:?}: {}", status.code(), status.message()),
-                        ..Default::default()
-                    })
-                });
+                let job = tokio::spawn(async move { service.features(request).await });
                 if pending_tx.send(job).await.is_err() {
                     break;
                 }
@@ -81,7 +85,19 @@ impl Prediction for PredictionService {
         });
         tokio::spawn(async move {
             while let Some(job) = pending_rx.recv().await {
-                let response = job.await.map_err(|e| Status::internal(format!("feature job failed: {e}")));
+                // A failed request is reported in its response's `error` field, so one bad row
+                // does not end a backfill stream; a failed task ends it with a status.
+                let response = match job.await {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(error)) => {
+                        let status = Status::from(error);
+                        Ok(GetFeaturesResponse {
+                            error: format!("{:?}: {}", status.code(), status.message()),
+                            ..Default::default()
+                        })
+                    }
+                    Err(e) => Err(Status::from(Error::Task(e))),
+                };
                 if out_tx.send(response).await.is_err() {
                     break; // the client went away
                 }
@@ -91,23 +107,9 @@ impl Prediction for PredictionService {
     }
 
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
-        let arrived = Instant::now();
-        let timeout = convert::timeout(request.metadata());
+        let deadline = request.extensions().get::<CallDeadline>().map(|d| d.at);
         let request = convert::predict_request(request.into_inner(), &self.limits).map_err(Error::from)?;
-        let Some(timeout) = timeout else {
-            let prediction = self.predictor.predict(request, None).await?;
-            return Ok(Response::new(convert::predict_response(prediction)));
-        };
-        // Answer DEADLINE_EXCEEDED ourselves, a margin before tonic's own timer would cancel.
-        let timeout_ms = timeout.as_secs_f64() * 1e3;
-        let deadline = arrived + timeout.saturating_sub(self.margin);
-        if deadline <= Instant::now() {
-            return Err(Error::DeadlineExceeded { stage: "on arrival", timeout_ms }.into());
-        }
-        let work = self.predictor.predict(request, Some(deadline));
-        let prediction = tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .map_err(|_| Error::DeadlineExceeded { stage: "while processing", timeout_ms })??;
+        let prediction = self.predictor.predict(request, deadline).await?;
         Ok(Response::new(convert::predict_response(prediction)))
     }
 

@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 use augur::config::Config;
 use augur::proto::prediction_client::PredictionClient;
 use augur::proto::{Candidate, FeatureValue, PredictRequest, feature_value::Kind};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// A running server; `stop` shuts it down gracefully and re-raises its errors and panics.
 pub struct TestServer {
     pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// The app's predictor and metrics, for white-box checks.
+    pub predictor: std::sync::Arc<augur::predict::Predictor>,
+    pub metrics: augur::telemetry::Metrics,
+    shutdown: mpsc::Sender<()>,
     handle: JoinHandle<Result<(), augur::server::ServeError>>,
 }
 
@@ -27,9 +30,19 @@ impl TestServer {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.take().expect("stopped once").send(());
-        self.handle.await.expect("server task panicked").expect("server failed");
+    /// Sends one shutdown request (as a SIGTERM would) without waiting.
+    pub async fn request_shutdown(&self) {
+        self.shutdown.send(()).await.expect("server task alive");
+    }
+
+    /// Waits for the server task to end and returns how it ended.
+    pub async fn join(self) -> Result<(), augur::server::ServeError> {
+        self.handle.await.expect("server task panicked")
+    }
+
+    pub async fn stop(self) {
+        self.request_shutdown().await;
+        self.join().await.expect("server failed");
     }
 }
 
@@ -46,8 +59,19 @@ pub fn demo_config(extra: &str) -> Config {
 }
 
 pub async fn start(config: Config) -> TestServer {
-    let predictor = augur::app::build(&config).await.expect("build app");
-    serve(predictor, config.server).await
+    start_with(config, augur::app::Parts::default()).await
+}
+
+/// Starts augur with some parts supplied (a fake model loader, a faulty store).
+pub async fn start_with(config: Config, parts: augur::app::Parts) -> TestServer {
+    let listen = config.server.listen;
+    let app = augur::app::App::build_with(config, parts).await.expect("build app");
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (predictor, metrics) = (std::sync::Arc::clone(app.predictor()), app.metrics().clone());
+    let (shutdown, requests) = mpsc::channel(4);
+    let handle = tokio::spawn(app.serve(listener, requests));
+    TestServer { addr, predictor, metrics, shutdown, handle }
 }
 
 pub fn int(i: i64) -> FeatureValue {
@@ -76,25 +100,8 @@ pub fn venv_python() -> PathBuf {
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
+pub mod fake_model;
 pub mod redis_server;
-
-/// Serves an already-built predictor (tests that inject their own store).
-pub async fn start_predictor(predictor: std::sync::Arc<augur::predict::Predictor>) -> TestServer {
-    serve(predictor, demo_config("").server).await
-}
-
-async fn serve(
-    predictor: std::sync::Arc<augur::predict::Predictor>,
-    limits: augur::config::ServerConfig,
-) -> TestServer {
-    let listener = tokio::net::TcpListener::bind(limits.listen).await.expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(augur::server::run(listener, predictor, limits, async {
-        let _ = rx.await;
-    }));
-    TestServer { addr, shutdown: Some(tx), handle }
-}
 
 /// The GetFeatures request for exactly what a Predict request would score.
 pub fn features_request(request: &PredictRequest) -> augur::proto::GetFeaturesRequest {

@@ -1,0 +1,163 @@
+//! The scene router, between the gRPC entry and the feature fetch: a scene name selects a
+//! compiled feature spec, a model [`repository`] (versions loaded, validated, warmed and swapped
+//! atomically) and its traffic split ([`routing`]: stable, canary share, pinned versions).
+//!
+//! The repository lives here rather than under `model/` because it composes the batcher and the
+//! model loader: `model` stays the leaf that both depend on, and no two modules import each
+//! other. [`settings`] is `model.yaml`, [`warmup`] runs before a version takes traffic,
+//! [`watch`] rescans on file-system events.
+
+pub mod repository;
+pub mod routing;
+pub mod settings;
+pub mod warmup;
+pub mod watch;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+
+pub use repository::{CanaryError, Repository, RepositoryContext, RepositoryStats, Version};
+pub use routing::{RouteError, Routing};
+
+use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
+use crate::config::{ModelConfig, SceneConfig};
+use crate::model::ModelLoader;
+use crate::telemetry::{FallbackLabels, LatencyHistogram};
+
+/// A stage of the request path, timed per scene.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Store reads (user + items, concurrently), including waiting for the budget.
+    Fetch,
+    /// Spec transforms into tensors.
+    Assemble,
+    /// Batcher queue wait (recorded by the inference threads).
+    Queue,
+    /// Batcher queue + model run, as the request sees it.
+    Infer,
+    /// The whole Predict call inside augur.
+    Total,
+}
+
+impl Stage {
+    /// All stages, in path order.
+    pub const ALL: [Stage; 5] = [Stage::Fetch, Stage::Assemble, Stage::Queue, Stage::Infer, Stage::Total];
+
+    /// Lower-case name (the `stage` label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "fetch",
+            Stage::Assemble => "assemble",
+            Stage::Queue => "queue",
+            Stage::Infer => "infer",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// A served scene.
+#[derive(Debug)]
+pub struct Scene {
+    /// The compiled feature spec.
+    pub spec: Arc<Spec>,
+    /// Its model versions.
+    pub repo: Arc<Repository>,
+    /// Fallback counters per feature (spec order) and reason, resolved once from the registry.
+    fallbacks: Vec<[Counter; FallbackReason::ALL.len()]>,
+    /// Stage histograms, indexed by `Stage as usize`.
+    stages: [LatencyHistogram; Stage::ALL.len()],
+}
+
+/// Why a scene could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SceneError {
+    /// The feature spec is unusable.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// No model version could be loaded.
+    #[error("scene `{scene}`: no model version could be loaded from {dir}: {error}")]
+    NoModel {
+        /// The scene.
+        scene: String,
+        /// The repository directory.
+        dir: String,
+        /// The last rejection.
+        error: String,
+    },
+    /// The spec file declares another scene name than the config.
+    #[error("scenes: `{config}` points at a spec declaring scene `{spec}`")]
+    NameMismatch {
+        /// Name in the config.
+        config: String,
+        /// Name in the spec.
+        spec: String,
+    },
+}
+
+impl Scene {
+    /// Loads the spec and the repository's versions (validated and warmed up).
+    pub async fn load(
+        config: &SceneConfig,
+        model: &ModelConfig,
+        loader: Arc<dyn ModelLoader>,
+        context: RepositoryContext,
+    ) -> Result<Self, SceneError> {
+        let spec = Arc::new(Spec::load(&config.spec)?);
+        if spec.scene != config.name {
+            return Err(SceneError::NameMismatch { config: config.name.clone(), spec: spec.scene.clone() });
+        }
+        let metrics = context.metrics.clone();
+        let repo = Arc::new(Repository::new(&config.model, Arc::clone(&spec), model.clone(), loader, context));
+        repo.rescan().await;
+        if repo.routing().versions.is_empty() {
+            let error =
+                repo.last_error().await.unwrap_or_else(|| "no numeric version directory with a model.onnx".into());
+            return Err(SceneError::NoModel {
+                scene: spec.scene.clone(),
+                dir: config.model.display().to_string(),
+                error,
+            });
+        }
+        let fallbacks = spec
+            .features
+            .iter()
+            .map(|f| {
+                FallbackReason::ALL.map(|reason| {
+                    let labels = FallbackLabels {
+                        scene: spec.scene.clone(),
+                        feature: f.name.clone(),
+                        reason: reason.as_str().to_owned(),
+                    };
+                    metrics.path.fallbacks.get_or_create(&labels).clone()
+                })
+            })
+            .collect();
+        let stages = Stage::ALL.map(|stage| metrics.stage(&spec.scene, stage.name()));
+        Ok(Scene { spec, repo, fallbacks, stages })
+    }
+
+    /// The latency histogram of `stage`.
+    pub fn stage(&self, stage: Stage) -> &LatencyHistogram {
+        &self.stages[stage as usize]
+    }
+
+    /// Adds one request's fallbacks to the per-feature counters (one per affected row).
+    pub fn count_fallbacks(&self, fallbacks: &[Fallback]) {
+        for f in fallbacks {
+            if let Some(i) = self.spec.features.iter().position(|s| s.name == f.feature) {
+                let rows = if f.candidates.is_empty() { 1 } else { f.candidates.len() as u64 };
+                self.fallbacks[i][f.reason as usize].inc_by(rows);
+            }
+        }
+    }
+
+    /// Fallbacks served so far for `feature` and `reason`.
+    pub fn fallback_count(&self, feature: &str, reason: FallbackReason) -> u64 {
+        self.spec
+            .features
+            .iter()
+            .position(|s| s.name == feature)
+            .map_or(0, |i| self.fallbacks[i][reason as usize].get())
+    }
+}

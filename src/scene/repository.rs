@@ -1,0 +1,371 @@
+//! The model repository of one scene: `<dir>/[model.yaml]` and `<dir>/<version>/model.onnx`,
+//! laid out like Triton's and TF Serving's.
+//!
+//! [`Repository::rescan`] makes the loaded set match the directory and `model.yaml`'s version
+//! policy: a new version is opened by the [`ModelLoader`] the repository was handed (ONNX in
+//! the service, a fake in tests) on a low-priority thread, validated against the feature spec,
+//! warmed up, and only then swapped into the routing table in one atomic step; requests in
+//! flight keep the `Arc<Version>` they started with, so they finish on the old version. A corrupt
+//! or mismatched model is rejected with a log line and a counter and the old version keeps
+//! serving; it is retried only when its file changes. A version whose directory is gone is
+//! unloaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio_util::task::TaskTracker;
+
+use super::routing::{RouteError, Routing};
+use super::settings::{Settings, VersionPolicy};
+use super::warmup::{Warmup, WarmupError, warm_up};
+use crate::assemble::Spec;
+use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, Reopen};
+use crate::config::ModelConfig;
+use crate::model::{Model, ModelError, ModelLoader};
+use crate::telemetry::{Metrics, ModelLabels, VersionLabels};
+
+/// One loaded, warmed-up model version.
+#[derive(Debug)]
+pub struct Version {
+    /// Version number (directory name).
+    pub number: u64,
+    /// The model file.
+    pub path: PathBuf,
+    /// Its batcher and inference threads.
+    pub batcher: Batcher,
+    /// When it became servable.
+    pub loaded_at: SystemTime,
+    /// Load + validation time.
+    pub load_time: Duration,
+    /// Warm-up stats.
+    pub warmup: Warmup,
+}
+
+/// Why a run-time canary change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CanaryError {
+    /// The weight is not a share.
+    #[error("weight: {weight} is not between 0 and 1")]
+    Weight {
+        /// What the caller sent.
+        weight: f64,
+    },
+    /// The version is not loaded, so no traffic could go to it.
+    #[error("version: {version} is not loaded for model `{model}`")]
+    NotLoaded {
+        /// Repository name.
+        model: String,
+        /// What the caller asked for.
+        version: u64,
+    },
+}
+
+/// Why one version could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Warmup(#[from] WarmupError),
+    #[error("model-loading thread for {path}: {source}")]
+    Thread {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model-loading thread for {path} died")]
+    ThreadDied { path: String },
+}
+
+/// Identity of a model file, so a rejected file is retried only once it changes.
+type Fingerprint = (u64, Option<SystemTime>);
+
+#[derive(Debug, Default)]
+struct ReloadState {
+    /// Rejected versions and the file identity they were rejected with.
+    rejected: HashMap<u64, Fingerprint>,
+    canary_override: Option<(u64, f64)>,
+    last_error: Option<String>,
+}
+
+/// What a repository records into and where its threads report.
+#[derive(Debug, Clone)]
+pub struct RepositoryContext {
+    /// The process's metrics.
+    pub metrics: Metrics,
+    /// Tracks inference and loading threads for the ordered shutdown.
+    pub tracker: TaskTracker,
+}
+
+/// Counters of a repository (the same handles are exported as `augur_model_*_total`).
+#[derive(Debug, Clone)]
+struct Counters {
+    rescans: Counter,
+    loads: Counter,
+    rejected: Counter,
+    unloads: Counter,
+}
+
+/// A snapshot of a repository's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepositoryStats {
+    /// Rescans done.
+    pub rescans: u64,
+    /// Versions loaded.
+    pub loads: u64,
+    /// Versions rejected (corrupt, mismatched, warm-up failed, bad model.yaml).
+    pub rejected: u64,
+    /// Versions unloaded.
+    pub unloads: u64,
+}
+
+/// The repository of one scene.
+#[derive(Debug)]
+pub struct Repository {
+    name: String,
+    dir: PathBuf,
+    spec: Arc<Spec>,
+    defaults: ModelConfig,
+    loader: Arc<dyn ModelLoader>,
+    context: RepositoryContext,
+    counters: Counters,
+    routing: RwLock<Arc<Routing>>,
+    reload: tokio::sync::Mutex<ReloadState>,
+}
+
+impl Repository {
+    /// An empty repository; call [`Repository::rescan`] to load.
+    pub fn new(
+        dir: &Path,
+        spec: Arc<Spec>,
+        defaults: ModelConfig,
+        loader: Arc<dyn ModelLoader>,
+        context: RepositoryContext,
+    ) -> Self {
+        let name = dir.file_name().map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
+        let labels = ModelLabels { model: name.clone() };
+        let m = &context.metrics.model;
+        let counters = Counters {
+            rescans: m.rescans.get_or_create(&labels).clone(),
+            loads: m.loads.get_or_create(&labels).clone(),
+            rejected: m.rejected.get_or_create(&labels).clone(),
+            unloads: m.unloads.get_or_create(&labels).clone(),
+        };
+        Repository {
+            name,
+            dir: dir.to_path_buf(),
+            spec,
+            defaults,
+            loader,
+            context,
+            counters,
+            routing: RwLock::new(Arc::new(Routing::default())),
+            reload: tokio::sync::Mutex::new(ReloadState::default()),
+        }
+    }
+
+    /// Repository name (directory name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RepositoryStats {
+        let c = &self.counters;
+        RepositoryStats {
+            rescans: c.rescans.get(),
+            loads: c.loads.get(),
+            rejected: c.rejected.get(),
+            unloads: c.unloads.get(),
+        }
+    }
+
+    /// The current routing table.
+    pub fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.routing.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn set_routing(&self, routing: Routing) {
+        *self.routing.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routing);
+    }
+
+    /// The last rejection message, if any.
+    pub async fn last_error(&self) -> Option<String> {
+        self.reload.lock().await.last_error.clone()
+    }
+
+    /// Picks the version for a request (see [`Routing::route`]).
+    pub fn route(&self, user_id: &str, pinned: &str) -> Result<Arc<Version>, RouteError> {
+        self.routing().route(&self.name, user_id, pinned)
+    }
+
+    /// Sets (weight > 0) or clears (weight 0) the canary at run time; it holds across rescans
+    /// while that version stays loaded.
+    pub async fn set_canary(&self, version: u64, weight: f64) -> Result<(), CanaryError> {
+        if !(0.0..=1.0).contains(&weight) {
+            return Err(CanaryError::Weight { weight });
+        }
+        let mut state = self.reload.lock().await;
+        let current = self.routing();
+        if weight > 0.0 && !current.versions.contains_key(&version) {
+            return Err(CanaryError::NotLoaded { model: self.name.clone(), version });
+        }
+        state.canary_override = (weight > 0.0).then_some((version, weight));
+        let settings = Settings::read(&self.dir).unwrap_or_default();
+        self.set_routing(Routing::new(current.versions.clone(), &settings, state.canary_override));
+        Ok(())
+    }
+
+    /// Empties the routing table (shutdown): once requests in flight drop their `Arc<Version>`,
+    /// the batchers close and their threads answer what is queued and exit.
+    pub fn unload_all(&self) {
+        for version in self.routing().versions.values() {
+            self.version_gone(version.number);
+        }
+        self.set_routing(Routing::default());
+    }
+
+    fn version_gone(&self, number: u64) {
+        let labels = VersionLabels { model: self.name.clone(), version: number.to_string() };
+        self.context.metrics.model.version_info.get_or_create(&labels).set(0);
+    }
+
+    /// Makes the loaded versions match the directory. Errors of single versions are logged and
+    /// counted, never returned: the previous versions keep serving.
+    pub async fn rescan(&self) {
+        let mut state = self.reload.lock().await;
+        self.counters.rescans.inc();
+        let settings = match Settings::read(&self.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                self.reject(&mut state, None, &e);
+                return;
+            }
+        };
+        let present = self.present_versions();
+        state.rejected.retain(|v, fp| present.get(v).is_some_and(|(_, now)| now == fp));
+        let mut versions = self.routing().versions.clone();
+        // Availability first: load what the policy wants, treating rejected files as absent, and
+        // only then unload what it no longer wants — a bad new version never takes the old one
+        // down with it.
+        let wanted = loop {
+            let candidates: Vec<u64> = present.keys().copied().filter(|v| !state.rejected.contains_key(v)).collect();
+            let wanted: Vec<u64> = match &settings.version_policy {
+                VersionPolicy::Latest(n) => candidates.iter().rev().take(*n).copied().collect(),
+                VersionPolicy::Specific(list) => list.iter().copied().filter(|v| candidates.contains(v)).collect(),
+            };
+            let missing: Vec<u64> = wanted.iter().copied().filter(|v| !versions.contains_key(v)).collect();
+            if missing.is_empty() {
+                break wanted;
+            }
+            for number in missing {
+                let (path, fingerprint) = present[&number].clone();
+                match self.load(number, &path, &settings).await {
+                    Ok(version) => {
+                        self.counters.loads.inc();
+                        let labels = VersionLabels { model: self.name.clone(), version: number.to_string() };
+                        self.context.metrics.model.version_info.get_or_create(&labels).set(1);
+                        tracing::info!(
+                            model = %self.name, version = number,
+                            load_ms = version.load_time.as_secs_f64() * 1e3,
+                            warmup_ms = version.warmup.duration.as_secs_f64() * 1e3,
+                            "version loaded"
+                        );
+                        versions.insert(number, Arc::new(version));
+                    }
+                    Err(e) => {
+                        state.rejected.insert(number, fingerprint);
+                        self.reject(&mut state, Some(number), &e);
+                    }
+                }
+            }
+        };
+        versions.retain(|number, _| {
+            let keep = wanted.contains(number);
+            if !keep {
+                self.counters.unloads.inc();
+                self.version_gone(*number);
+                tracing::info!(model = %self.name, version = number, "version unloaded");
+            }
+            keep
+        });
+        self.set_routing(Routing::new(versions, &settings, state.canary_override));
+    }
+
+    fn reject(&self, state: &mut ReloadState, version: Option<u64>, error: &dyn std::error::Error) {
+        self.counters.rejected.inc();
+        tracing::error!(model = %self.name, version = ?version, error = %error, "model version rejected; previous versions keep serving");
+        state.last_error = Some(error.to_string());
+    }
+
+    fn present_versions(&self) -> BTreeMap<u64, (PathBuf, Fingerprint)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return BTreeMap::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let number: u64 = e.file_name().to_str()?.parse().ok()?;
+                let path = e.path().join("model.onnx");
+                let meta = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file)?;
+                Some((number, (path, (meta.len(), meta.modified().ok()))))
+            })
+            .collect()
+    }
+
+    async fn load(&self, number: u64, path: &Path, settings: &Settings) -> Result<Version, LoadError> {
+        let started = Instant::now();
+        let threads = self.defaults.inference_threads;
+        let reopen: Reopen = {
+            let (loader, spec, path) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
+            Arc::new(move || loader.open(&path, &spec))
+        };
+        // Reading and optimising the graph takes a core for a while: never on the async workers,
+        // and at the lowest CPU priority, so serving threads win whenever the cores are contended
+        // (the p99 spike during reloads that TF Serving and Triton users complain about).
+        let (done, loaded) = tokio::sync::oneshot::channel();
+        let open = Arc::clone(&reopen);
+        let token = self.context.tracker.token();
+        std::thread::Builder::new()
+            .name(format!("augur-load-{}-{number}", self.name))
+            .spawn(move || {
+                if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+                    tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");
+                }
+                let models: Result<Vec<Box<dyn Model>>, ModelError> = (0..threads).map(|_| open()).collect();
+                let _ = done.send(models);
+                drop(token);
+            })
+            .map_err(|source| LoadError::Thread { path: path.display().to_string(), source })?;
+        let models = loaded.await.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
+        let config = BatchConfig {
+            max_batch_rows: settings.max_batch_rows.unwrap_or(self.defaults.max_batch_rows),
+            max_queue_delay: Duration::from_micros(
+                settings.max_queue_delay_us.unwrap_or(self.defaults.max_queue_delay_us),
+            ),
+            queue_capacity: self.defaults.queue_capacity,
+        };
+        let context =
+            BatchContext::new(&self.context.metrics, &self.spec.scene, &self.name, number, &self.context.tracker)
+                .with_reopen(reopen);
+        let batcher = Batcher::start(models, config, context);
+        let load_time = started.elapsed();
+        let warmup = warm_up(&self.spec, &batcher).await?;
+        Ok(Version { number, path: path.to_path_buf(), batcher, loaded_at: SystemTime::now(), load_time, warmup })
+    }
+}
+
+// === impl Version ===
+
+impl Version {
+    /// The batcher's counters.
+    pub fn stats(&self) -> BatchStats {
+        self.batcher.stats()
+    }
+}

@@ -1,0 +1,408 @@
+//! The one tower layer stack in front of every gRPC service, outermost first:
+//!
+//! 1. [`RequestMetrics`] — counts every RPC by method and status and times it; outermost so it
+//!    also sees what the inner layers refuse (shed calls, bad deadlines).
+//! 2. [`Deadline`] — parses `grpc-timeout` once (strictly: at most 8 digits and a unit, as the
+//!    gRPC spec says), clamps it to `server.max_deadline_ms`, gives Prediction calls without one
+//!    `server.default_deadline_ms`, hands the result to handlers as a [`CallDeadline`] request
+//!    extension and answers DEADLINE_EXCEEDED itself a margin before the caller gives up. Before
+//!    admission, so a call that is already late costs no permit.
+//! 3. [`Admission`] — the global concurrency limit with load shedding: a Prediction call beyond
+//!    `server.concurrency_limit` is answered RESOURCE_EXHAUSTED at once instead of queueing
+//!    (tonic's `concurrency_limit_per_connection` queues, per connection, and counts health
+//!    checks). Health, reflection and admin calls pass uncounted, so probes answer under load.
+//! 4. [`BearerAuth`] — optional (`server.auth_token`): every call but health checks must carry
+//!    `authorization: Bearer <token>`; innermost, so refused calls are still counted above.
+//!
+//! Every refusal is a [`crate::error::Error`] turned into a status by `error.rs`, like any other.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Request, Response};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Semaphore;
+use tonic::Code;
+use tonic::body::Body;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::config::ServerConfig;
+use crate::error::{Error, RequestError};
+use crate::telemetry::{MethodLabels, RpcLabels, RpcMetrics};
+
+/// Path prefix of the public scoring service: the calls the deadline default and the
+/// concurrency limit apply to.
+const PREDICTION: &str = "/augur.v1.Prediction/";
+/// Path prefix of grpc.health.v1: never shed, never asked for a token.
+const HEALTH: &str = "/grpc.health.v1.Health/";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The type of [`stack`]'s builder (tower's nesting: the first layer added is the innermost
+/// `Stack`'s outer half).
+type Stack4 = Stack<
+    tower::util::Either<BearerAuthLayer, Identity>,
+    Stack<AdmissionLayer, Stack<DeadlineLayer, Stack<RequestMetricsLayer, Identity>>>,
+>;
+
+/// The stack, outermost first (see the module doc for why each layer sits where it does).
+pub fn stack(config: &ServerConfig, metrics: &RpcMetrics) -> ServiceBuilder<Stack4> {
+    ServiceBuilder::new()
+        // 1. Metrics: sees every outcome, including refusals by the layers below.
+        .layer(RequestMetricsLayer { metrics: metrics.clone() })
+        // 2. Deadline: parsed once, clamped, enforced; before admission so late calls cost no permit.
+        .layer(DeadlineLayer {
+            default: Duration::from_millis(config.default_deadline_ms),
+            max: Duration::from_millis(config.max_deadline_ms),
+            margin: Duration::from_micros(config.deadline_margin_us),
+        })
+        // 3. Admission: global limit on Prediction calls, shedding the excess at once.
+        .layer(AdmissionLayer {
+            permits: Arc::new(Semaphore::new(config.concurrency_limit)),
+            limit: config.concurrency_limit,
+            shed: metrics.shed.clone(),
+        })
+        // 4. Auth: only when a token is configured.
+        .option_layer(config.auth_token.clone().map(|token| BearerAuthLayer { token: Arc::from(token) }))
+}
+
+/// A refusal as a gRPC trailers-only response, through the one status mapping.
+fn refuse(error: Error) -> Response<Body> {
+    tonic::Status::from(error).into_http()
+}
+
+// === RequestMetrics ===
+
+/// Layer of [`RequestMetrics`].
+#[derive(Debug, Clone)]
+pub struct RequestMetricsLayer {
+    metrics: RpcMetrics,
+}
+
+impl<S> Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// Counts RPCs by method and status code (`augur_rpc_requests_total`), times them until the
+/// response headers (`augur_rpc_duration_seconds`) and tracks how many are in flight. The code
+/// is read from the headers (trailers-only responses, i.e. every error); a response with a body
+/// counts as OK — a stream that fails half-way is not seen here.
+#[derive(Debug, Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl<S, B> Service<Request<B>> for RequestMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path().to_owned();
+        let metrics = self.metrics.clone();
+        metrics.in_flight.inc();
+        let in_flight = InFlight(metrics.in_flight.clone());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(in_flight);
+            if let Ok(response) = &response {
+                let code = response_code(response.headers());
+                // Unknown methods are named by the caller: keep them out of the label values.
+                let method = if code == Code::Unimplemented { "unknown".to_owned() } else { path };
+                let duration = metrics.duration.get_or_create(&MethodLabels { method: method.clone() }).clone();
+                duration.record(started.elapsed());
+                metrics.requests.get_or_create(&RpcLabels { method, code: code_name(code).to_owned() }).inc();
+            }
+            response
+        })
+    }
+}
+
+fn response_code(headers: &HeaderMap) -> Code {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(Code::Ok, Code::from_i32)
+}
+
+/// The canonical upper-case name of a status code (the `code` label).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+// === Deadline ===
+
+/// The deadline of a call, as the [`Deadline`] layer settled it; handlers read it from the
+/// request extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct CallDeadline {
+    /// When augur answers DEADLINE_EXCEEDED (the caller's deadline minus the margin).
+    pub at: Instant,
+    /// The deadline the call was given (clamped `grpc-timeout` or the default), for messages.
+    pub timeout: Duration,
+}
+
+/// Layer of [`Deadline`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    default: Duration,
+    max: Duration,
+    margin: Duration,
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline { inner, config: *self }
+    }
+}
+
+/// Settles and enforces each call's deadline (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    config: DeadlineLayer,
+}
+
+impl<S, B> Service<Request<B>> for Deadline<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let arrived = Instant::now();
+        let (timeout, from) = match parse_grpc_timeout(request.headers()) {
+            Ok(Some(t)) => (t.min(self.config.max), "grpc-timeout"),
+            Ok(None) if request.uri().path().starts_with(PREDICTION) => {
+                (self.config.default, "server.default_deadline_ms")
+            }
+            Ok(None) => return Box::pin(self.inner.call(request)),
+            Err(e) => return Box::pin(std::future::ready(Ok(refuse(e.into())))),
+        };
+        let timeout_ms = timeout.as_secs_f64() * 1e3;
+        // `timeout` is at most `max_deadline_ms` (validated ≤ 1 day), so this cannot overflow.
+        let at = arrived + timeout.saturating_sub(self.config.margin);
+        if at <= Instant::now() {
+            let late = Error::DeadlineExceeded { stage: "on arrival", from, timeout_ms };
+            return Box::pin(std::future::ready(Ok(refuse(late))));
+        }
+        request.extensions_mut().insert(CallDeadline { at, timeout });
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout_at(at.into(), future).await {
+                Ok(response) => response,
+                Err(_) => Ok(refuse(Error::DeadlineExceeded { stage: "while processing", from, timeout_ms })),
+            }
+        })
+    }
+}
+
+/// `grpc-timeout`: `Ok(None)` when absent; an error naming the header for anything the gRPC
+/// spec does not allow (more than 8 digits, no unit, an unknown unit, not ASCII digits).
+pub fn parse_grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, RequestError> {
+    let Some(raw) = headers.get("grpc-timeout") else { return Ok(None) };
+    let bad = |problem: &str| RequestError::new("grpc-timeout", format!("{raw:?}: {problem}"));
+    let raw_str = raw.to_str().map_err(|_| bad("not ASCII"))?;
+    if raw_str.len() < 2 {
+        return Err(bad("expected 1 to 8 digits and a unit (H, M, S, m, u, n)"));
+    }
+    let (digits, unit) = raw_str.split_at(raw_str.len() - 1);
+    if digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("expected 1 to 8 digits and a unit (H, M, S, m, u, n)"));
+    }
+    // At most 99 999 999: every product below fits in a u64.
+    let n: u64 = digits.parse().map_err(|_| bad("not a number"))?;
+    Ok(Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return Err(bad("unknown unit (H, M, S, m, u, n)")),
+    }))
+}
+
+// === Admission ===
+
+/// Layer of [`Admission`].
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    shed: Counter,
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission { inner, layer: self.clone() }
+    }
+}
+
+/// The global concurrency limit with load shedding, for Prediction calls (see the module doc).
+/// The permit is held until the response headers, i.e. the whole of a unary call.
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    layer: AdmissionLayer,
+}
+
+impl<S, B> Service<Request<B>> for Admission<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !request.uri().path().starts_with(PREDICTION) {
+            return Box::pin(self.inner.call(request));
+        }
+        let Ok(permit) = Arc::clone(&self.layer.permits).try_acquire_owned() else {
+            self.layer.shed.inc();
+            let limit = self.layer.limit;
+            return Box::pin(std::future::ready(Ok(refuse(Error::Overloaded { limit }))));
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+// === BearerAuth ===
+
+/// Layer of [`BearerAuth`].
+#[derive(Debug, Clone)]
+pub struct BearerAuthLayer {
+    token: Arc<str>,
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth { inner, token: Arc::clone(&self.token) }
+    }
+}
+
+/// Requires `authorization: Bearer <server.auth_token>` on every call but health checks.
+#[derive(Debug, Clone)]
+pub struct BearerAuth<S> {
+    inner: S,
+    token: Arc<str>,
+}
+
+impl<S, B> Service<Request<B>> for BearerAuth<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if request.uri().path().starts_with(HEALTH) || presented == Some(&*self.token) {
+            return Box::pin(self.inner.call(request));
+        }
+        Box::pin(std::future::ready(Ok(refuse(Error::Unauthenticated))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-timeout", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn grpc_timeout_parses_every_unit_and_refuses_what_the_spec_does_not_allow() {
+        assert_eq!(parse_grpc_timeout(&headers("250m")).unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout(&headers("99999999H")).unwrap(), Some(Duration::from_secs(99_999_999 * 3600)));
+        assert_eq!(parse_grpc_timeout(&headers("5n")).unwrap(), Some(Duration::from_nanos(5)));
+        assert_eq!(parse_grpc_timeout(&HeaderMap::new()).unwrap(), None);
+        for bad in ["9223372036854775807S", "100", "S", "12x", "-1S", "1.5S", "123456789m"] {
+            let err = parse_grpc_timeout(&headers(bad)).unwrap_err();
+            assert!(err.to_string().starts_with("grpc-timeout:"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The one metrics registry of the process, and the typed handles every module records into.
+//!
+//! Metrics are emitted where things happen (the layer stack counts RPCs, `predict` times its
+//! stages, the batcher counts runs, the repository counts loads, the cache counts lookups) into
+//! handles cloned out of one [`Metrics`]; `/metrics`-style exposition ([`Metrics::render`]) and
+//! the `ModelAdmin.GetStats`/`ListModels` RPCs read the same handles, so the numbers an operator
+//! scrapes and the numbers `augur bench` prints cannot disagree.
+//!
+//! `prometheus-client` rather than the `metrics` facade: the registry is a value the app owns
+//! (no process-global recorder), so several servers in one test binary keep their own numbers,
+//! and the typed handles are read back without parsing text. Label values are bounded: scene,
+//! model, version, stage, table, feature, reason, method and status code — never user or item ids.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram as Hdr;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// Upper bounds (seconds) of the latency buckets exported to Prometheus: 50 µs … 10 s.
+const LATENCY_BUCKETS: [f64; 20] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.25, 0.5, 1.0, 10.0,
+];
+
+/// Rows per model run: powers of two up to the largest `max_batch_rows`.
+fn batch_rows_buckets() -> impl Iterator<Item = f64> {
+    (0..=16).map(|i| f64::from(1u32 << i))
+}
+
+/// `{method, code}` of one RPC.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `/package.Service/Method`.
+    pub method: String,
+    /// gRPC status code name (`OK`, `RESOURCE_EXHAUSTED`, ...).
+    pub code: String,
+}
+
+/// `{method}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `/package.Service/Method`.
+    pub method: String,
+}
+
+/// `{scene, stage}` of the request path.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// Scene.
+    pub scene: String,
+    /// `fetch`, `assemble`, `queue`, `infer` or `total`.
+    pub stage: String,
+}
+
+/// `{scene, feature, reason}` of a fallback.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// Scene.
+    pub scene: String,
+    /// Feature name from the spec.
+    pub feature: String,
+    /// `missing_row`, `missing_field`, `parse_error`, `timeout` or `store_error`.
+    pub reason: String,
+}
+
+/// `{model}`: one repository.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Repository name.
+    pub model: String,
+}
+
+/// `{model, version}`: one loaded version.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// Repository name.
+    pub model: String,
+    /// Version number.
+    pub version: String,
+}
+
+/// `{table, result}` of a cache lookup.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// Store table.
+    pub table: String,
+    /// `hit`, `negative_hit`, `miss` or `coalesced`.
+    pub result: String,
+}
+
+/// `{table}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// Store table.
+    pub table: String,
+}
+
+/// A latency histogram that is both a Prometheus histogram (cumulative since start, fixed
+/// buckets) and a resettable window with exact percentiles for `GetStats`. One short lock per
+/// record: a few thousand records per second per scene on 2 cores, as measured with the
+/// HdrHistograms this replaces.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    inner: Arc<Mutex<LatencyInner>>,
+}
+
+#[derive(Debug)]
+struct LatencyInner {
+    total: Hdr<u64>,
+    window: Hdr<u64>,
+    sum_us: u64,
+}
+
+/// Percentiles of a [`LatencyHistogram`] window, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Worst.
+    pub max_us: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        // 1 µs .. 10 min at 2 significant digits: ~1% error, ~30 KiB per histogram.
+        let new = || Hdr::new_with_bounds(1, 600_000_000, 2).expect("histogram bounds");
+        LatencyHistogram { inner: Arc::new(Mutex::new(LatencyInner { total: new(), window: new(), sum_us: 0 })) }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one duration.
+    pub fn record(&self, elapsed: Duration) {
+        let us = (elapsed.as_micros() as u64).max(1);
+        if let Ok(mut h) = self.inner.lock() {
+            h.total.saturating_record(us);
+            h.window.saturating_record(us);
+            h.sum_us = h.sum_us.saturating_add(us);
+        }
+    }
+
+    /// Percentiles of the current window; `reset` starts a new one (the Prometheus side is
+    /// cumulative and never resets).
+    pub fn summary(&self, reset: bool) -> LatencySummary {
+        let Ok(mut h) = self.inner.lock() else { return LatencySummary::default() };
+        let w = &h.window;
+        let summary = LatencySummary {
+            count: w.len(),
+            p50_us: w.value_at_quantile(0.5),
+            p90_us: w.value_at_quantile(0.9),
+            p99_us: w.value_at_quantile(0.99),
+            max_us: w.max(),
+        };
+        if reset {
+            h.window.reset();
+        }
+        summary
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Ok(h) = self.inner.lock() else { return Ok(()) };
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        let mut below = 0;
+        for le in LATENCY_BUCKETS {
+            let upto = h.total.count_between(0, (le * 1e6) as u64);
+            buckets.push((le, upto - below));
+            below = upto;
+        }
+        buckets.push((f64::INFINITY, h.total.len() - below));
+        encoder.encode_histogram::<NoLabelSet>(h.sum_us as f64 / 1e6, h.total.len(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// RPC-level metrics, recorded by the layer stack.
+#[derive(Debug, Clone, Default)]
+pub struct RpcMetrics {
+    /// `augur_rpc_requests_total{method, code}`.
+    pub requests: Family<RpcLabels, Counter>,
+    /// `augur_rpc_duration_seconds{method}`: until the response headers (the whole call for
+    /// unary RPCs).
+    pub duration: Family<MethodLabels, LatencyHistogram>,
+    /// `augur_rpc_in_flight`: RPCs being handled now.
+    pub in_flight: Gauge,
+    /// `augur_rpc_shed_total`: Prediction calls refused by the global concurrency limit.
+    pub shed: Counter,
+}
+
+/// The request path's metrics, per scene.
+#[derive(Debug, Clone, Default)]
+pub struct PathMetrics {
+    /// `augur_stage_duration_seconds{scene, stage}`.
+    pub stages: Family<StageLabels, LatencyHistogram>,
+    /// `augur_feature_fallbacks_total{scene, feature, reason}`: rows served from a default.
+    pub fallbacks: Family<FallbackLabels, Counter>,
+}
+
+/// Batcher and inference metrics, per model version.
+#[derive(Debug, Clone)]
+pub struct BatchMetrics {
+    /// `augur_batch_runs_total{model, version}`: model runs.
+    pub runs: Family<VersionLabels, Counter>,
+    /// `augur_batch_rows_total{model, version}`: rows scored.
+    pub rows: Family<VersionLabels, Counter>,
+    /// `augur_batch_size_rows{model}`: rows per model run (is dynamic batching working?).
+    pub size: Family<ModelLabels, Histogram>,
+    /// `augur_batch_expired_total{model, version}`: chunks whose deadline passed in the queue.
+    pub expired: Family<VersionLabels, Counter>,
+    /// `augur_batch_rejected_total{model, version}`: chunks refused by a full queue.
+    pub rejected: Family<VersionLabels, Counter>,
+    /// `augur_batch_queue_depth{model, version}`: chunks waiting for an inference thread.
+    pub queue_depth: Family<VersionLabels, Gauge>,
+    /// `augur_inference_panics_total{model, version}`: model runs that panicked (thread replaced).
+    pub panics: Family<VersionLabels, Counter>,
+}
+
+impl Default for BatchMetrics {
+    fn default() -> Self {
+        BatchMetrics {
+            runs: Family::default(),
+            rows: Family::default(),
+            size: Family::new_with_constructor(|| Histogram::new(batch_rows_buckets())),
+            expired: Family::default(),
+            rejected: Family::default(),
+            queue_depth: Family::default(),
+            panics: Family::default(),
+        }
+    }
+}
+
+/// Model repository metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ModelMetrics {
+    /// `augur_model_rescans_total{model}`.
+    pub rescans: Family<ModelLabels, Counter>,
+    /// `augur_model_loads_total{model}`: versions loaded, validated and warmed up.
+    pub loads: Family<ModelLabels, Counter>,
+    /// `augur_model_rejected_total{model}`: versions (or model.yaml) refused.
+    pub rejected: Family<ModelLabels, Counter>,
+    /// `augur_model_unloads_total{model}`.
+    pub unloads: Family<ModelLabels, Counter>,
+    /// `augur_model_version_info{model, version}`: 1 while the version is loaded.
+    pub version_info: Family<VersionLabels, Gauge>,
+}
+
+/// Local feature-cache metrics.
+#[derive(Debug, Clone, Default)]
+pub struct CacheMetrics {
+    /// `augur_cache_lookups_total{table, result}`.
+    pub lookups: Family<CacheLabels, Counter>,
+    /// `augur_cache_store_reads_total{table}`: reads sent to the wrapped store.
+    pub store_reads: Family<TableLabels, Counter>,
+    /// `augur_cache_evictions_total{table}`: entries dropped to stay within `max_entries`.
+    pub evictions: Family<TableLabels, Counter>,
+}
+
+/// Every metric of the process, registered once. Cheap to clone (handles share storage).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// RPCs (layer stack).
+    pub rpc: RpcMetrics,
+    /// Stages and fallbacks (predict).
+    pub path: PathMetrics,
+    /// Batching and inference.
+    pub batch: BatchMetrics,
+    /// Model repositories.
+    pub model: ModelMetrics,
+    /// Local feature cache.
+    pub cache: CacheMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered under the `augur_` prefix.
+    pub fn new() -> Self {
+        let (rpc, path, batch, model, cache) = (
+            RpcMetrics::default(),
+            PathMetrics::default(),
+            BatchMetrics::default(),
+            ModelMetrics::default(),
+            CacheMetrics::default(),
+        );
+        let mut r = Registry::with_prefix("augur");
+        r.register("rpc_requests", "RPCs handled, by method and status code", rpc.requests.clone());
+        r.register("rpc_duration_seconds", "RPC latency until response headers", rpc.duration.clone());
+        r.register("rpc_in_flight", "RPCs being handled now", rpc.in_flight.clone());
+        r.register("rpc_shed", "Prediction calls refused by the global concurrency limit", rpc.shed.clone());
+        r.register("stage_duration_seconds", "Request-path stage latency by scene", path.stages.clone());
+        r.register("feature_fallbacks", "Rows served from a feature default, by reason", path.fallbacks.clone());
+        r.register("batch_runs", "Model runs", batch.runs.clone());
+        r.register("batch_rows", "Rows scored", batch.rows.clone());
+        r.register("batch_size_rows", "Rows per model run", batch.size.clone());
+        r.register("batch_expired", "Queued chunks whose deadline passed", batch.expired.clone());
+        r.register("batch_rejected", "Chunks refused by a full inference queue", batch.rejected.clone());
+        r.register("batch_queue_depth", "Chunks waiting for an inference thread", batch.queue_depth.clone());
+        r.register(
+            "inference_panics",
+            "Model runs that panicked; the thread's model was reopened",
+            batch.panics.clone(),
+        );
+        r.register("model_rescans", "Model repository rescans", model.rescans.clone());
+        r.register("model_loads", "Model versions loaded, validated and warmed up", model.loads.clone());
+        r.register("model_rejected", "Model versions or model.yaml refused", model.rejected.clone());
+        r.register("model_unloads", "Model versions unloaded", model.unloads.clone());
+        r.register("model_version_info", "1 for each loaded model version", model.version_info.clone());
+        r.register("cache_lookups", "Local feature cache lookups by result", cache.lookups.clone());
+        r.register("cache_store_reads", "Reads the local cache sent to the store", cache.store_reads.clone());
+        r.register("cache_evictions", "Cache entries evicted by the size bound", cache.evictions.clone());
+        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoding error would be a bug in a label set.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+
+    /// The stage histogram of `scene`.
+    pub fn stage(&self, scene: &str, stage: &str) -> LatencyHistogram {
+        self.path.stages.get_or_create(&StageLabels { scene: scene.to_owned(), stage: stage.to_owned() }).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_window_resets_but_prometheus_stays_cumulative() {
+        let metrics = Metrics::new();
+        let h = metrics.stage("ranking", "fetch");
+        for ms in 1..=100 {
+            h.record(Duration::from_millis(ms));
+        }
+        let s = h.summary(true);
+        assert_eq!(s.count, 100);
+        assert!((49_000..=51_000).contains(&s.p50_us), "{s:?}");
+        assert!((98_000..=100_999).contains(&s.p99_us), "{s:?}");
+        assert_eq!(h.summary(false).count, 0, "reset starts a new window");
+        let text = metrics.render();
+        assert!(text.contains("augur_stage_duration_seconds_count{scene=\"ranking\",stage=\"fetch\"} 100"), "{text}");
+        // 1..=100 ms: 10 samples at or below 10 ms, all 100 at or below 100 ms.
+        assert!(
+            text.contains("augur_stage_duration_seconds_bucket{le=\"0.01\",scene=\"ranking\",stage=\"fetch\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("augur_stage_duration_seconds_bucket{le=\"+Inf\",scene=\"ranking\",stage=\"fetch\"} 100"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counters_render_with_bounded_labels() {
+        let metrics = Metrics::new();
+        metrics.rpc.requests.get_or_create(&RpcLabels { method: "/x.Y/Z".into(), code: "OK".into() }).inc();
+        let text = metrics.render();
+        assert!(text.contains("augur_rpc_requests_total{method=\"/x.Y/Z\",code=\"OK\"} 1"), "{text}");
+    }
+}
