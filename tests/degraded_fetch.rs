@@ -12,6 +12,7 @@ use augur::fetch::{BoxFuture, FeatureStore, FetchError, Row};
 use augur::predict::Predictor;
 use augur::proto::FallbackReason;
 use augur::scene::Scene;
+use augur::server::convert::fallback_reason_from_proto;
 
 #[derive(Debug)]
 enum Fault {
@@ -72,7 +73,7 @@ async fn hung_and_failing_stores_serve_defaults_with_reasons() {
             !response.fallbacks.iter().any(|f| ["user_id", "item_id", "hour", "device"].contains(&f.feature.as_str()))
         );
         let scene = predictor.scene("ranking").unwrap();
-        assert_eq!(scene.fallback_count("item_category", augur::assemble::FallbackReason::from_proto(reason)), 3);
+        assert_eq!(scene.fallback_count("item_category", fallback_reason_from_proto(reason)), 3);
         server.stop().await;
     }
 }

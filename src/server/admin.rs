@@ -116,13 +116,7 @@ fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
             }
         })
         .collect();
-    let reasons = [
-        FallbackReason::MissingRow,
-        FallbackReason::MissingField,
-        FallbackReason::ParseError,
-        FallbackReason::Timeout,
-        FallbackReason::StoreError,
-    ];
+    let reasons = FallbackReason::ALL;
     let fallbacks = scene
         .spec
         .features
