@@ -11,6 +11,7 @@ use augur::app::Parts;
 use augur::config::{Config, FetchConfig};
 use augur::fetch::{BoxFuture, FeatureStore, FetchError, Row};
 use augur::proto::FallbackReason;
+use augur::server::convert::fallback_reason_from_proto;
 
 #[derive(Debug)]
 enum Fault {
@@ -76,7 +77,7 @@ async fn hung_and_failing_stores_serve_defaults_with_reasons() {
             !response.fallbacks.iter().any(|f| ["user_id", "item_id", "hour", "device"].contains(&f.feature.as_str()))
         );
         let scene = predictor.scene("ranking").unwrap();
-        assert_eq!(scene.fallback_count("item_category", augur::assemble::FallbackReason::from_proto(reason)), 3);
+        assert_eq!(scene.fallback_count("item_category", fallback_reason_from_proto(reason)), 3);
         server.stop().await;
     }
 }

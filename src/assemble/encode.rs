@@ -12,101 +12,12 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::fallback::{Fallback, FallbackReason};
 use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, SourceRef, Spec, Step};
+use super::tensor::{Tensor, TensorData};
 use super::text;
 use crate::fetch::Row;
 use crate::fetch::Value;
-
-/// A model input, row-major `[rows, width]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    /// ONNX input name.
-    pub name: String,
-    /// Columns per row.
-    pub width: usize,
-    /// The values.
-    pub data: TensorData,
-}
-
-/// Tensor storage by element type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    /// Ids.
-    I64(Vec<i64>),
-    /// Dense values.
-    F32(Vec<f32>),
-}
-
-impl Tensor {
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        let len = match &self.data {
-            TensorData::I64(v) => v.len(),
-            TensorData::F32(v) => v.len(),
-        };
-        len / self.width.max(1)
-    }
-}
-
-/// Why a feature was served from its default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FallbackReason {
-    /// No row for the entity.
-    MissingRow,
-    /// Row (or request context) without this field.
-    MissingField,
-    /// A stored value that is not of the declared type.
-    ParseError,
-    /// The store did not answer within the fetch budget.
-    Timeout,
-    /// The store failed or could not be reached.
-    StoreError,
-}
-
-impl FallbackReason {
-    /// Every reason, in `reason as usize` order (per-reason counter arrays).
-    pub const ALL: [FallbackReason; 5] = [
-        FallbackReason::MissingRow,
-        FallbackReason::MissingField,
-        FallbackReason::ParseError,
-        FallbackReason::Timeout,
-        FallbackReason::StoreError,
-    ];
-
-    /// Snake-case name (the `reason` metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FallbackReason::MissingRow => "missing_row",
-            FallbackReason::MissingField => "missing_field",
-            FallbackReason::ParseError => "parse_error",
-            FallbackReason::Timeout => "timeout",
-            FallbackReason::StoreError => "store_error",
-        }
-    }
-
-    /// The domain reason of a proto reason (tests, clients); unspecified maps to missing row.
-    pub fn from_proto(reason: crate::proto::FallbackReason) -> Self {
-        use crate::proto::FallbackReason as P;
-        match reason {
-            P::Unspecified | P::MissingRow => FallbackReason::MissingRow,
-            P::MissingField => FallbackReason::MissingField,
-            P::ParseError => FallbackReason::ParseError,
-            P::Timeout => FallbackReason::Timeout,
-            P::StoreError => FallbackReason::StoreError,
-        }
-    }
-}
-
-/// One feature served from its default, for some or all candidates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fallback {
-    /// Feature name.
-    pub feature: String,
-    /// Why.
-    pub reason: FallbackReason,
-    /// Affected candidates; empty = all (user and context features).
-    pub candidates: Vec<u32>,
-}
 
 /// The model-ready form of one request.
 #[derive(Debug, Clone)]

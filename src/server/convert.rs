@@ -183,3 +183,15 @@ fn fallback(f: Fallback) -> proto::Fallback {
     };
     proto::Fallback { feature: f.feature, reason: reason as i32, candidates: f.candidates }
 }
+
+/// The domain reason of a proto reason (tests, clients); unspecified maps to missing row.
+pub fn fallback_reason_from_proto(p: proto::FallbackReason) -> FallbackReason {
+    use proto::FallbackReason as P;
+    match p {
+        P::Unspecified | P::MissingRow => FallbackReason::MissingRow,
+        P::MissingField => FallbackReason::MissingField,
+        P::ParseError => FallbackReason::ParseError,
+        P::Timeout => FallbackReason::Timeout,
+        P::StoreError => FallbackReason::StoreError,
+    }
+}
