@@ -8,8 +8,8 @@ use std::path::Path;
 use augur::assemble::encode::RequestView;
 use augur::assemble::{Spec, assemble};
 use augur::config::TableConfig;
+use augur::fetch::Value;
 use augur::fetch::{FeatureStore, MemoryStore};
-use augur::value::Value;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {

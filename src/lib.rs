@@ -10,28 +10,24 @@
 //! 6. [`predict`]   — the whole path above as one readable async fn.
 //!
 //! Beside the path: [`config`] (one validated tree), [`error`] (the one place errors become gRPC
-//! statuses), [`scene`] (scene → spec + model wiring), [`export`] (offline features, same code as
-//! serving), [`demo`] (synthetic catalogue), [`client`] (the `augur predict` CLI client).
+//! statuses), [`scene`] (scene → spec + model wiring), [`cli`] (the tools: `predict` client, demo
+//! data, feature export and load, load generator).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod app;
 pub mod assemble;
 pub mod batch;
-pub mod client;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod error;
-pub mod export;
 pub mod fetch;
-pub mod loadgen;
 pub mod model;
 pub mod predict;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
-pub mod value;
 
 /// Generated protobuf and gRPC code for `proto/augur/v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

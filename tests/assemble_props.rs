@@ -7,7 +7,7 @@ use std::sync::Arc;
 use augur::assemble::encode::RequestView;
 use augur::assemble::{Spec, TensorData, assemble};
 use augur::fetch::Row;
-use augur::value::Value;
+use augur::fetch::Value;
 use proptest::prelude::*;
 
 fn any_value() -> impl Strategy<Value = Value> {

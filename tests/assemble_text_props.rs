@@ -11,7 +11,7 @@ use augur::assemble::encode::RequestView;
 use augur::assemble::spec::Feature;
 use augur::assemble::{Spec, TensorData, assemble};
 use augur::fetch::Row;
-use augur::value::Value;
+use augur::fetch::Value;
 use proptest::prelude::*;
 
 fn any_text() -> impl Strategy<Value = String> {

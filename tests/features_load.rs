@@ -5,9 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use augur::fetch::load::OnError;
+use augur::cli::load::OnError;
+use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore};
-use augur::value::Value;
 use common::redis_server::{RedisServer, load, redis_config, redis_demo_config};
 
 const BAD_CSV: &str = "user_id,age,gender\nu1,30,f\nu2,40\nu3,50,m\n,60,f\nu5,70,f\n";

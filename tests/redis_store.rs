@@ -1,12 +1,12 @@
-//! Redis as the feature store: the demo tables loaded with `augur::fetch::load` serve exactly the
+//! Redis as the feature store: the demo tables loaded with `augur::cli::load` serve exactly the
 //! scores of the in-memory store, over real gRPC, against a real `redis-server`.
 
 mod common;
 
 use std::sync::Arc;
 
+use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore, Row};
-use augur::value::Value;
 use common::redis_server::{RedisServer, load_demo, redis_config, redis_demo_config};
 
 /// Requests covering known and unknown users and items, duplicates and a long candidate list.

@@ -14,8 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, SourceRef, Spec, Step};
 use super::text;
-use crate::fetch::Row;
-use crate::value::Value;
+use crate::fetch::{Row, Value};
 
 /// A model input, row-major `[rows, width]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::value::Value;
+use crate::fetch::Value;
 
 /// Why a spec cannot be used. Messages name the feature (and the input) at fault.
 #[derive(Debug, thiserror::Error)]

@@ -272,7 +272,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::value::Value;
+    use crate::fetch::Value;
 
     /// Counts reads; `users` has u0..u99, and a read takes `delay`.
     #[derive(Debug)]

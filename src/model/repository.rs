@@ -421,7 +421,7 @@ async fn warm_up(spec: &Spec, batcher: &Batcher) -> Result<Warmup, BatchError> {
     let mut warmup = Warmup::default();
     let context = HashMap::new();
     for rows in [1, batcher.config().max_batch_rows] {
-        let candidates: Vec<(String, HashMap<String, crate::value::Value>)> =
+        let candidates: Vec<(String, HashMap<String, crate::fetch::Value>)> =
             (0..rows).map(|i| (format!("warmup-{i}"), HashMap::new())).collect();
         let view = RequestView::new("", &context, &candidates);
         let assembled = assemble(spec, view, None, &vec![None; rows]);

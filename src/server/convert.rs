@@ -9,10 +9,10 @@ use tonic::metadata::MetadataMap;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, TensorData};
 use crate::config::ServerConfig;
 use crate::error::RequestError;
+use crate::fetch::Value;
 use crate::predict::{Prediction, ScoreRequest};
 use crate::proto;
 use crate::proto::feature_value::Kind;
-use crate::value::Value;
 
 /// Converts and bounds a PredictRequest.
 pub fn predict_request(p: proto::PredictRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {
