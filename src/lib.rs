@@ -14,19 +14,19 @@
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
 //! become gRPC statuses), [`telemetry`] (the metrics registry).
+//!
+//! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
+//! and load, the load generator).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod app;
 pub mod assemble;
 pub mod batch;
-pub mod client;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod error;
-pub mod export;
 pub mod fetch;
-pub mod loadgen;
 pub mod model;
 pub mod predict;
 pub mod scene;

@@ -9,8 +9,7 @@ use crate::assemble::encode::RequestView;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
 use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
-use crate::fetch::Value;
-use crate::fetch::{FeatureStore, FetchError, Row};
+use crate::fetch::{FeatureStore, FetchError, Row, Value};
 use crate::scene::{Scene, Stage};
 
 /// A scoring request in domain form (already checked against the server's generic limits).

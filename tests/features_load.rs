@@ -5,8 +5,8 @@ mod common;
 
 use std::process::Command;
 
+use augur::cli::load::OnError;
 use augur::fetch::Value;
-use augur::fetch::load::OnError;
 use augur::fetch::{FeatureStore, RedisFeatureStore};
 use common::redis_server::{RedisServer, load, redis_config, redis_demo_config};
 

@@ -16,17 +16,17 @@ async fn export_from_redis_equals_export_from_memory() {
     load_demo(&config).await;
     let dir = tempfile::tempdir().unwrap();
     // The demo generator's default seed writes the committed catalogue plus an impression log.
-    let spec = augur::demo::DemoSpec { impressions: 3000, ..Default::default() };
-    augur::demo::generate(&spec, dir.path()).unwrap();
+    let spec = augur::cli::demo::DemoSpec { impressions: 3000, ..Default::default() };
+    augur::cli::demo::generate(&spec, dir.path()).unwrap();
     let ranking = Spec::load(&common::root().join("features/ranking.yaml")).unwrap();
     let impressions = dir.path().join("impressions.csv");
 
     let memory = augur::app::store(&common::demo_config(""), &augur::telemetry::Metrics::new()).await.unwrap();
     let from_memory =
-        augur::export::export(&ranking, memory.as_ref(), &impressions, &dir.path().join("m")).await.unwrap();
+        augur::cli::export::export(&ranking, memory.as_ref(), &impressions, &dir.path().join("m")).await.unwrap();
     let redis_store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await.unwrap();
     let from_redis =
-        augur::export::export(&ranking, redis_store.as_ref(), &impressions, &dir.path().join("r")).await.unwrap();
+        augur::cli::export::export(&ranking, redis_store.as_ref(), &impressions, &dir.path().join("r")).await.unwrap();
 
     assert_eq!(from_memory.rows, 3000);
     assert_eq!((from_redis.rows, from_redis.positives), (from_memory.rows, from_memory.positives));

@@ -1,4 +1,4 @@
-//! Redis as the feature store: the demo tables loaded with `augur::fetch::load` serve exactly the
+//! Redis as the feature store: the demo tables loaded with `augur::cli::load` serve exactly the
 //! scores of the in-memory store, over real gRPC, against a real `redis-server`.
 
 mod common;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use augur::loadgen::{LoadConfig, Mode};
+use augur::cli::loadgen::{LoadConfig, Mode};
 use augur::proto::GetStatsRequest;
 use augur::proto::model_admin_client::ModelAdminClient;
 
@@ -50,15 +50,16 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
         connections: 2,
         timeout: Some(Duration::from_secs(10)),
     };
-    let closed = augur::loadgen::run(&base).await.unwrap();
+    let closed = augur::cli::loadgen::run(&base).await.unwrap();
     assert!(closed.ok > 0 && closed.errors.is_empty(), "{closed}");
     assert_eq!(closed.items_per_s, closed.requests_per_s * 20.0);
     assert!(closed.latency_ms.p50 > 0.0 && closed.latency_ms.p99 >= closed.latency_ms.p50);
     let fetch = closed.server_stages.iter().find(|s| s.stage == "fetch").expect("server stages in the report");
     assert!(fetch.count > 0);
 
-    let open =
-        augur::loadgen::run(&LoadConfig { mode: Mode::Open { rate: 100.0, max_in_flight: 64 }, ..base }).await.unwrap();
+    let open = augur::cli::loadgen::run(&LoadConfig { mode: Mode::Open { rate: 100.0, max_in_flight: 64 }, ..base })
+        .await
+        .unwrap();
     assert!(open.ok > 0 && open.errors.is_empty(), "{open}");
     assert!(open.ok <= 60, "open loop at 100/s for 0.5 s sent {} requests", open.ok);
     server.stop().await;

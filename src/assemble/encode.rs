@@ -16,8 +16,7 @@ use super::fallback::{Fallback, FallbackReason};
 use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, SourceRef, Spec, Step};
 use super::tensor::{Tensor, TensorData};
 use super::text;
-use crate::fetch::Row;
-use crate::fetch::Value;
+use crate::fetch::{Row, Value};
 
 /// The model-ready form of one request.
 #[derive(Debug, Clone)]

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row};
+use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row, Value};
 use crate::config::TableConfig;
-use crate::fetch::Value;
 
 /// Tables held in memory, by name then id.
 #[derive(Debug, Default)]

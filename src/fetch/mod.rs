@@ -2,12 +2,11 @@
 //!
 //! [`FeatureStore`] is the seam: the in-memory store ([`memory`]) is the embedded default; Redis
 //! and Redis Cluster ([`redis`]) implement the same trait, optionally behind a local cache
-//! ([`cache`]) for hot rows. [`load`] bulk-loads tables into Redis (`augur features load`). A
-//! missing row is not an error (assembly falls back to spec defaults and reports it); an
-//! unreachable store is.
+//! ([`cache`]) for hot rows. Rows hold [`Value`]s, the typed value requests also carry. A missing
+//! row is not an error (assembly falls back to spec defaults and reports it); an unreachable
+//! store is. (Writing tables into Redis is a tool beside the path: [`crate::cli::load`].)
 
 pub mod cache;
-pub mod load;
 pub mod memory;
 pub mod redis;
 mod value;

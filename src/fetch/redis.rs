@@ -6,7 +6,7 @@
 //! `"{namespace}:{table}:{id}"`, e.g. `augur:items:i42`); its fields are the feature field names
 //! and its values text, exactly as the CSV cells of the in-memory store: lists joined by `|`,
 //! floats written by Rust's shortest round-trip formatting (`format!("{}", f64)`, what
-//! [`load`](super::load) writes for JSONL numbers), so `"0.1"` parses back to the very same `f64`
+//! [`load`](crate::cli::load) writes for JSONL numbers), so `"0.1"` parses back to the very same `f64`
 //! and a model sees identical inputs whichever store served them. Values are handed to assembly as
 //! [`Value::Str`]; assembly parses them into the declared type and reports a `ParseError` fallback
 //! when it cannot, so a bad value in Redis is never an error here (bytes that are not UTF-8 are
@@ -75,9 +75,8 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, RedisResult};
 
-use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row};
+use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row, Value};
 use crate::config::{KeyTemplate, RedisConfig};
-use crate::fetch::Value;
 
 /// Longest pause between reconnection attempts: once Redis is back, reads recover within it.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);

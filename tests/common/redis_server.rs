@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use augur::cli::load::{LoadOptions, LoadSummary, OnError, load_file};
 use augur::config::{Config, RedisConfig, StoreConfig};
-use augur::fetch::load::{LoadOptions, LoadSummary, OnError, load_file};
 use tempfile::TempDir;
 
 /// One `redis-server` child process.
@@ -174,7 +174,7 @@ pub fn redis_config(config: &Config) -> &RedisConfig {
 
 /// Loads one file with the library loader (default options: skip bad lines, batches of 1000).
 pub async fn load(config: &Config, table: &str, file: &Path, key: Option<&str>, on_error: OnError) -> LoadSummary {
-    let store = augur::fetch::load::connect(redis_config(config)).await.expect("connect for load");
+    let store = augur::cli::load::connect(redis_config(config)).await.expect("connect for load");
     let options = LoadOptions { table: table.to_owned(), key_column: key.map(str::to_owned), batch: 1000, on_error };
     load_file(&store, file, &options, &indicatif::ProgressBar::hidden()).await.expect("load")
 }

@@ -14,8 +14,7 @@ use ndarray_npy::NpzWriter;
 
 use crate::assemble::encode::RequestView;
 use crate::assemble::{DType, Spec, TensorData, assemble};
-use crate::fetch::Value;
-use crate::fetch::{FeatureStore, FetchError};
+use crate::fetch::{FeatureStore, FetchError, Value};
 
 /// Rows read per store round trip.
 const CHUNK: usize = 1024;

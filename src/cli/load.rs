@@ -26,9 +26,8 @@ use indicatif::ProgressBar;
 use redis::Cmd;
 use tokio::task::JoinHandle;
 
-use super::redis::RedisFeatureStore;
-use super::{FetchError, LoadError};
 use crate::config::{RedisConfig, TableConfig};
+use crate::fetch::{FetchError, LoadError, RedisFeatureStore};
 
 /// Batches written concurrently while the next one is parsed.
 const IN_FLIGHT: usize = 4;

@@ -1,0 +1,221 @@
+//! The command line: every subcommand, flag and default, as clap structs. The bodies live in one
+//! file per group (`serve.rs`, `predict.rs`, `bench.rs`, `demo.rs`, `features.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "augur", version, about = "Online CTR prediction service over gRPC")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Serve Predict / GetFeatures, health and reflection over gRPC.
+    Serve(ServeArgs),
+    /// Call Predict on a running server and print the scores.
+    Predict(PredictArgs),
+    /// Generate the deterministic synthetic demo catalogue and impression log.
+    DemoData(DemoDataArgs),
+    /// Generate the search_suggest demo: the suggestion catalogue and (with --log) a query log.
+    SuggestDemoData(SuggestDemoDataArgs),
+    /// Load generator: drive a running augur and report throughput and latency percentiles.
+    Bench(BenchArgs),
+    /// The ceiling: raw ONNX Runtime throughput on a model at a fixed batch shape.
+    BenchOrt(BenchOrtArgs),
+    /// Offline features, computed by the serving code.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum FeaturesCommand {
+    /// Impression log + store tables → features.npz + meta.json (the model's exact inputs).
+    Export(ExportArgs),
+    /// Bulk-load a table from CSV or JSONL into the configured Redis (HSET per row, pipelined).
+    Load(LoadArgs),
+}
+
+// The structs below carry no doc comment of their own: the variant's doc above is the
+// subcommand's help text.
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// TOML config layered over the embedded defaults (then AUGUR__ env vars).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PredictArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub(crate) addr: String,
+    /// Scene.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// User id.
+    #[arg(long)]
+    pub(crate) user: String,
+    /// Comma-separated item ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) items: Vec<String>,
+    /// Context values as key=value (ints, floats, else strings); repeatable.
+    #[arg(long = "context")]
+    pub(crate) context: Vec<String>,
+    /// Seconds to keep retrying the connection while the server starts.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) wait: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoDataArgs {
+    /// Output directory.
+    #[arg(long, default_value = "demo")]
+    pub(crate) out: PathBuf,
+    /// Users.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) users: usize,
+    /// Items.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) items: usize,
+    /// Impressions (0 = catalogue only).
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) impressions: usize,
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SuggestDemoDataArgs {
+    /// Directory for suggestions.csv.
+    #[arg(long, default_value = "demo")]
+    pub(crate) out: PathBuf,
+    /// Impression log to write (user_id,item_id,query,device,label); omitted = catalogue only.
+    #[arg(long)]
+    pub(crate) log: Option<PathBuf>,
+    /// Users the log is for (`user_id`, `segment` columns).
+    #[arg(long, default_value = "demo/users.csv")]
+    pub(crate) users: PathBuf,
+    /// Suggestions in the catalogue.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) suggestions: usize,
+    /// Typed queries in the log (each logs one row per suggestion shown).
+    #[arg(long, default_value_t = 40_000)]
+    pub(crate) queries: usize,
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub(crate) addr: String,
+    /// Scene.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// Open loop at this many requests/s (default: closed loop).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Closed-loop callers (or, open loop, the outstanding-request cap).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Unmeasured lead-in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) warmup: f64,
+    /// Candidates per request.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) candidates: usize,
+    /// Users in the catalogue.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) users: usize,
+    /// Items in the catalogue.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) items: usize,
+    /// Zipf exponent of item popularity.
+    #[arg(long, default_value_t = 1.1)]
+    pub(crate) zipf: f64,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) connections: usize,
+    /// grpc-timeout per request, milliseconds.
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchOrtArgs {
+    /// The .onnx file.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Rows per run.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) batch: usize,
+    /// Threads, one session each.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
+    /// Intra-op threads per session.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) intra_op_threads: usize,
+    /// Random ids are drawn from [0, vocab).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub(crate) vocab: i64,
+    /// Seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    /// Config naming the store tables and the scene's spec.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Scene whose spec to apply.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// Impression CSV: user_id,item_id,label[,context columns...].
+    #[arg(long)]
+    pub(crate) impressions: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LoadArgs {
+    /// Config with `store.kind = "redis"`.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Table name (`{table}` in the key template).
+    #[arg(long)]
+    pub(crate) table: String,
+    /// Rows: `.csv` with a header, or `.jsonl`. Default: the table's `store.tables` path.
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// Column holding the id. Default: the table's `store.tables` key, else the first column.
+    #[arg(long)]
+    pub(crate) key_column: Option<String>,
+    /// Rows per pipeline.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) batch: u32,
+    /// A line that cannot be loaded: `skip` it (reported) or `stop`.
+    #[arg(long, default_value = "skip")]
+    pub(crate) on_error: augur::cli::load::OnError,
+}

@@ -1,0 +1,69 @@
+//! `augur bench` (load generator against a running server) and `augur bench-ort` (the raw ONNX
+//! Runtime ceiling it is compared with).
+
+use std::time::Duration;
+
+use augur::cli::loadgen;
+
+use crate::args::{BenchArgs, BenchOrtArgs};
+
+pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
+    let BenchArgs {
+        addr,
+        scene,
+        rate,
+        concurrency,
+        duration,
+        warmup,
+        candidates,
+        users,
+        items,
+        zipf,
+        connections,
+        timeout_ms,
+        json,
+    } = args;
+    let mode = match rate {
+        Some(rate) => loadgen::Mode::Open { rate, max_in_flight: concurrency.max(1) * 64 },
+        None => loadgen::Mode::Closed { concurrency },
+    };
+    let config = loadgen::LoadConfig {
+        addr,
+        scene,
+        mode,
+        duration: Duration::from_secs_f64(duration),
+        warmup: Duration::from_secs_f64(warmup),
+        candidates,
+        users,
+        items,
+        zipf,
+        seed: 7,
+        connections,
+        timeout: timeout_ms.map(Duration::from_millis),
+    };
+    let report = loadgen::run(&config).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn raw_ort(args: BenchOrtArgs) -> anyhow::Result<()> {
+    let BenchOrtArgs { model, batch, threads, intra_op_threads, vocab, duration, json } = args;
+    let options = augur::model::onnx::SessionOptions { intra_op_threads, library: None };
+    let report = tokio::task::spawn_blocking(move || {
+        loadgen::raw_ort::run(&model, batch, threads, &options, vocab, Duration::from_secs_f64(duration))
+    })
+    .await??;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "raw ORT: batch {} x {} threads ({} intra-op): {} runs, {:.0} items/s",
+            report.batch, report.threads, report.intra_op_threads, report.runs, report.items_per_s
+        );
+    }
+    Ok(())
+}

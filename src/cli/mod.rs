@@ -1,0 +1,15 @@
+//! Beside the path: the tools behind the `augur` subcommands other than `serve`. None of this runs
+//! on the request path; the tools reuse the path's modules so that what they compute is what the
+//! service would.
+//!
+//! - [`client`]  — `augur predict`: a small gRPC client for poking a running server.
+//! - [`demo`]    — `augur demo-data`, `augur suggest-demo-data`: deterministic synthetic data.
+//! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
+//! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
+//! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
+
+pub mod client;
+pub mod demo;
+pub mod export;
+pub mod load;
+pub mod loadgen;
