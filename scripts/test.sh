@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
-# formatting, clippy (warnings are errors), the Python tools' self-test, and the whole cargo
+# formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
+# and the whole cargo
 # test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis
 # Cluster servers the tests start themselves).
 set -euo pipefail
@@ -9,6 +10,7 @@ bash scripts/setup.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
+python3 scripts/check_module_cycles.py
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
