@@ -236,3 +236,103 @@ fn check(spec: &Spec, request: &ScoreRequest) -> Result<(), RequestError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::fetch::BoxFuture;
+
+    /// A store whose reads take `delay` on tokio's clock: under a paused clock the test, not the
+    /// machine's load, decides which of a read and the fetch budget ends first.
+    #[derive(Debug)]
+    struct Slow {
+        delay: Duration,
+        reads: AtomicUsize,
+    }
+
+    impl Slow {
+        fn new(delay: Duration) -> Arc<Self> {
+            Arc::new(Slow { delay, reads: AtomicUsize::new(0) })
+        }
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+    }
+
+    impl FeatureStore for Slow {
+        fn get_rows<'a>(
+            &'a self,
+            _table: &'a str,
+            ids: &'a [&'a str],
+            _fields: &'a [String],
+        ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
+            Box::pin(async move {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                Ok(vec![Some(Arc::new(Row::new())); ids.len()])
+            })
+        }
+    }
+
+    /// A predictor without scenes, for its fetch budget: 50 ms at most, 10 ms kept back.
+    fn predictor(store: &Arc<Slow>) -> Predictor {
+        let store: Arc<dyn FeatureStore> = Arc::clone(store) as _;
+        Predictor::new(Vec::new(), store, FetchConfig { max_budget_ms: 50, inference_reserve_ms: 10 })
+    }
+
+    /// The read `features_for` would run: the store is only called once the future is polled.
+    async fn read(store: &Slow) -> Result<Vec<Option<Arc<Row>>>, FetchError> {
+        store.get_rows("users", &["u1"], &[]).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_store_is_cut_at_the_budget_and_served_as_timeout() {
+        let store = Slow::new(Duration::from_secs(3600));
+        let budget = predictor(&store).fetch_budget(None);
+        assert_eq!(budget, Some(Duration::from_millis(50)), "no deadline: the cap");
+        assert!(matches!(bounded(read(&store), budget).await, Ok(Err(FallbackReason::Timeout))));
+        assert_eq!(store.reads(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_inside_the_budget_is_served_and_one_past_it_is_not() {
+        let budget = Some(Duration::from_millis(50));
+        let inside = Slow::new(Duration::from_millis(49));
+        let rows = bounded(read(&inside), budget).await.unwrap().expect("answered 1 ms before the budget ran out");
+        assert_eq!(rows.len(), 1);
+        let past = Slow::new(Duration::from_millis(51));
+        assert!(matches!(bounded(read(&past), budget).await, Ok(Err(FallbackReason::Timeout))));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_inside_the_inference_reserve_leaves_no_fetch_at_all() {
+        let store = Slow::new(Duration::ZERO);
+        let predictor = predictor(&store);
+        // 5 ms left, 10 ms reserved: nothing for the store, whatever the clock says by now.
+        let budget = predictor.fetch_budget(Some(Instant::now() + Duration::from_millis(5)));
+        assert_eq!(budget, None);
+        assert!(matches!(bounded(read(&store), budget).await, Ok(Err(FallbackReason::Timeout))));
+        assert_eq!(store.reads(), 0, "the store was not even asked");
+        // A far deadline is cut to the cap; a near one below the cap bounds the budget.
+        assert_eq!(
+            predictor.fetch_budget(Some(Instant::now() + Duration::from_secs(3600))),
+            predictor.fetch_budget(None)
+        );
+        let near = predictor.fetch_budget(Some(Instant::now() + Duration::from_millis(40)));
+        assert!(near.is_none_or(|b| b <= Duration::from_millis(30)), "{near:?}");
+    }
+
+    #[tokio::test]
+    async fn store_errors_degrade_and_an_unknown_table_fails() {
+        let down = async {
+            Err(FetchError::Unavailable { store: "test".into(), source: Arc::new(std::io::Error::other("refused")) })
+        };
+        assert!(matches!(bounded(down, Some(Duration::from_secs(1))).await, Ok(Err(FallbackReason::StoreError))));
+        let slow = async { Err(FetchError::Timeout { store: "test".into(), after_ms: 1 }) };
+        assert!(matches!(bounded(slow, Some(Duration::from_secs(1))).await, Ok(Err(FallbackReason::Timeout))));
+        let unknown = async { Err(FetchError::UnknownTable("nope".into())) };
+        assert!(bounded(unknown, Some(Duration::from_secs(1))).await.is_err());
+    }
+}

@@ -39,19 +39,19 @@ async fn full_inference_queue_is_resource_exhausted() {
 
 #[tokio::test]
 async fn unmeetable_deadline_is_deadline_exceeded() {
-    // A 1 s answering margin against a 500 ms timeout: expired on arrival, rejected before any
-    // work. (tonic's own timer, which would answer CANCELLED, is 500 ms away: ample slack even on
-    // a loaded machine, where a 1 ms timeout raced it.)
-    let server = common::start(common::demo_config("[server]\ndeadline_margin_us = 1000000\n")).await;
+    // A 20 s answering margin against a 10 s timeout: expired on arrival (the margin leaves no
+    // time at all, whatever the clock says), rejected before any work. tonic's own timer, which
+    // would answer CANCELLED, is 10 s away, so even a stalled machine does not race it.
+    let server = common::start(common::demo_config("[server]\ndeadline_margin_us = 20000000\n")).await;
     let mut client = server.client().await;
     let mut request = tonic::Request::new(common::ranking_request("u1", &["i1", "i2"]));
-    request.set_timeout(Duration::from_millis(500));
+    request.set_timeout(Duration::from_secs(10));
     let status = client.predict(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{}", status.message());
     assert!(status.message().contains("grpc-timeout"), "{}", status.message());
-    // A generous deadline is met.
+    // A generous deadline is met (60 s, the default maximum, less the margin: 40 s).
     let mut request = tonic::Request::new(common::ranking_request("u1", &["i1", "i2"]));
-    request.set_timeout(Duration::from_secs(30));
+    request.set_timeout(Duration::from_secs(60));
     assert_eq!(client.predict(request).await.unwrap().into_inner().scores.len(), 2);
     server.stop().await;
 }

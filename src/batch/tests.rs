@@ -1,5 +1,8 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
+use std::task::Poll;
 
 use proptest::prelude::*;
 
@@ -39,18 +42,63 @@ fn row_score(tensors: &[Tensor], r: usize) -> f32 {
     s as f32
 }
 
-/// A runner that blocks until the test opens the gate, counting runs.
+/// A runner that blocks until the test opens the gate, counting runs. It reports each run as it
+/// starts, so a test knows the thread is busy by a signal rather than by sleeping long enough.
 struct Gated {
-    gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    gate: mpsc::Receiver<()>,
+    started: tokio::sync::mpsc::UnboundedSender<()>,
     runs: Arc<AtomicUsize>,
 }
 
 impl Model for Gated {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
-        let _ = self.gate.lock().unwrap().recv();
+        let _ = self.started.send(());
+        let _ = self.gate.recv();
         self.runs.fetch_add(1, Ordering::SeqCst);
         Ok(vec![0.5; tensors[0].rows()])
     }
+}
+
+/// The test's side of a [`Gated`] runner.
+struct Gate {
+    open: mpsc::Sender<()>,
+    started: tokio::sync::mpsc::UnboundedReceiver<()>,
+    runs: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    /// Returns once the runner has entered `run` (and is blocked at the gate).
+    async fn running(&mut self) {
+        self.started.recv().await.expect("the inference thread is alive");
+    }
+
+    /// Lets `n` runs through.
+    fn open(&self, n: usize) {
+        for _ in 0..n {
+            self.open.send(()).unwrap();
+        }
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+fn gated() -> (Gated, Gate) {
+    let (open, gate) = mpsc::channel();
+    let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    (Gated { gate, started: started_tx, runs: Arc::clone(&runs) }, Gate { open, started, runs })
+}
+
+/// Polls `call` once and leaves it pending: `infer` queues its chunks before it first awaits, so
+/// afterwards they are in the queue, with no sleep and no scheduler in between.
+async fn queue<F: Future + Unpin>(call: &mut F) {
+    std::future::poll_fn(|cx| {
+        assert!(Pin::new(&mut *call).poll(cx).is_pending(), "answered while the runner was blocked");
+        Poll::Ready(())
+    })
+    .await;
 }
 
 fn tensors(request: u64, rows: usize) -> Vec<Tensor> {
@@ -123,54 +171,42 @@ async fn requests_are_merged_into_one_run() {
 
 #[tokio::test]
 async fn full_queue_fails_fast_with_queue_full() {
-    let (open, gate) = mpsc::channel();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
-    let batcher = Arc::new(Batcher::start(boxed(vec![runner]), config(1, 1, 0), context()));
-    // One chunk can be in the (blocked) runner and one in the queue; of three, one must bounce.
-    let handles: Vec<_> = (0..3)
-        .map(|i| {
-            let b = Arc::clone(&batcher);
-            tokio::spawn(async move { b.infer(tensors(i, 1).into(), None).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for _ in 0..3 {
-        let _ = open.send(());
-    }
-    let mut full = 0;
-    for h in handles {
-        match h.await.unwrap() {
-            Err(BatchError::QueueFull { capacity: 1 }) => full += 1,
-            Ok(scores) => assert_eq!(scores, vec![0.5]),
-            Err(e) => panic!("unexpected {e}"),
-        }
-    }
-    assert!(full >= 1, "no request saw a full queue");
-    assert_eq!(batcher.stats().rejected, full as u64);
+    let (runner, mut gate) = gated();
+    let batcher = Batcher::start(boxed(vec![runner]), config(1, 1, 0), context());
+    // The only thread takes the first chunk and blocks in the model: the queue is empty again.
+    let mut running = Box::pin(batcher.infer(tensors(0, 1).into(), None));
+    queue(&mut running).await;
+    gate.running().await;
+    // The second chunk takes the one queue slot, so the third is refused at once.
+    let mut waiting = Box::pin(batcher.infer(tensors(1, 1).into(), None));
+    queue(&mut waiting).await;
+    let refused = batcher.infer(tensors(2, 1).into(), None).await;
+    assert!(matches!(refused, Err(BatchError::QueueFull { capacity: 1 })), "{refused:?}");
+    gate.open(2);
+    assert_eq!(running.await.unwrap(), vec![0.5]);
+    assert_eq!(waiting.await.unwrap(), vec![0.5]);
+    assert_eq!(gate.runs(), 2, "the refused chunk never reached the model");
+    assert_eq!(batcher.stats().rejected, 1);
 }
 
 #[tokio::test]
 async fn expired_chunks_are_answered_without_running() {
-    let (open, gate) = mpsc::channel();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let runner = Gated { gate: Arc::new(Mutex::new(gate)), runs: Arc::clone(&runs) };
-    let batcher = Arc::new(Batcher::start(boxed(vec![runner]), config(1, 8, 0), context()));
-    let blocker = {
-        let b = Arc::clone(&batcher);
-        tokio::spawn(async move { b.infer(tensors(0, 1).into(), None).await })
-    };
-    tokio::time::sleep(Duration::from_millis(20)).await; // the blocker is now in the runner
-    let deadline = Instant::now() + Duration::from_millis(5);
-    let late = {
-        let b = Arc::clone(&batcher);
-        tokio::spawn(async move { b.infer(tensors(1, 1).into(), Some(deadline)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(30)).await; // its deadline passes while it is queued
-    open.send(()).unwrap();
-    assert!(blocker.await.unwrap().is_ok());
-    assert!(matches!(late.await.unwrap(), Err(BatchError::Expired)));
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the expired chunk must not be run");
+    let (runner, mut gate) = gated();
+    let batcher = Batcher::start(boxed(vec![runner]), config(1, 8, 0), context());
+    let mut blocker = Box::pin(batcher.infer(tensors(0, 1).into(), None));
+    queue(&mut blocker).await;
+    gate.running().await;
+    // Queued behind the blocker with a deadline that has already passed when the thread gets to
+    // it. (`checked_sub`: an `Instant` cannot go below boot time; `now()` itself is never in the
+    // future of the thread's later `now()`, so it expires just the same.)
+    let deadline = Instant::now().checked_sub(Duration::from_millis(1)).unwrap_or_else(Instant::now);
+    let mut late = Box::pin(batcher.infer(tensors(1, 1).into(), Some(deadline)));
+    queue(&mut late).await;
+    // One spare pass: a wrongly run expired chunk fails the count below instead of hanging.
+    gate.open(2);
+    assert!(blocker.await.is_ok());
+    assert!(matches!(late.await, Err(BatchError::Expired)));
+    assert_eq!(gate.runs(), 1, "the expired chunk must not be run");
     assert_eq!(batcher.stats().expired, 1);
 }
 

@@ -297,17 +297,27 @@ mod tests {
     use super::*;
     use crate::fetch::Value;
 
-    /// Counts reads; `users` has u0..u99, and a read takes `delay`.
+    /// Counts reads; `users` has u0..u99. A read waits until `open` is true, so a test can
+    /// hold it in flight for as long as it needs, not for a guessed time.
     #[derive(Debug)]
     struct Counting {
         reads: AtomicUsize,
         ids_read: AtomicUsize,
-        delay: Duration,
+        open: tokio::sync::watch::Receiver<bool>,
     }
 
     impl Counting {
-        fn new(delay: Duration) -> Self {
-            Counting { reads: AtomicUsize::new(0), ids_read: AtomicUsize::new(0), delay }
+        /// Reads answer at once.
+        fn new() -> Self {
+            Self::with_gate(tokio::sync::watch::channel(true).1)
+        }
+        /// Reads wait until the returned sender sends `true`.
+        fn gated() -> (Self, tokio::sync::watch::Sender<bool>) {
+            let (open, gate) = tokio::sync::watch::channel(false);
+            (Self::with_gate(gate), open)
+        }
+        fn with_gate(open: tokio::sync::watch::Receiver<bool>) -> Self {
+            Counting { reads: AtomicUsize::new(0), ids_read: AtomicUsize::new(0), open }
         }
         fn reads(&self) -> usize {
             self.reads.load(Ordering::SeqCst)
@@ -324,7 +334,7 @@ mod tests {
             Box::pin(async move {
                 self.reads.fetch_add(1, Ordering::SeqCst);
                 self.ids_read.fetch_add(ids.len(), Ordering::SeqCst);
-                tokio::time::sleep(self.delay).await;
+                let _ = self.open.clone().wait_for(|open| *open).await;
                 Ok(ids
                     .iter()
                     .map(|id| {
@@ -349,8 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn hits_misses_and_negative_hits_are_counted() {
-        let store =
-            CachedStore::new(Counting::new(Duration::ZERO), &config(100, 60_000, 60_000), &CacheMetrics::default());
+        let store = CachedStore::new(Counting::new(), &config(100, 60_000, 60_000), &CacheMetrics::default());
         let f = fields(&["age"]);
         let rows = store.get_rows("users", &["u1", "u2", "nope"], &f).await.unwrap();
         assert_eq!(rows[0].as_ref().unwrap()["age"], Value::Str("age-1".into()));
@@ -376,28 +385,45 @@ mod tests {
         assert_eq!(store.inner().reads(), 5);
     }
 
+    // moka expires entries on its own clock (std `Instant`; its mock clock is crate-private), so
+    // these two sleep for real. Only lower bounds matter, which load cannot break: the sleep is 3x
+    // the short TTL, and the long TTL is a minute, far beyond any stall of a shared machine.
+    const SHORT_TTL_MS: u64 = 100;
+    const LONG_TTL_MS: u64 = 60_000;
+    const PAST_SHORT_TTL: Duration = Duration::from_millis(3 * SHORT_TTL_MS);
+
     #[tokio::test]
-    async fn rows_and_missing_ids_expire_after_their_own_ttl() {
-        let store = CachedStore::new(Counting::new(Duration::ZERO), &config(100, 600, 100), &CacheMetrics::default());
+    async fn missing_ids_expire_after_the_negative_ttl_while_rows_stay() {
+        let store =
+            CachedStore::new(Counting::new(), &config(100, LONG_TTL_MS, SHORT_TTL_MS), &CacheMetrics::default());
         let f = fields(&["age"]);
         store.get_rows("users", &["u1", "nope"], &f).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        // The negative entry expired, the row did not.
+        tokio::time::sleep(PAST_SHORT_TTL).await;
+        let rows = store.get_rows("users", &["u1", "nope"], &f).await.unwrap();
+        assert!(rows[0].is_some() && rows[1].is_none());
+        assert_eq!(store.inner().reads(), 2, "the expired negative entry was read again");
+        assert_eq!(store.inner().ids_read.load(Ordering::SeqCst), 3, "only `nope`, not the row");
+        assert_eq!(store.stats().hits, 1);
+    }
+
+    #[tokio::test]
+    async fn rows_expire_after_the_row_ttl_while_missing_ids_stay() {
+        let store =
+            CachedStore::new(Counting::new(), &config(100, SHORT_TTL_MS, LONG_TTL_MS), &CacheMetrics::default());
+        let f = fields(&["age"]);
         store.get_rows("users", &["u1", "nope"], &f).await.unwrap();
-        assert_eq!(store.inner().reads(), 2);
-        assert_eq!(store.inner().ids_read.load(Ordering::SeqCst), 3);
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        store.get_rows("users", &["u1"], &f).await.unwrap();
-        assert_eq!(store.inner().reads(), 3, "row TTL passed");
+        tokio::time::sleep(PAST_SHORT_TTL).await;
+        let rows = store.get_rows("users", &["u1", "nope"], &f).await.unwrap();
+        assert!(rows[0].is_some() && rows[1].is_none());
+        assert_eq!(store.inner().reads(), 2, "the expired row was read again");
+        assert_eq!(store.inner().ids_read.load(Ordering::SeqCst), 3, "only `u1`, not the missing id");
+        assert_eq!(store.stats().negative_hits, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_on_one_key_cost_one_store_read() {
-        let store = Arc::new(CachedStore::new(
-            Counting::new(Duration::from_millis(100)),
-            &config(100, 60_000, 60_000),
-            &CacheMetrics::default(),
-        ));
+        let (inner, open) = Counting::gated();
+        let store = Arc::new(CachedStore::new(inner, &config(100, 60_000, 60_000), &CacheMetrics::default()));
         let calls: Vec<_> = (0..16)
             .map(|_| {
                 let store = Arc::clone(&store);
@@ -407,21 +433,24 @@ mod tests {
                 })
             })
             .collect();
+        // The one read is held until every call has looked the key up and missed: all 16 are
+        // then in flight together, however the threads were scheduled.
+        while store.stats().misses < 16 {
+            tokio::task::yield_now().await;
+        }
+        open.send(true).unwrap();
         for call in calls {
             let rows = call.await.unwrap();
             assert_eq!(rows[0].as_ref().unwrap()["age"], Value::Str("age-7".into()));
         }
         assert_eq!(store.inner().reads(), 1);
         let stats = store.stats();
-        assert_eq!(stats.store_reads, 1);
-        assert_eq!(stats.misses + stats.hits, 16, "{stats:?}");
-        assert_eq!(stats.coalesced, stats.misses - 1, "{stats:?}");
+        assert_eq!((stats.misses, stats.hits, stats.coalesced, stats.store_reads), (16, 0, 15, 1), "{stats:?}");
     }
 
     #[tokio::test]
     async fn size_is_bounded_and_evictions_counted() {
-        let store =
-            CachedStore::new(Counting::new(Duration::ZERO), &config(10, 60_000, 60_000), &CacheMetrics::default());
+        let store = CachedStore::new(Counting::new(), &config(10, 60_000, 60_000), &CacheMetrics::default());
         let f = fields(&["age"]);
         for n in 0..100 {
             let id = format!("u{n}");

@@ -394,6 +394,55 @@ mod tests {
         h
     }
 
+    /// The deadline layer (1 ms margin) around a Prediction handler that takes `work` on tokio's
+    /// clock and reports the deadline it was handed.
+    async fn call_taking(work: Duration, grpc_timeout: &str) -> (Response<Body>, Option<CallDeadline>) {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let handler = {
+            let seen = Arc::clone(&seen);
+            tower::service_fn(move |request: Request<()>| {
+                *seen.lock().unwrap() = request.extensions().get::<CallDeadline>().copied();
+                async move {
+                    tokio::time::sleep(work).await;
+                    Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+                }
+            })
+        };
+        let layer = DeadlineLayer {
+            default: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+            margin: Duration::from_millis(1),
+        };
+        let mut request = Request::new(());
+        *request.uri_mut() = "/augur.v1.Prediction/Predict".parse().unwrap();
+        request.headers_mut().insert("grpc-timeout", grpc_timeout.parse().unwrap());
+        let response = layer.layer(handler).call(request).await.unwrap();
+        let seen = *seen.lock().unwrap();
+        (response, seen)
+    }
+
+    // Paused clock: the handler's work ends when the test's durations say, not when a busy
+    // machine gets round to it. The deadline is read from the real clock on arrival, at or after
+    // the paused clock's start, so real delays can only move it later: work shorter than the
+    // deadline always passes, and work that never ends always expires.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_running_at_its_deadline_is_answered_deadline_exceeded() {
+        let (response, seen) = call_taking(Duration::from_secs(3600), "100m").await;
+        let status = tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        let message = status.message();
+        assert!(message.contains("while processing") && message.contains("grpc-timeout"), "{message}");
+        assert_eq!(seen.map(|d| d.timeout), Some(Duration::from_millis(100)), "the handler saw the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_done_before_its_deadline_passes_through() {
+        // 98 ms of work against 100 ms less the 1 ms margin.
+        let (response, seen) = call_taking(Duration::from_millis(98), "100m").await;
+        assert_eq!(response_code(response.headers()), Code::Ok);
+        assert!(seen.is_some());
+    }
+
     #[test]
     fn grpc_timeout_parses_every_unit_and_refuses_what_the_spec_does_not_allow() {
         assert_eq!(parse_grpc_timeout(&headers("250m")).unwrap(), Some(Duration::from_millis(250)));

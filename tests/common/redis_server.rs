@@ -42,7 +42,7 @@ impl RedisServer {
         let log = self.log_path();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--enable-debug-command", "yes"])
+            .args(["--daemonize", "no"])
             .args(["--dir", self.dir.path().to_str().unwrap(), "--logfile", log.to_str().unwrap()]);
         if let Some(bus) = self.bus_port {
             let conf = self.dir.path().join(format!("nodes-{}.conf", self.port));
@@ -103,6 +103,35 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP: the server freezes with its connections open and answers nothing until
+    /// [`Self::resume`] — a stall that lasts exactly as long as the test wants. Returns once the
+    /// kernel reports the process stopped.
+    pub fn freeze(&self) {
+        let pid = self.signal("-STOP");
+        let started = Instant::now();
+        // /proc/<pid>/stat: "<pid> (<comm>) <state> ...", state T when stopped by a signal.
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+        };
+        while !stopped() {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGCONT after [`Self::freeze`]: the server answers what queued up meanwhile and goes on.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) -> u32 {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+        pid
     }
 
     /// A new, empty server on the same port (after [`Self::kill`]).
