@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use augur::app::Parts;
-use common::fake_model::{FakeLoader, fake_config, fake_repository};
+use common::fake_model::{FakeLoader, start_fake};
 use prost::Message;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -17,13 +15,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const HANG: Duration = Duration::from_secs(60);
-
-async fn start(loader: &FakeLoader, extra: &str) -> (tempfile::TempDir, common::TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = fake_config(&fake_repository(dir.path()), extra);
-    let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
-    (dir, common::start_with(config, parts).await)
-}
 
 /// Sends one Predict over a raw HTTP/2 stream with `grpc-timeout: value`; returns grpc-status
 /// and grpc-message (from the headers of a trailers-only response, else from the trailers).
@@ -68,7 +59,7 @@ async fn raw_predict(addr: std::net::SocketAddr, value: &str) -> (i32, String) {
 #[tokio::test]
 async fn absurd_grpc_timeouts_get_a_status_and_the_server_keeps_serving() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "").await;
+    let (_dir, server) = start_fake(&loader, "").await;
     // Valid per the spec but absurd: clamped to server.max_deadline_ms, so the call succeeds.
     assert_eq!(raw_predict(server.addr, "99999999H").await.0, Code::Ok as i32);
     // Not valid per the spec (more than 8 digits, no unit, unknown unit, not a number).
@@ -87,7 +78,7 @@ async fn absurd_grpc_timeouts_get_a_status_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_excess_over_the_global_limit_is_shed_and_health_is_not_counted() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "[server]\nconcurrency_limit = 2\ndefault_deadline_ms = 60000\n").await;
+    let (_dir, server) = start_fake(&loader, "[server]\nconcurrency_limit = 2\ndefault_deadline_ms = 60000\n").await;
     loader.controls.close();
     let admitted: Vec<_> = (0..2)
         .map(|i| {
@@ -132,7 +123,7 @@ async fn the_excess_over_the_global_limit_is_shed_and_health_is_not_counted() {
 #[tokio::test]
 async fn a_configured_bearer_token_is_required_except_for_health() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "[server]\nauth_token = \"s3cret\"\n").await;
+    let (_dir, server) = start_fake(&loader, "[server]\nauth_token = \"s3cret\"\n").await;
     let mut client = server.client().await;
     let status = client.predict(common::ranking_request("u1", &["i1"])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");

@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use augur::app::Parts;
 use augur::server::ServeError;
-use common::fake_model::{FakeLoader, fake_config, fake_repository};
+use common::fake_model::{FakeLoader, start_fake};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::HealthCheckRequest;
@@ -20,13 +18,6 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// Guards a wait that should end on its own, so a bug fails the test instead of hanging it.
 const HANG: Duration = Duration::from_secs(60);
-
-async fn start(loader: &FakeLoader, extra: &str) -> (tempfile::TempDir, common::TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = fake_config(&fake_repository(dir.path()), extra);
-    let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
-    (dir, common::start_with(config, parts).await)
-}
 
 /// Starts `n` Predict calls that the closed gate holds inside augur; returns once all are in flight.
 async fn hold_in_flight(
@@ -56,7 +47,7 @@ async fn hold_in_flight(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_calls_finish_streams_end_and_the_server_stops_within_grace() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "[server]\ngrace_ms = 30000\ndefault_deadline_ms = 60000\n").await;
+    let (_dir, server) = start_fake(&loader, "[server]\ngrace_ms = 30000\ndefault_deadline_ms = 60000\n").await;
 
     let mut health = HealthClient::new(server.channel().await);
     let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
@@ -97,7 +88,7 @@ async fn in_flight_calls_finish_streams_end_and_the_server_stops_within_grace() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_bounds_the_drain_and_names_what_was_cut() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "[server]\ngrace_ms = 300\ndefault_deadline_ms = 60000\n").await;
+    let (_dir, server) = start_fake(&loader, "[server]\ngrace_ms = 300\ndefault_deadline_ms = 60000\n").await;
     let calls = hold_in_flight(&server, &loader, 2).await;
     server.request_shutdown().await;
     let result = tokio::time::timeout(HANG, server.join()).await.expect("the grace did not bound the drain");
@@ -115,7 +106,7 @@ async fn the_grace_bounds_the_drain_and_names_what_was_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_request_cuts_the_drain_short() {
     let loader = FakeLoader::default();
-    let (_dir, server) = start(&loader, "[server]\ngrace_ms = 600000\ndrain_delay_ms = 600000\n").await;
+    let (_dir, server) = start_fake(&loader, "[server]\ngrace_ms = 600000\ndrain_delay_ms = 600000\n").await;
     server.request_shutdown().await;
     server.request_shutdown().await;
     let result = tokio::time::timeout(HANG, server.join()).await.expect("a second request must end the drain");

@@ -110,3 +110,12 @@ pub fn fake_config(repo: &Path, extra: &str) -> Config {
     config.model.poll_interval_ms = 0;
     config
 }
+
+/// augur on [`fake_config`] with `loader` as its model loader; the returned directory holds the
+/// repository and must live as long as the server.
+pub async fn start_fake(loader: &FakeLoader, extra: &str) -> (tempfile::TempDir, super::TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fake_config(&fake_repository(dir.path()), extra);
+    let parts = augur::app::Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
+    (dir, super::start_with(config, parts).await)
+}
