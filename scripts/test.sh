@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
-# formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check
-# and the whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity,
-# Redis and Redis Cluster servers the tests start themselves).
+# formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
+# the Prometheus alert rules and scrape config (promtool) and the whole cargo test suite (unit,
+# gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis Cluster servers the
+# tests start themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +11,8 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
 python3 scripts/check_module_cycles.py
+promtool check rules deploy/prometheus/alerts.yml
+promtool check config deploy/prometheus/prometheus.yml
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

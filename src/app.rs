@@ -10,7 +10,12 @@
 //! flush]. Everything after the signal is bounded by `server.grace_ms`; a second request or the
 //! end of the grace cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming
 //! what was cut.
+//!
+//! The admin HTTP port ([`crate::admin_http`]) is bound at build time (a taken port fails
+//! start-up at once), serves from [`App::serve`] on, reports `/readyz` from the same moments as
+//! the gRPC health, and closes only after step 4 so `/metrics` can be scraped during the drain.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 
+use crate::admin_http::{self, Readiness};
 use crate::config::{Config, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
 use crate::model::ModelLoader;
@@ -40,6 +46,15 @@ pub enum StartError {
     /// A scene could not be loaded.
     #[error(transparent)]
     Scene(#[from] SceneError),
+    /// The admin HTTP port could not be bound.
+    #[error("admin.listen: cannot bind {addr}: {source}")]
+    AdminBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The public services whose health is reported besides the whole server (`""`).
@@ -72,8 +87,12 @@ pub struct App {
     metrics: Metrics,
     /// Cancelled when shutdown starts: watchers and long-lived streams end on it.
     shutdown: CancellationToken,
-    /// Every spawned task and thread (watchers, inference and loading threads).
+    /// Every spawned task and thread (watchers, inference and loading threads, admin HTTP).
     tracker: TaskTracker,
+    /// The admin HTTP listener, bound at build time; `None` when `admin.enabled = false`.
+    admin: Option<TcpListener>,
+    /// `/readyz`: true exactly while the gRPC health reports SERVING.
+    readiness: Readiness,
 }
 
 /// How to build an [`App`] other than from the config alone (tests, embedding).
@@ -97,6 +116,12 @@ impl App {
     /// cores); start-up fails if a scene has no servable version.
     pub async fn build_with(config: Config, parts: Parts) -> Result<App, StartError> {
         let metrics = parts.metrics.unwrap_or_default();
+        let admin = if config.admin.enabled {
+            let addr = config.admin.listen;
+            Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?)
+        } else {
+            None
+        };
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let store = match parts.store {
@@ -118,7 +143,17 @@ impl App {
             scenes.push(scene);
         }
         let predictor = Arc::new(Predictor::new(scenes, store, config.fetch.clone()));
-        Ok(App { config, predictor, metrics, shutdown, tracker })
+        Ok(App { config, predictor, metrics, shutdown, tracker, admin, readiness: Readiness::default() })
+    }
+
+    /// The bound admin HTTP address (the real port when `admin.listen` asked for port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The readiness flag `/readyz` reports.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 
     /// The scenes and the store.
@@ -133,7 +168,15 @@ impl App {
 
     /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
     pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
-        let App { config, predictor, metrics, shutdown, tracker } = self;
+        let App { config, predictor, metrics, shutdown, tracker, admin, readiness } = self;
+        // Cancelled after the gRPC server has drained (step 4), or when it fails.
+        let admin_stop = CancellationToken::new();
+        if let Some(listener) = admin {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "admin HTTP listening: /metrics /healthz /readyz");
+            }
+            admin_http::spawn(listener, metrics.clone(), readiness.clone(), &tracker, admin_stop.clone());
+        }
         let (health, health_service) = tonic_health::server::health_reporter();
         // SERVING only now: every scene's model is loaded and warmed up and the store answered
         // at build time.
@@ -141,6 +184,7 @@ impl App {
         for service in SERVICES {
             health.set_service_status(service, ServingStatus::Serving).await;
         }
+        readiness.set(true);
         let stop_accepting = CancellationToken::new();
         let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
         let server_config = config.server.clone();
@@ -152,7 +196,9 @@ impl App {
         tokio::select! {
             result = &mut server => {
                 // The server failed on its own (it only returns early on an error).
+                readiness.set(false);
                 shutdown.cancel();
+                admin_stop.cancel();
                 return result?;
             }
             () = next(&mut requests) => {}
@@ -163,6 +209,7 @@ impl App {
 
         // (1) Stop advertising: probes and health-checking clients stop sending new calls.
         tracing::info!(grace_ms = config.server.grace_ms, "shutdown 1/6: health NOT_SERVING");
+        readiness.set(false);
         health.set_service_status("", ServingStatus::NotServing).await;
         for service in SERVICES {
             health.set_service_status(service, ServingStatus::NotServing).await;
@@ -204,6 +251,8 @@ impl App {
                 cut.push(format!("{} in-flight calls", metrics.rpc.in_flight.get()));
             }
         }
+        // The drain is over: the admin port closes with the other tasks.
+        admin_stop.cancel();
         // (5) Batchers flush: without routing tables the last `Arc<Version>` goes with the last
         // request, the queues close and the inference threads answer what is queued and exit.
         tracing::info!("shutdown 5/6: batchers flush");

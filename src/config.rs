@@ -43,6 +43,75 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// The scenes served: each pairs a feature spec with a model repository directory.
     pub scenes: Vec<SceneConfig>,
+    /// The admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Log format and filter of `augur serve`.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[admin]`: the operator's HTTP port, apart from the public gRPC one so probes and scrapes are
+/// never counted, shed or authenticated like Prediction calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Off: no admin port (metrics stay readable through `ModelAdmin.GetStats`).
+    #[serde(default = "default_admin_enabled")]
+    pub enabled: bool,
+    /// Address to bind; loopback by default because `/metrics` is unauthenticated. Port 0 picks a
+    /// free port (tests).
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { enabled: default_admin_enabled(), listen: default_admin_listen() }
+    }
+}
+
+const fn default_admin_enabled() -> bool {
+    true
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+/// `[log]`: how `augur serve` writes its logs (other subcommands keep human logs on stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` for a terminal, `json` (one object per line) for a log collector.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `tracing` env-filter directives; `RUST_LOG`, when set, overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::default(), level: default_log_level() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Aligned text, coloured on a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line: fields, span context, level, target and message.
+    Json,
+}
+
+/// `ort=warn`: ONNX Runtime logs every session option at info.
+pub const DEFAULT_LOG_LEVEL: &str = "info,ort=warn";
+
+fn default_log_level() -> String {
+    DEFAULT_LOG_LEVEL.to_owned()
 }
 
 /// Time budget of the feature fetch: min(`max_budget_ms`, caller's deadline − `inference_reserve_ms`).
@@ -590,6 +659,9 @@ impl Config {
                 return Err(invalid(&format!("scenes[{i}].name"), &format!("`{}` is listed twice", scene.name)));
             }
         }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty (e.g. \"info,ort=warn\")"));
+        }
         let tables = match &self.store {
             StoreConfig::Memory { tables } => tables,
             StoreConfig::Redis(redis) => {
@@ -657,6 +729,24 @@ mod tests {
         let config = Config::from_toml("").expect("default config");
         assert_eq!(config.scenes[0].name, "ranking");
         assert_eq!(config.model.inference_threads, 1);
+        assert!(config.admin.enabled);
+        assert!(config.admin.listen.ip().is_loopback(), "/metrics is unauthenticated: loopback by default");
+        assert_eq!(config.log.format, LogFormat::Human);
+        assert_eq!(config.log.level, DEFAULT_LOG_LEVEL);
+    }
+
+    #[test]
+    fn admin_and_log_sections_parse() {
+        let config = Config::from_toml(
+            "[admin]\nlisten = \"0.0.0.0:0\"\nenabled = false\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+        )
+        .expect("config");
+        assert!(!config.admin.enabled);
+        assert_eq!(config.admin.listen.port(), 0);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.level, "debug");
+        assert!(Config::from_toml("[log]\nformat = \"xml\"\n").is_err());
+        assert!(Config::from_toml("[log]\nlevel = \" \"\n").is_err());
     }
 
     #[test]

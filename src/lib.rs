@@ -13,13 +13,15 @@
 //!
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
-//! become gRPC statuses), [`telemetry`] (the metrics registry).
+//! become gRPC statuses), [`telemetry`] (the metrics registry), [`admin_http`] (the operator's
+//! HTTP port: `/metrics`, `/healthz`, `/readyz`).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod admin_http;
 pub mod app;
 pub mod assemble;
 pub mod batch;

@@ -276,6 +276,110 @@ pub struct CacheMetrics {
     pub evictions: Family<TableLabels, Counter>,
 }
 
+/// `{version}` of `augur_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version (`CARGO_PKG_VERSION`).
+    pub version: String,
+}
+
+// === process metrics ===
+//
+// Read from /proc when encoded, so a scrape sees the current value and nothing polls between
+// scrapes. Off Linux (no /proc) they are simply absent from the exposition: encoding nothing for
+// a metric leaves only its HELP/TYPE lines.
+
+/// Linux reports CPU times in USER_HZ ticks, 100 on every architecture Linux supports (Go's
+/// procfs and the Prometheus client libraries assume the same); `sysconf` would need `unsafe`.
+const USER_HZ: f64 = 100.0;
+
+/// `augur_process_cpu_seconds_total`: user + system CPU time of the process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessCpu;
+
+/// `augur_process_resident_memory_bytes`: resident set size (`VmRSS`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessResident;
+
+/// `augur_process_open_fds`: open file descriptors (sockets, model files, log segments).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessOpenFds;
+
+/// `augur_process_start_time_seconds`: Unix time the process started; a change means a restart.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessStartTime;
+
+/// Fields of `/proc/self/stat` after the command name (which may contain spaces): index 0 is the
+/// state, the 3rd field of the file.
+fn proc_stat_fields() -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // The state is a letter: keep a placeholder so indexes match `proc(5)` minus 3.
+    Some(rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+}
+
+/// CPU seconds (utime + stime) from `/proc/self/stat`.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let f = proc_stat_fields()?;
+    // utime and stime are fields 14 and 15.
+    Some((*f.get(11)? + *f.get(12)?) as f64 / USER_HZ)
+}
+
+/// Resident set size in bytes from `/proc/self/status` (kB there, no page size needed).
+pub fn process_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Open file descriptors: entries of `/proc/self/fd` (the directory handle itself included,
+/// as every Prometheus client counts it).
+pub fn process_open_fds() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+/// Start time, Unix seconds: boot time (`btime` of `/proc/stat`) + `starttime` ticks.
+pub fn process_start_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    // starttime is field 22.
+    let ticks = *proc_stat_fields()?.get(19)?;
+    Some(btime as f64 + ticks as f64 / USER_HZ)
+}
+
+macro_rules! process_metric {
+    ($ty:ty, $kind:ident, $read:expr, $encode:ident) => {
+        impl TypedMetric for $ty {
+            const TYPE: MetricType = MetricType::$kind;
+        }
+
+        impl EncodeMetric for $ty {
+            fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+                match $read {
+                    Some(v) => process_metric!(@encode $encode, encoder, v),
+                    None => Ok(()),
+                }
+            }
+
+            fn metric_type(&self) -> MetricType {
+                Self::TYPE
+            }
+        }
+    };
+    (@encode counter, $encoder:ident, $v:ident) => {
+        $encoder.encode_counter::<NoLabelSet, _, f64>(&$v, None)
+    };
+    (@encode gauge, $encoder:ident, $v:ident) => {
+        $encoder.encode_gauge(&$v)
+    };
+}
+
+process_metric!(ProcessCpu, Counter, process_cpu_seconds(), counter);
+process_metric!(ProcessResident, Gauge, process_resident_bytes(), gauge);
+process_metric!(ProcessOpenFds, Gauge, process_open_fds(), gauge);
+process_metric!(ProcessStartTime, Gauge, process_start_time_seconds(), gauge);
+
 /// Every metric of the process, registered once. Cheap to clone (handles share storage).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -334,6 +438,13 @@ impl Metrics {
         r.register("cache_lookups", "Local feature cache lookups by result", cache.lookups.clone());
         r.register("cache_store_reads", "Reads the local cache sent to the store", cache.store_reads.clone());
         r.register("cache_evictions", "Cache entries evicted by the size bound", cache.evictions.clone());
+        r.register("process_cpu_seconds", "User and system CPU time of the process", ProcessCpu);
+        r.register("process_resident_memory_bytes", "Resident memory size in bytes", ProcessResident);
+        r.register("process_open_fds", "Open file descriptors", ProcessOpenFds);
+        r.register("process_start_time_seconds", "Start time of the process since the Unix epoch", ProcessStartTime);
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        r.register("build_info", "1, labelled with the running build", build);
         Metrics { registry: Arc::new(r), rpc, path, batch, model, cache }
     }
 
@@ -388,5 +499,24 @@ mod tests {
         metrics.rpc.requests.get_or_create(&RpcLabels { method: "/x.Y/Z".into(), code: "OK".into() }).inc();
         let text = metrics.render();
         assert!(text.contains("augur_rpc_requests_total{method=\"/x.Y/Z\",code=\"OK\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn process_metrics_and_build_info_render() {
+        let text = Metrics::new().render();
+        let value = |name: &str| -> f64 {
+            let line =
+                text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(value("augur_process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("augur_process_open_fds") >= 3.0);
+        assert!(value("augur_process_cpu_seconds_total") >= 0.0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let start = value("augur_process_start_time_seconds");
+        assert!(start > now - 86_400.0 && start <= now + 1.0, "start {start}, now {now}");
+        assert!(text.contains("# TYPE augur_process_cpu_seconds counter"), "{text}");
+        let build = format!("augur_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&build), "{text}");
     }
 }

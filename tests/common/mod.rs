@@ -14,6 +14,10 @@ use tonic::transport::Channel;
 /// A running server; `stop` shuts it down gracefully and re-raises its errors and panics.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin HTTP port (`None` when the config disabled it).
+    pub admin_addr: Option<SocketAddr>,
+    /// The flag `/readyz` reports.
+    pub readiness: augur::admin_http::Readiness,
     /// The app's predictor and metrics, for white-box checks.
     pub predictor: std::sync::Arc<augur::predict::Predictor>,
     pub metrics: augur::telemetry::Metrics,
@@ -68,15 +72,19 @@ pub async fn start(config: Config) -> TestServer {
 }
 
 /// Starts augur with some parts supplied (a fake model loader, a faulty store).
-pub async fn start_with(config: Config, parts: augur::app::Parts) -> TestServer {
+pub async fn start_with(mut config: Config, parts: augur::app::Parts) -> TestServer {
     let listen = config.server.listen;
+    // Many servers run at once in one test binary: never the fixed default admin port.
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     let app = augur::app::App::build_with(config, parts).await.expect("build app");
     let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     let addr = listener.local_addr().unwrap();
+    let admin_addr = app.admin_addr();
+    let readiness = app.readiness().clone();
     let (predictor, metrics) = (std::sync::Arc::clone(app.predictor()), app.metrics().clone());
     let (shutdown, requests) = mpsc::channel(4);
     let handle = tokio::spawn(app.serve(listener, requests));
-    TestServer { addr, predictor, metrics, shutdown, handle }
+    TestServer { addr, admin_addr, readiness, predictor, metrics, shutdown, handle }
 }
 
 pub fn int(i: i64) -> FeatureValue {

@@ -5,10 +5,8 @@ use anyhow::Context;
 
 use augur::config::Config;
 
-use crate::args::ServeArgs;
-
-pub(crate) async fn run(ServeArgs { config }: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref())?;
+/// `config` was loaded by main, before tracing, so its `[log]` section could set the format.
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // Signals are listened for before the (slow) model loads, so an early SIGTERM is not lost.
     let requests = augur::shutdown::signals();
     let listen = config.server.listen;

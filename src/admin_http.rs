@@ -1,0 +1,136 @@
+//! The operator's HTTP port, beside the data path: `/metrics` (Prometheus text of the one
+//! [`Metrics`] registry), `/healthz` (the process runs) and `/readyz` (the gRPC health is
+//! SERVING). Plain HTTP/1.1 on hyper, which tonic already brings: three fixed routes need no
+//! router framework.
+//!
+//! It lives apart from the gRPC listener so scrapes and probes are never counted, shed, timed out
+//! or authenticated like Prediction calls, and it stays up until the gRPC server has drained so
+//! the drain itself can be watched.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::telemetry::Metrics;
+
+/// Content type of the Prometheus text format that `prometheus-client` writes.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A client that sends no complete request head within this is dropped (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the instance should receive traffic: true from the moment the gRPC health turns
+/// SERVING until shutdown step 1 turns it NOT_SERVING. Cheap to clone (shared flag).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+// === impl Readiness ===
+
+impl Readiness {
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Reads the flag.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+struct State {
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+/// Accepts on `listener` until `stop`, serving each connection on its own task on `tracker`;
+/// on `stop` open connections finish their current request and close.
+pub fn spawn(
+    listener: TcpListener,
+    metrics: Metrics,
+    readiness: Readiness,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) {
+    let state = State { metrics, readiness };
+    let connections = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "admin listener: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let state = state.clone();
+            let stop = stop.clone();
+            connections.spawn(serve_connection(stream, peer, state, stop));
+        }
+    });
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: State, stop: CancellationToken) {
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, &request)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+    }
+}
+
+fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            response
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.readiness.get() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

@@ -1,0 +1,129 @@
+//! The admin HTTP port: `/metrics` shows what a known workload implies (plus process metrics),
+//! `/healthz` answers while the process runs, `/readyz` follows the gRPC health (503 from
+//! shutdown step 1, while in-flight calls still drain and `/metrics` stays scrapeable), and any
+//! other path is 404.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use augur::app::Parts;
+use common::fake_model::{FakeLoader, fake_config, fake_repository};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 GET over a fresh connection: (status, headers, body).
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect admin port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample line that starts with `series ` (exact labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Every `augur_*` name in `deploy/prometheus/alerts.yml` is a family this exposition declares
+/// (a rule on a misspelt name never fires, and promtool cannot tell).
+fn alert_rules_use_exported_names(text: &str) {
+    let rules = std::fs::read_to_string(common::root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let declared: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let mut checked = 0;
+    for (start, _) in rules.match_indices("augur_") {
+        let name: String =
+            rules[start..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(declared.contains(&family), "alerts.yml uses `{name}`, which /metrics does not export");
+        checked += 1;
+    }
+    assert!(checked >= 10, "alerts.yml should reference augur's metrics ({checked} found)");
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let loader = FakeLoader::default();
+    let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
+    let server = common::start_with(fake_config(&fake_repository(dir.path()), ""), parts).await;
+    let admin = server.admin_addr.expect("admin port enabled by default");
+    assert!(admin.ip().is_loopback() && admin.port() != 0);
+
+    let mut client = server.client().await;
+    for i in 0..3 {
+        client.predict(common::ranking_request(&format!("u{i}"), &["i1", "i2"])).await.unwrap();
+    }
+
+    let (status, head, text) = get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert_eq!(
+        sample(&text, "augur_rpc_requests_total{method=\"/augur.v1.Prediction/Predict\",code=\"OK\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "augur_stage_duration_seconds_count{scene=\"ranking\",stage=\"total\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(text.contains("augur_stage_duration_seconds_bucket{"), "{text}");
+    assert!(sample(&text, "augur_process_resident_memory_bytes").is_some_and(|v| v > 0.0), "{text}");
+    assert!(sample(&text, "augur_process_open_fds").is_some_and(|v| v > 0.0), "{text}");
+    assert!(sample(&text, "augur_process_start_time_seconds").is_some_and(|v| v > 1.0e9), "{text}");
+    assert!(text.contains("augur_process_cpu_seconds_total "), "{text}");
+    assert!(text.contains(&format!("augur_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.ends_with("# EOF\n"), "a complete exposition");
+    println!("/metrics: {} bytes, {} lines", text.len(), text.lines().count());
+    alert_rules_use_exported_names(&text);
+
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    assert_eq!(get(admin, "/readyz").await.0, 200);
+    assert!(server.readiness.get());
+    assert_eq!(get(admin, "/nope").await.0, 404);
+    assert_eq!(get(admin, "/metrics/extra").await.0, 404);
+
+    // Hold one call in flight so the drain (step 4) waits for it.
+    loader.controls.close();
+    let mut held = server.client().await;
+    let call = tokio::spawn(async move { held.predict(common::ranking_request("u9", &["i1"])).await });
+    while loader.controls.waiting.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.request_shutdown().await;
+    while server.readiness.get() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Not ready, still alive, still scrapeable while the call drains.
+    assert_eq!(get(admin, "/readyz").await.0, 503);
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    let (status, _, text) = get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&text, "augur_rpc_in_flight"), Some(1.0), "{text}");
+
+    loader.controls.open();
+    call.await.unwrap().expect("the held call finishes during the drain");
+    server.join().await.expect("clean shutdown");
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "the admin port closes with the app");
+}
+
+#[tokio::test]
+async fn the_admin_port_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let loader = FakeLoader::default();
+    let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
+    let config = fake_config(&fake_repository(dir.path()), "[admin]\nenabled = false\n");
+    let server = common::start_with(config, parts).await;
+    assert_eq!(server.admin_addr, None);
+    server.stop().await;
+}
