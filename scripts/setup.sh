@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything augur needs on a fresh Debian machine, idempotently:
-#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server (tests).
+#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server and
+#     etcd-server (tests start their own servers).
 #   - A project-local Python venv (.venv, git-ignored) with the pinned onnxruntime wheel, whose
 #     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train.
 # Nothing is installed globally for Python; nothing is downloaded outside the package registries.
@@ -11,6 +12,8 @@ need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# etcd 3.4 (/usr/bin/etcd): the registry tests start it on free ports with a temp data dir.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""

@@ -13,7 +13,8 @@
 //!
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
-//! become gRPC statuses), [`telemetry`] (the metrics registry).
+//! become gRPC statuses), [`telemetry`] (the metrics registry), [`registry`] (etcd registration
+//! with a kept-alive lease).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator).
@@ -29,6 +30,7 @@ pub mod error;
 pub mod fetch;
 pub mod model;
 pub mod predict;
+pub mod registry;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
