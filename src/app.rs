@@ -2,8 +2,8 @@
 //! metrics registry, health reporter, the task tracker every spawned task and thread reports to)
 //! and runs the ordered shutdown, whose steps later work fills in.
 //!
-//! On the first shutdown request: (1) health NOT_SERVING [+ deregister from the service
-//! registry] → (2) wait `server.drain_delay_ms` while still serving, so clients and load
+//! On the first shutdown request: (1) health NOT_SERVING + deregister from the service registry
+//! (when configured) → (2) wait `server.drain_delay_ms` while still serving, so clients and load
 //! balancers move away → (3) stop accepting, end long-lived streams (health Watch,
 //! StreamFeatures) and the repository watchers → (4) in-flight RPCs finish → (5) batchers flush
 //! (routing tables emptied; inference threads answer what is queued and exit) → (6) [samples

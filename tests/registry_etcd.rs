@@ -99,8 +99,12 @@ async fn registers_the_go_naming_value_under_a_kept_alive_lease() {
 async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
     let etcd = EtcdServer::start().await;
     // A long drain delay: the server keeps accepting after step (1), so the key must be gone
-    // while health still answers (NOT_SERVING).
-    let toml = format!("[server]\ndrain_delay_ms = 5000\n{}", registry_toml(&etcd, ""));
+    // while health still answers (NOT_SERVING). A TTL far longer than the test: the lease can only
+    // end by being revoked, not by expiring.
+    let toml = format!(
+        "[server]\ndrain_delay_ms = 8000\n[registry]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nservices = [\"{SERVICE}\"]\nlease_ttl_s = 300\n",
+        etcd.endpoint()
+    );
     let server = common::start(common::demo_config(&toml)).await;
     let mut client = etcd.client().await;
     let key = format!("{SERVICE}/{}", server.addr);
@@ -111,9 +115,16 @@ async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
     wait_for_no_key(&mut client, &key).await;
     let status = health.check(HealthCheckRequest { service: String::new() }).await.expect("still answering");
     assert_eq!(status.into_inner().status(), ServingStatus::NotServing);
-    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
-    assert!(ttl.ttl() <= 0, "the lease is revoked, not left to expire: {ttl:?}");
     assert_eq!(state(&server), 0);
+    // The keys are deleted first, then the lease is revoked.
+    tokio::time::timeout(HANG, async {
+        while client.lease_time_to_live(lease, None).await.unwrap().ttl() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("lease never revoked");
+    assert_eq!(registrations(&server, "lost"), 0, "leaving is not a loss");
 
     server.join().await.expect("clean shutdown");
 }
