@@ -207,3 +207,16 @@ fn config_validation_names_the_key() {
     let unknown = Config::from_toml(&format!("{etcd}lease_ttl = 3\n")).unwrap_err();
     assert!(unknown.to_string().contains("lease_ttl"), "{unknown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_etcd_dead_is_bounded_and_clean() {
+    let mut etcd = EtcdServer::start().await;
+    let toml = registry_toml(&etcd, "deregister_timeout_ms = 500\n");
+    let server = common::start(common::demo_config(&toml)).await;
+    let mut client = etcd.client().await;
+    wait_for_key(&mut client, &format!("{SERVICE}/{}", server.addr), |_, _| true).await;
+
+    etcd.kill();
+    // Deregistration fails within its bound (logged); the drain goes on and ends cleanly.
+    tokio::time::timeout(HANG, server.stop()).await.expect("shutdown hung on a dead etcd");
+}
