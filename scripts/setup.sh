@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything augur needs on a fresh Debian machine, idempotently:
-#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server (tests),
-#     prometheus (only for `promtool check rules` in scripts/test.sh; ~96 MB installed).
+#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server and
+#     etcd-server (tests start their own servers), Go with the etcd and gRPC-Go sources (the Go
+#     resolver test builds examples/go/ offline), prometheus (only for `promtool` in
+#     scripts/test.sh; ~96 MB installed).
 #   - A project-local Python venv (.venv, git-ignored) with the pinned onnxruntime wheel, whose
 #     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train.
 # Nothing is installed globally for Python; nothing is downloaded outside the package registries.
@@ -13,6 +15,12 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# etcd 3.4 (/usr/bin/etcd): the registry tests start it on free ports with a temp data dir.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+# Go 1.19 + the etcd 3.4 and gRPC-Go sources: tests build examples/go/ offline in GOPATH mode.
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+[ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3/naming/resolver ] || need_apt+=(golang-etcd-server-dev)
+[ -d /usr/share/gocode/src/google.golang.org/grpc/health ] || need_apt+=(golang-google-grpc-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""

@@ -2,8 +2,8 @@
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
 # formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
 # the Prometheus alert rules and scrape config (promtool) and the whole cargo test suite (unit,
-# gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis Cluster servers the
-# tests start themselves).
+# gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis Cluster servers and
+# etcd the tests start themselves, the Go resolver example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -2,8 +2,8 @@
 //! metrics registry, health reporter, the task tracker every spawned task and thread reports to)
 //! and runs the ordered shutdown, whose steps later work fills in.
 //!
-//! On the first shutdown request: (1) health NOT_SERVING [+ deregister from the service
-//! registry] → (2) wait `server.drain_delay_ms` while still serving, so clients and load
+//! On the first shutdown request: (1) health NOT_SERVING + deregister from the service registry
+//! (when configured) → (2) wait `server.drain_delay_ms` while still serving, so clients and load
 //! balancers move away → (3) stop accepting, end long-lived streams (health Watch,
 //! StreamFeatures) and the repository watchers → (4) in-flight RPCs finish → (5) batchers flush
 //! (routing tables emptied; inference threads answer what is queued and exit) → (6) [samples
@@ -25,13 +25,14 @@ use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 
 use crate::admin_http::{self, Readiness};
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, RegistryConfig, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
 use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdminServer;
 use crate::proto::prediction_server::PredictionServer;
+use crate::registry::{Registry, RegistryError};
 use crate::scene::{RepositoryContext, Scene, SceneError, watch};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
@@ -55,6 +56,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The service registry did not answer within `registry.connect_timeout_ms`.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 /// The public services whose health is reported besides the whole server (`""`).
@@ -87,12 +91,15 @@ pub struct App {
     metrics: Metrics,
     /// Cancelled when shutdown starts: watchers and long-lived streams end on it.
     shutdown: CancellationToken,
-    /// Every spawned task and thread (watchers, inference and loading threads, admin HTTP).
+    /// Every spawned task and thread (watchers, inference and loading threads, admin HTTP, the
+    /// registry keepalive).
     tracker: TaskTracker,
     /// The admin HTTP listener, bound at build time; `None` when `admin.enabled = false`.
     admin: Option<TcpListener>,
     /// `/readyz`: true exactly while the gRPC health reports SERVING.
     readiness: Readiness,
+    /// Where this instance announces itself, when configured.
+    registry: Option<Arc<dyn Registry>>,
 }
 
 /// How to build an [`App`] other than from the config alone (tests, embedding).
@@ -143,7 +150,10 @@ impl App {
             scenes.push(scene);
         }
         let predictor = Arc::new(Predictor::new(scenes, store, config.fetch.clone()));
-        Ok(App { config, predictor, metrics, shutdown, tracker, admin, readiness: Readiness::default() })
+        // Connected now so an unreachable registry fails start-up naming its endpoints;
+        // registration itself waits until the server is listening and SERVING.
+        let registry = crate::registry::build(&config.registry, &metrics).await?;
+        Ok(App { config, predictor, metrics, shutdown, tracker, admin, readiness: Readiness::default(), registry })
     }
 
     /// The bound admin HTTP address (the real port when `admin.listen` asked for port 0).
@@ -168,7 +178,8 @@ impl App {
 
     /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
     pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
-        let App { config, predictor, metrics, shutdown, tracker, admin, readiness } = self;
+        let App { config, predictor, metrics, shutdown, tracker, admin, readiness, registry } = self;
+        let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.
         let admin_stop = CancellationToken::new();
         if let Some(listener) = admin {
@@ -193,6 +204,23 @@ impl App {
             server::serve(listener, &server_config, shared, health_service, stop.cancelled_owned()).await
         });
 
+        // Register only now: the listener accepts and health says SERVING. A failed first attempt
+        // is retried by the keepalive task, which runs until shutdown step (1).
+        let registry_stop = shutdown.child_token();
+        if let Some(registry) = &registry {
+            let advertise = advertise(&config, bound);
+            if let Err(e) = registry.register(&advertise).await {
+                tracing::error!(
+                    registry = registry.kind(),
+                    advertise = %advertise,
+                    error = %crate::registry::error_chain(&e),
+                    "registration failed; retrying in the background"
+                );
+            }
+            let (registry, stop) = (Arc::clone(registry), registry_stop.clone());
+            tracker.spawn(async move { registry.keep_alive(stop).await });
+        }
+
         tokio::select! {
             result = &mut server => {
                 // The server failed on its own (it only returns early on an error).
@@ -213,6 +241,19 @@ impl App {
         health.set_service_status("", ServingStatus::NotServing).await;
         for service in SERVICES {
             health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        // ... and leave the registry, so resolvers drop this instance before it stops accepting
+        // (bounded by `registry.deregister_timeout_ms`; a lost lease expires on its own).
+        registry_stop.cancel();
+        if let Some(registry) = registry.as_ref() {
+            match registry.deregister().await {
+                Ok(()) => tracing::info!(registry = registry.kind(), "shutdown 1/6: deregistered"),
+                Err(e) => tracing::warn!(
+                    registry = registry.kind(),
+                    error = %crate::registry::error_chain(&e),
+                    "shutdown 1/6: deregistration failed; the lease expires on its own"
+                ),
+            }
         }
         // (2) Keep serving while clients and load balancers move away.
         let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
@@ -277,6 +318,15 @@ impl App {
             tracing::error!(cut = %what, "shutdown cut short by a second signal or server.grace_ms");
             Err(ServeError::Cut(what))
         }
+    }
+}
+
+/// The `host:port` registered: `registry.advertise`, else the bound address (validation requires
+/// `advertise` when the listen address is a wildcard or port 0).
+fn advertise(config: &Config, bound: SocketAddr) -> String {
+    match &config.registry {
+        RegistryConfig::Etcd(etcd) => etcd.advertise.clone().unwrap_or_else(|| bound.to_string()),
+        RegistryConfig::None => bound.to_string(),
     }
 }
 

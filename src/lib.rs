@@ -14,7 +14,8 @@
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
 //! become gRPC statuses), [`telemetry`] (the metrics registry), [`admin_http`] (the operator's
-//! HTTP port: `/metrics`, `/healthz`, `/readyz`).
+//! HTTP port: `/metrics`, `/healthz`, `/readyz`), [`registry`] (etcd registration with a
+//! kept-alive lease).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator).
@@ -31,6 +32,7 @@ pub mod error;
 pub mod fetch;
 pub mod model;
 pub mod predict;
+pub mod registry;
 pub mod scene;
 pub mod server;
 pub mod shutdown;

@@ -102,6 +102,22 @@ pub struct TableLabels {
     pub table: String,
 }
 
+/// `{registry}`: one service registry kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    /// `etcd`.
+    pub registry: String,
+}
+
+/// `{registry, outcome}` of a registration attempt or loss.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistrationLabels {
+    /// `etcd`.
+    pub registry: String,
+    /// `registered`, `lost` or `failed`.
+    pub outcome: String,
+}
+
 /// A latency histogram that is both a Prometheus histogram (cumulative since start, fixed
 /// buckets) and a resettable window with exact percentiles for `GetStats`. One short lock per
 /// record: a few thousand records per second per scene on 2 cores, as measured with the
@@ -380,6 +396,15 @@ process_metric!(ProcessResident, Gauge, process_resident_bytes(), gauge);
 process_metric!(ProcessOpenFds, Gauge, process_open_fds(), gauge);
 process_metric!(ProcessStartTime, Gauge, process_start_time_seconds(), gauge);
 
+/// Service-registry metrics.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryMetrics {
+    /// `augur_registration_state{registry}`: 1 while registered, 0 otherwise.
+    pub state: Family<RegistryLabels, Gauge>,
+    /// `augur_registrations_total{registry, outcome}`: registrations made, lost and failed.
+    pub registrations: Family<RegistrationLabels, Counter>,
+}
+
 /// Every metric of the process, registered once. Cheap to clone (handles share storage).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -394,6 +419,8 @@ pub struct Metrics {
     pub model: ModelMetrics,
     /// Local feature cache.
     pub cache: CacheMetrics,
+    /// Service registration.
+    pub registration: RegistryMetrics,
 }
 
 impl Default for Metrics {
@@ -412,6 +439,7 @@ impl Metrics {
             ModelMetrics::default(),
             CacheMetrics::default(),
         );
+        let registration = RegistryMetrics::default();
         let mut r = Registry::with_prefix("augur");
         r.register("rpc_requests", "RPCs handled, by method and status code", rpc.requests.clone());
         r.register("rpc_duration_seconds", "RPC latency until response headers", rpc.duration.clone());
@@ -445,7 +473,13 @@ impl Metrics {
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
         r.register("build_info", "1, labelled with the running build", build);
-        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache }
+        r.register("registration_state", "1 while registered in the service registry", registration.state.clone());
+        r.register(
+            "registrations",
+            "Service-registry registrations by outcome (registered, lost, failed)",
+            registration.registrations.clone(),
+        );
+        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache, registration }
     }
 
     /// Prometheus text exposition of every metric.

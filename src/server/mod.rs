@@ -35,6 +35,9 @@ pub enum ServeError {
     /// The server task itself failed.
     #[error("grpc server task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The listener's own address could not be read (needed to register it).
+    #[error("listener address: {0}")]
+    Listener(#[source] std::io::Error),
     /// The drain did not finish within `server.grace_ms` or a second signal cut it.
     #[error("shutdown cut short: {0}")]
     Cut(String),

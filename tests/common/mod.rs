@@ -113,6 +113,7 @@ pub fn venv_python() -> PathBuf {
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
+pub mod etcd_server;
 pub mod fake_model;
 pub mod redis_server;
 
