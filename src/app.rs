@@ -11,7 +11,7 @@
 //! end of the grace cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming
 //! what was cut.
 //!
-//! The admin HTTP port ([`crate::admin_http`]) is bound at build time (a taken port fails
+//! The admin HTTP port ([`crate::telemetry::http`]) is bound at build time (a taken port fails
 //! start-up at once), serves from [`App::serve`] on, reports `/readyz` from the same moments as
 //! the gRPC health, and closes only after step 4 so `/metrics` can be scraped during the drain.
 
@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 
-use crate::admin_http::{self, Readiness};
 use crate::config::{Config, RegistryConfig, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
 use crate::model::ModelLoader;
@@ -37,6 +36,7 @@ use crate::scene::{RepositoryContext, Scene, SceneError, watch};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
+use crate::telemetry::http::{self as admin_http, Readiness};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

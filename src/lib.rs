@@ -13,7 +13,7 @@
 //!
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
-//! become gRPC statuses), [`telemetry`] (the metrics registry), [`admin_http`] (the operator's
+//! become gRPC statuses), [`telemetry`] (the metrics registry and the operator's
 //! HTTP port: `/metrics`, `/healthz`, `/readyz`), [`registry`] (etcd registration with a
 //! kept-alive lease).
 //!
@@ -22,7 +22,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-pub mod admin_http;
 pub mod app;
 pub mod assemble;
 pub mod batch;

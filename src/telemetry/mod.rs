@@ -10,6 +10,9 @@
 //! (no process-global recorder), so several servers in one test binary keep their own numbers,
 //! and the typed handles are read back without parsing text. Label values are bounded: scene,
 //! model, version, stage, table, feature, reason, method and status code — never user or item ids.
+//! [`http`] serves the exposition on the operator's port, beside `/healthz` and `/readyz`.
+
+pub mod http;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
