@@ -61,7 +61,8 @@ async fn in_flight_calls_finish_streams_end_and_the_server_stops_within_grace() 
     let first = features.message().await.unwrap().expect("one feature response");
     assert!(first.error.is_empty() && !first.inputs.is_empty(), "{first:?}");
 
-    let calls = hold_in_flight(&server, &loader, 4).await;
+    // 32 calls in flight: one held inside the model, the rest queued behind it in the batcher.
+    let calls = hold_in_flight(&server, &loader, 32).await;
     server.request_shutdown().await;
 
     // Health turns NOT_SERVING, and the Watch stream ends instead of holding the connection.
@@ -69,16 +70,32 @@ async fn in_flight_calls_finish_streams_end_and_the_server_stops_within_grace() 
     assert_eq!(next.map(|m| m.status()), Some(ServingStatus::NotServing));
     let end = tokio::time::timeout(HANG, watch.message()).await.expect("watch never ended");
     assert!(matches!(end, Ok(None)), "the Watch stream must end on shutdown: {end:?}");
+    // The listener is closed by now (the streams end in the same step): new connections are
+    // refused while the calls in flight are still being answered.
+    let refused = tokio::time::timeout(HANG, async {
+        loop {
+            match tokio::net::TcpStream::connect(server.addr).await {
+                Err(e) => break e,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .expect("the listener never closed");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
     // The feature stream ends too, although the client never closed its side.
     let end = tokio::time::timeout(HANG, features.message()).await.expect("feature stream never ended");
     assert!(matches!(end, Ok(None)), "StreamFeatures must end on shutdown: {end:?}");
 
-    // Every call that was in flight is answered.
+    // Every call that was in flight is answered: 32 of 32.
     loader.controls.open();
+    let mut answered = 0;
     for call in calls {
         let response = call.await.unwrap().expect("an in-flight call was cut");
         assert_eq!(response.scores.len(), 3);
+        answered += 1;
     }
+    assert_eq!(answered, 32);
     // ... and the server is down within the grace, by its own bound: no cut.
     let result = tokio::time::timeout(HANG, server.join()).await.expect("server never stopped");
     assert!(result.is_ok(), "{result:?}");
