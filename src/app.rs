@@ -234,6 +234,8 @@ impl App {
         let grace = Duration::from_millis(config.server.grace_ms);
         let deadline = Instant::now() + grace;
         let mut cut: Vec<String> = Vec::new();
+        // Set by a second request: every later wait is skipped, not just the current one.
+        let mut forced = false;
 
         // (1) Stop advertising: probes and health-checking clients stop sending new calls.
         tracing::info!(grace_ms = config.server.grace_ms, "shutdown 1/6: health NOT_SERVING");
@@ -259,8 +261,8 @@ impl App {
         let drain_delay = Duration::from_millis(config.server.drain_delay_ms);
         if !drain_delay.is_zero() {
             tracing::info!(drain_delay_ms = config.server.drain_delay_ms, "shutdown 2/6: drain delay");
-            let forced = until(deadline, drain_delay, &mut requests).await;
-            if forced {
+            if until(deadline, drain_delay, &mut requests).await {
+                forced = true;
                 cut.push("the drain delay".into());
             }
         }
@@ -276,11 +278,12 @@ impl App {
         }
         // (4) In-flight RPCs finish (tonic's graceful shutdown waits for every connection).
         tracing::info!(in_flight = metrics.rpc.in_flight.get(), "shutdown 4/6: in-flight calls finish");
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };
         let finished = tokio::select! {
             r = tokio::time::timeout(remaining, &mut server) => r.ok(),
             () = next(&mut requests) => None,
         };
+        forced |= finished.is_none() && Instant::now() < deadline;
         match finished {
             Some(result) => {
                 if let Err(e) = result.map_err(ServeError::from).and_then(|r| r) {
@@ -300,7 +303,7 @@ impl App {
         predictor.unload_all();
         drop(predictor);
         tracker.close();
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };
         let flushed = tokio::select! {
             r = tokio::time::timeout(remaining, tracker.wait()) => r.is_ok(),
             () = next(&mut requests) => false,
