@@ -22,15 +22,20 @@ rm -rf "$repo/2" "$repo/.staging"
 echo "== 1. raw ORT, batch 256, 2 threads x 1 intra-op thread"
 $augur bench-ort --model "$repo/1/model.onnx" --batch 256 --threads 2 --intra-op-threads 1 --duration "$secs" --json | tee "$out/raw_ort.json"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-AUGUR__SERVER__LISTEN="127.0.0.1:$port" RUST_LOG=warn $augur serve --config config/bench.toml &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
+AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$admin_port" \
+  AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config config/bench.toml &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 addr="http://127.0.0.1:$port"
+# GetStats (the server's own stage latencies in the reports) is on the admin gRPC port.
+admin_addr="http://127.0.0.1:$admin_port"
 $augur predict --addr "$addr" --scene bench --user u1 --items i1 --wait 120 >/dev/null
 
 echo "== 2. augur closed loop, 100 candidates/request"
-$augur bench --addr "$addr" --scene bench --concurrency 32 --candidates 100 --duration "$secs" --json | tee "$out/closed.json"
+$augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --concurrency 32 --candidates 100 --duration "$secs" --json | tee "$out/closed.json"
 max_rps=$(python3 -c "import json; print(json.load(open('$out/closed.json'))['requests_per_s'])")
 python3 - "$out" <<'PY'
 import json, sys
@@ -43,13 +48,13 @@ PY
 echo "== 3. open loop at 25/50/75/100% of $max_rps req/s"
 for pct in 25 50 75 100; do
   rate=$(python3 -c "print(round($max_rps * $pct / 100, 1))")
-  $augur bench --addr "$addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json | tee "$out/open_$pct.json"
+  $augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json | tee "$out/open_$pct.json"
 done
 
 echo "== 4. p99 at 50% load: steady vs during a hot reload (version 2 copied in at mid-run)"
 rate=$(python3 -c "print(round($max_rps * 0.5, 1))")
-$augur bench --addr "$addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json > "$out/steady.json"
-$augur bench --addr "$addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json > "$out/reload.json" &
+$augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json > "$out/steady.json"
+$augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --rate "$rate" --concurrency 64 --candidates 100 --duration "$secs" --json > "$out/reload.json" &
 bench_pid=$!
 sleep "$(python3 -c "print(2 + $secs / 2)")"
 mkdir -p "$repo/.staging" && cp "$repo/1/model.onnx" "$repo/.staging/model.onnx" && mv "$repo/.staging" "$repo/2"

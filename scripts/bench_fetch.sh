@@ -33,12 +33,14 @@ redis-benchmark -p "$rport" -n 500000 -P 100 -q HMGET augur:items:i1 category br
 
 for variant in nocache cache; do
   port=$(free_port)
-  AUGUR__SERVER__LISTEN="127.0.0.1:$port" RUST_LOG=warn $augur serve --config "$work/$variant.toml" &
+  admin_port=$(free_port)
+  AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$admin_port" \
+    AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config "$work/$variant.toml" &
   pid=$!
   pids+=("$pid")
   $augur predict --addr "http://127.0.0.1:$port" --user u1 --items i1 --wait 60 >/dev/null
   echo "== augur on Redis, $variant, closed loop c=16, 100 candidates/request (Zipf 1.1 over 5000 items)"
-  $augur bench --addr "http://127.0.0.1:$port" --scene ranking --concurrency 16 --candidates 100 --duration "$secs"
+  $augur bench --addr "http://127.0.0.1:$port" --admin-addr "http://127.0.0.1:$admin_port" --scene ranking --concurrency 16 --candidates 100 --duration "$secs"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 done

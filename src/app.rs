@@ -14,6 +14,9 @@
 //! The admin HTTP port ([`crate::telemetry::http`]) is bound at build time (a taken port fails
 //! start-up at once), serves from [`App::serve`] on, reports `/readyz` from the same moments as
 //! the gRPC health, and closes only after step 4 so `/metrics` can be scraped during the drain.
+//! The admin gRPC port (`ModelAdmin`, [`server::serve_admin`]) is bound at build time too, has
+//! its own health reporter switched with the public one, and stops accepting at step 3 with the
+//! public port; it runs on the task tracker, so step 5 also waits for its in-flight calls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,14 +26,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::config::{Config, RegistryConfig, StoreConfig};
 use crate::fetch::{FeatureStore, LoadError, MemoryStore};
 use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
-use crate::proto::model_admin_server::ModelAdminServer;
-use crate::proto::prediction_server::PredictionServer;
 use crate::registry::{Registry, RegistryError};
 use crate::scene::{RepositoryContext, Scene, SceneError, watch};
 use crate::server::{self, ServeError, Shared};
@@ -56,16 +58,42 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin gRPC port could not be bound.
+    #[error("admin.grpc_listen: cannot bind {addr}: {source}")]
+    AdminGrpcBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The service registry did not answer within `registry.connect_timeout_ms`.
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
 
-/// The public services whose health is reported besides the whole server (`""`).
-const SERVICES: [&str; 2] = [
-    <PredictionServer<server::grpc::PredictionService> as tonic::server::NamedService>::NAME,
-    <ModelAdminServer<server::admin::AdminService> as tonic::server::NamedService>::NAME,
-];
+/// Each listener's health reporter and the service it reports besides the whole server (`""`):
+/// the public port knows only Prediction, the admin port only ModelAdmin.
+struct Health {
+    reporters: [(HealthReporter, &'static str); 2],
+}
+
+impl Health {
+    async fn set(&self, status: ServingStatus) {
+        for (reporter, service) in &self.reporters {
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(*service, status).await;
+        }
+    }
+
+    /// Removing a status ends its Watch streams (after they saw the last status).
+    async fn clear(&mut self) {
+        for (reporter, service) in &mut self.reporters {
+            reporter.clear_service_status("").await;
+            reporter.clear_service_status(service).await;
+        }
+    }
+}
 
 /// Builds the configured store: memory tables are loaded, Redis is connected (and wrapped in the
 /// local cache when `store.cache` lists tables).
@@ -95,7 +123,11 @@ pub struct App {
     /// registry keepalive).
     tracker: TaskTracker,
     /// The admin HTTP listener, bound at build time; `None` when `admin.enabled = false`.
-    admin: Option<TcpListener>,
+    admin_http: Option<TcpListener>,
+    /// The admin gRPC listener (`ModelAdmin`), bound at build time.
+    admin_grpc: TcpListener,
+    /// Its address (the real port when `admin.grpc_listen` asked for port 0).
+    admin_grpc_addr: SocketAddr,
     /// `/readyz`: true exactly while the gRPC health reports SERVING.
     readiness: Readiness,
     /// Where this instance announces itself, when configured.
@@ -123,12 +155,16 @@ impl App {
     /// cores); start-up fails if a scene has no servable version.
     pub async fn build_with(config: Config, parts: Parts) -> Result<App, StartError> {
         let metrics = parts.metrics.unwrap_or_default();
-        let admin = if config.admin.enabled {
+        let admin_http = if config.admin.enabled {
             let addr = config.admin.listen;
             Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?)
         } else {
             None
         };
+        let addr = config.admin.grpc_listen;
+        let bind_error = |source| StartError::AdminGrpcBind { addr, source };
+        let admin_grpc = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let admin_grpc_addr = admin_grpc.local_addr().map_err(bind_error)?;
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let store = match parts.store {
@@ -153,12 +189,29 @@ impl App {
         // Connected now so an unreachable registry fails start-up naming its endpoints;
         // registration itself waits until the server is listening and SERVING.
         let registry = crate::registry::build(&config.registry, &metrics).await?;
-        Ok(App { config, predictor, metrics, shutdown, tracker, admin, readiness: Readiness::default(), registry })
+        Ok(App {
+            config,
+            predictor,
+            metrics,
+            shutdown,
+            tracker,
+            admin_http,
+            admin_grpc,
+            admin_grpc_addr,
+            readiness: Readiness::default(),
+            registry,
+        })
     }
 
     /// The bound admin HTTP address (the real port when `admin.listen` asked for port 0).
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    pub fn admin_http_addr(&self) -> Option<SocketAddr> {
+        self.admin_http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound admin gRPC address, where `ModelAdmin` is served (the real port when
+    /// `admin.grpc_listen` asked for port 0).
+    pub fn admin_grpc_addr(&self) -> SocketAddr {
+        self.admin_grpc_addr
     }
 
     /// The readiness flag `/readyz` reports.
@@ -178,26 +231,43 @@ impl App {
 
     /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
     pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
-        let App { config, predictor, metrics, shutdown, tracker, admin, readiness, registry } = self;
+        let App { config, predictor, metrics, shutdown, tracker, admin_http, admin_grpc, readiness, registry, .. } =
+            self;
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.
         let admin_stop = CancellationToken::new();
-        if let Some(listener) = admin {
+        if let Some(listener) = admin_http {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "admin HTTP listening: /metrics /healthz /readyz");
             }
             admin_http::spawn(listener, metrics.clone(), readiness.clone(), &tracker, admin_stop.clone());
         }
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (public_health, health_service) = tonic_health::server::health_reporter();
+        let (admin_health, admin_health_service) = tonic_health::server::health_reporter();
+        let health = Health { reporters: [(public_health, server::PREDICTION), (admin_health, server::MODEL_ADMIN)] };
         // SERVING only now: every scene's model is loaded and warmed up and the store answered
         // at build time.
-        health.set_service_status("", ServingStatus::Serving).await;
-        for service in SERVICES {
-            health.set_service_status(service, ServingStatus::Serving).await;
-        }
+        health.set(ServingStatus::Serving).await;
         readiness.set(true);
         let stop_accepting = CancellationToken::new();
         let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
+        let (server_config, admin_token) = (config.server.clone(), config.admin.auth_token.clone());
+        let (stop, admin_shared) = (stop_accepting.clone(), shared.clone());
+        // On the tracker: step 5 waits for the admin calls still in flight after step 3.
+        tracker.spawn(async move {
+            let stop = stop.cancelled_owned();
+            let serving = server::serve_admin(
+                admin_grpc,
+                &server_config,
+                admin_token.as_deref(),
+                admin_shared,
+                admin_health_service,
+                stop,
+            );
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "admin gRPC server failed");
+            }
+        });
         let server_config = config.server.clone();
         let stop = stop_accepting.clone();
         let mut server = tokio::spawn(async move {
@@ -226,6 +296,7 @@ impl App {
                 // The server failed on its own (it only returns early on an error).
                 readiness.set(false);
                 shutdown.cancel();
+                stop_accepting.cancel();
                 admin_stop.cancel();
                 return result?;
             }
@@ -240,10 +311,7 @@ impl App {
         // (1) Stop advertising: probes and health-checking clients stop sending new calls.
         tracing::info!(grace_ms = config.server.grace_ms, "shutdown 1/6: health NOT_SERVING");
         readiness.set(false);
-        health.set_service_status("", ServingStatus::NotServing).await;
-        for service in SERVICES {
-            health.set_service_status(service, ServingStatus::NotServing).await;
-        }
+        health.set(ServingStatus::NotServing).await;
         // ... and leave the registry, so resolvers drop this instance before it stops accepting
         // (bounded by `registry.deregister_timeout_ms`; a lost lease expires on its own).
         registry_stop.cancel();
@@ -266,16 +334,14 @@ impl App {
                 cut.push("the drain delay".into());
             }
         }
-        // (3) Stop accepting; end long-lived streams so they cannot hold connections open:
-        // removing a health status ends its Watch streams (after they saw NOT_SERVING).
+        // (3) Stop accepting on both gRPC ports; end long-lived streams so they cannot hold
+        // connections open: removing a health status ends its Watch streams (after they saw
+        // NOT_SERVING).
         tracing::info!("shutdown 3/6: stop accepting, end streams and watchers");
         shutdown.cancel();
         stop_accepting.cancel();
         let mut health = health;
-        health.clear_service_status("").await;
-        for service in SERVICES {
-            health.clear_service_status(service).await;
-        }
+        health.clear().await;
         // (4) In-flight RPCs finish (tonic's graceful shutdown waits for every connection).
         tracing::info!(in_flight = metrics.rpc.in_flight.get(), "shutdown 4/6: in-flight calls finish");
         let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };

@@ -43,7 +43,8 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// The scenes served: each pairs a feature spec with a model repository directory.
     pub scenes: Vec<SceneConfig>,
-    /// The admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    /// The operator's listeners: admin HTTP (`/metrics`, `/healthz`, `/readyz`) and admin gRPC
+    /// (`ModelAdmin`).
     #[serde(default)]
     pub admin: AdminConfig,
     /// Log format and filter of `augur serve`.
@@ -54,23 +55,39 @@ pub struct Config {
     pub registry: RegistryConfig,
 }
 
-/// `[admin]`: the operator's HTTP port, apart from the public gRPC one so probes and scrapes are
-/// never counted, shed or authenticated like Prediction calls.
+/// `[admin]`: the operator's ports, apart from the public gRPC one: the HTTP port so probes and
+/// scrapes are never counted, shed or authenticated like Prediction calls, and the admin gRPC
+/// port so `ModelAdmin` (reload, canary, stats reset) is not reachable by every caller that can
+/// reach Prediction.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Off: no admin port (metrics stay readable through `ModelAdmin.GetStats`).
+    /// Off: no admin HTTP port (metrics stay readable through `ModelAdmin.GetStats`). The admin
+    /// gRPC listener is always on: it is the only way to reload or set a canary by hand.
     #[serde(default = "default_admin_enabled")]
     pub enabled: bool,
-    /// Address to bind; loopback by default because `/metrics` is unauthenticated. Port 0 picks a
-    /// free port (tests).
+    /// HTTP address to bind; loopback by default because `/metrics` is unauthenticated. Port 0
+    /// picks a free port (tests).
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// gRPC address serving `augur.v1.ModelAdmin`, health and reflection; loopback by default
+    /// because ModelAdmin changes what is served. Port 0 picks a free port (tests).
+    #[serde(default = "default_admin_grpc_listen")]
+    pub grpc_listen: SocketAddr,
+    /// When set, every admin gRPC call but health checks must carry
+    /// `authorization: Bearer <token>` (for an admin port opened beyond loopback).
+    #[serde(default)]
+    pub auth_token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { enabled: default_admin_enabled(), listen: default_admin_listen() }
+        AdminConfig {
+            enabled: default_admin_enabled(),
+            listen: default_admin_listen(),
+            grpc_listen: default_admin_grpc_listen(),
+            auth_token: None,
+        }
     }
 }
 
@@ -79,6 +96,9 @@ const fn default_admin_enabled() -> bool {
 }
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_admin_grpc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50052))
 }
 
 /// `[log]`: how `augur serve` writes its logs (other subcommands keep human logs on stderr).
@@ -695,6 +715,25 @@ impl Config {
         if s.auth_token.as_deref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(invalid("server.auth_token", "must be non-empty printable ASCII without spaces"));
         }
+        if self.admin.auth_token.as_deref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(invalid("admin.auth_token", "must be non-empty printable ASCII without spaces"));
+        }
+        let a = &self.admin;
+        let clash = |other: SocketAddr| {
+            a.grpc_listen.port() != 0 && a.grpc_listen.port() == other.port() && {
+                let (x, y) = (a.grpc_listen.ip(), other.ip());
+                x == y || x.is_unspecified() || y.is_unspecified()
+            }
+        };
+        if clash(s.listen) {
+            return Err(invalid(
+                "admin.grpc_listen",
+                &format!("`{}` is also server.listen: ModelAdmin needs its own port", a.grpc_listen),
+            ));
+        }
+        if a.enabled && clash(a.listen) {
+            return Err(invalid("admin.grpc_listen", &format!("`{}` is also admin.listen (HTTP)", a.grpc_listen)));
+        }
         let h = &s.http2;
         in_range("server.http2.max_concurrent_streams", h.max_concurrent_streams as usize, 1, 1 << 20)?;
         in_range("server.http2.max_pending_accept_reset_streams", h.max_pending_accept_reset_streams, 1, 1 << 20)?;
@@ -887,6 +926,9 @@ mod tests {
         assert_eq!(config.model.inference_threads, 1);
         assert!(config.admin.enabled);
         assert!(config.admin.listen.ip().is_loopback(), "/metrics is unauthenticated: loopback by default");
+        assert!(config.admin.grpc_listen.ip().is_loopback(), "ModelAdmin changes serving: loopback by default");
+        assert_eq!(config.admin.grpc_listen.port(), 50052);
+        assert_eq!(config.admin.auth_token, None);
         assert_eq!(config.log.format, LogFormat::Human);
         assert_eq!(config.log.level, DEFAULT_LOG_LEVEL);
     }
@@ -902,6 +944,16 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.log.level, "debug");
         assert!(Config::from_toml("[log]\nformat = \"xml\"\n").is_err());
+        let grpc =
+            Config::from_toml("[admin]\ngrpc_listen = \"127.0.0.1:0\"\nauth_token = \"s3cret\"\n").expect("config");
+        assert_eq!((grpc.admin.grpc_listen.port(), grpc.admin.auth_token.as_deref()), (0, Some("s3cret")));
+        let e = Config::from_toml("[admin]\ngrpc_listen = \"127.0.0.1:50051\"\n").unwrap_err().to_string();
+        assert!(e.contains("admin.grpc_listen") && e.contains("server.listen"), "{e}");
+        let e = Config::from_toml("[admin]\ngrpc_listen = \"0.0.0.0:9090\"\n").unwrap_err().to_string();
+        assert!(e.contains("admin.grpc_listen") && e.contains("admin.listen"), "{e}");
+        assert!(
+            Config::from_toml("[admin]\nauth_token = \"a b\"\n").unwrap_err().to_string().contains("admin.auth_token")
+        );
         assert!(Config::from_toml("[log]\nlevel = \" \"\n").is_err());
     }
 

@@ -93,8 +93,9 @@ pub enum Error {
     /// A run-time canary change was refused.
     #[error(transparent)]
     Canary(#[from] CanaryError),
-    /// `server.auth_token` is set and the call did not present it.
-    #[error("authorization: expected `Bearer <token>` (server.auth_token)")]
+    /// The listener's token (`server.auth_token`, `admin.auth_token`) is set and the call did not
+    /// present it.
+    #[error("authorization: expected `Bearer <token>` (server.auth_token, or admin.auth_token on the admin port)")]
     Unauthenticated,
     /// A spawned task of the request failed (panicked or was cancelled).
     #[error("request task failed: {0}")]

@@ -56,7 +56,7 @@ async fn metrics_health_and_readiness_over_http() {
     let loader = FakeLoader::default();
     let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
     let server = common::start_with(fake_config(&fake_repository(dir.path()), ""), parts).await;
-    let admin = server.admin_addr.expect("admin port enabled by default");
+    let admin = server.admin_http_addr.expect("admin port enabled by default");
     assert!(admin.ip().is_loopback() && admin.port() != 0);
 
     let mut client = server.client().await;
@@ -124,6 +124,6 @@ async fn the_admin_port_can_be_disabled() {
     let parts = Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
     let config = fake_config(&fake_repository(dir.path()), "[admin]\nenabled = false\n");
     let server = common::start_with(config, parts).await;
-    assert_eq!(server.admin_addr, None);
+    assert_eq!(server.admin_http_addr, None);
     server.stop().await;
 }

@@ -48,7 +48,7 @@ async fn merged_and_split_requests_score_like_unbatched_runs() {
     }
 
     // The batcher really merged: fewer runs than requests+chunks would need unbatched.
-    let status = ModelAdminClient::new(server.channel().await)
+    let status = ModelAdminClient::new(server.admin_channel().await)
         .list_models(augur::proto::ListModelsRequest {})
         .await
         .unwrap()

@@ -40,7 +40,7 @@ async fn new_version_swaps_in_under_load_and_corrupt_one_is_rejected() {
         repo.display()
     ));
     let server = common::start(config).await;
-    let mut admin = ModelAdminClient::new(server.channel().await);
+    let mut admin = ModelAdminClient::new(server.admin_channel().await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let versions: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -112,7 +112,7 @@ async fn canary_routes_a_sticky_share_of_users_and_pins_work() {
     ));
     let server = common::start(config).await;
     let mut client = server.client().await;
-    let mut admin = ModelAdminClient::new(server.channel().await);
+    let mut admin = ModelAdminClient::new(server.admin_channel().await);
     let version_of =
         async |client: &mut augur::proto::prediction_client::PredictionClient<_>, user: &str, pin: &str| {
             let mut request = common::ranking_request(user, &["i1"]);
@@ -163,7 +163,7 @@ async fn admin_reload_picks_up_a_version_without_the_watcher() {
         repo.display()
     ));
     let server = common::start(config).await;
-    let mut admin = ModelAdminClient::new(server.channel().await);
+    let mut admin = ModelAdminClient::new(server.admin_channel().await);
     install(&repo, 4, &model);
     let listed = admin.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.models[0].versions[0].version, 1, "nothing reloads without the watcher or a Reload");

@@ -10,7 +10,7 @@ fn config_with_spec(dir: &tempfile::TempDir, spec: &str) -> Config {
     std::fs::write(&path, spec).unwrap();
     let root = common::root();
     Config::from_toml(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[scenes]]\nname = \"ranking\"\nspec = \"{}\"\nmodel = \"{}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n[[scenes]]\nname = \"ranking\"\nspec = \"{}\"\nmodel = \"{}\"\n",
         path.display(),
         root.join("models/ranking").display()
     ))
@@ -48,7 +48,7 @@ async fn spec_model_mismatches_fail_startup_naming_feature_and_input() {
 async fn missing_model_directory_and_corrupt_model_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n",
         dir.path().display()
     ))
     .unwrap();

@@ -14,6 +14,7 @@ async fn sigterm_drains_in_order_and_exits_zero() {
         .current_dir(common::root())
         .env("AUGUR__SERVER__LISTEN", "127.0.0.1:0")
         .env("AUGUR__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("AUGUR__ADMIN__GRPC_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

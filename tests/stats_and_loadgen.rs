@@ -16,7 +16,7 @@ async fn stats_count_stages_and_fallbacks_and_reset() {
     for _ in 0..5 {
         client.predict(common::ranking_request("u1", &["i1", "ghost"])).await.unwrap();
     }
-    let mut admin = ModelAdminClient::new(server.channel().await);
+    let mut admin = ModelAdminClient::new(server.admin_channel().await);
     let stats = admin.get_stats(GetStatsRequest { reset: true }).await.unwrap().into_inner();
     let ranking = stats.scenes.iter().find(|s| s.scene == "ranking").unwrap();
     let stages: Vec<(&str, u64)> = ranking.stages.iter().map(|s| (s.stage.as_str(), s.count)).collect();
@@ -38,6 +38,7 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
     let server = common::start(common::demo_config("")).await;
     let base = LoadConfig {
         addr: format!("http://{}", server.addr),
+        admin_addr: format!("http://{}", server.admin_addr),
         scene: "ranking".into(),
         mode: Mode::Closed { concurrency: 4 },
         duration: Duration::from_millis(500),

@@ -11,8 +11,9 @@
 //!    `server.concurrency_limit` is answered RESOURCE_EXHAUSTED at once instead of queueing
 //!    (tonic's `concurrency_limit_per_connection` queues, per connection, and counts health
 //!    checks). Health, reflection and admin calls pass uncounted, so probes answer under load.
-//! 4. [`BearerAuth`] — optional (`server.auth_token`): every call but health checks must carry
-//!    `authorization: Bearer <token>`; innermost, so refused calls are still counted above.
+//! 4. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
+//!    call but health checks must carry `authorization: Bearer <token>`; innermost, so refused
+//!    calls are still counted above.
 //!
 //! Every refusal is a [`crate::error::Error`] turned into a status by `error.rs`, like any other.
 
@@ -50,7 +51,9 @@ type Stack4 = Stack<
 >;
 
 /// The stack, outermost first (see the module doc for why each layer sits where it does).
-pub fn stack(config: &ServerConfig, metrics: &RpcMetrics) -> ServiceBuilder<Stack4> {
+/// `auth_token` is the listener's own: `server.auth_token` on the public port,
+/// `admin.auth_token` on the admin one.
+pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetrics) -> ServiceBuilder<Stack4> {
     ServiceBuilder::new()
         // 1. Metrics: sees every outcome, including refusals by the layers below.
         .layer(RequestMetricsLayer { metrics: metrics.clone() })
@@ -67,7 +70,7 @@ pub fn stack(config: &ServerConfig, metrics: &RpcMetrics) -> ServiceBuilder<Stac
             shed: metrics.shed.clone(),
         })
         // 4. Auth: only when a token is configured.
-        .option_layer(config.auth_token.clone().map(|token| BearerAuthLayer { token: Arc::from(token) }))
+        .option_layer(auth_token.map(|token| BearerAuthLayer { token: Arc::from(token) }))
 }
 
 /// A refusal as a gRPC trailers-only response, through the one status mapping.
@@ -350,7 +353,7 @@ impl<S> Layer<S> for BearerAuthLayer {
     }
 }
 
-/// Requires `authorization: Bearer <server.auth_token>` on every call but health checks.
+/// Requires `authorization: Bearer <token>` on every call but health checks.
 #[derive(Debug, Clone)]
 pub struct BearerAuth<S> {
     inner: S,

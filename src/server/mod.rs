@@ -1,7 +1,13 @@
-//! Step 1 of the path: the gRPC entry. [`serve`] runs the Prediction service, `ModelAdmin`,
-//! grpc.health.v1 and reflection behind the one layer stack ([`layers`]) with the HTTP/2 limits
-//! set explicitly, until `stop` resolves; then tonic stops accepting and lets the connections
-//! finish. The ordered drain around it (health, drain delay, bounds) is [`crate::app`]'s job.
+//! Step 1 of the path: the gRPC entry. Two listeners, each behind the one layer stack
+//! ([`layers`]) with the HTTP/2 limits set explicitly, until `stop` resolves; then tonic stops
+//! accepting and lets the connections finish:
+//!
+//! - [`serve`], the public port: Prediction, grpc.health.v1 and reflection advertising exactly
+//!   those two (a `ModelAdmin` call there is UNIMPLEMENTED);
+//! - [`serve_admin`], the admin port (`admin.grpc_listen`, loopback by default): `ModelAdmin`,
+//!   health and reflection advertising those two, with its own optional bearer token.
+//!
+//! The ordered drain around them (health, drain delay, bounds) is [`crate::app`]'s job.
 
 pub mod admin;
 pub mod convert;
@@ -54,7 +60,14 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
-/// Serves on `listener` until `stop` resolves, then finishes the open connections.
+/// The public service's name (health, reflection).
+pub const PREDICTION: &str = <PredictionServer<grpc::PredictionService> as tonic::server::NamedService>::NAME;
+/// The admin service's name (health, reflection).
+pub const MODEL_ADMIN: &str = <ModelAdminServer<admin::AdminService> as tonic::server::NamedService>::NAME;
+/// grpc.health.v1's name: advertised by both listeners' reflection.
+const HEALTH: &str = "grpc.health.v1.Health";
+
+/// Serves the public port on `listener` until `stop` resolves, then finishes the open connections.
 pub async fn serve(
     listener: TcpListener,
     config: &ServerConfig,
@@ -62,36 +75,16 @@ pub async fn serve(
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    // Reflection advertises both protocol versions: grpcurl, Python's grpcio-reflection and
-    // most GUI clients still speak only v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = reflection(PREDICTION)?;
     let max_message = config.max_message_bytes;
-    let admin = admin::AdminService::new(shared.clone());
+    let rpc = shared.metrics.rpc.clone();
     let prediction = grpc::PredictionService::new(shared, config.clone());
-    let h2 = &config.http2;
-    let ms = Duration::from_millis;
-    let mut server = Server::builder()
-        .max_concurrent_streams(h2.max_concurrent_streams)
-        .http2_max_pending_accept_reset_streams(Some(h2.max_pending_accept_reset_streams))
-        .http2_max_header_list_size(h2.max_header_list_size)
-        .http2_keepalive_interval((h2.keepalive_interval_ms > 0).then(|| ms(h2.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(ms(h2.keepalive_timeout_ms)));
-    if h2.max_connection_age_ms > 0 {
-        server = server.max_connection_age(ms(h2.max_connection_age_ms));
-    }
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-    server
-        .layer(layers::stack(config, &admin.metrics().rpc))
+    builder(config)
+        .layer(layers::stack(config, config.auth_token.as_deref(), &rpc))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ModelAdminServer::new(admin))
         .add_service(
             PredictionServer::new(prediction)
                 .max_decoding_message_size(max_message)
@@ -102,4 +95,73 @@ pub async fn serve(
         .await?;
     tracing::info!("server stopped accepting and its connections closed");
     Ok(())
+}
+
+/// Serves the admin port (`ModelAdmin`, health, reflection) on `listener` until `stop` resolves,
+/// then finishes the open connections. The same layer stack as the public port (admission
+/// only counts Prediction calls, so it never refuses one here), with `auth_token` as its token.
+pub async fn serve_admin(
+    listener: TcpListener,
+    config: &ServerConfig,
+    auth_token: Option<&str>,
+    shared: Shared,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (reflection_v1, reflection_v1alpha) = reflection(MODEL_ADMIN)?;
+    let admin = admin::AdminService::new(shared);
+    // `addr=` without `Some(`: the public port's "serving" line is the one scripts look for.
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin gRPC listening: ModelAdmin, health, reflection");
+    }
+    builder(config)
+        .layer(layers::stack(config, auth_token, &admin.metrics().rpc))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ModelAdminServer::new(admin))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
+        .await?;
+    tracing::info!("admin gRPC server stopped accepting and its connections closed");
+    Ok(())
+}
+
+/// A tonic server with the configured HTTP/2 limits.
+fn builder(config: &ServerConfig) -> Server {
+    let h2 = &config.http2;
+    let ms = Duration::from_millis;
+    let server = Server::builder()
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(h2.max_pending_accept_reset_streams))
+        .http2_max_header_list_size(h2.max_header_list_size)
+        .http2_keepalive_interval((h2.keepalive_interval_ms > 0).then(|| ms(h2.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(ms(h2.keepalive_timeout_ms)));
+    if h2.max_connection_age_ms > 0 { server.max_connection_age(ms(h2.max_connection_age_ms)) } else { server }
+}
+
+/// Reflection in both protocol versions (grpcurl, Python's grpcio-reflection and most GUI
+/// clients still speak only v1alpha), advertising `service`, health and reflection itself: only
+/// what the listener serves.
+#[allow(clippy::type_complexity)]
+fn reflection(
+    service: &str,
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name(HEALTH)
+    };
+    let v1 = builder().with_service_name("grpc.reflection.v1.ServerReflection").build_v1()?;
+    let v1alpha = builder().with_service_name("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
+    Ok((v1, v1alpha))
 }

@@ -14,8 +14,10 @@ use tonic::transport::Channel;
 /// A running server; `stop` shuts it down gracefully and re-raises its errors and panics.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin gRPC port: `ModelAdmin`.
+    pub admin_addr: SocketAddr,
     /// The admin HTTP port (`None` when the config disabled it).
-    pub admin_addr: Option<SocketAddr>,
+    pub admin_http_addr: Option<SocketAddr>,
     /// The flag `/readyz` reports.
     pub readiness: augur::telemetry::http::Readiness,
     /// The app's predictor and metrics, for white-box checks.
@@ -32,6 +34,11 @@ impl TestServer {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
+    }
+
+    /// A channel to the admin gRPC port, where `ModelAdmin` is served.
+    pub async fn admin_channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.admin_addr)).unwrap().connect().await.expect("connect admin")
     }
 
     /// Sends one shutdown request (as a SIGTERM would) without waiting.
@@ -59,6 +66,9 @@ pub fn root() -> PathBuf {
 pub fn demo_config(extra: &str) -> Config {
     let mut config = Config::from_toml(extra).expect("test config");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    // Also for tests that build an `App` themselves: never the fixed default admin ports.
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.grpc_listen = "127.0.0.1:0".parse().unwrap();
     // A debug build on a busy 2-core CI machine can take longer than the 2 s production default
     // for a large request; tests that are about deadlines set their own.
     if !extra.contains("default_deadline_ms") {
@@ -74,17 +84,18 @@ pub async fn start(config: Config) -> TestServer {
 /// Starts augur with some parts supplied (a fake model loader, a faulty store).
 pub async fn start_with(mut config: Config, parts: augur::app::Parts) -> TestServer {
     let listen = config.server.listen;
-    // Many servers run at once in one test binary: never the fixed default admin port.
+    // Many servers run at once in one test binary: never the fixed default admin ports.
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.grpc_listen = "127.0.0.1:0".parse().unwrap();
     let app = augur::app::App::build_with(config, parts).await.expect("build app");
     let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     let addr = listener.local_addr().unwrap();
-    let admin_addr = app.admin_addr();
+    let (admin_addr, admin_http_addr) = (app.admin_grpc_addr(), app.admin_http_addr());
     let readiness = app.readiness().clone();
     let (predictor, metrics) = (std::sync::Arc::clone(app.predictor()), app.metrics().clone());
     let (shutdown, requests) = mpsc::channel(4);
     let handle = tokio::spawn(app.serve(listener, requests));
-    TestServer { addr, admin_addr, readiness, predictor, metrics, shutdown, handle }
+    TestServer { addr, admin_addr, admin_http_addr, readiness, predictor, metrics, shutdown, handle }
 }
 
 pub fn int(i: i64) -> FeatureValue {

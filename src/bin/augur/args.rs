@@ -119,6 +119,10 @@ pub(crate) struct BenchArgs {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub(crate) addr: String,
+    /// The server's admin gRPC address (`admin.grpc_listen`), where GetStats is read; unreachable
+    /// = client-side numbers only.
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    pub(crate) admin_addr: String,
     /// Scene.
     #[arg(long, default_value = "ranking")]
     pub(crate) scene: String,

@@ -49,6 +49,8 @@ pub enum Mode {
 pub struct LoadConfig {
     /// Server address (`http://host:port`).
     pub addr: String,
+    /// The server's admin gRPC address (`http://host:port`, `admin.grpc_listen`): GetStats.
+    pub admin_addr: String,
     /// Scene to score in.
     pub scene: String,
     /// Closed or open loop.
@@ -169,7 +171,8 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
-    let channel = Channel::from_shared(config.addr.clone()).expect("valid address").connect().await?;
+    // Lazy: an admin port that is not reachable only costs the server-side numbers.
+    let channel = Channel::from_shared(config.admin_addr.clone()).expect("valid address").connect_lazy();
     let mut admin = ModelAdminClient::new(channel);
     let reset = {
         let mut admin = admin.clone();
@@ -255,7 +258,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
                 .collect();
             (stages, cache)
         }
-        Err(_) => (Vec::new(), None), // a server without the admin API: client-side numbers only
+        Err(_) => (Vec::new(), None), // admin port unreachable or without GetStats: client-side numbers only
     };
     let seconds = config.duration.as_secs_f64();
     let tally = Arc::try_unwrap(tally).map(|m| m.into_inner().expect("tally")).unwrap_or_else(|arc| {
