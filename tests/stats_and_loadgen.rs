@@ -38,6 +38,7 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
     let server = common::start(common::demo_config("")).await;
     let base = LoadConfig {
         addr: format!("http://{}", server.addr),
+        discover: None,
         scene: "ranking".into(),
         mode: Mode::Closed { concurrency: 4 },
         duration: Duration::from_millis(500),

@@ -10,6 +10,7 @@ use crate::args::{BenchArgs, BenchOrtArgs};
 pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
     let BenchArgs {
         addr,
+        discover,
         scene,
         rate,
         concurrency,
@@ -29,6 +30,7 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
     };
     let config = loadgen::LoadConfig {
         addr,
+        discover,
         scene,
         mode,
         duration: Duration::from_secs_f64(duration),
