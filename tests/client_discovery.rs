@@ -1,7 +1,8 @@
 //! The discovering client's resolver against a real etcd: it follows PUT and DELETE under
 //! `<service>/` the way gRPC-Go's resolver does, ignores other prefixes and values that are not
 //! the naming JSON, and picks the watch up again after etcd is killed and restarted. Also the
-//! static list, against a real (fake-model) augur.
+//! static list, against a real (fake-model) augur; `augur predict --discover` and the load
+//! generator's discovering mode.
 
 mod common;
 
@@ -81,6 +82,65 @@ async fn a_static_list_reaches_the_server_and_bad_targets_are_typed_errors() {
     let e = client.predict(bad).await.unwrap_err();
     assert_ne!(e.status().map(tonic::Status::code), Some(tonic::Code::Unavailable), "{e}");
     assert!(e.status().is_some(), "{e}");
+
+    // `augur bench --discover`: the load generator over the balanced channel, client-side
+    // numbers only (the ModelAdmin stages belong to one instance).
+    let load = augur::cli::loadgen::LoadConfig {
+        addr: String::new(),
+        discover: Some(server.addr.to_string()),
+        scene: "ranking".into(),
+        mode: augur::cli::loadgen::Mode::Closed { concurrency: 4 },
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(50),
+        candidates: 5,
+        users: 100,
+        items: 100,
+        zipf: 1.1,
+        seed: 1,
+        connections: 1,
+        timeout: Some(Duration::from_secs(10)),
+    };
+    let report = tokio::time::timeout(HANG, augur::cli::loadgen::run(&load)).await.expect("hung").expect("load");
+    assert!(report.ok > 0 && report.errors.is_empty(), "{report}");
+    assert!(report.server_stages.is_empty(), "{report}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn augur_predict_discovers_through_etcd() {
+    let etcd = EtcdServer::start().await;
+    let loader = FakeLoader::default();
+    let toml = format!(
+        "[registry]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nservices = [\"{SERVICE}\"]\nlease_ttl_s = 30\n",
+        etcd.endpoint()
+    );
+    let (_dir, server) = start_fake(&loader, &toml).await;
+    let target = format!("etcd://127.0.0.1:{}/{SERVICE}", etcd.client_port);
+    let augur = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_augur")).args(&args).output().expect("run augur")
+        })
+    };
+    let out = tokio::time::timeout(
+        HANG,
+        augur(&["predict", "--discover", &target, "--user", "u1", "--items", "i1,i2", "--wait", "20"]),
+    )
+    .await
+    .expect("augur predict hung")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("i1") && stdout.contains("i2") && stdout.contains("p(click)"), "{stdout}");
+    assert!(loader.controls.runs.load(std::sync::atomic::Ordering::SeqCst) > 0, "served by the registered instance");
+
+    // --discover and --addr exclude each other.
+    let out = augur(&["predict", "--discover", &target, "--addr", "http://127.0.0.1:1", "--user", "u", "--items", "i"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{out:?}");
 
     server.stop().await;
 }
