@@ -15,7 +15,8 @@
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
 //! become gRPC statuses), [`telemetry`] (the metrics registry and the operator's
 //! HTTP port: `/metrics`, `/healthz`, `/readyz`), [`registry`] (etcd registration with a
-//! kept-alive lease).
+//! kept-alive lease), and its counterpart on the caller's side, [`client`] (finds instances in
+//! etcd, balances across them, retries an idempotent call once on UNAVAILABLE).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator).
@@ -26,6 +27,7 @@ pub mod app;
 pub mod assemble;
 pub mod batch;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod fetch;

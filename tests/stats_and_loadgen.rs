@@ -39,6 +39,7 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
     let base = LoadConfig {
         addr: format!("http://{}", server.addr),
         admin_addr: format!("http://{}", server.admin_addr),
+        discover: None,
         scene: "ranking".into(),
         mode: Mode::Closed { concurrency: 4 },
         duration: Duration::from_millis(500),

@@ -56,6 +56,10 @@ pub(crate) struct PredictArgs {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub(crate) addr: String,
+    /// Find the servers instead: `etcd://host:port[,host:port]/<service>` (the keys augur
+    /// registers), or `host:port,host:port`; balances across them, retries once on UNAVAILABLE.
+    #[arg(long, conflicts_with = "addr")]
+    pub(crate) discover: Option<String>,
     /// Scene.
     #[arg(long, default_value = "ranking")]
     pub(crate) scene: String,
@@ -123,6 +127,11 @@ pub(crate) struct BenchArgs {
     /// = client-side numbers only.
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     pub(crate) admin_addr: String,
+    /// Find the servers instead: `etcd://host:port[,host:port]/<service>` (the keys augur
+    /// registers), or `host:port,host:port`; balances across them, no retries (errors are counted).
+    /// The server stage latencies (ModelAdmin) are skipped: they belong to one instance.
+    #[arg(long, conflicts_with = "addr")]
+    pub(crate) discover: Option<String>,
     /// Scene.
     #[arg(long, default_value = "ranking")]
     pub(crate) scene: String,

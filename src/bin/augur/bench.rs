@@ -11,6 +11,7 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
     let BenchArgs {
         addr,
         admin_addr,
+        discover,
         scene,
         rate,
         concurrency,
@@ -31,6 +32,7 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
     let config = loadgen::LoadConfig {
         addr,
         admin_addr,
+        discover,
         scene,
         mode,
         duration: Duration::from_secs_f64(duration),

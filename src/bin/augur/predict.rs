@@ -1,4 +1,5 @@
-//! `augur predict`: call Predict on a running server and print the scores.
+//! `augur predict`: call Predict on a running server (or, with `--discover`, on one of the
+//! instances found in etcd) and print the scores.
 
 use std::time::Duration;
 
@@ -6,13 +7,27 @@ use anyhow::Context;
 
 use crate::args::PredictArgs;
 
-pub(crate) async fn run(PredictArgs { addr, scene, user, items, context, wait }: PredictArgs) -> anyhow::Result<()> {
-    let mut client = augur::cli::client::connect(&addr, Duration::from_secs(wait))
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
+pub(crate) async fn run(
+    PredictArgs { addr, discover, scene, user, items, context, wait }: PredictArgs,
+) -> anyhow::Result<()> {
     let context = augur::cli::client::parse_context(&context).map_err(anyhow::Error::msg)?;
     let request = augur::cli::client::request(&scene, &user, &items, context);
-    let response = client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
-    print!("{}", augur::cli::client::render(&items, response.get_ref()));
+    let response = match discover {
+        Some(target) => {
+            let client = augur::client::PredictionClient::discover(&target)?;
+            client.wait_for_endpoints(Duration::from_secs(wait)).await?;
+            client.predict(request).await.map_err(|e| match e.status() {
+                Some(s) => anyhow::anyhow!("{:?}: {}", s.code(), s.message()),
+                None => e.into(),
+            })?
+        }
+        None => {
+            let mut client = augur::cli::client::connect(&addr, Duration::from_secs(wait))
+                .await
+                .with_context(|| format!("cannot connect to {addr}"))?;
+            client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner()
+        }
+    };
+    print!("{}", augur::cli::client::render(&items, &response));
     Ok(())
 }

@@ -47,10 +47,14 @@ pub enum Mode {
 /// A load run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// Server address (`http://host:port`).
+    /// Server address (`http://host:port`); unused with `discover`.
     pub addr: String,
     /// The server's admin gRPC address (`http://host:port`, `admin.grpc_listen`): GetStats.
     pub admin_addr: String,
+    /// A discovery target ([`crate::client::Discovery`]): balance over every instance found
+    /// there instead of `addr`. `connections` does not apply (one connection per instance) and the
+    /// server stages are skipped: `ModelAdmin` belongs to one instance, not to the service.
+    pub discover: Option<String>,
     /// Scene to score in.
     pub scene: String,
     /// Closed or open loop.
@@ -159,26 +163,72 @@ impl Tally {
     }
 }
 
+/// Why a load run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Connecting to `addr` failed.
+    #[error("loadgen: cannot connect to {addr}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The discovery target is wrong or names no instance.
+    #[error("loadgen: discovery")]
+    Discover(#[source] crate::client::ClientError),
+    /// `--admin-addr` is not a URI.
+    #[error("loadgen: --admin-addr: {0}")]
+    AdminAddr(String),
+}
+
+/// How long a discovering run waits for the first instance.
+const DISCOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs the load and reports.
-pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error> {
-    let mut clients = Vec::with_capacity(config.connections.max(1));
-    for _ in 0..config.connections.max(1) {
-        let channel = Channel::from_shared(config.addr.clone()).expect("valid address").connect().await?;
-        clients.push(Grpc::new(channel));
-    }
+pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
+    let connect = |addr: String| async move {
+        Channel::from_shared(addr.clone())
+            .expect("valid address")
+            .connect()
+            .await
+            .map_err(|source| LoadError::Connect { addr, source })
+    };
+    // Kept alive for the run: dropping the discovering client stops its resolver.
+    let mut _discovering = None;
+    let (clients, mut admin) = match &config.discover {
+        Some(target) => {
+            let client = crate::client::PredictionClient::discover(target).map_err(LoadError::Discover)?;
+            client.wait_for_endpoints(DISCOVER_WAIT).await.map_err(LoadError::Discover)?;
+            let clients = vec![Grpc::new(client.channel())];
+            _discovering = Some(client);
+            (clients, None)
+        }
+        None => {
+            let mut clients = Vec::with_capacity(config.connections.max(1));
+            for _ in 0..config.connections.max(1) {
+                clients.push(Grpc::new(connect(config.addr.clone()).await?));
+            }
+            // Lazy: an admin port that is not reachable only costs the server-side numbers.
+            let admin = Channel::from_shared(config.admin_addr.clone())
+                .map_err(|e| LoadError::AdminAddr(e.to_string()))?
+                .connect_lazy();
+            (clients, Some(ModelAdminClient::new(admin)))
+        }
+    };
     let pool: Arc<Vec<Bytes>> =
         Arc::new(request_pool(config, 512).iter().map(|r| Bytes::from(prost::Message::encode_to_vec(r))).collect());
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
-    // Lazy: an admin port that is not reachable only costs the server-side numbers.
-    let channel = Channel::from_shared(config.admin_addr.clone()).expect("valid address").connect_lazy();
-    let mut admin = ModelAdminClient::new(channel);
     let reset = {
-        let mut admin = admin.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let _ = admin.get_stats(GetStatsRequest { reset: true }).await;
+            if let Some(mut admin) = admin {
+                let _ = admin.get_stats(GetStatsRequest { reset: true }).await;
+            }
         })
     };
     let tally = Arc::new(Mutex::new(Tally::new()));
@@ -245,8 +295,12 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
         }
     };
     let _ = reset.await;
-    let (server_stages, cache_hit_ratio) = match admin.get_stats(GetStatsRequest { reset: false }).await {
-        Ok(stats) => {
+    let stats = match admin.as_mut() {
+        Some(admin) => admin.get_stats(GetStatsRequest { reset: false }).await.ok(),
+        None => None,
+    };
+    let (server_stages, cache_hit_ratio) = match stats {
+        Some(stats) => {
             let stats = stats.into_inner();
             let cache = stats.cache.map(|c| c.hit_ratio);
             let stages = stats
@@ -258,7 +312,8 @@ pub async fn run(config: &LoadConfig) -> Result<Report, tonic::transport::Error>
                 .collect();
             (stages, cache)
         }
-        Err(_) => (Vec::new(), None), // admin port unreachable or without GetStats: client-side numbers only
+        // Discovering, or a server without the admin API: client-side numbers only.
+        None => (Vec::new(), None),
     };
     let seconds = config.duration.as_secs_f64();
     let tally = Arc::try_unwrap(tally).map(|m| m.into_inner().expect("tally")).unwrap_or_else(|arc| {
