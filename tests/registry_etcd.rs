@@ -220,3 +220,42 @@ async fn shutdown_with_etcd_dead_is_bounded_and_clean() {
     // Deregistration fails within its bound (logged); the drain goes on and ends cleanly.
     tokio::time::timeout(HANG, server.stop()).await.expect("shutdown hung on a dead etcd");
 }
+
+/// A crashed instance cannot deregister: its key must go with its lease. The real binary is
+/// SIGKILLed; the key disappears once the lease TTL runs out (not asserted against the clock:
+/// the elapsed time is printed, the hang guard is the bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_the_key_expires_with_its_lease() {
+    use std::process::{Command, Stdio};
+    let etcd = EtcdServer::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("augur.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n{}",
+            registry_toml(&etcd, "lease_ttl_s = 2\n").replace("lease_ttl_s = 3\n", "")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(common::root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn augur serve");
+    let mut client = etcd.client().await;
+    let key = format!("{SERVICE}/127.0.0.1:{port}");
+    let (_, lease) = wait_for_key(&mut client, &key, |_, lease| lease != 0).await;
+    let killed = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+    let started = std::time::Instant::now();
+    wait_for_no_key(&mut client, &key).await;
+    eprintln!("key gone {:?} after SIGKILL (lease TTL 2 s)", started.elapsed());
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
+    assert!(ttl.ttl() <= 0, "the lease must have expired with the crashed instance: {}", ttl.ttl());
+}
