@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
 # formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
-# the Prometheus alert rules and scrape config (promtool) and the whole cargo test suite (unit,
+# the Kubernetes manifests (kubernetes-validate, offline schemas), the Prometheus alert
+# rules and scrape config (promtool) and the whole cargo test suite (unit,
 # gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis Cluster servers and
 # etcd the tests start themselves, the Go resolver example).
 set -euo pipefail
@@ -11,6 +12,7 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
 python3 scripts/check_module_cycles.py
+.venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
 log=$(mktemp)

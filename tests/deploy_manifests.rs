@@ -1,0 +1,44 @@
+//! The Kubernetes manifests agree with augur: the ConfigMap's `augur.toml` is a valid config (with
+//! the advertise address the Deployment injects), the probes point at the ports it listens on, and
+//! the pod's termination grace covers the ordered drain (drain delay + grace), so the kubelet never
+//! SIGKILLs a draining replica. Schema validation is `kubernetes-validate` in scripts/test.sh.
+
+mod common;
+
+use augur::config::Config;
+use serde_yaml_ng::Value;
+
+fn manifest(name: &str) -> Value {
+    let path = common::root().join("deploy/k8s").join(name);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_configmap_config_is_valid_and_the_pod_outlives_the_drain() {
+    let configmap = manifest("configmap.yaml");
+    let toml = configmap["data"]["augur.toml"].as_str().expect("data.augur.toml");
+    // The Deployment sets AUGUR__REGISTRY__ADVERTISE from the pod IP; without it validation must
+    // refuse the wildcard listen address, with it the config is complete.
+    let err = Config::from_toml(toml).unwrap_err().to_string();
+    assert!(err.contains("registry.advertise"), "{err}");
+    let config = Config::from_toml(&toml.replace("[registry]\n", "[registry]\nadvertise = \"10.0.0.7:50051\"\n"))
+        .expect("the ConfigMap's augur.toml must validate");
+
+    let deployment = manifest("deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env: Vec<&str> = container["env"].as_sequence().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(env.contains(&"AUGUR__REGISTRY__ADVERTISE"), "{env:?}");
+    let grace_s = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let drain_ms = config.server.drain_delay_ms + config.server.grace_ms;
+    assert!(grace_s * 1000 > drain_ms, "terminationGracePeriodSeconds {grace_s} s ≤ drain {drain_ms} ms");
+
+    let grpc_port = u64::from(config.server.listen.port());
+    assert_eq!(container["readinessProbe"]["grpc"]["port"].as_u64(), Some(grpc_port));
+    assert_eq!(container["startupProbe"]["grpc"]["port"].as_u64(), Some(grpc_port));
+    let ports = container["ports"].as_sequence().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).and_then(|p| p["containerPort"].as_u64());
+    assert_eq!(port("grpc"), Some(grpc_port));
+    assert_eq!(port("admin-http"), Some(u64::from(config.admin.listen.port())));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+}
