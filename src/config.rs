@@ -855,7 +855,7 @@ impl RedisConfig {
         }
         for (i, url) in self.urls.iter().enumerate() {
             if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-                return Err(invalid(&format!("store.urls[{i}]"), &format!("`{url}`: {e}")));
+                return Err(invalid(&format!("store.urls[{i}]"), &format!("`{}`: {e}", redact_url(url))));
             }
         }
         if self.namespace.is_empty() {
@@ -870,6 +870,20 @@ impl RedisConfig {
             in_range(&key("negative_ttl_ms"), table.negative_ttl_ms as usize, 0, table.ttl_ms as usize)?;
         }
         Ok(())
+    }
+}
+
+/// `url` with the password of its userinfo replaced by `***`, for logs and error messages:
+/// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`. Anything else is unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
+        Some(colon) => format!("{}***{}", &url[..=colon], &url[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -1000,6 +1014,19 @@ mod tests {
         for bad in ["{table}", "{id}", "{table}:{id", "{table}:{idd}", "{table}}:{id}"] {
             assert!(KeyTemplate::parse(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(redact_url("redis://user:s3cret@10.0.0.5:6379/0"), "redis://user:***@10.0.0.5:6379/0");
+        assert_eq!(redact_url("rediss://:s3cret@host:6380"), "rediss://:***@host:6380");
+        assert_eq!(redact_url("redis://10.0.0.5:6379"), "redis://10.0.0.5:6379");
+        assert_eq!(redact_url("redis://user@host:1/a@b"), "redis://user@host:1/a@b");
+        // A bad URL in the config is reported without its password.
+        let err = Config::from_toml("[store]\nkind = \"redis\"\nurls = [\"redis://u:s3cret@host:notaport\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.urls[0]") && !err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -104,7 +104,9 @@ enum Connection {
 impl RedisFeatureStore {
     /// Connects (one PING's worth of proof that Redis answers); fails start-up naming the URL.
     pub async fn connect(config: &RedisConfig) -> Result<Self, LoadError> {
-        let target: Arc<str> = config.urls.join(",").into();
+        // Shown in logs and errors: never with a password.
+        let target: Arc<str> =
+            config.urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(",").into();
         let connect_error = |e: RedisError| LoadError::Connect { target: target.to_string(), message: e.to_string() };
         let keys = config.key_template.with_namespace(&config.namespace);
         let timeout = Duration::from_millis(config.timeout_ms);
