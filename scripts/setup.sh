@@ -14,6 +14,8 @@ need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The TLS test makes its throwaway CA and certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # etcd 3.4 (/usr/bin/etcd): the registry tests start it on free ports with a temp data dir.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)

@@ -267,6 +267,9 @@ pub struct ServerConfig {
     /// exits and logs what was cut.
     #[serde(default = "default_grace_ms")]
     pub grace_ms: u64,
+    /// TLS on the public port (mTLS with `client_ca_path`); plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// When set, every call but health checks must carry `authorization: Bearer <token>`.
     #[serde(default)]
     pub auth_token: Option<String>,
@@ -280,6 +283,20 @@ const fn default_max_deadline_ms() -> u64 {
 }
 const fn default_grace_ms() -> u64 {
     10_000
+}
+
+/// `[server.tls]`: PEM files, read at start-up (a missing or unreadable file fails start-up
+/// naming the key). rustls (ring) through tonic; no OpenSSL at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate chain (PEM).
+    pub cert_path: PathBuf,
+    /// Its private key (PEM).
+    pub key_path: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    #[serde(default)]
+    pub client_ca_path: Option<PathBuf>,
 }
 
 /// `[server.http2]`: per-connection limits of the public listener.
@@ -733,6 +750,19 @@ impl Config {
         }
         if a.enabled && clash(a.listen) {
             return Err(invalid("admin.grpc_listen", &format!("`{}` is also admin.listen (HTTP)", a.grpc_listen)));
+        }
+        if let Some(tls) = &s.tls {
+            let files = [("cert_path", Some(&tls.cert_path)), ("key_path", Some(&tls.key_path))];
+            for (key, path) in files.into_iter().chain([("client_ca_path", tls.client_ca_path.as_ref())]) {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    return Err(invalid(
+                        &format!("server.tls.{key}"),
+                        &format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
         }
         let h = &s.http2;
         in_range("server.http2.max_concurrent_streams", h.max_concurrent_streams as usize, 1, 1 << 20)?;

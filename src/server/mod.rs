@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::ServerConfig;
 use crate::predict::Predictor;
@@ -44,6 +44,15 @@ pub enum ServeError {
     /// The listener's own address could not be read (needed to register it).
     #[error("listener address: {0}")]
     Listener(#[source] std::io::Error),
+    /// A `server.tls` file could not be read.
+    #[error("server.tls: {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The drain did not finish within `server.grace_ms` or a second signal cut it.
     #[error("shutdown cut short: {0}")]
     Cut(String),
@@ -79,8 +88,12 @@ pub async fn serve(
     let max_message = config.max_message_bytes;
     let rpc = shared.metrics.rpc.clone();
     let prediction = grpc::PredictionService::new(shared, config.clone());
-    tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-    builder(config)
+    let mut server = builder(config);
+    if let Some(tls) = &config.tls {
+        server = server.tls_config(tls_config(tls)?)?;
+    }
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "serving");
+    server
         .layer(layers::stack(config, config.auth_token.as_deref(), &rpc))
         .add_service(health)
         .add_service(reflection_v1)
@@ -124,6 +137,19 @@ pub async fn serve_admin(
         .await?;
     tracing::info!("admin gRPC server stopped accepting and its connections closed");
     Ok(())
+}
+
+/// The public port's TLS: the identity, and the client CA when clients must authenticate (mTLS).
+fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.display().to_string(), source })
+    };
+    let identity = Identity::from_pem(read(&tls.cert_path)?, read(&tls.key_path)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_path {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// A tonic server with the configured HTTP/2 limits.

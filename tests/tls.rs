@@ -1,0 +1,137 @@
+//! TLS and mutual TLS on the public port (rustls through tonic): certificates are made for the
+//! test by the `openssl` CLI (a throwaway CA, a server certificate for localhost/127.0.0.1 and a
+//! client certificate). With `client_ca_path` set, a client with a certificate from that CA gets
+//! scores; one without a certificate, and a plaintext client, get nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// ca.pem, server.{pem,key} (localhost, 127.0.0.1), client.{pem,key}, all signed by the CA.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=augur-test-ca",
+        ],
+    );
+    for (name, ext) in [
+        ("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, pem, extfile) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        openssl(
+            dir,
+            &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ],
+        );
+    }
+}
+
+async fn connect(addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Channel::from_shared(format!("{scheme}://localhost:{}", addr.port())).unwrap();
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint.connect().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let toml = format!(
+        "[server.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"\nclient_ca_path = \"{}\"\n",
+        p("server.pem"),
+        p("server.key"),
+        p("ca.pem")
+    );
+    let server = common::start(common::demo_config(&toml)).await;
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let ca = Certificate::from_pem(read("ca.pem"));
+
+    // A client with a certificate from the CA gets scores.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .identity(Identity::from_pem(read("client.pem"), read("client.key")))
+        .domain_name("localhost");
+    let channel = connect(server.addr, Some(tls)).await.expect("mTLS connect");
+    let mut client = augur::proto::prediction_client::PredictionClient::new(channel);
+    let response = client.predict(common::ranking_request("u42", &["i1", "i2"])).await.unwrap().into_inner();
+    assert_eq!(response.scores.len(), 2);
+
+    // No client certificate: the handshake (or the first call) fails.
+    let tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+    let refused = match connect(server.addr, Some(tls)).await {
+        Err(_) => true,
+        Ok(channel) => augur::proto::prediction_client::PredictionClient::new(channel)
+            .predict(common::ranking_request("u42", &["i1"]))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate must not be served");
+
+    // Plaintext HTTP/2 against the TLS port gets nothing either.
+    let refused = match connect(server.addr, None).await {
+        Err(_) => true,
+        Ok(channel) => augur::proto::prediction_client::PredictionClient::new(channel)
+            .predict(common::ranking_request("u42", &["i1"]))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "plaintext must not be served on the TLS port");
+    server.stop().await;
+}
+
+#[test]
+fn a_missing_tls_file_fails_start_up_naming_the_key() {
+    let err = augur::config::Config::from_toml(
+        "[server.tls]\ncert_path = \"/nonexistent/server.pem\"\nkey_path = \"/nonexistent/server.key\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server.tls.cert_path"), "{err}");
+}
