@@ -23,6 +23,10 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3/naming/resolver ] || need_apt+=(golang-etcd-server-dev)
 [ -d /usr/share/gocode/src/google.golang.org/grpc/health ] || need_apt+=(golang-google-grpc-dev)
+# protoc-gen-go 1.3 (plugins=grpc) + its runtime: tests generate examples/go/predict's augur.v1
+# stubs. Not Debian's protoc-gen-go 1.28 package: it conflicts with these and removes the etcd sources.
+command -v protoc-gen-go >/dev/null 2>&1 || need_apt+=(golang-goprotobuf-dev)
+[ -d /usr/share/gocode/src/github.com/golang/protobuf/proto ] || need_apt+=(golang-github-golang-protobuf-1-3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""
