@@ -472,6 +472,10 @@ pub struct RedisConfig {
     /// Bound on establishing a connection, in ms (start-up and every reconnection attempt).
     #[serde(default = "default_redis_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// CA certificate (PEM) that signed the server's certificate, for `rediss://` URLs to a Redis
+    /// with a private CA; without it the system's roots are used.
+    #[serde(default)]
+    pub tls_ca_path: Option<PathBuf>,
     /// Local cache of hot rows, per table.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -887,6 +891,11 @@ impl RedisConfig {
             if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
                 return Err(invalid(&format!("store.urls[{i}]"), &format!("`{}`: {e}", redact_url(url))));
             }
+        }
+        if let Some(path) = &self.tls_ca_path
+            && !path.is_file()
+        {
+            return Err(invalid("store.tls_ca_path", &format!("{} is not a readable file", path.display())));
         }
         if self.namespace.is_empty() {
             return Err(invalid("store.namespace", "must not be empty"));

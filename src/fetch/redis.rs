@@ -111,17 +111,34 @@ impl RedisFeatureStore {
         let keys = config.key_template.with_namespace(&config.namespace);
         let timeout = Duration::from_millis(config.timeout_ms);
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        // `rediss://` with a private CA: trust exactly that CA (PEM read once, at start-up).
+        let certs = match &config.tls_ca_path {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| LoadError::Connect {
+                    target: target.to_string(),
+                    message: format!("store.tls_ca_path {}: {e}", path.display()),
+                })?),
+            }),
+            None => None,
+        };
         let conn = if config.cluster {
-            let client = ClusterClientBuilder::new(config.urls.iter().map(String::as_str))
+            let mut builder = ClusterClientBuilder::new(config.urls.iter().map(String::as_str))
                 .connection_timeout(connect_timeout)
                 .response_timeout(timeout)
-                .retries(2)
-                .build()
-                .map_err(connect_error)?;
+                .retries(2);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(connect_error)?;
             Connection::Cluster(client.get_async_connection().await.map_err(connect_error)?)
         } else {
             let url = config.urls.first().map_or("", String::as_str);
-            let client = redis::Client::open(url).map_err(connect_error)?;
+            let client = match certs {
+                Some(certs) => redis::Client::build_with_tls(url, certs),
+                None => redis::Client::open(url),
+            }
+            .map_err(connect_error)?;
             let manager = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(timeout))
                 .set_connection_timeout(Some(connect_timeout))

@@ -124,6 +124,7 @@ pub fn venv_python() -> PathBuf {
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
+pub mod certs;
 pub mod etcd_server;
 pub mod fake_model;
 pub mod redis_server;
