@@ -21,9 +21,9 @@ const HANG: Duration = Duration::from_secs(60);
 
 const SERVICE: &str = "augur-test";
 
-fn registry_toml(etcd: &EtcdServer, extra: &str) -> String {
+fn registry_toml(etcd: &EtcdServer, lease_ttl_s: u64, extra: &str) -> String {
     format!(
-        "[registry]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nservices = [\"{SERVICE}\"]\nlease_ttl_s = 3\n{extra}",
+        "[registry]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nservices = [\"{SERVICE}\"]\nlease_ttl_s = {lease_ttl_s}\n{extra}",
         etcd.endpoint()
     )
 }
@@ -70,7 +70,7 @@ fn registrations(server: &common::TestServer, outcome: &str) -> u64 {
 async fn registers_the_go_naming_value_under_a_kept_alive_lease() {
     let etcd = EtcdServer::start().await;
     let metadata = r#"metadata = '{"version":"1","zone":"a"}'"#;
-    let server = common::start(common::demo_config(&registry_toml(&etcd, metadata))).await;
+    let server = common::start(common::demo_config(&registry_toml(&etcd, 3, metadata))).await;
     let mut client = etcd.client().await;
     let key = format!("{SERVICE}/{}", server.addr);
 
@@ -101,10 +101,7 @@ async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
     // A long drain delay: the server keeps accepting after step (1), so the key must be gone
     // while health still answers (NOT_SERVING). A TTL far longer than the test: the lease can only
     // end by being revoked, not by expiring.
-    let toml = format!(
-        "[server]\ndrain_delay_ms = 8000\n[registry]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nservices = [\"{SERVICE}\"]\nlease_ttl_s = 300\n",
-        etcd.endpoint()
-    );
+    let toml = format!("[server]\ndrain_delay_ms = 8000\n{}", registry_toml(&etcd, 300, ""));
     let server = common::start(common::demo_config(&toml)).await;
     let mut client = etcd.client().await;
     let key = format!("{SERVICE}/{}", server.addr);
@@ -132,7 +129,7 @@ async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_again_after_the_lease_is_revoked_from_outside() {
     let etcd = EtcdServer::start().await;
-    let server = common::start(common::demo_config(&registry_toml(&etcd, ""))).await;
+    let server = common::start(common::demo_config(&registry_toml(&etcd, 3, ""))).await;
     let mut client = etcd.client().await;
     let key = format!("{SERVICE}/{}", server.addr);
     let (_, lease) = wait_for_key(&mut client, &key, |_, _| true).await;
@@ -151,7 +148,7 @@ async fn registers_again_after_the_lease_is_revoked_from_outside() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_again_after_etcd_is_killed_and_restarted() {
     let mut etcd = EtcdServer::start().await;
-    let server = common::start(common::demo_config(&registry_toml(&etcd, ""))).await;
+    let server = common::start(common::demo_config(&registry_toml(&etcd, 3, ""))).await;
     let mut client = etcd.client().await;
     let key = format!("{SERVICE}/{}", server.addr);
     let (_, lease) = wait_for_key(&mut client, &key, |_, _| true).await;
@@ -211,7 +208,7 @@ fn config_validation_names_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_etcd_dead_is_bounded_and_clean() {
     let mut etcd = EtcdServer::start().await;
-    let toml = registry_toml(&etcd, "deregister_timeout_ms = 500\n");
+    let toml = registry_toml(&etcd, 3, "deregister_timeout_ms = 500\n");
     let server = common::start(common::demo_config(&toml)).await;
     let mut client = etcd.client().await;
     wait_for_key(&mut client, &format!("{SERVICE}/{}", server.addr), |_, _| true).await;
@@ -235,7 +232,7 @@ async fn after_sigkill_the_key_expires_with_its_lease() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n{}",
-            registry_toml(&etcd, "lease_ttl_s = 2\n").replace("lease_ttl_s = 3\n", "")
+            registry_toml(&etcd, 2, "")
         ),
     )
     .unwrap();
