@@ -10,6 +10,8 @@
 //! 5. [`batch`]     — queue the tensors for the inference threads (bounded, fail-fast when full).
 //! 6. [`model`]     — the model behind a trait: ONNX Runtime sessions checked against the spec.
 //! 7. [`predict`]   — the whole path above as one readable async fn.
+//! 8. [`sample_log`] — off the hot path: snapshots of what was served, joined with reported
+//!    events into training samples, written to a segment log and delivered to sinks.
 //!
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
@@ -34,6 +36,7 @@ pub mod fetch;
 pub mod model;
 pub mod predict;
 pub mod registry;
+pub mod sample_log;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
@@ -46,4 +49,34 @@ pub mod proto {
 
     /// Encoded descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("augur_descriptor");
+
+    // Domain → proto conversions shared by the server and the sample log (which must not
+    // depend on each other).
+    use crate::assemble::{self, FallbackReason as Reason, TensorData};
+
+    impl From<assemble::Fallback> for Fallback {
+        fn from(f: assemble::Fallback) -> Self {
+            let reason = match f.reason {
+                Reason::MissingRow => FallbackReason::MissingRow,
+                Reason::MissingField => FallbackReason::MissingField,
+                Reason::ParseError => FallbackReason::ParseError,
+                Reason::Timeout => FallbackReason::Timeout,
+                Reason::StoreError => FallbackReason::StoreError,
+            };
+            Fallback { feature: f.feature, reason: reason as i32, candidates: f.candidates }
+        }
+    }
+
+    impl Tensor {
+        /// Rows `rows` of `t`, shape `[rows.len(), width]`.
+        pub fn from_rows(t: &assemble::Tensor, rows: std::ops::Range<usize>) -> Tensor {
+            let shape = vec![rows.len() as i64, t.width as i64];
+            let cols = rows.start * t.width..rows.end * t.width;
+            let (int64_values, float_values) = match &t.data {
+                TensorData::I64(v) => (v[cols].to_vec(), Vec::new()),
+                TensorData::F32(v) => (Vec::new(), v[cols].to_vec()),
+            };
+            Tensor { name: t.name.clone(), shape, int64_values, float_values }
+        }
+    }
 }

@@ -36,6 +36,13 @@ impl Prediction for Scripted {
         Err(Status::unimplemented("not scripted"))
     }
 
+    async fn report_events(
+        &self,
+        _: Request<augur::proto::ReportEventsRequest>,
+    ) -> Result<Response<augur::proto::ReportEventsResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
     type StreamFeaturesStream = ReceiverStream<Result<GetFeaturesResponse, Status>>;
 
     async fn stream_features(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, TensorData};
+use crate::assemble::{Assembled, FallbackReason, Spec, TensorData};
 use crate::config::ServerConfig;
 use crate::error::RequestError;
 use crate::fetch::Value;
@@ -137,7 +137,7 @@ pub fn predict_response(p: Prediction) -> proto::PredictResponse {
         scores: p.scores,
         model_name: p.model_name,
         model_version: p.model_version,
-        fallbacks: p.fallbacks.into_iter().map(fallback).collect(),
+        fallbacks: p.fallbacks.into_iter().map(proto::Fallback::from).collect(),
     }
 }
 
@@ -167,21 +167,10 @@ pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeature
         .collect();
     proto::GetFeaturesResponse {
         inputs,
-        fallbacks: assembled.fallbacks.into_iter().map(fallback).collect(),
+        fallbacks: assembled.fallbacks.into_iter().map(proto::Fallback::from).collect(),
         layout,
         error: String::new(),
     }
-}
-
-fn fallback(f: Fallback) -> proto::Fallback {
-    let reason = match f.reason {
-        FallbackReason::MissingRow => proto::FallbackReason::MissingRow,
-        FallbackReason::MissingField => proto::FallbackReason::MissingField,
-        FallbackReason::ParseError => proto::FallbackReason::ParseError,
-        FallbackReason::Timeout => proto::FallbackReason::Timeout,
-        FallbackReason::StoreError => proto::FallbackReason::StoreError,
-    };
-    proto::Fallback { feature: f.feature, reason: reason as i32, candidates: f.candidates }
 }
 
 /// The domain reason of a proto reason (tests, clients); unspecified maps to missing row.

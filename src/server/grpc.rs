@@ -16,7 +16,9 @@ use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::predict::Predictor;
 use crate::proto::prediction_server::Prediction;
-use crate::proto::{GetFeaturesRequest, GetFeaturesResponse, PredictRequest, PredictResponse};
+use crate::proto::{
+    GetFeaturesRequest, GetFeaturesResponse, PredictRequest, PredictResponse, ReportEventsRequest, ReportEventsResponse,
+};
 
 /// gRPC handler for `augur.v1.Prediction`.
 #[derive(Debug, Clone)]
@@ -118,5 +120,13 @@ impl Prediction for PredictionService {
         request: Request<GetFeaturesRequest>,
     ) -> Result<Response<GetFeaturesResponse>, Status> {
         Ok(Response::new(self.features(request.into_inner()).await?))
+    }
+
+    async fn report_events(
+        &self,
+        _request: Request<ReportEventsRequest>,
+    ) -> Result<Response<ReportEventsResponse>, Status> {
+        // TODO(samples): the joiner lands with the sample pipeline.
+        Err(Status::failed_precondition("sample logging is off (samples.enabled = false)"))
     }
 }

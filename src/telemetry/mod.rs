@@ -408,6 +408,78 @@ pub struct RegistryMetrics {
     pub registrations: Family<RegistrationLabels, Counter>,
 }
 
+/// `{reason}` of a refused or lost sample-pipeline item.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Bounded set chosen by the caller (`queue_full`, `join_store_full`, `log_full`, ...).
+    pub reason: String,
+}
+
+/// `{type, result}` of a reported event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// Event type (built-in or configured: bounded); `invalid` for rejected unknown types.
+    pub r#type: String,
+    /// `accepted`, `duplicate`, `orphan` or `rejected`.
+    pub result: String,
+}
+
+/// `{kind}` of an emitted log record.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordKindLabels {
+    /// `sample`, `correction` or `orphan`.
+    pub kind: String,
+}
+
+/// `{sink}`: one configured sample sink.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// Sink name from the config.
+    pub sink: String,
+}
+
+/// The sample pipeline (`src/sample_log/`): snapshots, joins, the segment log and its sinks.
+#[derive(Debug, Clone, Default)]
+pub struct SampleMetrics {
+    /// Snapshots queued for the joiner, by scene.
+    pub snapshots: Family<SceneLabels, Counter>,
+    /// Snapshots, records or labels lost to a bound or a failure, by reason.
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Snapshots waiting in the queue between Predict and the joiner.
+    pub queue_depth: Gauge,
+    /// Reported events by type and result.
+    pub events: Family<EventLabels, Counter>,
+    /// Predictions waiting for their labels in the join store (this process's view).
+    pub pending: Gauge,
+    /// Bytes the in-memory join store holds.
+    pub pending_bytes: Gauge,
+    /// Records appended to the segment log, by kind.
+    pub emitted: Family<RecordKindLabels, Counter>,
+    /// Bytes of segment files on disk.
+    pub log_disk_bytes: Gauge,
+    /// Last sequence fsynced: what a power loss cannot take.
+    pub log_durable_sequence: Gauge,
+    /// Last sequence written.
+    pub log_sequence: Gauge,
+    /// Corrupt records skipped when reading the log (bad checksum, torn tail, impossible length).
+    pub log_corrupt: Counter,
+    /// Bytes of torn tail truncated when the log was opened.
+    pub log_truncated_bytes: Counter,
+    /// Records acknowledged by each sink.
+    pub sink_delivered: Family<SinkLabels, Counter>,
+    /// Failed delivery attempts per sink (retried).
+    pub sink_errors: Family<SinkLabels, Counter>,
+    /// Records written to the log but not yet acknowledged by the sink.
+    pub sink_lag: Family<SinkLabels, Gauge>,
+}
+
+/// `{scene}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SceneLabels {
+    /// Scene.
+    pub scene: String,
+}
+
 /// Every metric of the process, registered once. Cheap to clone (handles share storage).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -424,6 +496,8 @@ pub struct Metrics {
     pub cache: CacheMetrics,
     /// Service registration.
     pub registration: RegistryMetrics,
+    /// The sample pipeline.
+    pub samples: SampleMetrics,
 }
 
 impl Default for Metrics {
@@ -482,7 +556,9 @@ impl Metrics {
             "Service-registry registrations by outcome (registered, lost, failed)",
             registration.registrations.clone(),
         );
-        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache, registration }
+        let samples = SampleMetrics::default();
+        register_samples(&mut r, &samples);
+        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache, registration, samples }
     }
 
     /// Prometheus text exposition of every metric.
@@ -499,6 +575,32 @@ impl Metrics {
     pub fn stage(&self, scene: &str, stage: &str) -> LatencyHistogram {
         self.path.stages.get_or_create(&StageLabels { scene: scene.to_owned(), stage: stage.to_owned() }).clone()
     }
+}
+
+fn register_samples(r: &mut Registry, s: &SampleMetrics) {
+    r.register("samples_snapshots", "Prediction snapshots queued for the label join, by scene", s.snapshots.clone());
+    r.register(
+        "samples_dropped",
+        "Snapshots, labels or records lost to a bound or failure, by reason",
+        s.dropped.clone(),
+    );
+    r.register("samples_queue_depth", "Snapshots waiting between Predict and the joiner", s.queue_depth.clone());
+    r.register("samples_events", "Reported events by type and result", s.events.clone());
+    r.register("samples_pending", "Predictions waiting for labels in the join store", s.pending.clone());
+    r.register("samples_pending_bytes", "Bytes held by the in-memory join store", s.pending_bytes.clone());
+    r.register("samples_emitted", "Records appended to the sample log, by kind", s.emitted.clone());
+    r.register("samples_log_disk_bytes", "Bytes of sample-log segments on disk", s.log_disk_bytes.clone());
+    r.register("samples_log_durable_sequence", "Last sample-log sequence fsynced", s.log_durable_sequence.clone());
+    r.register("samples_log_sequence", "Last sample-log sequence written", s.log_sequence.clone());
+    r.register("samples_log_corrupt_records", "Corrupt sample-log records detected and skipped", s.log_corrupt.clone());
+    r.register(
+        "samples_log_truncated_bytes",
+        "Torn sample-log tail bytes truncated at open",
+        s.log_truncated_bytes.clone(),
+    );
+    r.register("samples_sink_delivered", "Records acknowledged by a sink", s.sink_delivered.clone());
+    r.register("samples_sink_errors", "Failed sink delivery attempts (retried)", s.sink_errors.clone());
+    r.register("samples_sink_lag_records", "Records in the log not yet acknowledged by the sink", s.sink_lag.clone());
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! The Redis join store (filled in by the Redis join-store work).

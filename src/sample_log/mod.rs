@@ -1,0 +1,15 @@
+//! Step 8, off the hot path: what each prediction served becomes a training sample.
+//!
+//! ```text
+//! Predict ──snapshot──▶ buffer (bounded; drop_newest | block) ──▶ joiner ──▶ join store (memory | Redis)
+//! ReportEvents ──────────────────────────────────────────────────▶ joiner ──┘
+//!                 due (positive wait over) / late label ──▶ file::SegmentLog ──tail──▶ sinks (Kafka, Redis Streams)
+//! ```
+//!
+//! The segment log is the one durable step: a sample counts as delivered to a network sink only
+//! when the sink acknowledged it, and the log keeps it until every sink has. Serving never waits
+//! on any of it (`buffer` refuses and counts instead).
+
+pub mod join;
+pub mod record;
+pub mod sink;
