@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 use crate::assemble::FallbackReason;
 use crate::batch::BatchError;
 use crate::fetch::FetchError;
+use crate::sample_log::join::JoinError;
 use crate::scene::{CanaryError, RouteError};
 
 /// A request field that is invalid, named and explained (INVALID_ARGUMENT).
@@ -100,6 +101,12 @@ pub enum Error {
     /// A spawned task of the request failed (panicked or was cancelled).
     #[error("request task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// ReportEvents while sample logging is off.
+    #[error("samples: sample logging is off (samples.enabled = false); no events are joined")]
+    SamplesOff,
+    /// The join store failed: nothing of the call was acknowledged.
+    #[error("samples: {0}")]
+    Join(#[from] JoinError),
 }
 
 impl From<Error> for Status {
@@ -123,6 +130,10 @@ impl From<Error> for Status {
             Error::Canary(CanaryError::NotLoaded { .. }) => Code::FailedPrecondition,
             Error::Unauthenticated => Code::Unauthenticated,
             Error::Task(_) => Code::Internal,
+            Error::SamplesOff => Code::FailedPrecondition,
+            Error::Join(JoinError::Unavailable(_)) => Code::Unavailable,
+            Error::Join(JoinError::Full { .. }) => Code::ResourceExhausted,
+            Error::Join(JoinError::Corrupt(_)) => Code::Internal,
         };
         if code == Code::Internal {
             // The whole chain: the status message carries only the top line.

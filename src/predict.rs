@@ -10,6 +10,9 @@ use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
 use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
 use crate::fetch::{FeatureStore, FetchError, Row, Value};
+use crate::sample_log::buffer::SnapshotQueue;
+use crate::sample_log::joiner::Joiner;
+use crate::sample_log::snapshot::{Served, now_ms};
 use crate::scene::{Scene, Stage};
 
 /// A scoring request in domain form (already checked against the server's generic limits).
@@ -50,13 +53,40 @@ pub struct Predictor {
     scenes: HashMap<String, Scene>,
     store: Arc<dyn FeatureStore>,
     fetch: FetchConfig,
+    /// The sample pipeline's ends: snapshots out, events in (`None`: sample logging off).
+    samples: Option<Samples>,
+}
+
+/// What the request path holds of the sample pipeline.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// Predict queues what it served here.
+    pub queue: SnapshotQueue,
+    /// ReportEvents joins events here.
+    pub joiner: Arc<Joiner>,
 }
 
 impl Predictor {
     /// Wires scenes to a store.
     pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>, fetch: FetchConfig) -> Self {
         let scenes = scenes.into_iter().map(|s| (s.spec.scene.clone(), s)).collect();
-        Predictor { scenes, store, fetch }
+        Predictor { scenes, store, fetch, samples: None }
+    }
+
+    /// Turns sample logging on.
+    pub fn with_samples(mut self, samples: Samples) -> Self {
+        self.samples = Some(samples);
+        self
+    }
+
+    /// ReportEvents: one result per event; FAILED_PRECONDITION when sample logging is off.
+    pub async fn report_events(
+        &self,
+        events: Vec<crate::proto::Event>,
+        max_id_bytes: usize,
+    ) -> Result<Vec<crate::proto::EventResult>, Error> {
+        let Some(samples) = &self.samples else { return Err(Error::SamplesOff) };
+        Ok(samples.joiner.report(events, max_id_bytes).await?)
     }
 
     /// Scene by name, or NOT_FOUND listing the served ones.
@@ -98,8 +128,27 @@ impl Predictor {
         let assembled = self.features_for(scene, &request, deadline).await?;
         let infer_started = Instant::now();
         let tensors: Arc<[crate::assemble::Tensor]> = assembled.tensors.into();
-        let scores = version.batcher.infer(tensors, deadline).await?;
+        let scores = version.batcher.infer(Arc::clone(&tensors), deadline).await?;
         scene.stage(Stage::Infer).record(infer_started.elapsed());
+        if let Some(samples) = &self.samples
+            && samples.queue.wants(&request.scene, &request.request_id)
+        {
+            samples
+                .queue
+                .offer(Served {
+                    request_id: request.request_id.clone(),
+                    timestamp_ms: now_ms(),
+                    scene: request.scene.clone(),
+                    model_name: scene.repo.name().to_owned(),
+                    model_version: version.number.to_string(),
+                    user_id: std::mem::take(&mut request.user_id),
+                    item_ids: request.candidates.iter().map(|(id, _)| id.clone()).collect(),
+                    scores: scores.clone(),
+                    inputs: tensors,
+                    fallbacks: assembled.fallbacks.clone(),
+                })
+                .await;
+        }
         scene.stage(Stage::Total).record(started.elapsed());
         Ok(Prediction {
             request_id: request.request_id,

@@ -13,3 +13,8 @@
 pub mod join;
 pub mod record;
 pub mod sink;
+pub mod buffer;
+pub mod joiner;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;

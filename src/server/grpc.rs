@@ -124,9 +124,19 @@ impl Prediction for PredictionService {
 
     async fn report_events(
         &self,
-        _request: Request<ReportEventsRequest>,
+        request: Request<ReportEventsRequest>,
     ) -> Result<Response<ReportEventsResponse>, Status> {
-        // TODO(samples): the joiner lands with the sample pipeline.
-        Err(Status::failed_precondition("sample logging is off (samples.enabled = false)"))
+        let events = request.into_inner().events;
+        // The batch bound: one call cannot hold the join store for longer than a Predict of the
+        // largest allowed candidate list would.
+        if events.len() > self.limits.max_candidates {
+            return Err(Error::from(crate::error::RequestError::new(
+                "events",
+                format!("{} events, more than server.max_candidates ({})", events.len(), self.limits.max_candidates),
+            ))
+            .into());
+        }
+        let results = self.predictor.report_events(events, self.limits.max_string_bytes).await?;
+        Ok(Response::new(ReportEventsResponse { results }))
     }
 }

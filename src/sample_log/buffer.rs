@@ -1,0 +1,63 @@
+//! The bounded queue between Predict and the joiner: the only part of the sample pipeline on
+//! the request path. A full queue never slows serving by more than the configured bound:
+//! `drop_newest` refuses at once, `block` waits at most `block_timeout_ms`; both count what they
+//! drop (`augur_samples_dropped_total{reason="queue_full"}`).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::snapshot::Served;
+use crate::config::{SamplesConfig, WhenFull};
+use crate::telemetry::{ReasonLabels, SampleMetrics, SceneLabels};
+
+/// Predict's handle: decides whether a request is logged and queues its snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotQueue {
+    tx: mpsc::Sender<Served>,
+    config: std::sync::Arc<SamplesConfig>,
+    metrics: SampleMetrics,
+}
+
+// === impl SnapshotQueue ===
+
+impl SnapshotQueue {
+    /// A queue of `config.queue_capacity` snapshots; the receiver goes to the joiner.
+    pub fn new(config: std::sync::Arc<SamplesConfig>, metrics: SampleMetrics) -> (Self, mpsc::Receiver<Served>) {
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        (SnapshotQueue { tx, config, metrics }, rx)
+    }
+
+    /// Whether `request_id` in `scene` is logged: a hash of the id against the scene's rate, so
+    /// the decision is the same on every replica and for every candidate of the request.
+    pub fn wants(&self, scene: &str, request_id: &str) -> bool {
+        let rate = self.config.rate_for(scene);
+        if rate >= 1.0 {
+            return true;
+        }
+        if rate <= 0.0 {
+            return false;
+        }
+        (xxh3_64(request_id.as_bytes()) as f64 / u64::MAX as f64) < rate
+    }
+
+    /// Queues a snapshot under the configured policy; never fails the request.
+    pub async fn offer(&self, served: Served) {
+        let scene = served.scene.clone();
+        let sent = match self.config.when_full {
+            WhenFull::DropNewest => self.tx.try_send(served).is_ok(),
+            WhenFull::Block => {
+                let bound = Duration::from_millis(self.config.block_timeout_ms);
+                self.tx.send_timeout(served, bound).await.is_ok()
+            }
+        };
+        if sent {
+            self.metrics.snapshots.get_or_create(&SceneLabels { scene }).inc();
+            self.metrics.queue_depth.inc();
+        } else {
+            // Full, or closed because the pipeline is shutting down: either way it is lost.
+            self.metrics.dropped.get_or_create(&ReasonLabels { reason: "queue_full".to_owned() }).inc();
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The joiner: holds snapshots in the join store, takes reported events, and writes samples,
+//! corrections and orphans to the sample log. One task drains the snapshot queue and emits
+//! what is due every `samples.join.tick_ms`; `ReportEvents` calls [`Joiner::report`] directly,
+//! so each event gets its result in the response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::join::{Added, Event, JoinError, JoinStore};
+use super::snapshot::{self, Served, now_ms};
+use crate::config::SamplesConfig;
+use crate::proto::{self, EventResult, EventStatus, LogRecord, Snapshot};
+use crate::telemetry::{EventLabels, ReasonLabels, RecordKindLabels, SampleMetrics};
+
+/// Where joined records go: the segment log (a trait so the joiner is tested without disk).
+pub trait RecordWriter: Send + Sync + std::fmt::Debug {
+    /// Appends encoded `augur.v1.LogRecord`s in order. An error means they are lost (the
+    /// writer counts why).
+    fn write(&self, records: Vec<Vec<u8>>) -> Result<(), String>;
+}
+
+/// Candidates claimed per store call while emitting.
+const DUE_BATCH: usize = 512;
+
+/// See the module doc.
+#[derive(Debug)]
+pub struct Joiner {
+    config: Arc<SamplesConfig>,
+    store: Arc<dyn JoinStore>,
+    writer: Arc<dyn RecordWriter>,
+    metrics: SampleMetrics,
+    /// The longest positive wait: an impressed candidate is emitted this long after its first event.
+    wait_ms: i64,
+}
+
+// === impl Joiner ===
+
+impl Joiner {
+    /// A joiner over `store`, writing to `writer`.
+    pub fn new(
+        config: Arc<SamplesConfig>,
+        store: Arc<dyn JoinStore>,
+        writer: Arc<dyn RecordWriter>,
+        metrics: SampleMetrics,
+    ) -> Self {
+        let wait_ms = config.join.positive_wait_s.values().copied().max().unwrap_or(0) as i64 * 1000;
+        Joiner { config, store, writer, metrics, wait_ms }
+    }
+
+    /// The store (restart persistence, tests).
+    pub fn store(&self) -> &Arc<dyn JoinStore> {
+        &self.store
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.config.join.window_s as i64 * 1000
+    }
+
+    fn drop_count(&self, reason: &str) {
+        self.metrics.dropped.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Puts one snapshot in the join store.
+    pub async fn hold(&self, served: Served) {
+        let snapshot = Bytes::from(served.to_proto().encode_to_vec());
+        let expires = served.timestamp_ms + self.window_ms();
+        // Unimpressed candidates go just before the window closes, while the snapshot is held.
+        let unimpressed = self.config.join.emit_unimpressed.then(|| expires - 1000.min(self.window_ms() / 10));
+        match self.store.put(&served.request_id, snapshot, &served.item_ids, expires, unimpressed).await {
+            Ok(()) => {}
+            Err(JoinError::Full { .. }) => self.drop_count("join_store_full"),
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot not held");
+                self.drop_count("join_store_error");
+            }
+        }
+    }
+
+    /// ReportEvents: one result per event, in order. Fails whole only when the store cannot be
+    /// reached (then nothing was acknowledged and the caller retries).
+    pub async fn report(&self, events: Vec<proto::Event>, max_id_bytes: usize) -> Result<Vec<EventResult>, JoinError> {
+        let now = now_ms();
+        let mut results = Vec::with_capacity(events.len());
+        let mut records = Vec::new();
+        for (index, raw) in events.into_iter().enumerate() {
+            let event = match self.check(raw, index, now, max_id_bytes) {
+                Ok(event) => event,
+                Err((kind, reason)) => {
+                    self.count_event(&kind, "rejected");
+                    results.push(EventResult { status: EventStatus::Rejected as i32, reason });
+                    continue;
+                }
+            };
+            let due = event.timestamp_ms.max(now - self.window_ms()) + self.wait_ms;
+            let status = match self.store.add_event(&event, due).await? {
+                Added::Accepted => EventStatus::Accepted,
+                Added::Duplicate => EventStatus::Duplicate,
+                Added::Orphan => {
+                    records.push((snapshot::orphan(&event), "orphan"));
+                    EventStatus::Orphan
+                }
+                Added::Late { revision } => {
+                    if let Some(joined) = self.store.joined(&event.request_id, &event.item_id, revision).await? {
+                        match Snapshot::decode(joined.snapshot) {
+                            Ok(s) => records.extend(
+                                snapshot::samples(&s, &joined.item_id, &joined.labels, revision, now)
+                                    .into_iter()
+                                    .map(|r| (r, "correction")),
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "held snapshot does not decode");
+                                self.drop_count("corrupt_snapshot");
+                            }
+                        }
+                    }
+                    EventStatus::Accepted
+                }
+            };
+            self.count_event(&event.kind, status_name(status));
+            results.push(EventResult { status: status as i32, reason: String::new() });
+        }
+        self.write(records);
+        Ok(results)
+    }
+
+    /// Validates one event; `Err((type label, reason))` names the field and the limit.
+    fn check(&self, e: proto::Event, index: usize, now: i64, max_id_bytes: usize) -> Result<Event, (String, String)> {
+        let known = self.config.is_event_type(&e.r#type);
+        // Unknown types share one label value so a caller cannot grow the metric's cardinality.
+        let kind = if known { e.r#type.clone() } else { "invalid".to_owned() };
+        let field = |name: &str| format!("events[{index}].{name}");
+        let reject = |reason: String| Err((kind.clone(), reason));
+        for (name, value) in [("request_id", &e.request_id), ("item_id", &e.item_id)] {
+            if value.is_empty() {
+                return reject(format!("{}: must not be empty", field(name)));
+            }
+            if value.len() > max_id_bytes {
+                return reject(format!("{}: {} bytes, more than server.max_string_bytes ({max_id_bytes})", field(name), value.len()));
+            }
+        }
+        if !known {
+            let mut types: Vec<&str> = crate::config::BUILTIN_EVENT_TYPES.to_vec();
+            types.extend(self.config.join.event_types.iter().map(String::as_str));
+            let shown: String = e.r#type.chars().take(64).collect();
+            return reject(format!("{}: `{shown}` is not one of {}", field("type"), types.join(", ")));
+        }
+        let timestamp_ms = if e.timestamp_ms == 0 { now } else { e.timestamp_ms };
+        let skew = self.config.join.max_future_skew_s as i64 * 1000;
+        if timestamp_ms > now + skew {
+            return reject(format!(
+                "{}: {} ms in the future, more than samples.join.max_future_skew_s ({} s)",
+                field("timestamp_ms"),
+                timestamp_ms - now,
+                self.config.join.max_future_skew_s
+            ));
+        }
+        if timestamp_ms < now - self.window_ms() {
+            return reject(format!(
+                "{}: before the join window (samples.join.window_s = {} s)",
+                field("timestamp_ms"),
+                self.config.join.window_s
+            ));
+        }
+        if e.value.is_some_and(|v| !v.is_finite()) {
+            return reject(format!("{}: must be finite", field("value")));
+        }
+        Ok(Event { request_id: e.request_id, item_id: e.item_id, kind: e.r#type, timestamp_ms, value: e.value })
+    }
+
+    fn count_event(&self, kind: &str, result: &str) {
+        self.metrics.events.get_or_create(&EventLabels { r#type: kind.to_owned(), result: result.to_owned() }).inc();
+    }
+
+    fn write(&self, records: Vec<(LogRecord, &'static str)>) {
+        if records.is_empty() {
+            return;
+        }
+        let kinds: Vec<&str> = records.iter().map(|(_, k)| *k).collect();
+        let encoded = records.into_iter().map(|(r, _)| r.encode_to_vec()).collect();
+        match self.writer.write(encoded) {
+            Ok(()) => {
+                for kind in kinds {
+                    self.metrics.emitted.get_or_create(&RecordKindLabels { kind: kind.to_owned() }).inc();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, records = kinds.len(), "sample records lost"),
+        }
+    }
+
+    /// Emits every candidate due by now; returns how many samples were written.
+    pub async fn emit_due(&self) -> Result<usize, JoinError> {
+        let mut written = 0;
+        loop {
+            let now = now_ms();
+            let due = self.store.take_due(now, DUE_BATCH).await?;
+            let claimed = due.len();
+            let mut records = Vec::new();
+            for joined in due {
+                match Snapshot::decode(joined.snapshot) {
+                    Ok(s) => records.extend(
+                        snapshot::samples(&s, &joined.item_id, &joined.labels, 0, now).into_iter().map(|r| (r, "sample")),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "held snapshot does not decode");
+                        self.drop_count("corrupt_snapshot");
+                    }
+                }
+            }
+            written += records.len();
+            self.write(records);
+            if claimed < DUE_BATCH {
+                return Ok(written);
+            }
+        }
+    }
+
+    /// The joiner task: holds queued snapshots, emits due samples every tick. On `cancel` it
+    /// holds every snapshot still queued (so none accepted before shutdown is lost) and returns.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Served>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.join.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                served = rx.recv() => match served {
+                    Some(served) => {
+                        self.metrics.queue_depth.dec();
+                        self.hold(served).await;
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => self.tick().await,
+                () = cancel.cancelled() => break,
+            }
+        }
+        rx.close();
+        while let Some(served) = rx.recv().await {
+            self.metrics.queue_depth.dec();
+            self.hold(served).await;
+        }
+        self.tick().await;
+    }
+
+    async fn tick(&self) {
+        if let Err(e) = self.emit_due().await {
+            tracing::warn!(error = %e, "emitting due samples failed; retried next tick");
+        }
+        self.store.expire(now_ms());
+        if let Some((requests, bytes)) = self.store.pending() {
+            self.metrics.pending.set(requests as i64);
+            self.metrics.pending_bytes.set(bytes as i64);
+        }
+    }
+}
+
+fn status_name(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Accepted => "accepted",
+        EventStatus::Duplicate => "duplicate",
+        EventStatus::Orphan => "orphan",
+        EventStatus::Rejected => "rejected",
+        EventStatus::Unspecified => "unspecified",
+    }
+}
