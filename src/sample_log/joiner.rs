@@ -140,7 +140,11 @@ impl Joiner {
                 return reject(format!("{}: must not be empty", field(name)));
             }
             if value.len() > max_id_bytes {
-                return reject(format!("{}: {} bytes, more than server.max_string_bytes ({max_id_bytes})", field(name), value.len()));
+                return reject(format!(
+                    "{}: {} bytes, more than server.max_string_bytes ({max_id_bytes})",
+                    field(name),
+                    value.len()
+                ));
             }
         }
         if !known {
@@ -203,7 +207,9 @@ impl Joiner {
             for joined in due {
                 match Snapshot::decode(joined.snapshot) {
                     Ok(s) => records.extend(
-                        snapshot::samples(&s, &joined.item_id, &joined.labels, 0, now).into_iter().map(|r| (r, "sample")),
+                        snapshot::samples(&s, &joined.item_id, &joined.labels, 0, now)
+                            .into_iter()
+                            .map(|r| (r, "sample")),
                     ),
                     Err(e) => {
                         tracing::warn!(error = %e, "held snapshot does not decode");

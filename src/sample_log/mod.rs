@@ -10,11 +10,11 @@
 //! when the sink acknowledged it, and the log keeps it until every sink has. Serving never waits
 //! on any of it (`buffer` refuses and counts instead).
 
+pub mod buffer;
 pub mod join;
+pub mod joiner;
 pub mod record;
 pub mod sink;
-pub mod buffer;
-pub mod joiner;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;

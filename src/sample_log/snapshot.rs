@@ -63,10 +63,8 @@ pub fn now_ms() -> i64 {
 /// The sample records of every position `item_id` holds in `snapshot`, with `labels`, at
 /// `revision` (usually one position; a candidate list may repeat an item).
 pub fn samples(snapshot: &Snapshot, item_id: &str, labels: &[Event], revision: u32, emitted_ms: i64) -> Vec<LogRecord> {
-    let labels: Vec<Label> = labels
-        .iter()
-        .map(|e| Label { r#type: e.kind.clone(), timestamp_ms: e.timestamp_ms, value: e.value })
-        .collect();
+    let labels: Vec<Label> =
+        labels.iter().map(|e| Label { r#type: e.kind.clone(), timestamp_ms: e.timestamp_ms, value: e.value }).collect();
     snapshot
         .item_ids
         .iter()

@@ -83,7 +83,13 @@ fn served(request_id: &str) -> Served {
 }
 
 fn event(request_id: &str, item_id: &str, kind: &str) -> proto::Event {
-    proto::Event { request_id: request_id.into(), item_id: item_id.into(), r#type: kind.into(), timestamp_ms: 0, value: None }
+    proto::Event {
+        request_id: request_id.into(),
+        item_id: item_id.into(),
+        r#type: kind.into(),
+        timestamp_ms: 0,
+        value: None,
+    }
 }
 
 fn statuses(results: &[proto::EventResult]) -> Vec<EventStatus> {
@@ -95,10 +101,7 @@ async fn impressed_candidates_become_samples_with_their_rows_and_labels() {
     let (joiner, written) = joiner(config(), Arc::new(MemoryJoinStore::new(1 << 20)));
     joiner.hold(served("r1")).await;
     let results = joiner
-        .report(
-            vec![event("r1", "b", "impression"), event("r1", "b", "click"), event("r1", "a", "impression")],
-            256,
-        )
+        .report(vec![event("r1", "b", "impression"), event("r1", "b", "click"), event("r1", "a", "impression")], 256)
         .await
         .unwrap();
     assert_eq!(statuses(&results), vec![EventStatus::Accepted; 3]);
@@ -194,7 +197,10 @@ async fn unimpressed_candidates_are_emitted_only_when_configured() {
 #[tokio::test]
 async fn a_full_store_refuses_and_counts_and_a_saved_store_restores() {
     let probe = MemoryJoinStore::new(1 << 20);
-    probe.put("r1", bytes::Bytes::from(served("r1").to_proto().encode_to_vec()), &served("r1").item_ids, i64::MAX, None).await.unwrap();
+    probe
+        .put("r1", bytes::Bytes::from(served("r1").to_proto().encode_to_vec()), &served("r1").item_ids, i64::MAX, None)
+        .await
+        .unwrap();
     let one = probe.pending().unwrap().1;
     // Room for one prediction and its labels, not for two.
     let store = Arc::new(MemoryJoinStore::new(one + one / 2));

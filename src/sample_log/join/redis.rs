@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Added, Event, JoinError, JoinStore, Joined};
 use crate::fetch::BoxFuture;
@@ -67,9 +67,8 @@ pub struct RedisJoinStore {
 impl RedisJoinStore {
     /// Connects and pings; fails start-up naming the (redacted) URL.
     pub async fn connect(url: &str, namespace: &str, timeout_ms: u64) -> Result<Self, JoinError> {
-        let unavailable = |e: redis::RedisError| {
-            JoinError::Unavailable(format!("{}: {e}", crate::config::redact_url(url)))
-        };
+        let unavailable =
+            |e: redis::RedisError| JoinError::Unavailable(format!("{}: {e}", crate::config::redact_url(url)));
         let timeout = Duration::from_millis(timeout_ms);
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
@@ -140,7 +139,12 @@ fn parse_label(request_id: &str, item_id: &str, kind: String, value: &[u8]) -> R
     let text = std::str::from_utf8(value).map_err(|e| JoinError::Corrupt(e.to_string()))?;
     let mut parts = text.split(' ');
     let timestamp_ms = parts.next().and_then(|t| t.parse().ok()).ok_or_else(|| JoinError::Corrupt(text.to_owned()))?;
-    let value = parts.next().filter(|v| !v.is_empty()).map(str::parse).transpose().map_err(|_| JoinError::Corrupt(text.to_owned()))?;
+    let value = parts
+        .next()
+        .filter(|v| !v.is_empty())
+        .map(str::parse)
+        .transpose()
+        .map_err(|_| JoinError::Corrupt(text.to_owned()))?;
     Ok(Event { request_id: request_id.to_owned(), item_id: item_id.to_owned(), kind, timestamp_ms, value })
 }
 
@@ -242,4 +246,3 @@ impl JoinStore for RedisJoinStore {
         None
     }
 }
-
