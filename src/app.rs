@@ -35,6 +35,7 @@ use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::registry::{Registry, RegistryError};
 use crate::scene::{RepositoryContext, Scene, SceneError, watch};
+use crate::sample_log::pipeline::{SampleError, SamplePipeline};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
@@ -70,6 +71,9 @@ pub enum StartError {
     /// The service registry did not answer within `registry.connect_timeout_ms`.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The sample pipeline could not start.
+    #[error(transparent)]
+    Samples(#[from] SampleError),
 }
 
 /// Each listener's health reporter and the service it reports besides the whole server (`""`):
@@ -132,6 +136,8 @@ pub struct App {
     readiness: Readiness,
     /// Where this instance announces itself, when configured.
     registry: Option<Arc<dyn Registry>>,
+    /// The sample pipeline, when `samples.enabled`.
+    samples: Option<SamplePipeline>,
 }
 
 /// How to build an [`App`] other than from the config alone (tests, embedding).
@@ -185,7 +191,15 @@ impl App {
             watch::watch(Arc::clone(&scene.repo), config.model.watch, poll, &tracker, shutdown.clone());
             scenes.push(scene);
         }
-        let predictor = Arc::new(Predictor::new(scenes, store, config.fetch.clone()));
+        let mut predictor = Predictor::new(scenes, store, config.fetch.clone());
+        let samples = if config.samples.enabled {
+            let pipeline = SamplePipeline::start(&config.samples, &metrics.samples).await?;
+            predictor = predictor.with_samples(pipeline.samples());
+            Some(pipeline)
+        } else {
+            None
+        };
+        let predictor = Arc::new(predictor);
         // Connected now so an unreachable registry fails start-up naming its endpoints;
         // registration itself waits until the server is listening and SERVING.
         let registry = crate::registry::build(&config.registry, &metrics).await?;
@@ -200,6 +214,7 @@ impl App {
             admin_grpc_addr,
             readiness: Readiness::default(),
             registry,
+            samples,
         })
     }
 
@@ -231,8 +246,9 @@ impl App {
 
     /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
     pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
-        let App { config, predictor, metrics, shutdown, tracker, admin_http, admin_grpc, readiness, registry, .. } =
-            self;
+        let App {
+            config, predictor, metrics, shutdown, tracker, admin_http, admin_grpc, readiness, registry, samples, ..
+        } = self;
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.
         let admin_stop = CancellationToken::new();
@@ -377,7 +393,18 @@ impl App {
         if !flushed {
             cut.push(format!("{} inference threads or tasks still running", tracker.len()));
         }
-        // (6) Samples flush: the sample log plugs in here.
+        // (6) Samples flush: the last snapshot is queued (no request is left), so the joiner
+        // holds everything accepted before the signal; pending joins are saved, the log
+        // fsynced, and the sinks get their drain timeout.
+        if let Some(samples) = samples {
+            tracing::info!("shutdown 6/6: samples flush");
+            let flushed = samples.shutdown().await;
+            tracing::info!(
+                pending = flushed.pending,
+                durable_sequence = flushed.durable_sequence,
+                "shutdown 6/6: samples flushed"
+            );
+        }
         tracing::info!("shutdown 6/6: done");
         if cut.is_empty() {
             tracing::info!("shutdown complete");

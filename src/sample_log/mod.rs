@@ -18,3 +18,4 @@ pub mod sink;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod pipeline;

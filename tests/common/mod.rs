@@ -128,6 +128,7 @@ pub mod certs;
 pub mod etcd_server;
 pub mod fake_model;
 pub mod redis_server;
+pub mod samples;
 
 /// The GetFeatures request for exactly what a Predict request would score.
 pub fn features_request(request: &PredictRequest) -> augur::proto::GetFeaturesRequest {

@@ -1,0 +1,207 @@
+//! The sample pipeline as one owned value: started by the app when `samples.enabled`, and shut
+//! down by it at step 6, after the last request is answered (so no snapshot can arrive late):
+//!
+//! 1. the joiner holds every snapshot still queued and emits what is due;
+//! 2. the in-memory join store is written to `<log dir>/pending.bin` (read back at start);
+//! 3. the log is fsynced;
+//! 4. each sink delivers what it still lags by, up to its drain timeout (its cursor is
+//!    persisted, so what is left is delivered after the restart);
+//! 5. the syncer's final fsync.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::buffer::SnapshotQueue;
+use super::file::{LogError, SegmentLog, spawn_syncer};
+use super::join::memory::MemoryJoinStore;
+use super::join::redis::RedisJoinStore;
+use super::join::{JoinError, JoinStore};
+use super::joiner::{Joiner, RecordWriter};
+use super::sink::SampleSink;
+use super::snapshot::now_ms;
+use super::tail::{TailConfig, spawn_tail};
+use crate::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
+use crate::predict::Samples;
+use crate::telemetry::SampleMetrics;
+
+/// File of the in-memory join store's content between a graceful shutdown and the next start.
+const PENDING_FILE: &str = "pending.bin";
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// The segment log could not be opened.
+    #[error("samples.log: {0}")]
+    Log(#[from] LogError),
+    /// The join store could not be reached or restored.
+    #[error("samples.join.store: {0}")]
+    Join(#[from] JoinError),
+    /// `pending.bin` could not be read.
+    #[error("samples.log.dir: reading {path}: {source}")]
+    Pending {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sink could not be built.
+    #[error("samples.sinks[{index}] ({name}): {message}")]
+    Sink {
+        /// Position in the config.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// See the module doc.
+#[derive(Debug)]
+pub struct SamplePipeline {
+    samples: Samples,
+    log: Arc<SegmentLog>,
+    memory: Option<Arc<MemoryJoinStore>>,
+    pending_path: PathBuf,
+    joiner_stop: CancellationToken,
+    joiner_task: JoinHandle<()>,
+    sinks_stop: CancellationToken,
+    sink_tasks: Vec<JoinHandle<()>>,
+    syncer_stop: CancellationToken,
+    syncer: JoinHandle<()>,
+}
+
+/// What the shutdown did, for its log line and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Predictions written to `pending.bin` (in-memory store).
+    pub pending: usize,
+    /// Last sequence fsynced.
+    pub durable_sequence: u64,
+}
+
+impl RecordWriter for SegmentLog {
+    fn write(&self, records: Vec<Vec<u8>>) -> Result<(), String> {
+        self.append(&records).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+// === impl SamplePipeline ===
+
+impl SamplePipeline {
+    /// Opens the log, restores or connects the join store, builds the sinks and starts the tasks.
+    pub async fn start(config: &SamplesConfig, metrics: &SampleMetrics) -> Result<Self, SampleError> {
+        let config = Arc::new(config.clone());
+        let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name().to_owned()).collect();
+        let (log, report) = SegmentLog::open(&config.log, &sink_names, metrics.clone())?;
+        let log = Arc::new(log);
+        tracing::info!(
+            dir = %config.log.dir.display(),
+            last_sequence = report.last_sequence,
+            truncated_bytes = report.truncated_bytes,
+            segments = report.segments,
+            "sample log open"
+        );
+        let pending_path = config.log.dir.join(PENDING_FILE);
+        let (store, memory): (Arc<dyn JoinStore>, _) = match &config.join.store {
+            JoinStoreConfig::Memory { max_bytes } => {
+                let memory = Arc::new(MemoryJoinStore::new(*max_bytes));
+                let (restored, expired) = memory
+                    .load(&pending_path, now_ms())
+                    .map_err(|source| SampleError::Pending { path: pending_path.clone(), source })?;
+                if restored + expired > 0 {
+                    tracing::info!(restored, expired, "pending joins restored");
+                }
+                (Arc::clone(&memory) as _, Some(memory))
+            }
+            JoinStoreConfig::Redis { url, namespace, timeout_ms } => {
+                (Arc::new(RedisJoinStore::connect(url, namespace, *timeout_ms).await?) as _, None)
+            }
+        };
+        let writer: Arc<dyn RecordWriter> = Arc::clone(&log) as _;
+        let joiner = Arc::new(Joiner::new(Arc::clone(&config), store, writer, metrics.clone()));
+        let (queue, rx) = SnapshotQueue::new(Arc::clone(&config), metrics.clone());
+        let joiner_stop = CancellationToken::new();
+        let joiner_task = tokio::spawn(Arc::clone(&joiner).run(rx, joiner_stop.clone()));
+        let syncer_stop = CancellationToken::new();
+        let syncer =
+            spawn_syncer(Arc::clone(&log), Duration::from_millis(config.log.fsync_interval_ms), syncer_stop.clone());
+        let sinks_stop = CancellationToken::new();
+        let mut sink_tasks = Vec::new();
+        for (index, sink) in config.sinks.iter().enumerate() {
+            let built = build_sink(sink).await.map_err(|message| SampleError::Sink {
+                index,
+                name: sink.name().to_owned(),
+                message,
+            })?;
+            sink_tasks.push(spawn_tail(
+                Arc::clone(&log),
+                built,
+                TailConfig::default(),
+                metrics.clone(),
+                sinks_stop.clone(),
+            ));
+        }
+        Ok(SamplePipeline {
+            samples: Samples { queue, joiner },
+            log,
+            memory,
+            pending_path,
+            joiner_stop,
+            joiner_task,
+            sinks_stop,
+            sink_tasks,
+            syncer_stop,
+            syncer,
+        })
+    }
+
+    /// The ends the request path holds.
+    pub fn samples(&self) -> Samples {
+        self.samples.clone()
+    }
+
+    /// The segment log (tests, `augur samples dump` in-process).
+    pub fn log(&self) -> &Arc<SegmentLog> {
+        &self.log
+    }
+
+    /// Shutdown step 6 (module doc).
+    pub async fn shutdown(self) -> Flushed {
+        let SamplePipeline { samples, log, memory, pending_path, joiner_stop, joiner_task, sinks_stop, sink_tasks, syncer_stop, syncer } =
+            self;
+        drop(samples);
+        joiner_stop.cancel();
+        if let Err(e) = joiner_task.await {
+            tracing::error!(error = %e, "joiner task failed");
+        }
+        let mut pending = 0;
+        if let Some(memory) = memory {
+            match memory.save(&pending_path) {
+                Ok(n) => pending = n,
+                Err(e) => tracing::error!(error = %e, path = %pending_path.display(), "pending joins not saved"),
+            }
+        }
+        if let Err(e) = log.sync() {
+            tracing::error!(error = %e, "sample log fsync failed");
+        }
+        sinks_stop.cancel();
+        for task in sink_tasks {
+            let _ = task.await;
+        }
+        syncer_stop.cancel();
+        let _ = syncer.await;
+        Flushed { pending, durable_sequence: log.durable_sequence() }
+    }
+}
+
+async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> {
+    match config {
+        SinkConfig::Kafka(_) | SinkConfig::RedisStream(_) => Err("sink kind not built yet".to_owned()),
+    }
+}

@@ -1,0 +1,216 @@
+//! End to end through gRPC: predictions are snapshotted, ReportEvents joins impressions and
+//! clicks for a known subset, and exactly the expected training samples land in the sample log
+//! with the right labels and the features GetFeatures gives for the same request, byte for byte.
+//! Then the same with the Redis join store and two augur instances (events reported to the one
+//! that did not serve the prediction), and a restart that keeps pending joins.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use augur::proto::{EventStatus, GetFeaturesRequest, GetFeaturesResponse, PredictRequest, ReportEventsRequest};
+use common::redis_server::RedisServer;
+use common::samples::{latest_samples, metric, read_log, samples_config, wait_for};
+
+const EMITTED: &str = "augur_samples_emitted_total{kind=\"sample\"}";
+
+fn request(k: usize) -> PredictRequest {
+    let items: Vec<String> = (0..5).map(|i| format!("i{}", k * 5 + i)).collect();
+    let items: Vec<&str> = items.iter().map(String::as_str).collect();
+    let mut r = common::ranking_request(&format!("u{k}"), &items);
+    r.request_id = format!("req-{k}");
+    r
+}
+
+fn event(request_id: &str, item_id: &str, kind: &str) -> augur::proto::Event {
+    augur::proto::Event {
+        request_id: request_id.into(),
+        item_id: item_id.into(),
+        r#type: kind.into(),
+        timestamp_ms: 0,
+        value: None,
+    }
+}
+
+/// Impressions of positions 0..3 of every even request, a click on position 1 of each.
+fn events(n: usize) -> (Vec<augur::proto::Event>, BTreeMap<String, bool>) {
+    let mut events = Vec::new();
+    let mut expected = BTreeMap::new();
+    for k in (0..n).step_by(2) {
+        let r = request(k);
+        for (position, c) in r.candidates.iter().take(3).enumerate() {
+            events.push(event(&r.request_id, &c.item_id, "impression"));
+            expected.insert(format!("{}:{position}", r.request_id), position == 1);
+        }
+        events.push(event(&r.request_id, &r.candidates[1].item_id, "click"));
+    }
+    (events, expected)
+}
+
+fn features_request(r: &PredictRequest) -> GetFeaturesRequest {
+    GetFeaturesRequest {
+        scene: r.scene.clone(),
+        user_id: r.user_id.clone(),
+        context: r.context.clone(),
+        candidates: r.candidates.clone(),
+    }
+}
+
+/// Every expected sample is there, no other, labelled right, with GetFeatures' row.
+fn check_samples(
+    samples: &BTreeMap<String, augur::proto::Sample>,
+    expected: &BTreeMap<String, bool>,
+    features: &BTreeMap<String, GetFeaturesResponse>,
+) {
+    let got: BTreeSet<&String> = samples.keys().collect();
+    let want: BTreeSet<&String> = expected.keys().collect();
+    assert_eq!(got, want, "exactly the impressed candidates");
+    for (id, sample) in samples {
+        let clicked = sample.labels.iter().any(|l| l.r#type == "click");
+        assert_eq!(clicked, expected[id], "{id}: click label");
+        assert!(sample.labels.iter().any(|l| l.r#type == "impression"), "{id}");
+        let f = &features[&sample.request_id];
+        let row = sample.position as usize;
+        assert_eq!(sample.inputs.len(), f.inputs.len(), "{id}");
+        for (got, full) in sample.inputs.iter().zip(&f.inputs) {
+            let width = full.shape[1] as usize;
+            assert_eq!(got.name, full.name);
+            assert_eq!(got.shape, vec![1, width as i64]);
+            let cols = row * width..(row + 1) * width;
+            if full.int64_values.is_empty() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got.float_values), bits(&full.float_values[cols]), "{id} {}", got.name);
+            } else {
+                assert_eq!(got.int64_values, full.int64_values[cols], "{id} {}", got.name);
+            }
+        }
+        assert_eq!(sample.model_name, "ranking");
+        assert_eq!(sample.scene, "ranking");
+    }
+}
+
+#[tokio::test]
+async fn predictions_and_events_become_exactly_the_expected_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(samples_config(dir.path(), "")).await;
+    let mut client = server.client().await;
+    let n = 10;
+    let mut features = BTreeMap::new();
+    for k in 0..n {
+        let r = request(k);
+        let response = client.predict(r.clone()).await.expect("predict").into_inner();
+        assert_eq!(response.request_id, r.request_id);
+        let f = client.get_features(features_request(&r)).await.expect("features").into_inner();
+        features.insert(r.request_id.clone(), f);
+    }
+    wait_for(&server.metrics, "augur_samples_snapshots_total{scene=\"ranking\"}", n as f64).await;
+    // The snapshot queue is drained by the joiner: wait until it holds all n.
+    wait_for(&server.metrics, "augur_samples_pending", n as f64).await;
+    let (mut events, expected) = events(n);
+    // A bad event and an orphan in the same batch: per-event results, the batch goes through.
+    events.push(event("req-0", "", "click"));
+    events.push(event("never-served", "i1", "click"));
+    let results = client.report_events(ReportEventsRequest { events }).await.expect("report").into_inner().results;
+    let statuses: Vec<i32> = results.iter().map(|r| r.status).collect();
+    let accepted = statuses.iter().filter(|s| **s == EventStatus::Accepted as i32).count();
+    assert_eq!(accepted, results.len() - 2);
+    assert_eq!(statuses[statuses.len() - 2], EventStatus::Rejected as i32);
+    assert!(results[results.len() - 2].reason.contains("item_id"), "{:?}", results[results.len() - 2]);
+    assert_eq!(statuses[statuses.len() - 1], EventStatus::Orphan as i32);
+
+    wait_for(&server.metrics, EMITTED, expected.len() as f64).await;
+    let exposition = server.metrics.render();
+    assert_eq!(metric(&exposition, "augur_samples_emitted_total{kind=\"orphan\"}"), 1.0);
+    server.stop().await;
+
+    let records = read_log(dir.path());
+    check_samples(&latest_samples(&records), &expected, &features);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_pending_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(samples_config(dir.path(), "")).await;
+    let mut client = server.client().await;
+    let n = 6;
+    let mut features = BTreeMap::new();
+    for k in 0..n {
+        let r = request(k);
+        client.predict(r.clone()).await.expect("predict");
+        features.insert(r.request_id.clone(), client.get_features(features_request(&r)).await.unwrap().into_inner());
+    }
+    // Accepted snapshots may still be queued at the signal: the shutdown holds them all.
+    let accepted = wait_for(&server.metrics, "augur_samples_snapshots_total{scene=\"ranking\"}", n as f64).await;
+    server.stop().await;
+    assert!(dir.path().join("pending.bin").exists(), "pending joins written at shutdown");
+
+    let server = common::start(samples_config(dir.path(), "")).await;
+    assert_eq!(
+        wait_for(&server.metrics, "augur_samples_pending", accepted).await,
+        accepted,
+        "every snapshot accepted before the signal is held again"
+    );
+    let (events, expected) = events(n);
+    let mut client = server.client().await;
+    client.report_events(ReportEventsRequest { events }).await.expect("report");
+    wait_for(&server.metrics, EMITTED, expected.len() as f64).await;
+    server.stop().await;
+    check_samples(&latest_samples(&read_log(dir.path())), &expected, &features);
+}
+
+#[tokio::test]
+async fn two_instances_share_the_redis_join_store() {
+    let redis = RedisServer::start();
+    let store = format!("[samples.join.store]\nkind = \"redis\"\nurl = \"{}\"\nnamespace = \"e2e\"\n", redis.url());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = common::start(samples_config(dir_a.path(), &store)).await;
+    let b = common::start(samples_config(dir_b.path(), &store)).await;
+    let n = 8;
+    let mut features = BTreeMap::new();
+    let mut client_a = a.client().await;
+    for k in 0..n {
+        let r = request(k);
+        client_a.predict(r.clone()).await.expect("predict on A");
+        features.insert(r.request_id.clone(), client_a.get_features(features_request(&r)).await.unwrap().into_inner());
+    }
+    wait_for(&a.metrics, "augur_samples_snapshots_total{scene=\"ranking\"}", n as f64).await;
+    // The joiner puts them in Redis right after: wait until B sees the last one.
+    let (events, expected) = events(n);
+    let mut client_b = b.client().await;
+    let last = request(n - 2);
+    let probe = vec![event(&last.request_id, &last.candidates[0].item_id, "impression")];
+    let mut ready = false;
+    for _ in 0..300 {
+        let r = client_b.report_events(ReportEventsRequest { events: probe.clone() }).await.unwrap().into_inner();
+        if r.results[0].status != EventStatus::Orphan as i32 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "A's snapshots reached the shared store");
+    let results = client_b.report_events(ReportEventsRequest { events }).await.expect("report on B").into_inner();
+    let orphans = results.results.iter().filter(|r| r.status == EventStatus::Orphan as i32).count();
+    assert_eq!(orphans, 0, "B joins what A served");
+    // Either instance may claim a due candidate; together they emit each once.
+    let total = || {
+        metric(&a.metrics.render(), EMITTED) + metric(&b.metrics.render(), EMITTED)
+    };
+    for _ in 0..600 {
+        if total() >= expected.len() as f64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+    let mut records = read_log(dir_a.path());
+    records.extend(read_log(dir_b.path()));
+    check_samples(&latest_samples(&records), &expected, &features);
+    let mut seen = BTreeSet::new();
+    for r in &records {
+        if let Some(augur::proto::log_record::Record::Sample(s)) = &r.record {
+            assert!(seen.insert((s.sample_id.clone(), s.revision)), "{} emitted twice at revision {}", s.sample_id, s.revision);
+        }
+    }
+}
