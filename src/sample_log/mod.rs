@@ -10,6 +10,8 @@
 //! when the sink acknowledged it, and the log keeps it until every sink has. Serving never waits
 //! on any of it (`buffer` refuses and counts instead).
 
+pub mod file;
 pub mod join;
 pub mod record;
 pub mod sink;
+pub mod tail;
