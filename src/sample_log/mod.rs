@@ -11,11 +11,14 @@
 //! on any of it (`buffer` refuses and counts instead).
 
 pub mod buffer;
+pub mod file;
 pub mod join;
 pub mod joiner;
+pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod snapshot;
+pub mod tail;
+
 #[cfg(test)]
 mod tests;
-pub mod pipeline;
