@@ -34,8 +34,8 @@ use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::registry::{Registry, RegistryError};
-use crate::scene::{RepositoryContext, Scene, SceneError, watch};
 use crate::sample_log::pipeline::{SampleError, SamplePipeline};
+use crate::scene::{RepositoryContext, Scene, SceneError, watch};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
@@ -247,7 +247,17 @@ impl App {
     /// Serves on `listener` until the first shutdown request, then drains in order (module doc).
     pub async fn serve(self, listener: TcpListener, mut requests: Requests) -> Result<(), ServeError> {
         let App {
-            config, predictor, metrics, shutdown, tracker, admin_http, admin_grpc, readiness, registry, samples, ..
+            config,
+            predictor,
+            metrics,
+            shutdown,
+            tracker,
+            admin_http,
+            admin_grpc,
+            readiness,
+            registry,
+            samples,
+            ..
         } = self;
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.

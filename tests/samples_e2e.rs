@@ -193,9 +193,7 @@ async fn two_instances_share_the_redis_join_store() {
     let orphans = results.results.iter().filter(|r| r.status == EventStatus::Orphan as i32).count();
     assert_eq!(orphans, 0, "B joins what A served");
     // Either instance may claim a due candidate; together they emit each once.
-    let total = || {
-        metric(&a.metrics.render(), EMITTED) + metric(&b.metrics.render(), EMITTED)
-    };
+    let total = || metric(&a.metrics.render(), EMITTED) + metric(&b.metrics.render(), EMITTED);
     for _ in 0..600 {
         if total() >= expected.len() as f64 {
             break;
@@ -210,7 +208,12 @@ async fn two_instances_share_the_redis_join_store() {
     let mut seen = BTreeSet::new();
     for r in &records {
         if let Some(augur::proto::log_record::Record::Sample(s)) = &r.record {
-            assert!(seen.insert((s.sample_id.clone(), s.revision)), "{} emitted twice at revision {}", s.sample_id, s.revision);
+            assert!(
+                seen.insert((s.sample_id.clone(), s.revision)),
+                "{} emitted twice at revision {}",
+                s.sample_id,
+                s.revision
+            );
         }
     }
 }

@@ -173,8 +173,18 @@ impl SamplePipeline {
 
     /// Shutdown step 6 (module doc).
     pub async fn shutdown(self) -> Flushed {
-        let SamplePipeline { samples, log, memory, pending_path, joiner_stop, joiner_task, sinks_stop, sink_tasks, syncer_stop, syncer } =
-            self;
+        let SamplePipeline {
+            samples,
+            log,
+            memory,
+            pending_path,
+            joiner_stop,
+            joiner_task,
+            sinks_stop,
+            sink_tasks,
+            syncer_stop,
+            syncer,
+        } = self;
         drop(samples);
         joiner_stop.cancel();
         if let Err(e) = joiner_task.await {

@@ -49,10 +49,7 @@ pub fn latest_samples(records: &[LogRecord]) -> BTreeMap<String, Sample> {
 
 /// The value of the exposition line starting with `series` (full name and labels), 0 if absent.
 pub fn metric(exposition: &str, series: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or(0.0)
+    exposition.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 /// Polls `metrics` until `series` reaches `at_least` (generous bound: a busy machine is slow,
