@@ -101,6 +101,7 @@ impl Predictor {
         let scores = version.batcher.infer(tensors, deadline).await?;
         scene.stage(Stage::Infer).record(infer_started.elapsed());
         scene.stage(Stage::Total).record(started.elapsed());
+        scene.count_scored(scores.len());
         Ok(Prediction {
             request_id: request.request_id,
             scores,
