@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::http::{families, scrape};
-use common::redis_server::{RedisServer, load_demo, redis_demo_config};
+use common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_demo_config};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
@@ -60,8 +60,7 @@ fn yaml(path: &str) -> Yaml {
 async fn alerts_dashboard_and_hpa_query_only_exported_metrics() {
     // Redis with the local item cache: its families have series only when a cache is configured.
     let redis = RedisServer::start();
-    let cache = "[store.cache.tables.items]\nmax_entries = 1000\nttl_ms = 60000\nnegative_ttl_ms = 2000\n";
-    let config = redis_demo_config(&[redis.url()], false, cache);
+    let config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);
     load_demo(&config).await;
     let server = common::start(config).await;
     let mut client = server.client().await;
