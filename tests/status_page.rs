@@ -47,6 +47,8 @@ async fn the_status_page_shows_scenes_traffic_batches_and_fallbacks() {
     let batches = &page[page.find("<h2>Batch size").expect("batch-size section")..];
     assert!(batches.contains("<tr><th colspan=\"3\">ranking: "), "{batches}");
     assert!(batches.contains("class=\"bar\""), "{batches}");
+    // The calls came one at a time, so the two 2-candidate calls were runs of two rows.
+    assert!(batches.contains("<tr><td>1 &lt; n &le; 2</td>"), "{batches}");
 
     // The unknown item: one row of item_category from its default.
     let fallback = "<tr><td>ranking</td><td>item_category</td><td>missing_row</td><td class=\"n\">1</td></tr>";

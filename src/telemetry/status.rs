@@ -267,11 +267,13 @@ fn batch_sizes(page: &mut String, samples: &[Sample]) {
         let mut below = 0.0;
         let mut lower = 0.0;
         for s in series("augur_batch_size_rows_bucket") {
-            let le = s.label("le");
+            // `le` is a float label ("4.0", "+Inf"); shown as the whole number of rows it bounds.
+            let upper: f64 = s.label("le").parse().unwrap_or(f64::INFINITY);
             let runs = s.value - below;
             below = s.value;
-            let range = if le == "+Inf" { format!("&gt; {lower}") } else { format!("{lower} &lt; n &le; {le}") };
-            lower = le.parse().unwrap_or(lower);
+            let range =
+                if upper.is_finite() { format!("{lower} &lt; n &le; {upper}") } else { format!("&gt; {lower}") };
+            lower = upper;
             if runs > 0.0 {
                 let _ = writeln!(
                     page,
