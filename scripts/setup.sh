@@ -3,7 +3,7 @@
 #   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server and
 #     etcd-server (tests start their own servers), Go with the etcd and gRPC-Go sources (the Go
 #     resolver test builds examples/go/ offline), prometheus (only for `promtool` in
-#     scripts/test.sh; ~96 MB installed).
+#     scripts/test.sh; ~96 MB installed), docker-compose (only to parse docker-compose.yml).
 #   - A project-local Python venv (.venv, git-ignored) with the pinned onnxruntime wheel, whose
 #     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train.
 # Nothing is installed globally for Python; nothing is downloaded outside the package registries.
@@ -33,6 +33,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# docker-compose 1.29 (Python): scripts/test.sh parses docker-compose.yml with `config`, which
+# needs no Docker engine. Without recommends: they would pull in docker.io and containerd.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "setup: installing Debian package docker-compose"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 
 PY=${PYTHON:-python3}

@@ -2,9 +2,9 @@
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
 # formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
 # the Kubernetes manifests (kubernetes-validate, offline schemas), the Prometheus alert
-# rules and scrape config (promtool) and the whole cargo test suite (unit,
-# gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis and Redis Cluster servers and
-# etcd the tests start themselves, the Go resolver example).
+# rules and scrape configs (promtool), docker-compose.yml (docker-compose config) and the
+# whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis
+# and Redis Cluster servers and etcd the tests start themselves, the Go resolver example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,6 +15,13 @@ python3 scripts/check_module_cycles.py
 .venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
+# docker-compose.yml parses and resolves (no Docker engine needed for `config`); the compose
+# Prometheus config is checked beside the alert rules it mounts next to it.
+docker-compose -f docker-compose.yml config -q
+compose_prom=$(mktemp -d)
+cp deploy/compose/prometheus.yml deploy/prometheus/alerts.yml "$compose_prom"/
+promtool check config "$compose_prom/prometheus.yml"
+rm -rf "$compose_prom"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

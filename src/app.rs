@@ -262,11 +262,13 @@ impl App {
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.
         let admin_stop = CancellationToken::new();
+        let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
         if let Some(listener) = admin_http {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "admin HTTP listening: /metrics /healthz /readyz");
+                tracing::info!(%addr, "admin HTTP listening: / /metrics /healthz /readyz");
             }
-            admin_http::spawn(listener, metrics.clone(), readiness.clone(), &tracker, admin_stop.clone());
+            let models = Arc::new(server::admin::AdminService::new(shared.clone()));
+            admin_http::spawn(listener, metrics.clone(), readiness.clone(), models, &tracker, admin_stop.clone());
         }
         let (public_health, health_service) = tonic_health::server::health_reporter();
         let (admin_health, admin_health_service) = tonic_health::server::health_reporter();
@@ -276,7 +278,6 @@ impl App {
         health.set(ServingStatus::Serving).await;
         readiness.set(true);
         let stop_accepting = CancellationToken::new();
-        let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
         let (server_config, admin_token) = (config.server.clone(), config.admin.auth_token.clone());
         let (stop, admin_shared) = (stop_accepting.clone(), shared.clone());
         // On the tracker: step 5 waits for the admin calls still in flight after step 3.

@@ -150,6 +150,7 @@ impl Predictor {
                 .await;
         }
         scene.stage(Stage::Total).record(started.elapsed());
+        scene.count_scored(scores.len());
         Ok(Prediction {
             request_id: request.request_id,
             scores,

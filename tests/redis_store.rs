@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore, Row};
-use common::redis_server::{RedisServer, load_demo, redis_config, redis_demo_config};
+use common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_config, redis_demo_config};
 
 /// Requests covering known and unknown users and items, duplicates and a long candidate list.
 fn requests() -> Vec<augur::proto::PredictRequest> {
@@ -91,8 +91,7 @@ async fn unreachable_redis_fails_start_up_naming_the_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_items_score_the_same_and_new_ids_appear_after_the_negative_ttl() {
     let redis = RedisServer::start();
-    let cache = "[store.cache.tables.items]\nmax_entries = 1000\nttl_ms = 60000\nnegative_ttl_ms = 2000\n";
-    let config = redis_demo_config(&[redis.url()], false, cache);
+    let config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);
     load_demo(&config).await;
     let memory = common::start(common::demo_config("")).await;
     let expected = answers(&memory).await;

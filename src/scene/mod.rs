@@ -23,7 +23,7 @@ pub use routing::{RouteError, Routing};
 use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
 use crate::config::{ModelConfig, SceneConfig};
 use crate::model::ModelLoader;
-use crate::telemetry::{FallbackLabels, LatencyHistogram};
+use crate::telemetry::{FallbackLabels, LatencyHistogram, SceneLabels};
 
 /// A stage of the request path, timed per scene.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,8 @@ pub struct Scene {
     fallbacks: Vec<[Counter; FallbackReason::ALL.len()]>,
     /// Stage histograms, indexed by `Stage as usize`.
     stages: [LatencyHistogram; Stage::ALL.len()],
+    /// Candidates scored, resolved once from the registry like the other handles.
+    scored: Counter,
 }
 
 /// Why a scene could not start.
@@ -134,12 +136,18 @@ impl Scene {
             })
             .collect();
         let stages = Stage::ALL.map(|stage| metrics.stage(&spec.scene, stage.name()));
-        Ok(Scene { spec, repo, fallbacks, stages })
+        let scored = metrics.path.scored.get_or_create(&SceneLabels { scene: spec.scene.clone() }).clone();
+        Ok(Scene { spec, repo, fallbacks, stages, scored })
     }
 
     /// The latency histogram of `stage`.
     pub fn stage(&self, stage: Stage) -> &LatencyHistogram {
         &self.stages[stage as usize]
+    }
+
+    /// Counts the candidates of one answered Predict call.
+    pub fn count_scored(&self, candidates: usize) {
+        self.scored.inc_by(candidates as u64);
     }
 
     /// Adds one request's fallbacks to the per-feature counters (one per affected row).

@@ -1,4 +1,5 @@
 //! The ModelAdmin service: list repositories and versions, reload now, set the canary share.
+//! Its model listing also feeds the admin HTTP status page.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -15,6 +16,7 @@ use crate::proto::{
 };
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
+use crate::telemetry::status::{BoxFuture, ModelSource};
 
 /// gRPC handler for `augur.v1.ModelAdmin`.
 #[derive(Debug, Clone)]
@@ -49,6 +51,13 @@ impl AdminService {
         }
         models.sort_by(|a, b| a.name.cmp(&b.name));
         ListModelsResponse { models }
+    }
+}
+
+/// The status page lists what `ListModels` answers.
+impl ModelSource for AdminService {
+    fn models(&self) -> BoxFuture<'_, Vec<ModelStatus>> {
+        Box::pin(async move { self.list().await.models })
     }
 }
 

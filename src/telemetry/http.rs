@@ -1,7 +1,7 @@
 //! The operator's HTTP port, beside the data path: `/metrics` (Prometheus text of the one
-//! [`Metrics`] registry), `/healthz` (the process runs) and `/readyz` (the gRPC health is
-//! SERVING). Plain HTTP/1.1 on hyper, which tonic already brings: three fixed routes need no
-//! router framework.
+//! [`Metrics`] registry), `/healthz` (the process runs), `/readyz` (the gRPC health is
+//! SERVING) and the status page at `/` and `/status` ([`super::status`]). Plain HTTP/1.1 on
+//! hyper, which tonic already brings: a handful of fixed routes need no router framework.
 //!
 //! It lives apart from the gRPC listener so scrapes and probes are never counted, shed, timed out
 //! or authenticated like Prediction calls, and it stays up until the gRPC server has drained so
@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::telemetry::Metrics;
+use crate::telemetry::status::{self, ModelSource};
 
 /// Content type of the Prometheus text format that `prometheus-client` writes.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,18 +56,23 @@ impl Readiness {
 struct State {
     metrics: Metrics,
     readiness: Readiness,
+    models: Arc<dyn ModelSource>,
+    /// When the port opened: the status page's rates are averages since then.
+    started: Instant,
 }
 
 /// Accepts on `listener` until `stop`, serving each connection on its own task on `tracker`;
-/// on `stop` open connections finish their current request and close.
+/// on `stop` open connections finish their current request and close. `models` feeds the status
+/// page.
 pub fn spawn(
     listener: TcpListener,
     metrics: Metrics,
     readiness: Readiness,
+    models: Arc<dyn ModelSource>,
     tracker: &TaskTracker,
     stop: CancellationToken,
 ) {
-    let state = State { metrics, readiness };
+    let state = State { metrics, readiness, models, started: Instant::now() };
     let connections = tracker.clone();
     tracker.spawn(async move {
         loop {
@@ -92,7 +98,7 @@ pub fn spawn(
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: State, stop: CancellationToken) {
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&state, &request)) }
+        async move { Ok::<_, Infallible>(route(&state, &request).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -111,7 +117,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state
     }
 }
 
-fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
@@ -121,10 +127,19 @@ fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(METRICS_CONTENT_TYPE));
             response
         }
+        "/" | "/status" => {
+            let models = state.models.models().await;
+            let page = status::render(&models, &state.metrics, state.started.elapsed());
+            let mut response = Response::new(Full::new(Bytes::from(page)));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
+            response
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.readiness.get() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /, /metrics, /healthz or /readyz\n"),
     }
 }
 

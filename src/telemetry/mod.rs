@@ -10,9 +10,11 @@
 //! (no process-global recorder), so several servers in one test binary keep their own numbers,
 //! and the typed handles are read back without parsing text. Label values are bounded: scene,
 //! model, version, stage, table, feature, reason, method and status code — never user or item ids.
-//! [`http`] serves the exposition on the operator's port, beside `/healthz` and `/readyz`.
+//! [`http`] serves the exposition on the operator's port, beside `/healthz`, `/readyz` and the
+//! HTML [`status`] page.
 
 pub mod http;
+pub mod status;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +53,13 @@ pub struct RpcLabels {
 pub struct MethodLabels {
     /// `/package.Service/Method`.
     pub method: String,
+}
+
+/// `{scene}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SceneLabels {
+    /// Scene.
+    pub scene: String,
 }
 
 /// `{scene, stage}` of the request path.
@@ -171,22 +180,32 @@ impl LatencyHistogram {
         }
     }
 
+    /// Percentiles since start: what the Prometheus side holds, so a status page agrees with
+    /// `/metrics` and is not emptied by a `GetStats` reset.
+    pub fn cumulative(&self) -> LatencySummary {
+        let Ok(h) = self.inner.lock() else { return LatencySummary::default() };
+        summarize(&h.total)
+    }
+
     /// Percentiles of the current window; `reset` starts a new one (the Prometheus side is
     /// cumulative and never resets).
     pub fn summary(&self, reset: bool) -> LatencySummary {
         let Ok(mut h) = self.inner.lock() else { return LatencySummary::default() };
-        let w = &h.window;
-        let summary = LatencySummary {
-            count: w.len(),
-            p50_us: w.value_at_quantile(0.5),
-            p90_us: w.value_at_quantile(0.9),
-            p99_us: w.value_at_quantile(0.99),
-            max_us: w.max(),
-        };
+        let summary = summarize(&h.window);
         if reset {
             h.window.reset();
         }
         summary
+    }
+}
+
+fn summarize(h: &Hdr<u64>) -> LatencySummary {
+    LatencySummary {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
     }
 }
 
@@ -234,6 +253,9 @@ pub struct PathMetrics {
     pub stages: Family<StageLabels, LatencyHistogram>,
     /// `augur_feature_fallbacks_total{scene, feature, reason}`: rows served from a default.
     pub fallbacks: Family<FallbackLabels, Counter>,
+    /// `augur_candidates_scored_total{scene}`: candidates answered with a score by Predict
+    /// (requests count calls; this counts the rows they carried).
+    pub scored: Family<SceneLabels, Counter>,
 }
 
 /// Batcher and inference metrics, per model version.
@@ -524,6 +546,7 @@ impl Metrics {
         r.register("rpc_shed", "Prediction calls refused by the global concurrency limit", rpc.shed.clone());
         r.register("stage_duration_seconds", "Request-path stage latency by scene", path.stages.clone());
         r.register("feature_fallbacks", "Rows served from a feature default, by reason", path.fallbacks.clone());
+        r.register("candidates_scored", "Candidates answered with a score by Predict", path.scored.clone());
         r.register("batch_runs", "Model runs", batch.runs.clone());
         r.register("batch_rows", "Rows scored", batch.rows.clone());
         r.register("batch_size_rows", "Rows per model run", batch.size.clone());

@@ -127,6 +127,7 @@ pub fn venv_python() -> PathBuf {
 pub mod certs;
 pub mod etcd_server;
 pub mod fake_model;
+pub mod http;
 pub mod redis_server;
 pub mod samples;
 

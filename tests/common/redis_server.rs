@@ -185,6 +185,9 @@ impl RedisCluster {
     }
 }
 
+/// A local cache in front of the items table: 60 s entries, 2 s for ids the store lacks.
+pub const ITEM_CACHE: &str = "[store.cache.tables.items]\nmax_entries = 1000\nttl_ms = 60000\nnegative_ttl_ms = 2000\n";
+
 /// The demo config (embedded defaults, bundled model, free port) with the store switched to Redis.
 pub fn redis_demo_config(urls: &[String], cluster: bool, extra: &str) -> Config {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();

@@ -1,0 +1,437 @@
+//! The status page of the admin HTTP port (`/` and `/status`): one server-rendered HTML page an
+//! operator opens without Prometheus or Grafana — scenes with their model versions, load times and
+//! traffic split; request counts, rate and latency per scene; the batch-size distribution; the
+//! top fallbacks; and the sample pipeline.
+//!
+//! No template engine, no JavaScript, no CDN: the page is a `String` built here, so it renders on
+//! an air-gapped host and needs no build step. It reads the same sources as everything else
+//! operators see: the models come from `ModelAdmin.ListModels`' data (a [`ModelSource`] the
+//! server implements, so this module does not import the scene router and the module graph
+//! stays one-way), the numbers from the one [`Metrics`] registry — typed handles where they
+//! exist, and the encoded exposition for families this module cannot know in advance (the sample
+//! pipeline registers `augur_samples_*` when it is on). Every dynamic string goes through
+//! [`escape`]: scene, model, feature and label values come from config files and specs an
+//! operator may not have written.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::proto::ModelStatus;
+use crate::telemetry::Metrics;
+
+/// The gRPC method whose calls the per-scene numbers describe.
+const PREDICT: &str = "/augur.v1.Prediction/Predict";
+
+/// How many fallback series the page lists (the rest is on `/metrics`).
+const TOP_FALLBACKS: usize = 10;
+
+/// What a family's sample names add to its name, by metric type.
+const SUFFIXES: [&str; 7] = ["", "_total", "_created", "_bucket", "_count", "_sum", "_info"];
+
+/// A boxed future, so [`ModelSource`] stays object-safe; one allocation per page view.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the page reads the served models and their versions from.
+pub trait ModelSource: Send + Sync + std::fmt::Debug {
+    /// What `ModelAdmin.ListModels` answers now.
+    fn models(&self) -> BoxFuture<'_, Vec<ModelStatus>>;
+}
+
+/// Escapes `s` for HTML text and double- or single-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One sample line of the text exposition.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> &str {
+        self.labels.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Parses `name{key="value",...} value [exemplar]`; `None` for comments and anything else.
+fn parse_sample(line: &str) -> Option<Sample> {
+    if line.starts_with('#') || line.is_empty() {
+        return None;
+    }
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_owned();
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(body) = rest.strip_prefix('{') {
+        rest = body;
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after) = rest.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((key.to_owned(), value));
+            rest = &after[end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample { name, labels, value })
+}
+
+/// Renders the page. `uptime` is how long the admin port has served: rates are averages over it.
+pub fn render(models: &[ModelStatus], metrics: &Metrics, uptime: Duration) -> String {
+    let text = metrics.render();
+    let samples: Vec<Sample> = text.lines().filter_map(parse_sample).collect();
+    let mut page = String::with_capacity(16 * 1024);
+    head(&mut page, uptime);
+    scenes(&mut page, models);
+    traffic(&mut page, models, metrics, &samples, uptime);
+    batch_sizes(&mut page, &samples);
+    fallbacks(&mut page, &samples);
+    sample_pipeline(&mut page, &text, &samples);
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+fn head(page: &mut String, uptime: Duration) {
+    let _ = write!(
+        page,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"refresh\" content=\"10\">\n<title>augur status</title>\n<style>\n\
+         body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}\n\
+         h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; margin-top: 1.6em; }}\n\
+         table {{ border-collapse: collapse; margin: .4em 0; }}\n\
+         th, td {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; }}\n\
+         td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
+         th {{ background: #f2f2f2; }} .note {{ color: #666; }}\n\
+         .bar {{ background: #4a7bd0; height: .8em; }}\n</style>\n</head>\n<body>\n\
+         <h1>augur {}</h1>\n<p class=\"note\">Admin port up {}; this page reloads every 10 s. \
+         Raw numbers: <a href=\"/metrics\">/metrics</a>.</p>\n",
+        escape(env!("CARGO_PKG_VERSION")),
+        human_duration(uptime),
+    );
+}
+
+fn scenes(page: &mut String, models: &[ModelStatus]) {
+    page.push_str("<h2>Scenes and model versions</h2>\n");
+    if models.is_empty() {
+        page.push_str("<p>No scene is served.</p>\n");
+        return;
+    }
+    page.push_str(
+        "<table>\n<tr><th>Scene</th><th>Model</th><th>Version</th><th>Labels</th><th>Traffic</th>\
+         <th>Loaded</th><th>Load time</th><th>Warm-up</th><th>Batches</th><th>Rows</th></tr>\n",
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    for m in models {
+        for v in &m.versions {
+            let age = Duration::from_millis(now.saturating_sub(v.loaded_at_unix_ms).max(0) as u64);
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{:.0}%</td>\
+                 <td>{} ago</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&m.scene),
+                escape(&m.name),
+                v.version,
+                escape(&v.labels.join(", ")),
+                v.traffic_weight * 100.0,
+                human_duration(age),
+                v.load_ms,
+                v.warmup_ms,
+                v.batches,
+                v.rows,
+            );
+        }
+        if m.versions.is_empty() {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td colspan=\"8\">no version loaded</td></tr>",
+                escape(&m.scene),
+                escape(&m.name)
+            );
+        }
+        if !m.last_error.is_empty() {
+            let _ = writeln!(
+                page,
+                "<tr><td colspan=\"10\" class=\"note\">{}: last error: {}</td></tr>",
+                escape(&m.name),
+                escape(&m.last_error)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+fn traffic(page: &mut String, models: &[ModelStatus], metrics: &Metrics, samples: &[Sample], uptime: Duration) {
+    let _ = writeln!(
+        page,
+        "<h2>Traffic per scene</h2>\n<p class=\"note\">Answered Predict calls since the admin port \
+         started ({}); the rate is their average over that time, latencies are percentiles of the \
+         whole call inside augur over the same time.</p>",
+        human_duration(uptime)
+    );
+    page.push_str(
+        "<table>\n<tr><th>Scene</th><th>Requests</th><th>Rate</th><th>Candidates</th><th>p50</th>\
+         <th>p99</th></tr>\n",
+    );
+    let seconds = uptime.as_secs_f64().max(1e-3);
+    for scene in models.iter().map(|m| m.scene.as_str()) {
+        let total = metrics.stage(scene, "total").cumulative();
+        let candidates: f64 = samples
+            .iter()
+            .filter(|s| s.name == "augur_candidates_scored_total" && s.label("scene") == scene)
+            .map(|s| s.value)
+            .sum();
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}/s</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{:.2} ms</td><td class=\"n\">{:.2} ms</td></tr>",
+            escape(scene),
+            total.count,
+            total.count as f64 / seconds,
+            candidates,
+            total.p50_us as f64 / 1e3,
+            total.p99_us as f64 / 1e3,
+        );
+    }
+    page.push_str("</table>\n");
+    let codes: Vec<&Sample> =
+        samples.iter().filter(|s| s.name == "augur_rpc_requests_total" && s.label("method") == PREDICT).collect();
+    if !codes.is_empty() {
+        page.push_str("<table>\n<tr><th>Predict status</th><th>Calls</th></tr>\n");
+        for s in codes {
+            let _ = writeln!(page, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", escape(s.label("code")), s.value);
+        }
+        page.push_str("</table>\n");
+    }
+}
+
+fn batch_sizes(page: &mut String, samples: &[Sample]) {
+    page.push_str("<h2>Batch size (rows per model run)</h2>\n");
+    let mut models: Vec<&str> = samples
+        .iter()
+        .filter(|s| s.name == "augur_batch_size_rows_count" && s.value > 0.0)
+        .map(|s| s.label("model"))
+        .collect();
+    models.sort_unstable();
+    if models.is_empty() {
+        page.push_str("<p>No model run yet.</p>\n");
+        return;
+    }
+    page.push_str(
+        "<p class=\"note\">Since start, warm-up runs included. Mostly 1 under load means dynamic \
+         batching is not gathering rows.</p>\n",
+    );
+    for model in models {
+        let series = |name: &'static str| samples.iter().filter(move |s| s.name == name && s.label("model") == model);
+        let count = series("augur_batch_size_rows_count").map(|s| s.value).sum::<f64>();
+        let sum = series("augur_batch_size_rows_sum").map(|s| s.value).sum::<f64>();
+        let _ = writeln!(
+            page,
+            "<table>\n<tr><th colspan=\"3\">{}: {count} runs, {:.1} rows per run</th></tr>\n\
+             <tr><th>Rows</th><th>Runs</th><th></th></tr>",
+            escape(model),
+            sum / count,
+        );
+        // Buckets are cumulative: a bucket's own runs are its count minus the one below.
+        let mut below = 0.0;
+        let mut lower = 0.0;
+        for s in series("augur_batch_size_rows_bucket") {
+            // `le` is a float label ("4.0", "+Inf"); shown as the whole number of rows it bounds.
+            let upper: f64 = s.label("le").parse().unwrap_or(f64::INFINITY);
+            let runs = s.value - below;
+            below = s.value;
+            let range =
+                if upper.is_finite() { format!("{lower} &lt; n &le; {upper}") } else { format!("&gt; {lower}") };
+            lower = upper;
+            if runs > 0.0 {
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{range}</td><td class=\"n\">{runs}</td>\
+                     <td style=\"width:20em\"><div class=\"bar\" style=\"width:{:.0}%\"></div></td></tr>",
+                    100.0 * runs / count,
+                );
+            }
+        }
+        page.push_str("</table>\n");
+    }
+}
+
+fn fallbacks(page: &mut String, samples: &[Sample]) {
+    page.push_str("<h2>Top fallbacks</h2>\n");
+    let mut rows: Vec<&Sample> =
+        samples.iter().filter(|s| s.name == "augur_feature_fallbacks_total" && s.value > 0.0).collect();
+    if rows.is_empty() {
+        page.push_str("<p>No feature has been served from its default.</p>\n");
+        return;
+    }
+    rows.sort_by(|a, b| b.value.total_cmp(&a.value));
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">Rows served from a feature default since start; the {TOP_FALLBACKS} largest \
+         of {} series.</p>\n<table>\n<tr><th>Scene</th><th>Feature</th><th>Reason</th><th>Rows</th></tr>",
+        rows.len()
+    );
+    for s in rows.into_iter().take(TOP_FALLBACKS) {
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(s.label("scene")),
+            escape(s.label("feature")),
+            escape(s.label("reason")),
+            s.value
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+/// Every `augur_samples_*` family the registry declares, whatever the sample logger registers.
+fn sample_pipeline(page: &mut String, text: &str, samples: &[Sample]) {
+    page.push_str("<h2>Sample pipeline</h2>\n");
+    let families: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+        .filter(|(name, _)| name.starts_with("augur_samples_"))
+        .collect();
+    if families.is_empty() {
+        page.push_str("<p>Sample logging off: no <code>augur_samples_*</code> metric is registered.</p>\n");
+        return;
+    }
+    page.push_str("<table>\n<tr><th>Metric</th><th>Type</th><th>Labels</th><th>Value</th></tr>\n");
+    for (family, kind) in families {
+        let mut any = false;
+        for s in samples.iter().filter(|s| s.name.strip_prefix(family).is_some_and(|x| SUFFIXES.contains(&x))) {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(&s.name),
+                escape(kind),
+                escape(&labels.join(", ")),
+                s.value
+            );
+            any = true;
+        }
+        if !any {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td colspan=\"2\">no sample yet</td></tr>",
+                escape(family),
+                escape(kind)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// `3 h 12 min`, `4 min 5 s`, `12.3 s`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{:.1} s", d.as_secs_f64()),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::metrics::counter::Counter;
+
+    use super::*;
+    use crate::proto::VersionStatus;
+    use crate::telemetry::FallbackLabels;
+
+    const HOSTILE: &str = "<script>alert(\"x&y\")</script>'";
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(escape(HOSTILE), "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;");
+        assert_eq!(escape("ranking_v2 ü"), "ranking_v2 ü");
+    }
+
+    #[test]
+    fn parses_escaped_labels_and_exemplars() {
+        let s = parse_sample(r#"augur_x_total{a="q\"uo\\te",b="line\nbreak"} 3 # {trace_id="t"} 1"#).unwrap();
+        assert_eq!(s.name, "augur_x_total");
+        assert_eq!(s.label("a"), "q\"uo\\te");
+        assert_eq!(s.label("b"), "line\nbreak");
+        assert_eq!(s.value, 3.0);
+        assert_eq!(parse_sample("augur_rpc_in_flight 2").map(|s| s.value), Some(2.0));
+        assert_eq!(parse_sample("# TYPE augur_rpc_in_flight gauge"), None);
+    }
+
+    #[test]
+    fn hostile_names_are_escaped_everywhere() {
+        let metrics = Metrics::new();
+        let labels =
+            FallbackLabels { scene: HOSTILE.into(), feature: format!("f{HOSTILE}"), reason: "missing_row".into() };
+        metrics.path.fallbacks.get_or_create(&labels).inc_by(7);
+        let models = vec![ModelStatus {
+            name: format!("m{HOSTILE}"),
+            scene: HOSTILE.into(),
+            versions: vec![VersionStatus { version: 3, labels: vec![HOSTILE.into()], ..Default::default() }],
+            last_error: HOSTILE.into(),
+            ..Default::default()
+        }];
+        let page = render(&models, &metrics, Duration::from_secs(90));
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("alert(\""), "{page}");
+        assert!(page.contains("f&lt;script&gt;alert(&quot;x&amp;y&quot;)"), "the feature row is there: {page}");
+        assert!(page.contains("m&lt;script&gt;"), "the model row is there: {page}");
+        assert!(page.contains("1 min 30 s"), "{page}");
+    }
+
+    #[test]
+    fn the_sample_section_lists_whatever_the_sample_logger_registers() {
+        let metrics = Metrics::new();
+        let page = render(&[], &metrics, Duration::from_secs(1));
+        assert!(page.contains("Sample logging off"), "{page}");
+
+        let mut registry = prometheus_client::registry::Registry::with_prefix("augur");
+        let dropped = Counter::<u64>::default();
+        dropped.inc_by(4);
+        registry.register("samples_dropped", "Samples dropped by a full buffer", dropped);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let samples: Vec<Sample> = text.lines().filter_map(parse_sample).collect();
+        let mut page = String::new();
+        sample_pipeline(&mut page, &text, &samples);
+        assert!(
+            page.contains("<td>augur_samples_dropped_total</td><td>counter</td><td></td><td class=\"n\">4</td>"),
+            "{page}"
+        );
+        assert!(!page.contains("Sample logging off"), "{page}");
+    }
+}
