@@ -160,7 +160,7 @@ impl App {
     /// Builds with some parts supplied. Scenes load one after another (each already uses the
     /// cores); start-up fails if a scene has no servable version.
     pub async fn build_with(config: Config, parts: Parts) -> Result<App, StartError> {
-        let metrics = parts.metrics.unwrap_or_default();
+        let metrics = parts.metrics.unwrap_or_else(|| Metrics::with_samples(config.samples.enabled));
         let admin_http = if config.admin.enabled {
             let addr = config.admin.listen;
             Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?)

@@ -57,7 +57,7 @@ impl Augur {
     }
 
     async fn metrics(&self) -> String {
-        let (status, body) = common::http::get(self.admin.parse().unwrap(), "/metrics").await;
+        let (status, _, body) = common::http::get(self.admin.parse().unwrap(), "/metrics").await;
         assert_eq!(status, 200);
         body
     }

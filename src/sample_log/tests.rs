@@ -204,7 +204,7 @@ async fn a_full_store_refuses_and_counts_and_a_saved_store_restores() {
     let one = probe.pending().unwrap().1;
     // Room for one prediction and its labels, not for two.
     let store = Arc::new(MemoryJoinStore::new(one + one / 2));
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_samples(true);
     let (first, _) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     first.hold(served("r1")).await;
     first.hold(served("r2")).await;

@@ -495,13 +495,6 @@ pub struct SampleMetrics {
     pub sink_lag: Family<SinkLabels, Gauge>,
 }
 
-/// `{scene}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SceneLabels {
-    /// Scene.
-    pub scene: String,
-}
-
 /// Every metric of the process, registered once. Cheap to clone (handles share storage).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -529,8 +522,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every family registered under the `augur_` prefix.
+    /// A fresh registry with every family registered under the `augur_` prefix, but the sample
+    /// pipeline's.
     pub fn new() -> Self {
+        Self::with_samples(false)
+    }
+
+    /// A fresh registry; `samples`: also the `augur_samples_*` families (only when sample logging
+    /// is on, so a scrape and the status page say "off" rather than show zeros).
+    pub fn with_samples(samples_on: bool) -> Self {
         let (rpc, path, batch, model, cache) = (
             RpcMetrics::default(),
             PathMetrics::default(),
@@ -580,7 +580,9 @@ impl Metrics {
             registration.registrations.clone(),
         );
         let samples = SampleMetrics::default();
-        register_samples(&mut r, &samples);
+        if samples_on {
+            register_samples(&mut r, &samples);
+        }
         Metrics { registry: Arc::new(r), rpc, path, batch, model, cache, registration, samples }
     }
 

@@ -38,10 +38,10 @@ pub fn read_log(dir: &Path) -> Vec<LogRecord> {
 pub fn latest_samples(records: &[LogRecord]) -> BTreeMap<String, Sample> {
     let mut out: BTreeMap<String, Sample> = BTreeMap::new();
     for r in records {
-        if let Some(log_record::Record::Sample(s)) = &r.record {
-            if out.get(&s.sample_id).is_none_or(|old| old.revision < s.revision) {
-                out.insert(s.sample_id.clone(), s.clone());
-            }
+        if let Some(log_record::Record::Sample(s)) = &r.record
+            && out.get(&s.sample_id).is_none_or(|old| old.revision < s.revision)
+        {
+            out.insert(s.sample_id.clone(), s.clone());
         }
     }
     out
