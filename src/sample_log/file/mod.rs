@@ -33,6 +33,7 @@
 //! All methods do blocking file I/O (appends hit the page cache; `sync` and `set_cursor` fsync):
 //! call them from `spawn_blocking` or a thread of their own, not from an async worker.
 
+mod reader;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::Record;
 use crate::config::SampleLogConfig;
 use crate::telemetry::{ReasonLabels, SampleMetrics};
+pub use reader::LogReader;
 use segment::{HEADER, Scanned, Scanner};
 
 /// Read positions remembered so a tailer's next batch starts where its last ended instead of

@@ -377,3 +377,29 @@ async fn subscribers_see_new_sequences() {
     tokio::time::timeout(Duration::from_secs(30), rx.changed()).await.unwrap().unwrap();
     assert_eq!(*rx.borrow(), 2);
 }
+
+#[test]
+fn the_reader_reads_a_live_log_without_touching_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(&config(dir.path()), &[]);
+    log.append(&payloads(1..=400)).unwrap();
+    let files = segment_files(dir.path());
+    // A record being written at the live end, and a corrupt record in the first segment.
+    let last = files.last().unwrap();
+    let live_size = {
+        let mut bytes = fs::read(last).unwrap();
+        bytes.extend_from_slice(&[9, 0, 0]);
+        fs::write(last, &bytes).unwrap();
+        bytes.len() as u64
+    };
+    patch(&files[0], offset_of(3) + 4, |b| b[2] ^= 0x10);
+    let second = segment::parse_name(files[1].file_name().unwrap().to_str().unwrap()).unwrap();
+
+    let mut reader = LogReader::open(dir.path(), 0).unwrap();
+    let read: Vec<u64> = reader.by_ref().map(|r| r.unwrap().sequence).collect();
+    assert_eq!(read, (1..=2).chain(second..=400).collect::<Vec<_>>());
+    assert_eq!(reader.corrupt(), 1, "the half-written record at the live end is not corruption");
+    assert_eq!(fs::metadata(last).unwrap().len(), live_size, "nothing truncated");
+    let from_middle: Vec<u64> = LogReader::open(dir.path(), 398).unwrap().map(|r| r.unwrap().sequence).collect();
+    assert_eq!(from_middle, [399, 400]);
+}
