@@ -206,15 +206,7 @@ impl SegmentLog {
         }
 
         let mut segments = VecDeque::new();
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
-                names.push((first, entry.path()));
-            }
-        }
-        names.sort_unstable_by_key(|(first, _)| *first);
-        for (first, path) in names {
+        for (first, path) in list_segments(&dir)? {
             let bytes = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
             segments.push_back(Segment { first, path, bytes });
         }
@@ -609,6 +601,19 @@ fn scan_tail(segment: &Segment, max_record: u64) -> Result<(u64, Option<u64>, Op
             Scanned::Bad { reason, .. } => return Ok((end, last, Some(reason))),
         }
     }
+}
+
+/// The segment files of `dir` as (first sequence, path), oldest first.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
+            segments.push((first, entry.path()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
 }
 
 fn close_active(inner: &mut Inner) {

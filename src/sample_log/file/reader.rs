@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::segment::{self, HEADER, Scanned, Scanner};
-use super::{LogError, io_err};
+use super::segment::{HEADER, Scanned, Scanner};
+use super::{LogError, io_err, list_segments};
 use crate::sample_log::record::Record;
 
 /// Records of a log directory from a sequence on, streamed segment by segment.
@@ -30,14 +30,7 @@ pub struct LogReader {
 impl LogReader {
     /// Lists the segments of `dir` holding records above `after`.
     pub fn open(dir: &Path, after: u64) -> Result<LogReader, LogError> {
-        let mut segments: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-            let entry = entry.map_err(io_err("list", dir))?;
-            if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
-                segments.push((first, entry.path()));
-            }
-        }
-        segments.sort_unstable();
+        let segments = list_segments(dir)?;
         // Segments wholly at or below `after` are not opened at all.
         let from = after.saturating_add(1);
         let start = segments.iter().rposition(|(first, _)| *first <= from).unwrap_or(0);
