@@ -632,7 +632,7 @@ fn valid_sink_name(name: &str) -> bool {
 fn read_cursor(dir: &Path, sink: &str) -> u64 {
     let path = dir.join(sink);
     match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+        Ok(text) => text.trim().parse().ok().filter(|&c| c <= segment::MAX_SEQUENCE).unwrap_or_else(|| {
             tracing::warn!(path = %path.display(), "sample log: unreadable cursor, starting the sink from the oldest record");
             0
         }),

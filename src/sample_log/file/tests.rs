@@ -403,3 +403,37 @@ fn the_reader_reads_a_live_log_without_touching_it() {
     let from_middle: Vec<u64> = LogReader::open(dir.path(), 398).unwrap().map(|r| r.unwrap().sequence).collect();
     assert_eq!(from_middle, [399, 400]);
 }
+
+#[test]
+fn a_damaged_cursor_restarts_the_sink_from_the_oldest_record() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("cursors")).unwrap();
+    fs::write(dir.path().join("cursors/a"), "18446744073709551615\n").unwrap();
+    fs::write(dir.path().join("cursors/b"), "not a number").unwrap();
+    let (log, report, _) = open(&config(dir.path()), &["a", "b"]);
+    assert_eq!((log.cursor("a"), log.cursor("b"), report.last_sequence), (0, 0, 0));
+    assert_eq!(log.append(&payloads(1..=2)).unwrap(), 2);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever bytes a segment holds (behind a valid prefix or alone), opening and reading never
+    /// fail or panic, the valid prefix survives, and appends continue after it.
+    #[test]
+    fn any_bytes_in_a_segment_are_survived(good in 0u64..5, junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for i in 1..=good {
+            segment::encode(&mut bytes, i, &payload(i));
+        }
+        bytes.extend_from_slice(&junk);
+        fs::write(dir.path().join(segment::file_name(1)), &bytes).unwrap();
+        let (log, report, _) = open(&config(dir.path()), &[]);
+        proptest::prop_assert!(report.last_sequence >= good);
+        let read = sequences(&log, 0);
+        proptest::prop_assert_eq!(&read[..good as usize], &(1..=good).collect::<Vec<_>>()[..]);
+        let next = log.append(&payloads(1..=1)).unwrap();
+        proptest::prop_assert_eq!(next, report.last_sequence + 1);
+    }
+}
