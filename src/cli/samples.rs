@@ -75,7 +75,8 @@ pub fn dump(source: &Source, options: DumpOptions, out: &mut impl Write) -> Resu
     Ok(summary)
 }
 
-fn write_record(record: &Record, out: &mut impl Write, summary: &mut DumpSummary) -> Result<(), DumpError> {
+/// Writes one record as a JSON line and counts it: every source's records go through here.
+pub fn write_record(record: &Record, out: &mut impl Write, summary: &mut DumpSummary) -> Result<(), DumpError> {
     let line = record_json(record)?;
     serde_json::to_writer(&mut *out, &line).map_err(|e| DumpError::Write(e.into()))?;
     out.write_all(b"\n").map_err(DumpError::Write)?;
