@@ -242,6 +242,11 @@ impl SegmentLog {
                 }
             }
         }
+        // A SIGKILL may have left the last run's writes in the page cache only: make them as
+        // durable as `durable_sequence` is about to claim (cheap for files already clean).
+        for segment in &segments {
+            File::open(&segment.path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &segment.path))?;
+        }
         // Appends continue after anything a sink has seen, even if the log lost it: a reused
         // sequence would sit behind that sink's cursor and never reach it.
         let max_cursor = cursors.values().copied().max().unwrap_or(0);
@@ -280,7 +285,7 @@ impl SegmentLog {
                 corrupt_seen: HashSet::new(),
             }),
             last: AtomicU64::new(last),
-            // What is on disk now was fsynced above (the tail) or survived a restart.
+            // Every segment was fsynced above.
             durable: AtomicU64::new(last),
             notify,
         };
