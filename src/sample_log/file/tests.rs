@@ -461,3 +461,22 @@ proptest::proptest! {
         proptest::prop_assert_eq!(next, report.last_sequence + 1);
     }
 }
+
+#[tokio::test]
+async fn syncer_fsyncs_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(&config(dir.path()), &[]);
+    let log = Arc::new(log);
+    let cancel = CancellationToken::new();
+    let syncer = spawn_syncer(log.clone(), Duration::from_millis(5), cancel.clone());
+    log.append(&payloads(1..=3)).unwrap();
+    let start = std::time::Instant::now();
+    // Polled with a bound only a hung syncer reaches.
+    while log.durable_sequence() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no fsync within a minute");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!syncer.is_finished(), "it keeps running until cancelled");
+    cancel.cancel();
+    syncer.await.unwrap();
+}
