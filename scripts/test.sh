@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what the tests need, then run every check CI runs:
-# formatting, clippy (warnings are errors), the Python tools' self-test, the module-cycle check,
+# formatting, clippy (warnings are errors), the Python tools' self-tests, the module-cycle check,
 # the Kubernetes manifests (kubernetes-validate, offline schemas), the Prometheus alert
 # rules and scrape configs (promtool), docker-compose.yml (docker-compose config) and the
 # whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis
@@ -11,6 +11,7 @@ bash scripts/setup.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
+.venv/bin/python tools/train/samples.py --self-test
 python3 scripts/check_module_cycles.py
 .venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml

@@ -7,9 +7,11 @@
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
+//! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
 pub mod client;
 pub mod demo;
 pub mod export;
 pub mod load;
 pub mod loadgen;
+pub mod samples;

@@ -172,7 +172,8 @@ impl Tail {
     }
 
     async fn read(&self) -> Result<Vec<Record>, LogError> {
-        let (log, after, max) = (self.log.clone(), self.cursor, self.config.batch_max);
+        // An empty read must mean "nothing readable" (see `run`), never "asked for nothing".
+        let (log, after, max) = (self.log.clone(), self.cursor, self.config.batch_max.max(1));
         spawn_blocking(move || log.read_after(after, max)).await
     }
 

@@ -1,5 +1,6 @@
 //! The command line: every subcommand, flag and default, as clap structs. The bodies live in one
-//! file per group (`serve.rs`, `predict.rs`, `bench.rs`, `demo.rs`, `features.rs`).
+//! file per group (`serve.rs`, `predict.rs`, `bench.rs`, `demo.rs`, `features.rs`,
+//! `samples.rs`).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Training samples the sample log wrote.
+    Samples {
+        #[command(subcommand)]
+        command: SamplesCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +45,12 @@ pub(crate) enum FeaturesCommand {
     Export(ExportArgs),
     /// Bulk-load a table from CSV or JSONL into the configured Redis (HSET per row, pipelined).
     Load(LoadArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SamplesCommand {
+    /// Print samples, corrections and orphans as JSON lines (input of tools/train/samples.py).
+    Dump(DumpArgs),
 }
 
 // The structs below carry no doc comment of their own: the variant's doc above is the
@@ -231,4 +243,17 @@ pub(crate) struct LoadArgs {
     /// A line that cannot be loaded: `skip` it (reported) or `stop`.
     #[arg(long, default_value = "skip")]
     pub(crate) on_error: augur::cli::load::OnError,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DumpArgs {
+    /// Sample-log directory (samples.log.dir), read in place: safe beside a running server.
+    #[arg(long)]
+    pub(crate) log: PathBuf,
+    /// Only records with a sequence above this (the last sequence of a previous dump).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) after: u64,
+    /// At most this many records.
+    #[arg(long)]
+    pub(crate) limit: Option<u64>,
 }

@@ -8,13 +8,14 @@ mod bench;
 mod demo;
 mod features;
 mod predict;
+mod samples;
 mod serve;
 
 use augur::config::{Config, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, FeaturesCommand};
+use args::{Cli, Command, FeaturesCommand, SamplesCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -62,5 +63,6 @@ async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
         Command::SuggestDemoData(args) => demo::suggest(args),
         Command::Features { command: FeaturesCommand::Export(args) } => features::export(args).await,
         Command::Features { command: FeaturesCommand::Load(args) } => features::load(args).await,
+        Command::Samples { command: SamplesCommand::Dump(args) } => samples::dump(args),
     }
 }

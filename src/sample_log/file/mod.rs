@@ -33,6 +33,7 @@
 //! All methods do blocking file I/O (appends hit the page cache; `sync` and `set_cursor` fsync):
 //! call them from `spawn_blocking` or a thread of their own, not from an async worker.
 
+mod reader;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::Record;
 use crate::config::SampleLogConfig;
 use crate::telemetry::{ReasonLabels, SampleMetrics};
+pub use reader::LogReader;
 use segment::{HEADER, Scanned, Scanner};
 
 /// Read positions remembered so a tailer's next batch starts where its last ended instead of
@@ -204,15 +206,7 @@ impl SegmentLog {
         }
 
         let mut segments = VecDeque::new();
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
-                names.push((first, entry.path()));
-            }
-        }
-        names.sort_unstable_by_key(|(first, _)| *first);
-        for (first, path) in names {
+        for (first, path) in list_segments(&dir)? {
             let bytes = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
             segments.push_back(Segment { first, path, bytes });
         }
@@ -247,6 +241,11 @@ impl SegmentLog {
                     segments.pop_back();
                 }
             }
+        }
+        // A SIGKILL may have left the last run's writes in the page cache only: make them as
+        // durable as `durable_sequence` is about to claim (cheap for files already clean).
+        for segment in &segments {
+            File::open(&segment.path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &segment.path))?;
         }
         // Appends continue after anything a sink has seen, even if the log lost it: a reused
         // sequence would sit behind that sink's cursor and never reach it.
@@ -286,7 +285,7 @@ impl SegmentLog {
                 corrupt_seen: HashSet::new(),
             }),
             last: AtomicU64::new(last),
-            // What is on disk now was fsynced above (the tail) or survived a restart.
+            // Every segment was fsynced above.
             durable: AtomicU64::new(last),
             notify,
         };
@@ -609,6 +608,19 @@ fn scan_tail(segment: &Segment, max_record: u64) -> Result<(u64, Option<u64>, Op
     }
 }
 
+/// The segment files of `dir` as (first sequence, path), oldest first.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
+            segments.push((first, entry.path()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
 fn close_active(inner: &mut Inner) {
     if let Some(active) = inner.active.take() {
         inner.unsynced.push(active.file);
@@ -625,7 +637,7 @@ fn valid_sink_name(name: &str) -> bool {
 fn read_cursor(dir: &Path, sink: &str) -> u64 {
     let path = dir.join(sink);
     match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+        Ok(text) => text.trim().parse().ok().filter(|&c| c <= segment::MAX_SEQUENCE).unwrap_or_else(|| {
             tracing::warn!(path = %path.display(), "sample log: unreadable cursor, starting the sink from the oldest record");
             0
         }),

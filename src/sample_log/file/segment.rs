@@ -31,6 +31,10 @@ pub(crate) fn file_name(first: u64) -> String {
     format!("{first:020}.log")
 }
 
+/// Sequences stay below 2^63: the gauges that show them are i64, and `+ 1` never overflows
+/// whatever a damaged file name or cursor claims.
+pub(crate) const MAX_SEQUENCE: u64 = i64::MAX as u64;
+
 /// The first sequence a segment file name stands for; `None` for any other file (cursors,
 /// `pending.bin`, editor leftovers), which the log leaves alone.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
@@ -38,7 +42,7 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    stem.parse().ok()
+    stem.parse().ok().filter(|&first| first <= MAX_SEQUENCE)
 }
 
 /// What the next bytes of a segment hold.
@@ -127,7 +131,7 @@ impl Scanner {
         if checksum(sequence, &payload) != crc {
             return bad("checksum mismatch");
         }
-        if sequence != self.expected {
+        if sequence != self.expected || sequence > MAX_SEQUENCE {
             return bad("out-of-order sequence");
         }
         self.offset = start + HEADER + length;
@@ -154,7 +158,8 @@ mod tests {
     fn names_round_trip_and_other_files_are_not_segments() {
         assert_eq!(file_name(42), "00000000000000000042.log");
         assert_eq!(parse_name(&file_name(42)), Some(42));
-        assert_eq!(parse_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_name(&file_name(MAX_SEQUENCE)), Some(MAX_SEQUENCE));
+        assert_eq!(parse_name(&file_name(MAX_SEQUENCE + 1)), None, "past the sequence range");
         for other in ["pending.bin", "42.log", "0000000000000000004x.log", "00000000000000000042.log.tmp", "cursors"] {
             assert_eq!(parse_name(other), None, "{other}");
         }

@@ -80,6 +80,30 @@ fn patch(path: &Path, offset: u64, f: impl FnOnce(&mut [u8])) {
 }
 
 #[test]
+fn the_log_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<SegmentLog>();
+    send_sync::<Arc<SegmentLog>>();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(&config(dir.path()), &[]);
+    let log = Arc::new(log);
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    log.append(&payloads(i..=i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(sequences(&log, 0), (1..=200).collect::<Vec<_>>(), "concurrent appends stay gap-free");
+}
+
+#[test]
 fn appends_read_back_in_order_and_resume_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
@@ -376,4 +400,83 @@ async fn subscribers_see_new_sequences() {
     log.append(&payloads(1..=2)).unwrap();
     tokio::time::timeout(Duration::from_secs(30), rx.changed()).await.unwrap().unwrap();
     assert_eq!(*rx.borrow(), 2);
+}
+
+#[test]
+fn the_reader_reads_a_live_log_without_touching_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(&config(dir.path()), &[]);
+    log.append(&payloads(1..=400)).unwrap();
+    let files = segment_files(dir.path());
+    // A record being written at the live end, and a corrupt record in the first segment.
+    let last = files.last().unwrap();
+    let live_size = {
+        let mut bytes = fs::read(last).unwrap();
+        bytes.extend_from_slice(&[9, 0, 0]);
+        fs::write(last, &bytes).unwrap();
+        bytes.len() as u64
+    };
+    patch(&files[0], offset_of(3) + 4, |b| b[2] ^= 0x10);
+    let second = segment::parse_name(files[1].file_name().unwrap().to_str().unwrap()).unwrap();
+
+    let mut reader = LogReader::open(dir.path(), 0).unwrap();
+    let read: Vec<u64> = reader.by_ref().map(|r| r.unwrap().sequence).collect();
+    assert_eq!(read, (1..=2).chain(second..=400).collect::<Vec<_>>());
+    assert_eq!(reader.corrupt(), 1, "the half-written record at the live end is not corruption");
+    assert_eq!(fs::metadata(last).unwrap().len(), live_size, "nothing truncated");
+    let from_middle: Vec<u64> = LogReader::open(dir.path(), 398).unwrap().map(|r| r.unwrap().sequence).collect();
+    assert_eq!(from_middle, [399, 400]);
+}
+
+#[test]
+fn a_damaged_cursor_restarts_the_sink_from_the_oldest_record() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("cursors")).unwrap();
+    fs::write(dir.path().join("cursors/a"), "18446744073709551615\n").unwrap();
+    fs::write(dir.path().join("cursors/b"), "not a number").unwrap();
+    let (log, report, _) = open(&config(dir.path()), &["a", "b"]);
+    assert_eq!((log.cursor("a"), log.cursor("b"), report.last_sequence), (0, 0, 0));
+    assert_eq!(log.append(&payloads(1..=2)).unwrap(), 2);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever bytes a segment holds (behind a valid prefix or alone), opening and reading never
+    /// fail or panic, the valid prefix survives, and appends continue after it.
+    #[test]
+    fn any_bytes_in_a_segment_are_survived(good in 0u64..5, junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for i in 1..=good {
+            segment::encode(&mut bytes, i, &payload(i));
+        }
+        bytes.extend_from_slice(&junk);
+        fs::write(dir.path().join(segment::file_name(1)), &bytes).unwrap();
+        let (log, report, _) = open(&config(dir.path()), &[]);
+        proptest::prop_assert!(report.last_sequence >= good);
+        let read = sequences(&log, 0);
+        proptest::prop_assert_eq!(&read[..good as usize], &(1..=good).collect::<Vec<_>>()[..]);
+        let next = log.append(&payloads(1..=1)).unwrap();
+        proptest::prop_assert_eq!(next, report.last_sequence + 1);
+    }
+}
+
+#[tokio::test]
+async fn syncer_fsyncs_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(&config(dir.path()), &[]);
+    let log = Arc::new(log);
+    let cancel = CancellationToken::new();
+    let syncer = spawn_syncer(log.clone(), Duration::from_millis(5), cancel.clone());
+    log.append(&payloads(1..=3)).unwrap();
+    let start = std::time::Instant::now();
+    // Polled with a bound only a hung syncer reaches.
+    while log.durable_sequence() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no fsync within a minute");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!syncer.is_finished(), "it keeps running until cancelled");
+    cancel.cancel();
+    syncer.await.unwrap();
 }
