@@ -11,5 +11,7 @@
 //! on any of it (`buffer` refuses and counts instead).
 
 pub mod join;
+pub mod kafka;
 pub mod record;
+pub mod redis_stream;
 pub mod sink;
