@@ -298,3 +298,22 @@ async fn read_topic_names_a_missing_topic() {
     let error = read_topic(&kafka.bootstrap, "no-such-topic", Duration::from_secs(5)).await.expect_err("no topic");
     assert!(matches!(&error, ReadError::NoTopic { topic } if topic == "no-such-topic"), "{error}");
 }
+
+#[test]
+fn config_defaults_the_message_timeout_and_bounds_it() {
+    let sink = |extra: &str| {
+        crate::config::Config::from_toml(&format!(
+            "[samples]\nenabled = true\n[[samples.sinks]]\nkind = \"kafka\"\nbrokers = \"k:9092\"\ntopic = \"t\"\n{extra}"
+        ))
+    };
+    let config = sink("properties = { \"linger.ms\" = \"20\" }").expect("parses");
+    match &config.samples.sinks[..] {
+        [crate::config::SinkConfig::Kafka(k)] => {
+            assert_eq!((k.name.as_str(), k.message_timeout_ms), ("kafka", 30_000));
+            assert_eq!(k.properties.get("linger.ms").map(String::as_str), Some("20"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let error = sink("message_timeout_ms = 0").expect_err("0 never acknowledges").to_string();
+    assert!(error.contains("samples.sinks[0].message_timeout_ms"), "{error}");
+}

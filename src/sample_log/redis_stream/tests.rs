@@ -87,3 +87,22 @@ async fn the_sink_builds_while_redis_is_down_and_fails_batches_in_bounded_time()
     assert!(health.expect("bounded, not hung").is_err(), "healthcheck reports the outage");
     assert_eq!(sink.deliver(&[]).await.ok(), Some(()), "an empty batch is trivially acknowledged");
 }
+
+#[test]
+fn config_defaults_maxlen_and_timeout_and_bounds_them() {
+    let sink = |extra: &str| {
+        crate::config::Config::from_toml(&format!(
+            "[samples]\nenabled = true\n[[samples.sinks]]\nkind = \"redis_stream\"\nurl = \"redis://r:6379\"\nstream = \"s\"\n{extra}"
+        ))
+    };
+    match &sink("").expect("parses").samples.sinks[..] {
+        [crate::config::SinkConfig::RedisStream(r)] => {
+            assert_eq!((r.name.as_str(), r.maxlen, r.timeout_ms), ("redis_stream", 1_000_000, 5_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    for (extra, key) in [("timeout_ms = 0", "timeout_ms"), ("maxlen = 0", "maxlen")] {
+        let error = sink(extra).expect_err(extra).to_string();
+        assert!(error.contains(&format!("samples.sinks[0].{key}")), "{error}");
+    }
+}
