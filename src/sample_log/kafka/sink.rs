@@ -151,7 +151,7 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn producer(&self) -> Arc<FutureProducer> {
+    pub(super) fn producer(&self) -> Arc<FutureProducer> {
         // A poisoned lock still holds a valid producer: a panic elsewhere must not stop delivery.
         self.producer.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -2,6 +2,7 @@
 //! producing must cost neither a sample nor a partition's order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -316,4 +317,27 @@ fn config_defaults_the_message_timeout_and_bounds_it() {
     }
     let error = sink("message_timeout_ms = 0").expect_err("0 never acknowledges").to_string();
     assert!(error.contains("samples.sinks[0].message_timeout_ms"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_starts_a_new_session_and_delivery_goes_on() {
+    let kafka = MockKafka::start(3);
+    let faults = kafka.faults();
+    // With the gapless guarantee, a permanent Produce error is fatal to the producer session:
+    // the sink must start a new one, or no batch would ever be acknowledged again.
+    let sink = KafkaSink::new(&config(&kafka.bootstrap, 5_000, &[("enable.gapless.guarantee", "true")])).expect("sink");
+    let produced = records(400);
+    deliver_until_acked(&sink, &produced[..200]).await;
+    let before = Arc::as_ptr(&sink.producer());
+    faults.inject(Fault::ProduceErrors(vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD])).await;
+    let failures = deliver_until_acked(&sink, &produced[200..]).await;
+    assert!(!failures.is_empty(), "the permanent error failed a batch");
+    assert!(!std::ptr::eq(before, Arc::as_ptr(&sink.producer())), "a new producer session: {failures:?}");
+    let read = read_topic(&kafka.bootstrap, TOPIC, Duration::from_secs(30)).await.expect("read back");
+    let duplicates = check_read_back(&produced, &read);
+    eprintln!(
+        "kafka fatal: produced {}, read {}, duplicates {duplicates}, failures {failures:?}",
+        produced.len(),
+        read.len()
+    );
 }
