@@ -66,6 +66,30 @@ async fn deliver_until_acked(sink: &RedisStreamSink, batch: &[Record]) -> Vec<Si
     }
 }
 
+/// Reads the stream back and checks it against `produced`: every id once after dedup, intact,
+/// each request's samples in log order (first copies). Returns (records read, duplicates).
+async fn check_read_back(server: &RedisServer, produced: &[Record]) -> (usize, usize) {
+    let read = read_stream(&server.url(), STREAM).await.expect("read back");
+    let mut first: HashMap<&str, &Record> = HashMap::new();
+    let mut order: HashMap<&str, Vec<u64>> = HashMap::new();
+    for r in &read {
+        if first.insert(r.id.as_str(), r).is_none() {
+            order.entry(r.key.as_str()).or_default().push(r.sequence);
+        }
+    }
+    let want: HashSet<&str> = produced.iter().map(|r| r.id.as_str()).collect();
+    let got: HashSet<&str> = first.keys().copied().collect();
+    assert_eq!(got.len(), want.len(), "unique ids read back");
+    assert!(got == want, "missing {:?}", want.difference(&got).take(5).collect::<Vec<_>>());
+    for p in produced {
+        assert_eq!(first[p.id.as_str()], p, "{} came back intact", p.id);
+    }
+    for (key, sequences) in &order {
+        assert!(sequences.is_sorted() && sequences.len() == 3, "request {key}: {sequences:?}");
+    }
+    (read.len(), read.len() - got.len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_fails_the_batch_in_bounded_time_and_the_retry_delivers_after_restart() {
     let mut server = RedisServer::start();
@@ -91,29 +115,12 @@ async fn killed_redis_fails_the_batch_in_bounded_time_and_the_retry_delivers_aft
         failures.extend(deliver_until_acked(&sink, batch).await);
     }
 
-    let read = read_stream(&server.url(), STREAM).await.expect("read back");
-    let mut first: HashMap<&str, &Record> = HashMap::new();
-    let mut order: HashMap<&str, Vec<u64>> = HashMap::new();
-    for r in &read {
-        if first.insert(r.id.as_str(), r).is_none() {
-            order.entry(r.key.as_str()).or_default().push(r.sequence);
-        }
-    }
-    let want: HashSet<&str> = produced.iter().map(|r| r.id.as_str()).collect();
-    let got: HashSet<&str> = first.keys().copied().collect();
-    assert_eq!(got.len(), want.len(), "unique ids read back");
-    assert!(got == want, "missing {:?}", want.difference(&got).take(5).collect::<Vec<_>>());
-    for p in &produced {
-        assert_eq!(first[p.id.as_str()], p, "{} came back intact", p.id);
-    }
-    for (key, sequences) in &order {
-        assert!(sequences.is_sorted() && sequences.len() == 3, "request {key}: {sequences:?}");
-    }
+    let (read, duplicates) = check_read_back(&server, &produced).await;
     eprintln!(
         "redis stream outage: produced {}, read {}, duplicates {}, failed attempts {}",
         produced.len(),
-        read.len(),
-        read.len() - got.len(),
+        read,
+        duplicates,
         failures.len()
     );
 }
@@ -136,4 +143,33 @@ async fn maxlen_keeps_the_stream_near_its_bound() {
     let want: Vec<u64> = (6_000 - len..6_000).collect();
     assert_eq!(tail, want);
     eprintln!("redis stream trim: appended {}, XLEN {len} (MAXLEN ~ {maxlen})", produced.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_redis_times_the_batch_out_and_the_retry_delivers_after_it_thaws() {
+    let server = RedisServer::start();
+    let sink = RedisStreamSink::new(&sink_config(&server, 1_000_000)).await.expect("sink");
+    let produced = log_records(900);
+    deliver_until_acked(&sink, &produced[..300]).await;
+
+    // SIGSTOP: the connection stays open and nothing answers, so only the sink's own bound ends
+    // the batch.
+    server.freeze();
+    let outcome = tokio::time::timeout(HANG, sink.deliver(&produced[300..600])).await.expect("deliver must not hang");
+    let error = outcome.expect_err("a frozen redis acknowledges nothing");
+    assert!(matches!(error, SinkError::Timeout { after_ms: 1_000, .. }), "{error}");
+
+    server.resume();
+    let mut failures = vec![error];
+    for batch in produced[300..].chunks(300) {
+        failures.extend(deliver_until_acked(&sink, batch).await);
+    }
+    // The timed-out pipeline was still in the socket: Redis appends it when it thaws, and the
+    // retry appends it again — the duplicates consumers drop by id.
+    let (read, duplicates) = check_read_back(&server, &produced).await;
+    eprintln!(
+        "redis stream freeze: produced {}, read {read}, duplicates {duplicates}, failed attempts {}",
+        produced.len(),
+        failures.len()
+    );
 }

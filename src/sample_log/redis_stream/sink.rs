@@ -90,12 +90,15 @@ impl RedisStreamSink {
     }
 
     async fn bounded<T>(&self, op: impl Future<Output = redis::RedisResult<T>>) -> Result<T, SinkError> {
+        let timeout = || SinkError::Timeout { sink: self.name.clone(), after_ms: self.timeout.as_millis() as u64 };
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(value)) => Ok(value),
+            // The connection's own response timeout (the same bound) may fire first.
+            Ok(Err(e)) if e.is_timeout() => Err(timeout()),
             Ok(Err(e)) => {
                 Err(SinkError::Unavailable { sink: self.name.clone(), reason: format!("{}: {e}", self.target) })
             }
-            Err(_) => Err(SinkError::Timeout { sink: self.name.clone(), after_ms: self.timeout.as_millis() as u64 }),
+            Err(_) => Err(timeout()),
         }
     }
 }
