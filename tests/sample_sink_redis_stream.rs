@@ -1,6 +1,7 @@
-//! The Redis Streams sample sink against a real `redis-server`: a killed server fails the batch
-//! within the sink's bound (never a hang), the same batch retried after a restart is delivered,
-//! and every sample reads back once after dedup by id, each request's samples in log order;
+//! The Redis Streams sample sink against a real `redis-server`: a killed or frozen server fails
+//! the batch within the sink's bound (never a hang), the same batch retried after a restart (or
+//! thaw) is delivered, and every sample reads back once after dedup by id, each request's samples
+//! in log order;
 //! `MAXLEN ~` keeps the stream near its bound however much is appended.
 //!
 //! No assertion times anything (shared, noisy machines): the only clocks are bounds a hang trips.
