@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything augur needs on a fresh Debian machine, idempotently:
-#   - Debian packages: protoc (tonic + etcd-client build scripts), redis-server and
+#   - Debian packages: protoc (tonic + etcd-client build scripts), make + g++ + zlib1g-dev
+#     (rdkafka-sys builds librdkafka from source), redis-server and
 #     etcd-server (tests start their own servers), Go with the etcd and gRPC-Go sources (the Go
 #     resolver test builds examples/go/ offline), prometheus (only for `promtool` in
 #     scripts/test.sh; ~96 MB installed), docker-compose (only to parse docker-compose.yml).
@@ -17,6 +18,11 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # The TLS test makes its throwaway CA and certificates with the openssl CLI.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# rdkafka-sys builds the bundled librdkafka with its own `configure && make` (its configure
+# requires a C++ compiler too) and links zlib (rdkafka feature `libz`).
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 # etcd 3.4 (/usr/bin/etcd): the registry tests start it on free ports with a temp data dir.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 # Go 1.19 + the etcd 3.4 and gRPC-Go sources: tests build examples/go/ offline in GOPATH mode.

@@ -439,9 +439,15 @@ pub struct KafkaSinkConfig {
     pub brokers: String,
     /// Topic the records go to.
     pub topic: String,
-    /// Extra librdkafka properties (security, linger, compression...).
+    /// Extra librdkafka properties (security, linger, compression...), applied after augur's own.
+    /// Ones that would turn idempotence or acks=all off are refused when the sink is built.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// librdkafka `message.timeout.ms`: how long a record may wait for its acknowledgement
+    /// (retries included) before its batch fails. Bounded so an outage fails a batch, which the
+    /// tail driver retries from the log, instead of hanging it.
+    #[serde(default = "default_kafka_message_timeout_ms")]
+    pub message_timeout_ms: u64,
 }
 
 fn default_kafka_sink_name() -> String {
@@ -462,6 +468,10 @@ pub struct RedisStreamSinkConfig {
     /// Approximate length kept (`XADD ... MAXLEN ~ n`).
     #[serde(default = "default_stream_maxlen")]
     pub maxlen: u64,
+    /// Bound on one batch (connect + pipeline round trip): a dead or frozen Redis fails the batch,
+    /// which the tail driver retries from the log, instead of hanging it.
+    #[serde(default = "default_stream_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 fn default_redis_stream_sink_name() -> String {
@@ -469,6 +479,12 @@ fn default_redis_stream_sink_name() -> String {
 }
 const fn default_stream_maxlen() -> u64 {
     1_000_000
+}
+const fn default_kafka_message_timeout_ms() -> u64 {
+    30_000
+}
+const fn default_stream_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Time budget of the feature fetch: min(`max_budget_ms`, caller's deadline − `inference_reserve_ms`).
@@ -1284,6 +1300,20 @@ impl SamplesConfig {
             }
             if self.sinks[..i].iter().any(|s| s.name() == name) {
                 return Err(invalid(&format!("samples.sinks[{i}].name"), &format!("`{name}` is used twice")));
+            }
+            match sink {
+                SinkConfig::Kafka(k) => {
+                    in_range(
+                        &format!("samples.sinks[{i}].message_timeout_ms"),
+                        k.message_timeout_ms as usize,
+                        1,
+                        900_000,
+                    )?;
+                }
+                SinkConfig::RedisStream(r) => {
+                    in_range(&format!("samples.sinks[{i}].timeout_ms"), r.timeout_ms as usize, 1, 600_000)?;
+                    in_range(&format!("samples.sinks[{i}].maxlen"), r.maxlen as usize, 1, usize::MAX)?;
+                }
             }
         }
         Ok(())

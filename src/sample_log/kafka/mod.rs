@@ -1,0 +1,103 @@
+//! The Kafka sink: the sample log's records, acknowledged by every in-sync replica, on a topic
+//! keyed by request_id.
+//!
+//! Why each choice:
+//! - **Idempotent producer, acks=all** (`enable.idempotence=true`): librdkafka retries a request
+//!   without writing it twice and keeps a partition's records in send order, and a record counts
+//!   as acknowledged only once the in-sync replicas hold it — the tail driver advances its cursor
+//!   on exactly that. User `properties` may tune anything else, but not turn these off.
+//! - **Key = request_id**: every sample of a prediction hashes to one partition, so a consumer
+//!   sees them (and their later corrections) in log order.
+//! - **Header `augur-id`** (`Record::id`): idempotence dedups only within one producer session; a
+//!   batch retried after a timeout, or after a restart, is sent again. Consumers keep one record
+//!   per id. **Header `augur-seq`** (the log sequence) lets them check order and find gaps.
+//! - **Bounded `message.timeout.ms`**: an outage fails the batch (and the driver retries it from
+//!   the log) rather than parking it in librdkafka's memory indefinitely.
+//!
+//! [`read_topic`] reads a topic back (all partitions, from the beginning) for tests and
+//! `augur samples dump`.
+
+mod read;
+mod sink;
+#[cfg(test)]
+mod tests;
+
+pub use read::read_topic;
+pub use sink::KafkaSink;
+
+use crate::sample_log::record::DecodeError;
+
+/// Header carrying [`Record::id`](crate::sample_log::record::Record::id): the dedup id.
+pub const ID_HEADER: &str = "augur-id";
+/// Header carrying [`Record::sequence`](crate::sample_log::record::Record::sequence), decimal.
+pub const SEQ_HEADER: &str = "augur-seq";
+
+/// Why a Kafka sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkBuildError {
+    /// A user property would undo a guarantee the sink promises, or duplicates a config field.
+    #[error("kafka sink `{sink}`: property `{key}` = `{value}` refused: {reason}")]
+    Property {
+        /// The sink's name.
+        sink: String,
+        /// The librdkafka property.
+        key: String,
+        /// Its configured value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// librdkafka refused the configuration.
+    #[error("kafka sink `{sink}`: creating the producer")]
+    Client {
+        /// The sink's name.
+        sink: String,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// Why a topic could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Creating the consumer, fetching metadata or consuming failed.
+    #[error("kafka topic `{topic}`: {action}")]
+    Client {
+        /// The topic read.
+        topic: String,
+        /// What was being done.
+        action: &'static str,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The topic does not exist (or has no partitions).
+    #[error("kafka topic `{topic}`: not found")]
+    NoTopic {
+        /// The topic read.
+        topic: String,
+    },
+    /// A message has no augur headers and its payload is not a `LogRecord`.
+    #[error("kafka topic `{topic}` partition {partition} offset {offset}")]
+    Malformed {
+        /// The topic read.
+        topic: String,
+        /// Where the message sits.
+        partition: i32,
+        /// Where the message sits.
+        offset: i64,
+        /// Why the payload did not decode.
+        #[source]
+        source: DecodeError,
+    },
+    /// The blocking read task panicked or was cancelled.
+    #[error("kafka topic `{topic}`: reader task")]
+    Task {
+        /// The topic read.
+        topic: String,
+        /// What tokio said.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
