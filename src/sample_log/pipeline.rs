@@ -21,6 +21,8 @@ use super::join::memory::MemoryJoinStore;
 use super::join::redis::RedisJoinStore;
 use super::join::{JoinError, JoinStore};
 use super::joiner::{Joiner, RecordWriter};
+use super::kafka::KafkaSink;
+use super::redis_stream::RedisStreamSink;
 use super::sink::SampleSink;
 use super::snapshot::now_ms;
 use super::tail::{TailConfig, spawn_tail};
@@ -210,8 +212,26 @@ impl SamplePipeline {
     }
 }
 
+/// Builds a sink and runs its health check: an unreachable sink is logged, not fatal (the log
+/// keeps the samples until it answers), but a misconfigured one fails start-up.
 async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> {
-    match config {
-        SinkConfig::Kafka(_) | SinkConfig::RedisStream(_) => Err("sink kind not built yet".to_owned()),
+    let (sink, health): (Arc<dyn SampleSink>, _) = match config {
+        SinkConfig::Kafka(c) => {
+            let sink = KafkaSink::new(c).map_err(|e| e.to_string())?;
+            let health = sink.healthcheck().await;
+            (Arc::new(sink), health)
+        }
+        SinkConfig::RedisStream(c) => {
+            let sink = RedisStreamSink::new(c).await.map_err(|e| e.to_string())?;
+            let health = sink.healthcheck().await;
+            (Arc::new(sink), health)
+        }
+    };
+    match health {
+        Ok(()) => tracing::info!(sink = config.name(), "sample sink healthy"),
+        Err(e) => {
+            tracing::warn!(sink = config.name(), error = %e, "sample sink unhealthy at start; samples wait in the log")
+        }
     }
+    Ok(sink)
 }

@@ -1,11 +1,11 @@
 //! Helpers of the sample-pipeline tests: a config with samples on, reading a log back as a
 //! consumer would (highest revision per sample id), and reading one metric.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use augur::config::{Config, SampleLogConfig};
-use augur::proto::{LogRecord, Sample, log_record};
+use augur::proto::{GetFeaturesRequest, GetFeaturesResponse, LogRecord, PredictRequest, Sample, log_record};
 use augur::sample_log::file::SegmentLog;
 use prost::Message;
 
@@ -64,4 +64,85 @@ pub async fn wait_for(metrics: &augur::telemetry::Metrics, series: &str, at_leas
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{series} stayed at {value}, expected {at_least}");
+}
+
+// === the workload of the end-to-end tests ===
+
+/// The series counting emitted samples.
+pub const EMITTED: &str = "augur_samples_emitted_total{kind=\"sample\"}";
+
+/// Request `k`: user `u{k}`, five items of its own, request id `req-{k}`.
+pub fn request(k: usize) -> PredictRequest {
+    let items: Vec<String> = (0..5).map(|i| format!("i{}", k * 5 + i)).collect();
+    let items: Vec<&str> = items.iter().map(String::as_str).collect();
+    let mut r = super::ranking_request(&format!("u{k}"), &items);
+    r.request_id = format!("req-{k}");
+    r
+}
+
+pub fn event(request_id: &str, item_id: &str, kind: &str) -> augur::proto::Event {
+    augur::proto::Event {
+        request_id: request_id.into(),
+        item_id: item_id.into(),
+        r#type: kind.into(),
+        timestamp_ms: 0,
+        value: None,
+    }
+}
+
+/// Impressions of positions 0..3 of every even request, a click on position 1 of each.
+pub fn events(n: usize) -> (Vec<augur::proto::Event>, BTreeMap<String, bool>) {
+    let mut events = Vec::new();
+    let mut expected = BTreeMap::new();
+    for k in (0..n).step_by(2) {
+        let r = request(k);
+        for (position, c) in r.candidates.iter().take(3).enumerate() {
+            events.push(event(&r.request_id, &c.item_id, "impression"));
+            expected.insert(format!("{}:{position}", r.request_id), position == 1);
+        }
+        events.push(event(&r.request_id, &r.candidates[1].item_id, "click"));
+    }
+    (events, expected)
+}
+
+pub fn features_request(r: &PredictRequest) -> GetFeaturesRequest {
+    GetFeaturesRequest {
+        scene: r.scene.clone(),
+        user_id: r.user_id.clone(),
+        context: r.context.clone(),
+        candidates: r.candidates.clone(),
+    }
+}
+
+/// Every expected sample is there, no other, labelled right, with GetFeatures' row.
+pub fn check_samples(
+    samples: &BTreeMap<String, augur::proto::Sample>,
+    expected: &BTreeMap<String, bool>,
+    features: &BTreeMap<String, GetFeaturesResponse>,
+) {
+    let got: BTreeSet<&String> = samples.keys().collect();
+    let want: BTreeSet<&String> = expected.keys().collect();
+    assert_eq!(got, want, "exactly the impressed candidates");
+    for (id, sample) in samples {
+        let clicked = sample.labels.iter().any(|l| l.r#type == "click");
+        assert_eq!(clicked, expected[id], "{id}: click label");
+        assert!(sample.labels.iter().any(|l| l.r#type == "impression"), "{id}");
+        let f = &features[&sample.request_id];
+        let row = sample.position as usize;
+        assert_eq!(sample.inputs.len(), f.inputs.len(), "{id}");
+        for (got, full) in sample.inputs.iter().zip(&f.inputs) {
+            let width = full.shape[1] as usize;
+            assert_eq!(got.name, full.name);
+            assert_eq!(got.shape, vec![1, width as i64]);
+            let cols = row * width..(row + 1) * width;
+            if full.int64_values.is_empty() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got.float_values), bits(&full.float_values[cols]), "{id} {}", got.name);
+            } else {
+                assert_eq!(got.int64_values, full.int64_values[cols], "{id} {}", got.name);
+            }
+        }
+        assert_eq!(sample.model_name, "ranking");
+        assert_eq!(sample.scene, "ranking");
+    }
 }

@@ -246,10 +246,23 @@ pub(crate) struct LoadArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["log", "kafka", "redis_stream"])))]
 pub(crate) struct DumpArgs {
     /// Sample-log directory (samples.log.dir), read in place: safe beside a running server.
     #[arg(long)]
-    pub(crate) log: PathBuf,
+    pub(crate) log: Option<PathBuf>,
+    /// Kafka bootstrap servers (with --topic): read the topic a kafka sink writes.
+    #[arg(long, requires = "topic")]
+    pub(crate) kafka: Option<String>,
+    /// Kafka topic.
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// Redis URL (with --stream): read the stream a redis_stream sink writes.
+    #[arg(long, requires = "stream")]
+    pub(crate) redis_stream: Option<String>,
+    /// Redis stream key.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
     /// Only records with a sequence above this (the last sequence of a previous dump).
     #[arg(long, default_value_t = 0)]
     pub(crate) after: u64,

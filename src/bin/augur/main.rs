@@ -63,6 +63,6 @@ async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
         Command::SuggestDemoData(args) => demo::suggest(args),
         Command::Features { command: FeaturesCommand::Export(args) } => features::export(args).await,
         Command::Features { command: FeaturesCommand::Load(args) } => features::load(args).await,
-        Command::Samples { command: SamplesCommand::Dump(args) } => samples::dump(args),
+        Command::Samples { command: SamplesCommand::Dump(args) } => samples::dump(args).await,
     }
 }

@@ -17,6 +17,7 @@
 //! [`read_topic`] reads a topic back (all partitions, from the beginning) for tests and
 //! `augur samples dump`.
 
+pub mod mock;
 mod read;
 mod sink;
 #[cfg(test)]

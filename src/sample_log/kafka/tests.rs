@@ -3,16 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::mocking::MockCluster;
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tokio::sync::oneshot;
+use rdkafka::types::RDKafkaRespErr;
 use tokio::time::Instant;
 
+use super::mock::{Fault, MockKafka};
 use super::*;
 use crate::config::KafkaSinkConfig;
 use crate::proto::{Label, LogRecord, Sample, log_record};
@@ -23,93 +20,6 @@ const TOPIC: &str = "samples";
 /// Overall bound on one batch's retries: far beyond any injected fault, so only a sink that
 /// never recovers trips it.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
-
-// === the mock cluster ===
-
-/// A mock cluster fault to apply.
-#[derive(Debug)]
-enum Fault {
-    Down(i32),
-    Up(i32),
-    /// The next Produce requests, one error each.
-    ProduceErrors(Vec<RDKafkaRespErr>),
-}
-
-/// A 3-broker mock cluster on its own thread: its handle is a raw librdkafka pointer (not
-/// `Send`), while the faults come from the test's async tasks.
-struct MockKafka {
-    bootstrap: String,
-    faults: Option<mpsc::Sender<(Fault, oneshot::Sender<()>)>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// Applies faults to a [`MockKafka`]; cloneable into spawned tasks.
-#[derive(Clone)]
-struct Faults(mpsc::Sender<(Fault, oneshot::Sender<()>)>);
-
-impl MockKafka {
-    /// Three brokers (ids 1..=3) and `TOPIC` with `partitions` partitions, partition p led by
-    /// broker p % 3 + 1, so downing a broker stalls known partitions.
-    fn start(partitions: i32) -> MockKafka {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (faults_tx, faults_rx) = mpsc::channel::<(Fault, oneshot::Sender<()>)>();
-        let thread = std::thread::spawn(move || {
-            let cluster = MockCluster::new(3).expect("mock cluster");
-            cluster.create_topic(TOPIC, partitions, 3).expect("create topic");
-            for p in 0..partitions {
-                cluster.partition_leader(TOPIC, p, Some(p % 3 + 1)).expect("partition leader");
-            }
-            ready_tx.send(cluster.bootstrap_servers()).expect("test waits");
-            for (fault, done) in faults_rx {
-                match &fault {
-                    Fault::Down(broker) => cluster.broker_down(*broker),
-                    Fault::Up(broker) => cluster.broker_up(*broker),
-                    Fault::ProduceErrors(errors) => {
-                        cluster.request_errors(RDKafkaApiKey::Produce, errors);
-                        Ok(())
-                    }
-                }
-                .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
-                let _ = done.send(());
-            }
-        });
-        let bootstrap = ready_rx.recv().expect("mock cluster started");
-        MockKafka { bootstrap, faults: Some(faults_tx), thread: Some(thread) }
-    }
-
-    fn faults(&self) -> Faults {
-        Faults(self.faults.clone().expect("running"))
-    }
-}
-
-impl Drop for MockKafka {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread, which drops the cluster.
-        self.faults.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Faults {
-    /// Returns once the cluster applied `fault`.
-    async fn inject(&self, fault: Fault) {
-        let (done, applied) = oneshot::channel();
-        self.0.send((fault, done)).expect("mock cluster thread alive");
-        applied.await.expect("fault applied");
-    }
-
-    /// Downs `broker` now and brings it back after `outage`, from a spawned task.
-    async fn outage(&self, broker: i32, outage: Duration) -> tokio::task::JoinHandle<()> {
-        self.inject(Fault::Down(broker)).await;
-        let faults = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(outage).await;
-            faults.inject(Fault::Up(broker)).await;
-        })
-    }
-}
 
 // === helpers ===
 
@@ -202,7 +112,7 @@ fn check_read_back(produced: &[Record], read: &[Record]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_faults_and_broker_outages_lose_and_reorder_nothing() {
-    let kafka = MockKafka::start(3);
+    let kafka = MockKafka::start(TOPIC, 3);
     let faults = kafka.faults();
     // Shorter than the long outage: batches stalled by it fail and are retried whole, which is
     // what makes duplicates for the consumer's dedup.
@@ -252,7 +162,7 @@ async fn produce_faults_and_broker_outages_lose_and_reorder_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_brokers_down_fails_the_batch_in_bounded_time_and_delivers_after_recovery() {
-    let kafka = MockKafka::start(3);
+    let kafka = MockKafka::start(TOPIC, 3);
     let faults = kafka.faults();
     let sink = KafkaSink::new(&config(&kafka.bootstrap, 1_000, &[])).expect("sink");
     let produced = records(400);
@@ -295,7 +205,7 @@ fn properties_that_undo_idempotence_or_acks_all_are_refused_by_name() {
 
 #[tokio::test]
 async fn read_topic_names_a_missing_topic() {
-    let kafka = MockKafka::start(1);
+    let kafka = MockKafka::start(TOPIC, 1);
     let error = read_topic(&kafka.bootstrap, "no-such-topic", Duration::from_secs(5)).await.expect_err("no topic");
     assert!(matches!(&error, ReadError::NoTopic { topic } if topic == "no-such-topic"), "{error}");
 }
@@ -321,7 +231,7 @@ fn config_defaults_the_message_timeout_and_bounds_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_producer_error_starts_a_new_session_and_delivery_goes_on() {
-    let kafka = MockKafka::start(3);
+    let kafka = MockKafka::start(TOPIC, 3);
     let faults = kafka.faults();
     // With the gapless guarantee, a permanent Produce error is fatal to the producer session:
     // the sink must start a new one, or no batch would ever be acknowledged again.
