@@ -43,7 +43,9 @@ impl LogReader {
         self.corrupt
     }
 
-    fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+    /// The next record's sequence and payload, undecoded (logs whose payloads are not
+    /// `LogRecord`s, like the join journal).
+    pub fn next_raw(&mut self) -> Result<Option<(u64, Bytes)>, LogError> {
         loop {
             let Some((scanner, path)) = &mut self.current else {
                 let Some((first, path)) = self.segments.pop_front() else { return Ok(None) };
@@ -62,13 +64,7 @@ impl LogReader {
             };
             match scanner.next_record().map_err(io_err("read", path))? {
                 Scanned::Record { sequence, payload, .. } if sequence > self.after => {
-                    match Record::new(sequence, Bytes::from(payload)) {
-                        Ok(record) => return Ok(Some(record)),
-                        Err(e) => {
-                            self.corrupt += 1;
-                            tracing::warn!(segment = %path.display(), sequence, error = %e, "sample log: corrupt record skipped");
-                        }
-                    }
+                    return Ok(Some((sequence, Bytes::from(payload))));
                 }
                 Scanned::Record { .. } => {}
                 Scanned::End => self.current = None,
@@ -82,6 +78,21 @@ impl LogReader {
                 }
             }
         }
+    }
+}
+
+impl LogReader {
+    fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        while let Some((sequence, payload)) = self.next_raw()? {
+            match Record::new(sequence, payload) {
+                Ok(record) => return Ok(Some(record)),
+                Err(e) => {
+                    self.corrupt += 1;
+                    tracing::warn!(sequence, error = %e, "sample log: corrupt record skipped");
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
