@@ -4,23 +4,16 @@
 # span (sample_ratio 1.0) to examples/otlp_sink.rs, a local receiver that only counts them.
 # Closed loop, c=32, 100 candidates/request (items/s) and 1 candidate/request (the per-request
 # cost of the spans shows most there).
-# Usage: scripts/bench_trace.sh [seconds per step, default 10] [rounds, default 2].
+# With AUGUR_BASE=<augur binary built without tracing>, each round also runs it ("base"), so
+# "off" can be compared with no tracing code at all.
+# Usage: [AUGUR_BASE=...] scripts/bench_trace.sh [seconds per step, default 10] [rounds, default 2].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-2}
-bash scripts/setup.sh >/dev/null
+source scripts/bench_lib.sh
 cargo build --release --locked --bin augur --example otlp_sink
 augur=target/release/augur
-out=target/bench
-mkdir -p "$out"
-repo=target/bench-model/bench
-if [ ! -f "$repo/1/model.onnx" ]; then
-  .venv/bin/python tools/bench_model/make_deepfm.py --out "$repo/1/model.onnx"
-fi
-rm -rf "$repo/2" "$repo/.staging"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sink_port=$(free_port)
 target/release/examples/otlp_sink "127.0.0.1:$sink_port" > "$out/otlp_sink.log" &
 sink_pid=$!
@@ -30,16 +23,19 @@ stop_server() {
 }
 trap 'stop_server; kill "$sink_pid" 2>/dev/null || true' EXIT
 
-# run MODE ROUND: one server with export off or on, both request sizes against it.
+# run MODE ROUND: one server (base binary, or export off or on), both request sizes against it.
 run() {
-  local mode=$1 round=$2 port admin_port endpoint=()
+  local mode=$1 round=$2 port admin_port endpoint=() server=$augur
   port=$(free_port)
   admin_port=$(free_port)
   if [ "$mode" = on ]; then endpoint=(AUGUR__TRACE__OTLP_ENDPOINT="http://127.0.0.1:$sink_port"); fi
+  if [ "$mode" = base ]; then server=$AUGUR_BASE; fi
   env "${endpoint[@]}" AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$admin_port" \
-    AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config config/bench.toml &
+    AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn "$server" serve --config config/bench.toml &
   pid=$!
-  local addr="http://127.0.0.1:$port"
+  local addr="http://127.0.0.1:$port" before sink_cpu_before
+  before=$(sink_total)
+  sink_cpu_before=$(sink_cpu)
   $augur predict --addr "$addr" --scene bench --user u1 --items i1 --wait 120 >/dev/null
   for candidates in 100 1; do
     $augur bench --addr "$addr" --scene bench --concurrency 32 --candidates "$candidates" --duration "$secs" --json \
@@ -52,13 +48,32 @@ d, mode, rnd = sys.argv[1:]
 for c in (100, 1):
     r = json.load(open(f"{d}/trace_{mode}_{c}_r{rnd}.json"))
     l = r["latency_ms"]
-    print(f"round {rnd} export {mode:3s} {c:3d} cand: {r['items_per_s']:9.0f} items/s {r['requests_per_s']:8.0f} req/s"
+    print(f"round {rnd} {mode:4s} {c:3d} cand: {r['items_per_s']:9.0f} items/s {r['requests_per_s']:8.0f} req/s"
           f"  p50 {l['p50']:.2f}  p99 {l['p99']:.2f} ms  errors {r['errors']}")
 PY
-  if [ "$mode" = on ]; then echo "  sink: $(tail -1 "$out/otlp_sink.log")"; fi
+  if [ "$mode" = on ]; then
+    # The server flushed its spans at shutdown; the sink prints its total once a second.
+    sleep 2
+    local after
+    after=$(sink_total)
+    python3 - "$out" "$round" "$before" "$after" "$(( $(sink_cpu) - sink_cpu_before ))" <<'PY'
+import json, os, sys
+d, rnd, before, after, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+measured = sum(json.load(open(f"{d}/trace_on_{c}_r{rnd}.json"))["requests"] for c in (100, 1))
+# 5 spans per request (server, fetch, assemble, queue, inference); the warm-up requests before
+# each measured window add more, so fewer than 5 per measured request means spans were dropped.
+print(f"  sink received {after - before} spans for {measured} measured requests ({(after - before) / measured:.2f} per request);"
+      f" the sink used {ticks / os.sysconf('SC_CLK_TCK'):.1f} s of CPU on the same cores")
+PY
+  fi
 }
 
+# utime + stime of the sink, in clock ticks: its CPU is taken from the server's two cores.
+sink_cpu() { awk '{print $14 + $15}' "/proc/$sink_pid/stat"; }
+sink_total() { tail -n 1 "$out/otlp_sink.log" | awk '/^spans/ {print $2; exit} {print 0}'; }
+
 for round in $(seq 1 "$rounds"); do
+  if [ -n "${AUGUR_BASE:-}" ]; then run base "$round"; fi
   run off "$round"
   run on "$round"
 done

@@ -119,7 +119,7 @@ impl OtlpTraces {
 /// The process's subscriber: log lines (`[log]`, `RUST_LOG` overriding `log.level`) through
 /// `writer`, plus the OpenTelemetry layer when `otlp` is set. Each has its own filter, so a span
 /// only the exporter wants is not formatted into log lines, and one nobody wants is not built.
-pub fn subscriber<W>(log: &LogConfig, otlp: Option<&OtlpTraces>, writer: W) -> impl Subscriber + Send + Sync
+pub fn subscriber<W>(log: &LogConfig, otlp: Option<&OtlpTraces>, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {

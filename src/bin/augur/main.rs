@@ -13,6 +13,7 @@ mod serve;
 use augur::config::{Config, LogConfig};
 use augur::telemetry::trace::OtlpTraces;
 use clap::Parser;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use args::{Cli, Command, FeaturesCommand};
 
@@ -45,8 +46,8 @@ fn main() -> anyhow::Result<()> {
 /// than stalling requests. `RUST_LOG` overrides `log.level`.
 fn init_tracing(log: &LogConfig, traces: Option<&OtlpTraces>) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let subscriber = augur::telemetry::trace::subscriber(log, traces, writer);
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of the process");
+    // `init` also routes `log` records (from crates that use `log`) into the subscriber.
+    augur::telemetry::trace::subscriber(log, traces, writer).init();
     guard
 }
 
