@@ -8,21 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
-bash scripts/setup.sh >/dev/null
+source scripts/bench_lib.sh
 cargo build --release --locked --bin augur
 augur=target/release/augur
-out=target/bench
-mkdir -p "$out"
-repo=target/bench-model/bench
-if [ ! -f "$repo/1/model.onnx" ]; then
-  .venv/bin/python tools/bench_model/make_deepfm.py --out "$repo/1/model.onnx"
-fi
-rm -rf "$repo/2" "$repo/.staging"
 
 echo "== 1. raw ORT, batch 256, 2 threads x 1 intra-op thread"
 $augur bench-ort --model "$repo/1/model.onnx" --batch 256 --threads 2 --intra-op-threads 1 --duration "$secs" --json | tee "$out/raw_ort.json"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 admin_port=$(free_port)
 AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$admin_port" \

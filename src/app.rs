@@ -7,9 +7,10 @@
 //! balancers move away → (3) stop accepting, end long-lived streams (health Watch,
 //! StreamFeatures) and the repository watchers → (4) in-flight RPCs finish → (5) batchers flush
 //! (routing tables emptied; inference threads answer what is queued and exit) → (6) [samples
-//! flush]. Everything after the signal is bounded by `server.grace_ms`; a second request or the
-//! end of the grace cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming
-//! what was cut.
+//! flush], and last, when traces are exported, their flush (the spans of the last requests,
+//! ended in steps 4 and 5, are sent before the process exits). Everything after the signal up
+//! to the trace flush is bounded by `server.grace_ms`; a second request or the end of the grace
+//! cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming what was cut.
 //!
 //! The admin HTTP port ([`crate::telemetry::http`]) is bound at build time (a taken port fails
 //! start-up at once), serves from [`App::serve`] on, reports `/readyz` from the same moments as
@@ -40,6 +41,7 @@ use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
 use crate::telemetry::http::{self as admin_http, Readiness};
+use crate::telemetry::trace::OtlpTraces;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +140,8 @@ pub struct App {
     registry: Option<Arc<dyn Registry>>,
     /// The sample pipeline, when `samples.enabled`.
     samples: Option<SamplePipeline>,
+    /// The OTLP trace pipeline, flushed last; `None` when tracing is off.
+    traces: Option<OtlpTraces>,
 }
 
 /// How to build an [`App`] other than from the config alone (tests, embedding).
@@ -149,6 +153,9 @@ pub struct Parts {
     pub store: Option<Arc<dyn FeatureStore>>,
     /// The metrics registry; default: a fresh one.
     pub metrics: Option<Metrics>,
+    /// The trace pipeline whose layer the process's subscriber holds (built with the
+    /// subscriber, before the app), for the app to flush at shutdown; default: none.
+    pub traces: Option<OtlpTraces>,
 }
 
 impl App {
@@ -215,6 +222,7 @@ impl App {
             readiness: Readiness::default(),
             registry,
             samples,
+            traces: parts.traces,
         })
     }
 
@@ -257,6 +265,7 @@ impl App {
             readiness,
             registry,
             samples,
+            traces,
             ..
         } = self;
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
@@ -417,6 +426,12 @@ impl App {
             );
         }
         tracing::info!("shutdown 6/6: done");
+        // Then traces flush: every span has ended by now (the inference threads are gone, unless
+        // cut above). Not bounded by the grace: `trace.export_timeout_ms` bounds it.
+        if let Some(traces) = traces {
+            tracing::info!("shutdown: traces flush");
+            traces.shutdown().await;
+        }
         if cut.is_empty() {
             tracing::info!("shutdown complete");
             Ok(())

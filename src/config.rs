@@ -57,6 +57,9 @@ pub struct Config {
     /// samples (off by default).
     #[serde(default)]
     pub samples: SamplesConfig,
+    /// OpenTelemetry traces of `augur serve` (off unless an OTLP endpoint is set).
+    #[serde(default)]
+    pub trace: TraceConfig,
 }
 
 /// `[admin]`: the operator's ports, apart from the public gRPC one: the HTTP port so probes and
@@ -139,6 +142,62 @@ pub const DEFAULT_LOG_LEVEL: &str = "info,ort=warn";
 
 fn default_log_level() -> String {
     DEFAULT_LOG_LEVEL.to_owned()
+}
+
+/// `[trace]`: OpenTelemetry spans exported over OTLP/gRPC. Without `otlp_endpoint` no exporter
+/// and no OpenTelemetry layer exist, so the request path pays nothing for its trace spans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    /// The collector's OTLP/gRPC URL, e.g. `http://127.0.0.1:4317`; unset = tracing off.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported resource: how the backend groups this service's traces.
+    #[serde(default = "default_trace_service_name")]
+    pub service_name: String,
+    /// Share of new traces recorded (0..=1). A caller's `traceparent` decides for its own trace,
+    /// so one request is never half-recorded across services.
+    #[serde(default = "default_trace_sample_ratio")]
+    pub sample_ratio: f64,
+    /// How long ended spans wait to be sent in one batch: larger batches, later traces.
+    #[serde(default = "default_trace_export_delay_ms")]
+    pub export_delay_ms: u64,
+    /// Bound of one export call; a hung collector costs at most this per batch.
+    #[serde(default = "default_trace_export_timeout_ms")]
+    pub export_timeout_ms: u64,
+    /// Ended spans waiting for export. When the collector falls behind, newer spans are dropped
+    /// rather than requests slowed down or memory grown.
+    #[serde(default = "default_trace_max_queue_spans")]
+    pub max_queue_spans: usize,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            otlp_endpoint: None,
+            service_name: default_trace_service_name(),
+            sample_ratio: default_trace_sample_ratio(),
+            export_delay_ms: default_trace_export_delay_ms(),
+            export_timeout_ms: default_trace_export_timeout_ms(),
+            max_queue_spans: default_trace_max_queue_spans(),
+        }
+    }
+}
+
+fn default_trace_service_name() -> String {
+    "augur".to_owned()
+}
+const fn default_trace_sample_ratio() -> f64 {
+    1.0
+}
+const fn default_trace_export_delay_ms() -> u64 {
+    1_000
+}
+const fn default_trace_export_timeout_ms() -> u64 {
+    10_000
+}
+const fn default_trace_max_queue_spans() -> usize {
+    8_192
 }
 
 /// `[registry]`: the service registry this instance registers in after it turns SERVING and
@@ -1106,6 +1165,32 @@ impl Config {
         if self.samples.enabled {
             self.samples.validate(&self.scenes)?;
         }
+        self.trace.validate()
+    }
+}
+
+// === impl TraceConfig ===
+
+impl TraceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let uri = endpoint.parse::<http::Uri>().ok();
+            if !uri.is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()) {
+                return Err(invalid(
+                    "trace.otlp_endpoint",
+                    &format!("`{endpoint}` is not an http:// or https:// URL (e.g. \"http://127.0.0.1:4317\")"),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(invalid("trace.service_name", "must not be empty"));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(invalid("trace.sample_ratio", &format!("must be between 0 and 1 (got {})", self.sample_ratio)));
+        }
+        in_range("trace.export_delay_ms", self.export_delay_ms as usize, 1, 600_000)?;
+        in_range("trace.export_timeout_ms", self.export_timeout_ms as usize, 1, 600_000)?;
+        in_range("trace.max_queue_spans", self.max_queue_spans, 1, 1 << 24)?;
         Ok(())
     }
 }
@@ -1355,6 +1440,24 @@ fn invalid(key: &str, problem: &str) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracing_is_off_by_default_and_its_validation_names_the_key() {
+        let trace = Config::from_toml("").unwrap().trace;
+        assert_eq!(trace.otlp_endpoint, None);
+        assert_eq!((trace.service_name.as_str(), trace.sample_ratio), ("augur", 1.0));
+        let on =
+            Config::from_toml("[trace]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsample_ratio = 0.25\n").unwrap();
+        assert_eq!(on.trace.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        let err = |toml: &str| Config::from_toml(toml).unwrap_err().to_string();
+        for bad in ["otlp_endpoint = \"127.0.0.1:4317\"", "otlp_endpoint = \"\"", "otlp_endpoint = \"grpc://c:4317\""] {
+            let e = err(&format!("[trace]\n{bad}\n"));
+            assert!(e.contains("`trace.otlp_endpoint`"), "{bad}: {e}");
+        }
+        assert!(err("[trace]\nsample_ratio = 1.5\n").contains("`trace.sample_ratio`"));
+        assert!(err("[trace]\nservice_name = \" \"\n").contains("`trace.service_name`"));
+        assert!(err("[trace]\nexport_delay_ms = 0\n").contains("`trace.export_delay_ms`"));
+    }
 
     #[test]
     fn registry_is_off_by_default_and_etcd_defaults_apply() {

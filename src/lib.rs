@@ -15,8 +15,8 @@
 //!
 //! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
 //! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
-//! become gRPC statuses), [`telemetry`] (the metrics registry and the operator's
-//! HTTP port: `/metrics`, `/healthz`, `/readyz`), [`registry`] (etcd registration with a
+//! become gRPC statuses), [`telemetry`] (the metrics registry, the operator's
+//! HTTP port: `/metrics`, `/healthz`, `/readyz`, and OpenTelemetry traces), [`registry`] (etcd registration with a
 //! kept-alive lease), and its counterpart on the caller's side, [`client`] (finds instances in
 //! etcd, balances across them, retries an idempotent call once on UNAVAILABLE).
 //!

@@ -1,9 +1,14 @@
 //! Step 6: the request path as one readable async fn — check, fetch, assemble, infer.
+//!
+//! The `fetch` and `assemble` trace spans open here, as children of the RPC's server span
+//! (`telemetry::trace`); the batcher adds `queue` and `inference`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use crate::assemble::encode::RequestView;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
@@ -190,7 +195,9 @@ impl Predictor {
             self.store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await
         };
         let fetch_started = Instant::now();
-        let (user_rows, item_rows) = tokio::join!(bounded(user_rows, budget), bounded(item_rows, budget));
+        let (user_rows, item_rows) = async { tokio::join!(bounded(user_rows, budget), bounded(item_rows, budget)) }
+            .instrument(tracing::debug_span!("fetch", items = item_ids.len() as i64))
+            .await;
         scene.stage(Stage::Fetch).record(fetch_started.elapsed());
         let mut view = RequestView::new(&request.user_id, &request.context, &request.candidates);
         let user_rows = user_rows?.unwrap_or_else(|reason| {
@@ -202,7 +209,8 @@ impl Predictor {
             vec![None; item_ids.len()]
         });
         let assemble_started = Instant::now();
-        let assembled = assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows);
+        let assembled = tracing::debug_span!("assemble")
+            .in_scope(|| assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows));
         scene.stage(Stage::Assemble).record(assemble_started.elapsed());
         scene.count_fallbacks(&assembled.fallbacks);
         if let Some(f) = assembled.fallbacks.iter().find(|f| spec.is_required(&f.feature)) {

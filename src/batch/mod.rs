@@ -12,6 +12,11 @@
 //! is merged with others (never when it runs alone), so a later sample snapshot of the same
 //! tensors costs no copy. Each inference thread holds a task-tracker token, so the app's
 //! shutdown can wait for the threads to answer what is queued and exit.
+//!
+//! Each chunk carries two trace spans across the thread boundary: its `queue` span, opened at
+//! enqueue and closed when a thread takes the chunk into a run, and the request's span, the
+//! explicit parent of the `inference` span the thread opens per chunk around the model run (one
+//! run serves several requests, so each request's trace gets its own copy of the run).
 
 mod worker;
 
@@ -149,6 +154,8 @@ pub(crate) struct Message {
     enqueued: Instant,
     /// The request's span, so the model run shows up inside the request's trace.
     span: tracing::Span,
+    /// Open while the chunk waits; the worker closes it when the chunk joins a run.
+    queue: tracing::Span,
     reply: oneshot::Sender<Result<Vec<f32>, BatchError>>,
 }
 
@@ -227,14 +234,17 @@ impl Batcher {
         let max = self.config.max_batch_rows;
         let mut replies = Vec::with_capacity(rows.div_ceil(max));
         let enqueued = Instant::now();
+        let span = tracing::Span::current();
         for start in (0..rows).step_by(max.max(1)) {
             let (reply, rx) = oneshot::channel();
+            let chunk = start..(start + max).min(rows);
             let message = Message {
                 tensors: Arc::clone(&tensors),
-                rows: start..(start + max).min(rows),
+                queue: queue_span(&span, chunk.len()),
+                rows: chunk,
                 deadline,
                 enqueued,
-                span: tracing::Span::current(),
+                span: span.clone(),
                 reply,
             };
             self.tx.try_send(message).map_err(|e| match e {
@@ -253,6 +263,16 @@ impl Batcher {
         }
         Ok(scores)
     }
+}
+
+/// The queue span of a chunk of `rows` rows, within `request`'s span. None outside a request
+/// (the warm-up runs at load): a queue span there would be a trace of its own.
+fn queue_span(request: &tracing::Span, rows: usize) -> tracing::Span {
+    if request.is_none() {
+        return tracing::Span::none();
+    }
+    // i64: tracing-opentelemetry exports a u64 field as a string.
+    tracing::debug_span!(parent: request, "queue", rows = rows as i64)
 }
 
 /// The tensors of a batch: the one message's own tensors when it is a whole request alone, else

@@ -37,7 +37,7 @@ impl Worker {
     pub(super) fn run(self, mut model: Box<dyn Model>) {
         while let Some(batch) = self.collect() {
             let now = Instant::now();
-            let (live, expired): (Vec<Message>, Vec<Message>) =
+            let (mut live, expired): (Vec<Message>, Vec<Message>) =
                 batch.into_iter().partition(|m| m.deadline.is_none_or(|d| d > now) && !m.reply.is_closed());
             for m in expired {
                 if !m.reply.is_closed() {
@@ -48,19 +48,35 @@ impl Worker {
             if live.is_empty() {
                 continue;
             }
-            for m in &live {
+            for m in &mut live {
                 self.handles.queue_wait.record(now.saturating_duration_since(m.enqueued));
+                // Picked up: the chunk's wait ends here, like the queue-wait histogram's.
+                m.queue = tracing::Span::none();
             }
             let rows: usize = live.iter().map(Message::len).sum();
             self.handles.runs.inc();
             self.handles.rows.inc_by(rows as u64);
             self.handles.size.observe(rows as f64);
-            let span = tracing::debug_span!(parent: &live[0].span, "model.run", rows, requests = live.len());
+            // Tracing off: every request span is disabled, and no Vec is allocated per run.
+            let spans: Vec<tracing::Span> = if live.iter().all(|m| m.span.is_disabled()) {
+                Vec::new()
+            } else {
+                live.iter()
+                    .map(|m| {
+                        // i64: tracing-opentelemetry exports a u64 field as a string.
+                        let (chunk_rows, batch_rows, requests) = (m.len() as i64, rows as i64, live.len() as i64);
+                        tracing::debug_span!(parent: &m.span, "inference", rows = chunk_rows, batch_rows, requests)
+                    })
+                    .collect()
+            };
             let outcome = {
-                let _entered = span.enter();
+                // Events during the run (ORT warnings) land in the first request's trace.
+                let _entered = spans.first().map(tracing::Span::enter);
                 let tensors = merge(&live);
                 catch_unwind(AssertUnwindSafe(|| model.run(&tensors)))
             };
+            // The run is over for every request in it, before any reply wakes a caller.
+            drop(spans);
             match outcome {
                 Ok(Ok(scores)) if scores.len() == rows => {
                     let mut start = 0;

@@ -1,17 +1,21 @@
 //! The one tower layer stack in front of every gRPC service, outermost first:
 //!
-//! 1. [`RequestMetrics`] — counts every RPC by method and status and times it; outermost so it
+//! 1. [`Trace`] — opens the RPC's server span (child of the caller's `traceparent`) and records
+//!    the status on it; outermost, so refusals by every layer below are in the trace and the
+//!    span covers the call as the caller sees it. Health checks get none: probes every few
+//!    seconds would bury the traces worth reading.
+//! 2. [`RequestMetrics`] — counts every RPC by method and status and times it; outside the rest so it
 //!    also sees what the inner layers refuse (shed calls, bad deadlines).
-//! 2. [`Deadline`] — parses `grpc-timeout` once (strictly: at most 8 digits and a unit, as the
+//! 3. [`Deadline`] — parses `grpc-timeout` once (strictly: at most 8 digits and a unit, as the
 //!    gRPC spec says), clamps it to `server.max_deadline_ms`, gives Prediction calls without one
 //!    `server.default_deadline_ms`, hands the result to handlers as a [`CallDeadline`] request
 //!    extension and answers DEADLINE_EXCEEDED itself a margin before the caller gives up. Before
 //!    admission, so a call that is already late costs no permit.
-//! 3. [`Admission`] — the global concurrency limit with load shedding: a Prediction call beyond
+//! 4. [`Admission`] — the global concurrency limit with load shedding: a Prediction call beyond
 //!    `server.concurrency_limit` is answered RESOURCE_EXHAUSTED at once instead of queueing
 //!    (tonic's `concurrency_limit_per_connection` queues, per connection, and counts health
 //!    checks). Health, reflection and admin calls pass uncounted, so probes answer under load.
-//! 4. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
+//! 5. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
 //!    call but health checks must carry `authorization: Bearer <token>`; innermost, so refused
 //!    calls are still counted above.
 //!
@@ -30,10 +34,11 @@ use tonic::Code;
 use tonic::body::Body;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
+use tracing::Instrument;
 
 use crate::config::ServerConfig;
 use crate::error::{Error, RequestError};
-use crate::telemetry::{MethodLabels, RpcLabels, RpcMetrics};
+use crate::telemetry::{MethodLabels, RpcLabels, RpcMetrics, trace};
 
 /// Path prefix of the public scoring service: the calls the deadline default and the
 /// concurrency limit apply to.
@@ -45,37 +50,94 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The type of [`stack`]'s builder (tower's nesting: the first layer added is the innermost
 /// `Stack`'s outer half).
-type Stack4 = Stack<
+type Stack5 = Stack<
     tower::util::Either<BearerAuthLayer, Identity>,
-    Stack<AdmissionLayer, Stack<DeadlineLayer, Stack<RequestMetricsLayer, Identity>>>,
+    Stack<AdmissionLayer, Stack<DeadlineLayer, Stack<RequestMetricsLayer, Stack<TraceLayer, Identity>>>>,
 >;
 
 /// The stack, outermost first (see the module doc for why each layer sits where it does).
 /// `auth_token` is the listener's own: `server.auth_token` on the public port,
 /// `admin.auth_token` on the admin one.
-pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetrics) -> ServiceBuilder<Stack4> {
+pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetrics) -> ServiceBuilder<Stack5> {
     ServiceBuilder::new()
-        // 1. Metrics: sees every outcome, including refusals by the layers below.
+        // 1. Trace: the server span around everything below, refusals included.
+        .layer(TraceLayer)
+        // 2. Metrics: sees every outcome, including refusals by the layers below.
         .layer(RequestMetricsLayer { metrics: metrics.clone() })
-        // 2. Deadline: parsed once, clamped, enforced; before admission so late calls cost no permit.
+        // 3. Deadline: parsed once, clamped, enforced; before admission so late calls cost no permit.
         .layer(DeadlineLayer {
             default: Duration::from_millis(config.default_deadline_ms),
             max: Duration::from_millis(config.max_deadline_ms),
             margin: Duration::from_micros(config.deadline_margin_us),
         })
-        // 3. Admission: global limit on Prediction calls, shedding the excess at once.
+        // 4. Admission: global limit on Prediction calls, shedding the excess at once.
         .layer(AdmissionLayer {
             permits: Arc::new(Semaphore::new(config.concurrency_limit)),
             limit: config.concurrency_limit,
             shed: metrics.shed.clone(),
         })
-        // 4. Auth: only when a token is configured.
+        // 5. Auth: only when a token is configured.
         .option_layer(auth_token.map(|token| BearerAuthLayer { token: Arc::from(token) }))
 }
 
 /// A refusal as a gRPC trailers-only response, through the one status mapping.
 fn refuse(error: Error) -> Response<Body> {
     tonic::Status::from(error).into_http()
+}
+
+// === Trace ===
+
+/// Layer of [`Trace`].
+#[derive(Debug, Clone, Copy)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace { inner }
+    }
+}
+
+/// Runs each call (but health checks) in its server span and records the status code from the
+/// response headers, like [`RequestMetrics`] (so a stream failing after its headers is OK here).
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.uri().path().starts_with(HEALTH) {
+            return Box::pin(self.inner.call(request));
+        }
+        let span = trace::server_span(request.uri().path(), request.headers());
+        // Inner layers may do work in `call` already (the deadline layer refuses there).
+        let future = span.in_scope(|| self.inner.call(request));
+        let recorded = span.clone();
+        Box::pin(
+            async move {
+                let response = future.await;
+                if let Ok(response) = &response {
+                    trace::record_status(&recorded, response_code(response.headers()));
+                }
+                response
+            }
+            .instrument(span),
+        )
+    }
 }
 
 // === RequestMetrics ===

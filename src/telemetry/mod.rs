@@ -11,10 +11,12 @@
 //! and the typed handles are read back without parsing text. Label values are bounded: scene,
 //! model, version, stage, table, feature, reason, method and status code — never user or item ids.
 //! [`http`] serves the exposition on the operator's port, beside `/healthz`, `/readyz` and the
-//! HTML [`status`] page.
+//! HTML [`status`] page; [`trace`] sets up the `tracing` subscriber and, when an OTLP endpoint
+//! is configured, the OpenTelemetry export of each request's spans.
 
 pub mod http;
 pub mod status;
+pub mod trace;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

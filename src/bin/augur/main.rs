@@ -1,5 +1,5 @@
-//! The `augur` binary: thin. Parse the command, set up tracing (for `serve`, as its config's
-//! `[log]` says), build the runtime, dispatch. The flags are in `args.rs`; each subcommand
+//! The `augur` binary: thin. Parse the command, build the runtime, set up tracing (for `serve`,
+//! as its config's `[log]` and `[trace]` say), dispatch. The flags are in `args.rs`; each subcommand
 //! group's body is in its own file, and the work itself is in the library (`serve` runs the path;
 //! the rest are `augur::cli` tools).
 
@@ -11,9 +11,10 @@ mod predict;
 mod samples;
 mod serve;
 
-use augur::config::{Config, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
+use augur::config::{Config, LogConfig};
+use augur::telemetry::trace::OtlpTraces;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use args::{Cli, Command, FeaturesCommand, SamplesCommand};
 
@@ -29,33 +30,31 @@ fn main() -> anyhow::Result<()> {
         }
         _ => (None, LogConfig::default()),
     };
-    // Dropping the guard flushes what the writer thread still holds: keep it until main returns.
-    let _log_guard = init_tracing(&log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(cli.command, config))
+    // The OTLP exporter's channel lives on the runtime, so it is built inside it; only `serve`
+    // exports traces.
+    let traces = match &config {
+        Some(config) => runtime.block_on(async { OtlpTraces::from_config(&config.trace) })?,
+        None => None,
+    };
+    // Dropping the guard flushes what the writer thread still holds: keep it until main returns.
+    let _log_guard = init_tracing(&log, traces.as_ref());
+    runtime.block_on(run(cli.command, config, traces))
 }
 
 /// Logs go to stderr through `tracing-appender`'s writer thread, so an async worker never blocks
 /// on a slow or full stderr pipe; when its buffer (128k lines) is full, lines are dropped rather
 /// than stalling requests. `RUST_LOG` overrides `log.level`.
-fn init_tracing(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+fn init_tracing(log: &LogConfig, traces: Option<&OtlpTraces>) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    match log.format {
-        LogFormat::Human => builder.with_ansi(ansi).init(),
-        // Span fields ride along with each event, so a request's fields reach every line.
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-    }
+    // `init` also routes `log` records (from crates that use `log`) into the subscriber.
+    augur::telemetry::trace::subscriber(log, traces, writer).init();
     guard
 }
 
-async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
+async fn run(command: Command, config: Option<Config>, traces: Option<OtlpTraces>) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) => serve::run(config.expect("serve loads its config before tracing")).await,
+        Command::Serve(_) => serve::run(config.expect("serve loads its config before tracing"), traces).await,
         Command::Predict(args) => predict::run(args).await,
         Command::Bench(args) => bench::load(args).await,
         Command::BenchOrt(args) => bench::raw_ort(args).await,
