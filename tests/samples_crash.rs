@@ -157,10 +157,76 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
     let augur = Augur::start(&config).await;
     let exposition = augur.metrics().await;
     assert!(metric(&exposition, "augur_samples_log_truncated_bytes_total") > 0.0, "torn tail counted");
-    let resumed = metric(&exposition, "augur_samples_log_sequence");
-    assert_eq!(resumed as usize, records.len() - 1, "the sequence resumes after the last intact record");
+    // Read from the open line: by the first scrape the joiner may already have emitted
+    // candidates whose claim had not reached the journal (emitted again: at least once).
+    let opened = augur.log.iter().find(|l| l.contains("sample log open")).expect("sample log open logged");
+    let resumed: usize = field(opened, "last_sequence=").expect("last_sequence").parse().unwrap();
+    assert_eq!(resumed, records.len() - 1, "the sequence resumes after the last intact record");
+    assert!(
+        augur.log.iter().any(|l| l.contains("replayed from the journal")),
+        "pending joins come back from the journal after a SIGKILL: {:#?}",
+        augur.log
+    );
+
+    // Pending joins: P predictions nobody reported on yet, journaled and fsynced, then SIGKILL.
+    let before = metric(&exposition, "augur_samples_pending");
+    let mut client = augur::proto::prediction_client::PredictionClient::connect(format!("http://{}", augur.addr))
+        .await
+        .expect("connect");
+    let p = 20;
+    let mut pending = Vec::new();
+    for k in 0..p {
+        let mut r = common::ranking_request("u7", &["i5", "i6"]);
+        r.request_id = format!("pend-{k}");
+        client.predict(r.clone()).await.expect("predict");
+        pending.push(r);
+    }
+    let mut synced = false;
+    for _ in 0..600 {
+        let m = augur.metrics().await;
+        let written = metric(&m, "augur_samples_journal_sequence");
+        if metric(&m, "augur_samples_pending") >= before + p as f64
+            && metric(&m, "augur_samples_journal_durable_sequence") >= written
+        {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the journal never caught up");
+    augur.kill("-KILL");
+
+    let augur = Augur::start(&config).await;
+    assert_eq!(
+        metric(&augur.metrics().await, "augur_samples_pending"),
+        before + p as f64,
+        "every journaled, fsynced prediction is pending again"
+    );
+    let mut client = augur::proto::prediction_client::PredictionClient::connect(format!("http://{}", augur.addr))
+        .await
+        .expect("connect");
+    let events = pending
+        .iter()
+        .map(|r| augur::proto::Event {
+            request_id: r.request_id.clone(),
+            item_id: "i6".into(),
+            r#type: "click".into(),
+            timestamp_ms: 0,
+            value: None,
+        })
+        .collect();
+    let results = client.report_events(ReportEventsRequest { events }).await.expect("report").into_inner().results;
+    assert!(
+        results.iter().all(|r| r.status == augur::proto::EventStatus::Accepted as i32),
+        "joined after the crash: {results:?}"
+    );
     let log = augur.kill("-TERM").join("\n");
-    assert!(log.contains("sample log open"), "{log}");
+    assert!(log.contains("samples flushed"), "{log}");
     let again = read_log(&log_dir);
-    assert!(again.len() >= durable, "still every durable record after the second start");
+    assert!(again.len() >= durable, "still every durable record after the restarts");
+    let joined = again
+        .iter()
+        .filter(|r| matches!(&r.record, Some(log_record::Record::Sample(s)) if s.request_id.starts_with("pend-")))
+        .count();
+    assert_eq!(joined, p, "each pending prediction became its sample");
 }

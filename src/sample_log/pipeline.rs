@@ -2,7 +2,8 @@
 //! down by it at step 6, after the last request is answered (so no snapshot can arrive late):
 //!
 //! 1. the joiner holds every snapshot still queued and emits what is due;
-//! 2. the in-memory join store is written to `<log dir>/pending.bin` (read back at start);
+//! 2. the in-memory join store is written to `<log dir>/pending.bin` (read back at start; after
+//!    a crash, its journal `<log dir>/journal/` is replayed instead);
 //! 3. the log is fsynced;
 //! 4. each sink delivers what it still lags by, up to its drain timeout (its cursor is
 //!    persisted, so what is left is delivered after the restart);
@@ -32,6 +33,8 @@ use crate::telemetry::SampleMetrics;
 
 /// File of the in-memory join store's content between a graceful shutdown and the next start.
 const PENDING_FILE: &str = "pending.bin";
+/// Directory of the in-memory join store's journal (crash recovery), inside the log dir.
+const JOURNAL_DIR: &str = "journal";
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +78,8 @@ pub struct SamplePipeline {
     sinks_stop: CancellationToken,
     sink_tasks: Vec<JoinHandle<()>>,
     syncer_stop: CancellationToken,
-    syncer: JoinHandle<()>,
+    /// The sample log's and the join journal's.
+    syncers: Vec<JoinHandle<()>>,
 }
 
 /// What the shutdown did, for its log line and tests.
@@ -110,14 +114,37 @@ impl SamplePipeline {
             "sample log open"
         );
         let pending_path = config.log.dir.join(PENDING_FILE);
+        let syncer_stop = CancellationToken::new();
+        let interval = Duration::from_millis(config.log.fsync_interval_ms);
+        let mut syncers = Vec::new();
         let (store, memory): (Arc<dyn JoinStore>, _) = match &config.join.store {
             JoinStoreConfig::Memory { max_bytes } => {
                 let memory = Arc::new(MemoryJoinStore::new(*max_bytes));
-                let (restored, expired) = memory
-                    .load(&pending_path, now_ms())
-                    .map_err(|source| SampleError::Pending { path: pending_path.clone(), source })?;
-                if restored + expired > 0 {
-                    tracing::info!(restored, expired, "pending joins restored");
+                let journal_dir = config.log.dir.join(JOURNAL_DIR);
+                if pending_path.exists() {
+                    // A graceful shutdown wrote everything: the journal is older than it.
+                    let (restored, expired) = memory
+                        .load(&pending_path, now_ms())
+                        .map_err(|source| SampleError::Pending { path: pending_path.clone(), source })?;
+                    tracing::info!(restored, expired, "pending joins restored from the shutdown file");
+                } else {
+                    let (restored, records, corrupt) = memory.replay(&journal_dir, now_ms())?;
+                    if records > 0 {
+                        metrics.log_corrupt.inc_by(corrupt);
+                        tracing::warn!(
+                            restored,
+                            records,
+                            corrupt,
+                            "pending joins replayed from the journal (the last run did not shut down cleanly; \
+                             changes after its last fsync are lost)"
+                        );
+                    }
+                }
+                let journal = memory.attach_journal(&journal_dir, &config.log, metrics.clone())?;
+                syncers.push(spawn_syncer(journal, interval, syncer_stop.clone()));
+                if let Some((requests, bytes)) = memory.pending() {
+                    metrics.pending.set(requests as i64);
+                    metrics.pending_bytes.set(bytes as i64);
                 }
                 (Arc::clone(&memory) as _, Some(memory))
             }
@@ -130,9 +157,7 @@ impl SamplePipeline {
         let (queue, rx) = SnapshotQueue::new(Arc::clone(&config), metrics.clone());
         let joiner_stop = CancellationToken::new();
         let joiner_task = tokio::spawn(Arc::clone(&joiner).run(rx, joiner_stop.clone()));
-        let syncer_stop = CancellationToken::new();
-        let syncer =
-            spawn_syncer(Arc::clone(&log), Duration::from_millis(config.log.fsync_interval_ms), syncer_stop.clone());
+        syncers.push(spawn_syncer(Arc::clone(&log), interval, syncer_stop.clone()));
         let sinks_stop = CancellationToken::new();
         let mut sink_tasks = Vec::new();
         for (index, sink) in config.sinks.iter().enumerate() {
@@ -159,7 +184,7 @@ impl SamplePipeline {
             sinks_stop,
             sink_tasks,
             syncer_stop,
-            syncer,
+            syncers,
         })
     }
 
@@ -185,7 +210,7 @@ impl SamplePipeline {
             sinks_stop,
             sink_tasks,
             syncer_stop,
-            syncer,
+            syncers,
         } = self;
         drop(samples);
         joiner_stop.cancel();
@@ -207,7 +232,9 @@ impl SamplePipeline {
             let _ = task.await;
         }
         syncer_stop.cancel();
-        let _ = syncer.await;
+        for syncer in syncers {
+            let _ = syncer.await;
+        }
         Flushed { pending, durable_sequence: log.durable_sequence() }
     }
 }

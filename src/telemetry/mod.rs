@@ -485,6 +485,10 @@ pub struct SampleMetrics {
     pub log_durable_sequence: Gauge,
     /// Last sequence written.
     pub log_sequence: Gauge,
+    /// Last sequence written to the in-memory join store's journal.
+    pub journal_sequence: Gauge,
+    /// Last journal sequence fsynced: pending joins up to it survive a crash.
+    pub journal_durable_sequence: Gauge,
     /// Corrupt records skipped when reading the log (bad checksum, torn tail, impossible length).
     pub log_corrupt: Counter,
     /// Bytes of torn tail truncated when the log was opened.
@@ -619,6 +623,12 @@ fn register_samples(r: &mut Registry, s: &SampleMetrics) {
     r.register("samples_log_disk_bytes", "Bytes of sample-log segments on disk", s.log_disk_bytes.clone());
     r.register("samples_log_durable_sequence", "Last sample-log sequence fsynced", s.log_durable_sequence.clone());
     r.register("samples_log_sequence", "Last sample-log sequence written", s.log_sequence.clone());
+    r.register("samples_journal_sequence", "Last join-journal sequence written", s.journal_sequence.clone());
+    r.register(
+        "samples_journal_durable_sequence",
+        "Last join-journal sequence fsynced (pending joins up to it survive a crash)",
+        s.journal_durable_sequence.clone(),
+    );
     r.register("samples_log_corrupt_records", "Corrupt sample-log records detected and skipped", s.log_corrupt.clone());
     r.register(
         "samples_log_truncated_bytes",

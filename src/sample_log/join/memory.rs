@@ -1,6 +1,12 @@
 //! The in-memory join store: the embedded default. Bounded in bytes (what a held prediction
-//! costs is its encoded snapshot plus its ids and labels); at shutdown its content is written
-//! to one file and read back at start, so a restart keeps pending joins.
+//! costs is its encoded snapshot plus its ids and labels). Two ways it outlives the process:
+//!
+//! - graceful shutdown writes its content to one file (`pending.bin`), read back at start;
+//! - every change is also appended to a journal (a [`SegmentLog`] of its own, fsynced on the
+//!   sample log's interval), replayed at start when there is no `pending.bin` — after a SIGKILL
+//!   or a power loss, what is lost is bounded by the fsync interval. The journal is compacted by
+//!   the window: once every prediction put before a record has expired, the segments up to it
+//!   are deleted; at start it is rewritten from the restored state.
 //!
 //! A callback must reach the replica that served its prediction; with several replicas behind
 //! a balancer, use the Redis store.
@@ -13,7 +19,13 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::{Added, Event, JoinError, JoinStore, Joined};
+use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
+use crate::sample_log::file::{LogError, LogReader, SegmentLog};
+use crate::telemetry::SampleMetrics;
+
+/// The journal's only reader: compaction advances it past expired predictions.
+const COMPACTION: &str = "compaction";
 
 /// Fixed cost charged per held prediction and per label beside their strings (map entries,
 /// the due index).
@@ -24,6 +36,16 @@ const ENTRY_OVERHEAD: usize = 96;
 pub struct MemoryJoinStore {
     max_bytes: usize,
     state: Mutex<State>,
+    journal: std::sync::OnceLock<Journal>,
+}
+
+/// The journal and what compaction needs to know of it.
+#[derive(Debug)]
+struct Journal {
+    log: std::sync::Arc<SegmentLog>,
+    /// (sequence, expires_ms) of every put still in the journal, in journal order.
+    puts: Mutex<std::collections::VecDeque<(u64, i64)>>,
+    metrics: SampleMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -58,7 +80,89 @@ struct Candidate {
 impl MemoryJoinStore {
     /// An empty store holding at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
-        MemoryJoinStore { max_bytes, state: Mutex::new(State::default()) }
+        MemoryJoinStore { max_bytes, state: Mutex::new(State::default()), journal: std::sync::OnceLock::new() }
+    }
+
+    /// Replays the journal in `dir` (the state a crash left), dropping what expired by
+    /// `now_ms`. Returns (requests restored, journal records read, corrupt spots skipped).
+    pub fn replay(&self, dir: &Path, now_ms: i64) -> Result<(usize, u64, u64), LogError> {
+        if !dir.exists() {
+            return Ok((0, 0, 0));
+        }
+        let mut reader = LogReader::open(dir, 0)?;
+        let mut records = 0;
+        let mut state = self.lock();
+        while let Some((_, payload)) = reader.next_raw()? {
+            records += 1;
+            let Ok(entry) = JournalEntry::decode(payload) else { continue };
+            match entry.entry {
+                Some(journal_entry::Entry::Put(r)) => restore(&mut state, r, now_ms),
+                Some(journal_entry::Entry::Event(e)) => {
+                    let event = Event {
+                        request_id: e.request_id,
+                        item_id: e.item_id,
+                        kind: e.kind,
+                        timestamp_ms: e.timestamp_ms,
+                        value: e.value,
+                    };
+                    // Replayed in journal order, the outcome is the one the process saw.
+                    let _ = add_event(&mut state, self.max_bytes, &event, e.due_ms);
+                }
+                Some(journal_entry::Entry::Claimed(c)) => {
+                    claim(&mut state, &c.request_id, &c.item_id);
+                }
+                None => {}
+            }
+        }
+        // Expired meanwhile: gone before anything is served from it.
+        drop(state);
+        expire(&mut self.lock(), now_ms);
+        Ok((self.lock().requests.len(), records, reader.corrupt()))
+    }
+
+    /// Starts journaling into `dir`: the old journal is removed and the current state written
+    /// as the first records (so the journal alone describes the state from now on).
+    pub fn attach_journal(
+        &self,
+        dir: &Path,
+        log: &SampleLogConfig,
+        metrics: SampleMetrics,
+    ) -> Result<std::sync::Arc<SegmentLog>, LogError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|source| LogError::Io {
+                op: "remove",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let config = SampleLogConfig {
+            dir: dir.to_owned(),
+            // Room for the bound's worth of snapshots several times over (labels, claims and
+            // the window's expired puts not yet compacted).
+            max_disk_bytes: (self.max_bytes as u64).saturating_mul(4).max(2 * log.segment_max_bytes),
+            ..log.clone()
+        };
+        // Its own sequence gauges; the sample log's families (disk, drops) stay the sample log's.
+        let journal_metrics = SampleMetrics {
+            log_sequence: metrics.journal_sequence.clone(),
+            log_durable_sequence: metrics.journal_durable_sequence.clone(),
+            ..SampleMetrics::default()
+        };
+        let (journal_log, _) = SegmentLog::open(&config, &[COMPACTION.to_owned()], journal_metrics)?;
+        let journal = Journal {
+            log: std::sync::Arc::new(journal_log),
+            puts: Mutex::new(std::collections::VecDeque::new()),
+            metrics,
+        };
+        let state = self.lock();
+        for (request_id, held) in &state.requests {
+            journal.put(request_id, held);
+        }
+        drop(state);
+        let handle = std::sync::Arc::clone(&journal.log);
+        // Set once: a second call would be a wiring bug, and the first journal stays in use.
+        let _ = self.journal.set(journal);
+        Ok(handle)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -73,29 +177,7 @@ impl MemoryJoinStore {
         let state = self.lock();
         let mut file = Pending::default();
         for (request_id, held) in &state.requests {
-            file.requests.push(PendingRequest {
-                request_id: request_id.clone(),
-                snapshot: held.snapshot.to_vec(),
-                expires_ms: held.expires_ms,
-                items: held
-                    .items
-                    .iter()
-                    .map(|(item_id, c)| PendingItem {
-                        item_id: item_id.clone(),
-                        due_ms: c.due_ms,
-                        emitted: c.emitted,
-                        labels: c
-                            .labels
-                            .iter()
-                            .map(|e| PendingLabel {
-                                kind: e.kind.clone(),
-                                timestamp_ms: e.timestamp_ms,
-                                value: e.value,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            });
+            file.requests.push(pending_request(request_id, held));
         }
         drop(state);
         let tmp = path.with_extension("tmp");
@@ -129,34 +211,180 @@ impl MemoryJoinStore {
                 expired += 1;
                 continue;
             }
-            let mut held =
-                Held { snapshot: Bytes::from(r.snapshot), expires_ms: r.expires_ms, items: HashMap::new(), bytes: 0 };
-            for item in r.items {
-                let labels = item
-                    .labels
-                    .into_iter()
-                    .map(|l| Event {
-                        request_id: r.request_id.clone(),
-                        item_id: item.item_id.clone(),
-                        kind: l.kind,
-                        timestamp_ms: l.timestamp_ms,
-                        value: l.value,
-                    })
-                    .collect();
-                if let Some(due) = item.due_ms {
-                    state.due.insert((due, r.request_id.clone(), item.item_id.clone()));
-                }
-                held.items.insert(item.item_id, Candidate { labels, due_ms: item.due_ms, emitted: item.emitted });
-            }
-            held.bytes = held_bytes(&r.request_id, &held);
-            state.bytes += held.bytes;
-            state.expiry.insert((held.expires_ms, r.request_id.clone()));
-            state.requests.insert(r.request_id, held);
+            restore(&mut state, r, now_ms);
             restored += 1;
         }
         drop(state);
         std::fs::remove_file(path)?;
         Ok((restored, expired))
+    }
+}
+
+/// The file and journal form of a held prediction.
+fn pending_request(request_id: &str, held: &Held) -> PendingRequest {
+    PendingRequest {
+        request_id: request_id.to_owned(),
+        snapshot: held.snapshot.to_vec(),
+        expires_ms: held.expires_ms,
+        items: held
+            .items
+            .iter()
+            .map(|(item_id, c)| PendingItem {
+                item_id: item_id.clone(),
+                due_ms: c.due_ms,
+                emitted: c.emitted,
+                labels: c
+                    .labels
+                    .iter()
+                    .map(|e| PendingLabel { kind: e.kind.clone(), timestamp_ms: e.timestamp_ms, value: e.value })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Holds `r` again (a later put of the same request replaces it: a checkpoint's is newer).
+fn restore(state: &mut State, r: PendingRequest, now_ms: i64) {
+    if r.expires_ms <= now_ms {
+        return;
+    }
+    remove(state, &r.request_id);
+    let mut held =
+        Held { snapshot: Bytes::from(r.snapshot), expires_ms: r.expires_ms, items: HashMap::new(), bytes: 0 };
+    for item in r.items {
+        let labels = item
+            .labels
+            .into_iter()
+            .map(|l| Event {
+                request_id: r.request_id.clone(),
+                item_id: item.item_id.clone(),
+                kind: l.kind,
+                timestamp_ms: l.timestamp_ms,
+                value: l.value,
+            })
+            .collect();
+        if let Some(due) = item.due_ms {
+            state.due.insert((due, r.request_id.clone(), item.item_id.clone()));
+        }
+        held.items.insert(item.item_id, Candidate { labels, due_ms: item.due_ms, emitted: item.emitted });
+    }
+    held.bytes = held_bytes(&r.request_id, &held);
+    state.bytes += held.bytes;
+    state.expiry.insert((held.expires_ms, r.request_id.clone()));
+    state.requests.insert(r.request_id, held);
+}
+
+/// Forgets a held prediction and its index entries.
+fn remove(state: &mut State, request_id: &str) -> bool {
+    let Some(held) = state.requests.remove(request_id) else { return false };
+    state.bytes -= held.bytes;
+    state.expiry.remove(&(held.expires_ms, request_id.to_owned()));
+    for (item_id, c) in held.items {
+        if let Some(due) = c.due_ms {
+            state.due.remove(&(due, request_id.to_owned(), item_id));
+        }
+    }
+    true
+}
+
+fn expire(state: &mut State, now_ms: i64) -> usize {
+    let mut gone = 0;
+    while let Some(first) = state.expiry.first() {
+        if first.0 > now_ms {
+            break;
+        }
+        let (_, request_id) = state.expiry.pop_first().expect("just peeked");
+        gone += usize::from(remove(state, &request_id));
+    }
+    gone
+}
+
+fn add_event(state: &mut State, max_bytes: usize, event: &Event, due_ms: i64) -> Result<Added, JoinError> {
+    let Some(held) = state.requests.get_mut(&event.request_id) else { return Ok(Added::Orphan) };
+    let Some(candidate) = held.items.get_mut(&event.item_id) else { return Ok(Added::Orphan) };
+    if candidate.labels.iter().any(|l| l.kind == event.kind) {
+        return Ok(Added::Duplicate);
+    }
+    let cost = ENTRY_OVERHEAD + event.kind.len();
+    if state.bytes + cost > max_bytes {
+        return Err(JoinError::Full { max_bytes });
+    }
+    candidate.labels.push(event.clone());
+    held.bytes += cost;
+    state.bytes += cost;
+    if let Some(revision) = candidate.emitted.as_mut() {
+        *revision += 1;
+        return Ok(Added::Late { revision: *revision });
+    }
+    // First event: schedule at its wait; an earlier unimpressed slot moves to it.
+    if candidate.labels.len() == 1 {
+        if let Some(old) = candidate.due_ms.replace(due_ms) {
+            state.due.remove(&(old, event.request_id.clone(), event.item_id.clone()));
+        }
+        state.due.insert((due_ms, event.request_id.clone(), event.item_id.clone()));
+    }
+    Ok(Added::Accepted)
+}
+
+/// Marks a candidate emitted at revision 0; `None` when it is not held.
+fn claim<'s>(state: &'s mut State, request_id: &str, item_id: &str) -> Option<&'s Held> {
+    let held = state.requests.get_mut(request_id)?;
+    let candidate = held.items.get_mut(item_id)?;
+    if let Some(due) = candidate.due_ms.take() {
+        state.due.remove(&(due, request_id.to_owned(), item_id.to_owned()));
+    }
+    candidate.emitted = Some(0);
+    Some(held)
+}
+
+// === impl Journal ===
+
+impl Journal {
+    fn append(&self, entry: journal_entry::Entry) -> Option<u64> {
+        let payload = JournalEntry { entry: Some(entry) }.encode_to_vec();
+        match self.log.append(&[payload]) {
+            Ok(sequence) => Some(sequence),
+            Err(e) => {
+                // The store keeps working; only a crash before the next checkpoint would lose it.
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::telemetry::ReasonLabels { reason: "journal_write".to_owned() })
+                    .inc();
+                tracing::warn!(error = %e, "join journal write failed");
+                None
+            }
+        }
+    }
+
+    fn put(&self, request_id: &str, held: &Held) {
+        if let Some(sequence) = self.append(journal_entry::Entry::Put(pending_request(request_id, held))) {
+            self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((sequence, held.expires_ms));
+        }
+    }
+
+    /// Deletes the segments holding only expired predictions' records.
+    fn compact(&self, now_ms: i64) {
+        let mut puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut past = None;
+        while let Some(&(sequence, expires)) = puts.front() {
+            if expires > now_ms {
+                break;
+            }
+            puts.pop_front();
+            past = Some(sequence);
+        }
+        // Everything before the first live put belongs to expired predictions: records of a
+        // prediction always follow its put.
+        let upto = match puts.front() {
+            Some(&(first_live, _)) => first_live - 1,
+            None => past.map_or(0, |_| self.log.last_sequence()),
+        };
+        if past.is_some()
+            && upto > self.log.cursor(COMPACTION)
+            && let Err(e) = self.log.set_cursor(COMPACTION, upto)
+        {
+            tracing::warn!(error = %e, "join journal compaction failed");
+        }
     }
 }
 
@@ -209,6 +437,10 @@ impl JoinStore for MemoryJoinStore {
                     state.due.insert((due, request_id.to_owned(), id.clone()));
                 }
             }
+            // Journaled under the lock, so the journal's order is the state's.
+            if let Some(journal) = self.journal.get() {
+                journal.put(request_id, &held);
+            }
             state.bytes += held.bytes;
             state.expiry.insert((expires_ms, request_id.to_owned()));
             state.requests.insert(request_id.to_owned(), held);
@@ -218,40 +450,27 @@ impl JoinStore for MemoryJoinStore {
 
     fn add_event<'a>(&'a self, event: &'a Event, due_ms: i64) -> BoxFuture<'a, Result<Added, JoinError>> {
         Box::pin(async move {
-            let mut guard = self.lock();
-            let state = &mut *guard;
-            let Some(held) = state.requests.get_mut(&event.request_id) else { return Ok(Added::Orphan) };
-            let Some(candidate) = held.items.get_mut(&event.item_id) else { return Ok(Added::Orphan) };
-            if candidate.labels.iter().any(|l| l.kind == event.kind) {
-                return Ok(Added::Duplicate);
+            let mut state = self.lock();
+            let added = add_event(&mut state, self.max_bytes, event, due_ms)?;
+            if matches!(added, Added::Accepted | Added::Late { .. })
+                && let Some(journal) = self.journal.get()
+            {
+                journal.append(journal_entry::Entry::Event(JournalEvent {
+                    request_id: event.request_id.clone(),
+                    item_id: event.item_id.clone(),
+                    kind: event.kind.clone(),
+                    timestamp_ms: event.timestamp_ms,
+                    value: event.value,
+                    due_ms,
+                }));
             }
-            let cost = ENTRY_OVERHEAD + event.kind.len();
-            if state.bytes + cost > self.max_bytes {
-                return Err(JoinError::Full { max_bytes: self.max_bytes });
-            }
-            candidate.labels.push(event.clone());
-            held.bytes += cost;
-            state.bytes += cost;
-            if let Some(revision) = candidate.emitted.as_mut() {
-                *revision += 1;
-                return Ok(Added::Late { revision: *revision });
-            }
-            // First event: schedule at its wait; an earlier unimpressed slot moves to it.
-            let first = candidate.labels.len() == 1;
-            if first {
-                if let Some(old) = candidate.due_ms.replace(due_ms) {
-                    state.due.remove(&(old, event.request_id.clone(), event.item_id.clone()));
-                }
-                state.due.insert((due_ms, event.request_id.clone(), event.item_id.clone()));
-            }
-            Ok(Added::Accepted)
+            Ok(added)
         })
     }
 
     fn take_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
         Box::pin(async move {
-            let mut guard = self.lock();
-            let state = &mut *guard;
+            let mut state = self.lock();
             let mut out = Vec::new();
             while out.len() < limit {
                 let Some(first) = state.due.first() else { break };
@@ -259,11 +478,11 @@ impl JoinStore for MemoryJoinStore {
                     break;
                 }
                 let (_, request_id, item_id) = state.due.pop_first().expect("just peeked");
-                let Some(held) = state.requests.get_mut(&request_id) else { continue };
-                let Some(candidate) = held.items.get_mut(&item_id) else { continue };
-                candidate.due_ms = None;
-                candidate.emitted = Some(0);
+                let Some(held) = claim(&mut state, &request_id, &item_id) else { continue };
                 out.extend(joined(held, &item_id, 0));
+                if let Some(journal) = self.journal.get() {
+                    journal.append(journal_entry::Entry::Claimed(JournalClaim { request_id, item_id }));
+                }
             }
             Ok(out)
         })
@@ -279,23 +498,9 @@ impl JoinStore for MemoryJoinStore {
     }
 
     fn expire(&self, now_ms: i64) -> usize {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let mut gone = 0;
-        while let Some(first) = state.expiry.first() {
-            if first.0 > now_ms {
-                break;
-            }
-            let (_, request_id) = state.expiry.pop_first().expect("just peeked");
-            if let Some(held) = state.requests.remove(&request_id) {
-                state.bytes -= held.bytes;
-                for (item_id, c) in held.items {
-                    if let Some(due) = c.due_ms {
-                        state.due.remove(&(due, request_id.clone(), item_id));
-                    }
-                }
-                gone += 1;
-            }
+        let gone = expire(&mut self.lock(), now_ms);
+        if let Some(journal) = self.journal.get() {
+            journal.compact(now_ms);
         }
         gone
     }
@@ -346,4 +551,50 @@ struct PendingLabel {
     timestamp_ms: i64,
     #[prost(double, optional, tag = "3")]
     value: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalEntry {
+    #[prost(oneof = "journal_entry::Entry", tags = "1, 2, 3")]
+    entry: Option<journal_entry::Entry>,
+}
+
+mod journal_entry {
+    /// One change of the store.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(super) enum Entry {
+        /// A prediction held (or, in a checkpoint, held with its labels so far).
+        #[prost(message, tag = "1")]
+        Put(super::PendingRequest),
+        /// An event accepted (first or late).
+        #[prost(message, tag = "2")]
+        Event(super::JournalEvent),
+        /// A candidate claimed for emission.
+        #[prost(message, tag = "3")]
+        Claimed(super::JournalClaim),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalEvent {
+    #[prost(string, tag = "1")]
+    request_id: String,
+    #[prost(string, tag = "2")]
+    item_id: String,
+    #[prost(string, tag = "3")]
+    kind: String,
+    #[prost(int64, tag = "4")]
+    timestamp_ms: i64,
+    #[prost(double, optional, tag = "5")]
+    value: Option<f64>,
+    #[prost(int64, tag = "6")]
+    due_ms: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalClaim {
+    #[prost(string, tag = "1")]
+    request_id: String,
+    #[prost(string, tag = "2")]
+    item_id: String,
 }
