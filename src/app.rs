@@ -34,7 +34,7 @@ use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::registry::{Registry, RegistryError};
-use crate::scene::{RepositoryContext, Scene, SceneError, watch};
+use crate::scene::{RepositoryContext, Scene, SceneError, source, watch};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
@@ -183,6 +183,9 @@ impl App {
         for scene in &config.scenes {
             let scene = Scene::load(scene, &config.model, Arc::clone(&loader), context.clone()).await?;
             watch::watch(Arc::clone(&scene.repo), config.model.watch, poll, &tracker, shutdown.clone());
+            if let Some(source) = &scene.source {
+                source::spawn(Arc::clone(source), Arc::downgrade(&scene.repo), &tracker, shutdown.clone());
+            }
             scenes.push(scene);
         }
         let predictor = Arc::new(Predictor::new(scenes, store, config.fetch.clone()));

@@ -7,9 +7,12 @@
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
+//! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
+//!   directory, validated against the scene's spec before anything is uploaded.
 
 pub mod client;
 pub mod demo;
 pub mod export;
 pub mod load;
 pub mod loadgen;
+pub mod models;

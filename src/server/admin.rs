@@ -11,7 +11,7 @@ use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
     CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
-    ModelStatus, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
+    ModelStatus, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
 };
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
@@ -94,6 +94,29 @@ async fn status(scene: &Scene) -> ModelStatus {
             }
         })
         .collect();
+    let (source, source_latest, mut rejected_versions) = match &scene.source {
+        Some(source) => {
+            let status = source.status().await;
+            let rejected = status
+                .rejected
+                .iter()
+                .map(|r| RejectedVersion {
+                    version: r.version,
+                    stage: "source".into(),
+                    reason: r.reason.as_str().into(),
+                    detail: r.detail.clone(),
+                })
+                .collect();
+            (status.url, status.latest.unwrap_or(0), rejected)
+        }
+        None => (String::new(), 0, Vec::new()),
+    };
+    rejected_versions.extend(repo.rejected_versions().await.into_iter().map(|(version, detail)| RejectedVersion {
+        version,
+        stage: "repository".into(),
+        reason: "load".into(),
+        detail,
+    }));
     ModelStatus {
         name: repo.name().to_owned(),
         scene: scene.spec.scene.clone(),
@@ -104,6 +127,9 @@ async fn status(scene: &Scene) -> ModelStatus {
         rejected: stats.rejected,
         unloads: stats.unloads,
         last_error: repo.last_error().await.unwrap_or_default(),
+        source,
+        source_latest,
+        rejected_versions,
     }
 }
 

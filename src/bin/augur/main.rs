@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod demo;
 mod features;
+mod models;
 mod predict;
 mod serve;
 
@@ -14,7 +15,7 @@ use augur::config::{Config, DEFAULT_LOG_LEVEL, LogConfig, LogFormat};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, FeaturesCommand};
+use args::{Cli, Command, FeaturesCommand, ModelsCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -62,5 +63,8 @@ async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
         Command::SuggestDemoData(args) => demo::suggest(args),
         Command::Features { command: FeaturesCommand::Export(args) } => features::export(args).await,
         Command::Features { command: FeaturesCommand::Load(args) } => features::load(args).await,
+        Command::Models { command: ModelsCommand::Publish(args) } => models::publish(args).await,
+        Command::Models { command: ModelsCommand::List(args) } => models::list(args).await,
+        Command::Models { command: ModelsCommand::SetLatest(args) } => models::set_latest(args).await,
     }
 }
