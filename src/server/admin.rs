@@ -133,6 +133,14 @@ async fn status(scene: &Scene) -> ModelStatus {
     }
 }
 
+/// Polls the scene's bucket (when it has one) and rescans its repository.
+async fn reload(scene: &Scene) {
+    if let Some(source) = &scene.source {
+        source.poll().await;
+    }
+    scene.repo.rescan().await;
+}
+
 fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
     let ms = |us: u64| us as f64 / 1000.0;
     let stages = Stage::ALL
@@ -173,10 +181,10 @@ impl ModelAdmin for AdminService {
         let model = request.into_inner().model;
         if model.is_empty() {
             for scene in self.predictor.scenes() {
-                scene.repo.rescan().await;
+                reload(scene).await;
             }
         } else {
-            self.scene_for(&model)?.repo.rescan().await;
+            reload(self.scene_for(&model)?).await;
         }
         Ok(Response::new(self.list().await))
     }
