@@ -58,13 +58,16 @@ fn spec() -> augur::assemble::Spec {
     augur::assemble::Spec::load(&common::root().join("features/ranking.yaml")).unwrap()
 }
 
-/// `augur models publish` in-process: validated against the spec, then uploaded.
-async fn publish(repo: &Repo, model: &Path) -> Result<models::Published, ModelsError> {
-    let loader = Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
+fn onnx_loader() -> Arc<dyn augur::model::ModelLoader> {
+    Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
         intra_op_threads: 1,
         library: None,
-    }));
-    models::publish(&spec(), loader, repo, &[model.to_path_buf()], None).await
+    }))
+}
+
+/// `augur models publish` in-process: validated against the spec, then uploaded.
+async fn publish(repo: &Repo, model: &Path) -> Result<models::Published, ModelsError> {
+    models::publish(&spec(), onnx_loader(), repo, &[model.to_path_buf()], None).await
 }
 
 async fn status(admin: &mut ModelAdminClient<tonic::transport::Channel>) -> ModelStatus {
@@ -115,7 +118,7 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     let suggest = common::root().join("models/search_suggest/1/model.onnx");
     let err = publish(&repo, &suggest).await.unwrap_err();
     assert!(matches!(err, ModelsError::Invalid(_)), "{err}");
-    assert_eq!(models::list(&repo, false).await.unwrap().versions.len(), 1, "nothing uploaded");
+    assert_eq!(models::list(&repo, &models::Verify::default()).await.unwrap().versions.len(), 1, "nothing uploaded");
 
     let server = common::start(config).await;
     let mut admin = ModelAdminClient::new(server.admin_channel().await);
@@ -168,14 +171,18 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     assert_eq!((rejected("no_marker"), rejected("checksum")), (1, 1));
 
     // `augur models list --verify` on the bucket: each state, and LATEST.
-    let listing = models::list(&repo, true).await.unwrap();
+    let spec = spec();
+    let verify = models::Verify { files: true, spec: Some((&spec, onnx_loader())) };
+    let listing = models::list(&repo, &verify).await.unwrap();
     let states: Vec<(u64, &str)> = listing.versions.iter().map(|v| (v.version, v.state.as_str())).collect();
-    assert_eq!(states, [(1, "complete"), (2, "no_marker"), (3, "checksum"), (4, "complete")]);
+    assert_eq!(states, [(1, "complete"), (2, "no_marker"), (3, "checksum"), (4, "mismatch")]);
     assert_eq!(listing.latest, Some(4));
+    let unverified = models::list(&repo, &models::Verify::default()).await.unwrap();
+    assert_eq!(unverified.versions[3].state, "complete", "only verification opens the model");
 
     // The same through the binary, configured from the environment only.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(["models", "list", "--from", &format!("s3://{BUCKET}/deploy")])
+        .args(["models", "list", "--verify", "--from", &format!("s3://{BUCKET}/deploy")])
         .env("AWS_ACCESS_KEY_ID", common::moto_server::KEY)
         .env("AWS_SECRET_ACCESS_KEY", common::moto_server::KEY)
         .env("AWS_REGION", "us-east-1")
@@ -186,7 +193,9 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("LATEST = 4"), "{text}");
-    assert!(text.lines().any(|l| l.trim_start().starts_with("2 ") && l.contains("no_marker")), "{text}");
+    let line = |v: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{v} "))).unwrap_or_default();
+    assert!(line("2").contains("no_marker") && line("3").contains("checksum"), "{text}");
+    assert!(line("4").contains("mismatch") && line("4").contains("LATEST"), "{text}");
 
     let (versions, failures) = load.stop().await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");

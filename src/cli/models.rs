@@ -4,7 +4,8 @@
 //! runs before serving), so a mismatched model never reaches the repository; then it uploads the
 //! files, then the completion marker with their sizes and SHA-256, and flips `LATEST` last — the
 //! order the poller ([`crate::scene::source`]) relies on. `list` shows a repository's versions,
-//! their marker state (and, with `verify`, whether the files match it) and which is `LATEST`.
+//! their marker state (and, with [`Verify`], whether the files match it and the model the spec)
+//! and which is `LATEST`.
 //!
 //! A repository is either a bucket (`s3://bucket/prefix`, the scene's `source.url`: the model's
 //! objects are under `<prefix>/<model>/`) or a directory (the scene's `model` directory itself),
@@ -87,8 +88,8 @@ pub struct Published {
 pub struct Listed {
     /// Version number.
     pub version: u64,
-    /// `complete`, `no_marker`, `bad_marker`, or a verification failure (`size`, `checksum`,
-    /// `missing_file`) with `verify`.
+    /// `complete`, `no_marker`, `bad_marker`, or with [`Verify`] a failure (`size`, `checksum`,
+    /// `missing_file`; `mismatch` with the spec, `invalid` model).
     pub state: String,
     /// Files and bytes per the marker.
     pub files: usize,
@@ -182,33 +183,62 @@ impl Repo {
         })
     }
 
-    /// Checks every file of `marker` against it: `Some((state, detail))` on a mismatch.
-    async fn verify(&self, marker: &Marker) -> Result<Option<(String, String)>, ModelsError> {
+    /// Checks every file of `marker` against it and, with `check`, opens the model against the
+    /// spec: `Some((state, detail))` on a problem. A bucket version is downloaded to a
+    /// temporary directory (removed after) so the model can be opened.
+    async fn verify(&self, marker: &Marker, check: &Verify<'_>) -> Result<Option<(String, String)>, ModelsError> {
+        let version = marker.version;
+        let (dir, temporary) = match self {
+            Repo::Bucket(_) => {
+                let tmp = std::env::temp_dir().join(format!("augur-verify-{}-{version}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                std::fs::create_dir_all(&tmp)
+                    .map_err(|source| ModelsError::Io { path: tmp.display().to_string(), source })?;
+                (tmp, true)
+            }
+            Repo::Dir(d) => (d.join(version.to_string()), false),
+        };
+        let result = self.verify_in(&dir, marker, check).await;
+        if temporary {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    async fn verify_in(
+        &self,
+        dir: &Path,
+        marker: &Marker,
+        check: &Verify<'_>,
+    ) -> Result<Option<(String, String)>, ModelsError> {
         for file in &marker.files {
             let problem = match self {
-                Repo::Bucket(b) => match b.download(marker.version, file, None).await {
+                Repo::Bucket(b) => match b.download(marker.version, file, Some(&dir.join(&file.path))).await {
                     Ok(()) => None,
                     Err(FetchError::Rejected(r)) => Some((r.reason.as_str().to_owned(), r.detail)),
                     Err(FetchError::Bucket(e)) => return Err(e.into()),
                 },
-                Repo::Dir(d) => {
-                    let path = d.join(marker.version.to_string()).join(&file.path);
-                    match std::fs::read(&path) {
-                        Err(_) => Some(("missing_file".to_owned(), format!("{} is absent", file.path))),
-                        Ok(bytes) if bytes.len() as u64 != file.size => Some((
-                            "size".to_owned(),
-                            format!("{} has {} bytes, {MARKER} says {}", file.path, bytes.len(), file.size),
-                        )),
-                        Ok(bytes) if bucket::sha256_hex(&bytes) != file.sha256 => {
-                            Some(("checksum".to_owned(), format!("{}: sha256 differs from {MARKER}", file.path)))
-                        }
-                        Ok(_) => None,
+                Repo::Dir(_) => match std::fs::read(dir.join(&file.path)) {
+                    Err(_) => Some(("missing_file".to_owned(), format!("{} is absent", file.path))),
+                    Ok(bytes) if bytes.len() as u64 != file.size => Some((
+                        "size".to_owned(),
+                        format!("{} has {} bytes, {MARKER} says {}", file.path, bytes.len(), file.size),
+                    )),
+                    Ok(bytes) if bucket::sha256_hex(&bytes) != file.sha256 => {
+                        Some(("checksum".to_owned(), format!("{}: sha256 differs from {MARKER}", file.path)))
                     }
-                }
+                    Ok(_) => None,
+                },
             };
             if problem.is_some() {
                 return Ok(problem);
             }
+        }
+        if let Some((spec, loader)) = &check.spec
+            && let Err(e) = open_checked(spec, std::sync::Arc::clone(loader), dir.join(MODEL_FILE)).await?
+        {
+            let state = if matches!(e, ModelError::Mismatch { .. }) { "mismatch" } else { "invalid" };
+            return Ok(Some((state.to_owned(), e.to_string())));
         }
         Ok(None)
     }
@@ -235,6 +265,25 @@ impl Repo {
     }
 }
 
+/// What `list` checks beyond the markers.
+#[derive(Debug, Default)]
+pub struct Verify<'a> {
+    /// Download (or read) every file and check it against its marker.
+    pub files: bool,
+    /// Also open each complete version's model against this spec (implies `files`).
+    pub spec: Option<(&'a Spec, std::sync::Arc<dyn ModelLoader>)>,
+}
+
+/// Opens `model` against `spec` off the async workers (it takes a core for a while).
+async fn open_checked(
+    spec: &Spec,
+    loader: std::sync::Arc<dyn ModelLoader>,
+    model: PathBuf,
+) -> Result<Result<(), ModelError>, ModelsError> {
+    let spec = spec.clone();
+    Ok(tokio::task::spawn_blocking(move || loader.open(&model, &spec).map(drop)).await?)
+}
+
 /// Checks `files[0]` (the model) against `spec` with `loader`, then [`upload`]s.
 pub async fn publish(
     spec: &Spec,
@@ -244,11 +293,7 @@ pub async fn publish(
     version: Option<u64>,
 ) -> Result<Published, ModelsError> {
     let model = files.first().cloned().ok_or(ModelsError::FileName)?;
-    // Opening a model takes a core for a while: off the async workers.
-    let (spec_owned, path) = (spec.clone(), model.clone());
-    tokio::task::spawn_blocking(move || loader.open(&path, &spec_owned).map(drop))
-        .await?
-        .map_err(ModelsError::Invalid)?;
+    open_checked(spec, loader, model).await?.map_err(ModelsError::Invalid)?;
     let mut named = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
         let name = if i == 0 {
@@ -333,18 +378,19 @@ pub async fn set_latest(repo: &Repo, version: u64) -> Result<(), ModelsError> {
     repo.write_latest(version).await
 }
 
-/// The versions in `repo`; `verify` also downloads every file and checks it against its marker.
-pub async fn list(repo: &Repo, verify: bool) -> Result<Listing, ModelsError> {
+/// The versions in `repo`; `verify` says what to check beyond the markers' presence.
+pub async fn list(repo: &Repo, verify: &Verify<'_>) -> Result<Listing, ModelsError> {
     let latest = repo.latest().await?;
     let mut versions = Vec::new();
     for version in repo.versions().await? {
         let listed = match repo.marker(version).await? {
             Err((state, detail)) => Listed { version, state, files: 0, bytes: 0, detail },
             Ok(marker) => {
-                let (state, detail) = match verify.then_some(&marker) {
-                    Some(marker) => repo.verify(marker).await?.unwrap_or_else(|| ("complete".into(), String::new())),
-                    None => ("complete".into(), String::new()),
+                let problem = match verify.files || verify.spec.is_some() {
+                    true => repo.verify(&marker, verify).await?,
+                    false => None,
                 };
+                let (state, detail) = problem.unwrap_or_else(|| ("complete".into(), String::new()));
                 Listed { version, state, files: marker.files.len(), bytes: marker.total_bytes(), detail }
             }
         };
@@ -399,17 +445,20 @@ mod tests {
         ));
         // Corrupt version 2 in place: only `verify` notices.
         std::fs::write(dir.join("2").join(MODEL_FILE), b"twO").unwrap();
-        let listing = list(&repo, true).await.unwrap();
+        let verify = Verify { files: true, spec: None };
+        let listing = list(&repo, &verify).await.unwrap();
         assert_eq!(listing.latest, Some(2));
         let states: Vec<(u64, &str)> = listing.versions.iter().map(|v| (v.version, v.state.as_str())).collect();
         assert_eq!(states, [(1, "complete"), (2, "checksum")]);
+        let unverified = list(&repo, &Verify::default()).await.unwrap();
+        assert_eq!(unverified.versions[1].state, "complete", "without verify only the marker is read");
         let text = listing.to_string();
         assert!(
             text.contains("LATEST = 2") && text.lines().any(|l| l.contains("checksum") && l.contains("LATEST")),
             "{text}"
         );
         set_latest(&repo, 1).await.unwrap();
-        assert_eq!(list(&repo, false).await.unwrap().latest, Some(1));
+        assert_eq!(list(&repo, &Verify::default()).await.unwrap().latest, Some(1));
         assert!(matches!(set_latest(&repo, 7).await, Err(ModelsError::Incomplete { version: 7, .. })));
         std::fs::remove_dir_all(&tmp).unwrap();
     }

@@ -85,7 +85,8 @@ pub(crate) struct ListArgs {
     /// `s3://bucket/prefix` or a model directory; default: the scene's source, else its directory.
     #[arg(long)]
     pub(crate) from: Option<String>,
-    /// Also download every file and check it against its marker.
+    /// Also download every file, check it against its marker, and open the model against the
+    /// scene's feature spec (as the service would before serving it).
     #[arg(long)]
     pub(crate) verify: bool,
 }

@@ -21,13 +21,18 @@ fn scene(args: &ModelRepoArgs) -> anyhow::Result<(Config, SceneConfig)> {
     Ok((config, scene))
 }
 
+/// ONNX Runtime as the service would open the model (one intra-op thread: a check, not serving).
+fn loader(config: &Config) -> Arc<augur::model::onnx::OnnxLoader> {
+    Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
+        intra_op_threads: 1,
+        library: config.model.ort_library.clone(),
+    }))
+}
+
 pub(crate) async fn publish(PublishArgs { repo, model, files, to, version }: PublishArgs) -> anyhow::Result<()> {
     let (config, scene) = scene(&repo)?;
     let spec = augur::assemble::Spec::load(&scene.spec)?;
-    let loader = Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
-        intra_op_threads: 1,
-        library: config.model.ort_library.clone(),
-    }));
+    let loader = loader(&config);
     let target = Repo::open(&scene, to.as_deref())?;
     let files: Vec<_> = std::iter::once(model).chain(files).collect();
     let published = models::publish(&spec, loader, &target, &files, version).await?;
@@ -43,8 +48,13 @@ pub(crate) async fn publish(PublishArgs { repo, model, files, to, version }: Pub
 }
 
 pub(crate) async fn list(ListArgs { repo, from, verify }: ListArgs) -> anyhow::Result<()> {
-    let (_, scene) = scene(&repo)?;
-    let listing = models::list(&Repo::open(&scene, from.as_deref())?, verify).await?;
+    let (config, scene) = scene(&repo)?;
+    let spec = if verify { Some(augur::assemble::Spec::load(&scene.spec)?) } else { None };
+    let check = models::Verify {
+        files: verify,
+        spec: spec.as_ref().map(|spec| (spec, loader(&config) as Arc<dyn augur::model::ModelLoader>)),
+    };
+    let listing = models::list(&Repo::open(&scene, from.as_deref())?, &check).await?;
     print!("{listing}");
     Ok(())
 }
