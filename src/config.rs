@@ -879,6 +879,12 @@ pub struct SourceConfig {
     /// before anything is fetched, so a wrong upload cannot fill the disk.
     #[serde(default = "default_source_max_version_bytes")]
     pub max_version_bytes: u64,
+    /// Materialised versions kept locally below `LATEST` (it included), so the disk holds a
+    /// bounded number of models however often they are published; older ones are deleted
+    /// (rolling back further downloads them again). 0 keeps every version. Raise it when
+    /// `model.yaml` pins or canaries older versions.
+    #[serde(default = "default_source_keep_versions")]
+    pub keep_versions: usize,
     /// How long one request to the bucket may take before the poll counts as failed.
     #[serde(default = "default_source_timeout_ms")]
     pub timeout_ms: u64,
@@ -896,6 +902,9 @@ const fn default_source_jitter() -> f64 {
 }
 const fn default_source_max_version_bytes() -> u64 {
     4 << 30
+}
+const fn default_source_keep_versions() -> usize {
+    5
 }
 const fn default_source_timeout_ms() -> u64 {
     30_000
@@ -916,6 +925,7 @@ impl SourceConfig {
             jitter: default_source_jitter(),
             max_version_bytes: default_source_max_version_bytes(),
             timeout_ms: default_source_timeout_ms(),
+            keep_versions: default_source_keep_versions(),
             options: BTreeMap::new(),
         }
     }
@@ -936,6 +946,7 @@ impl SourceConfig {
             return Err(invalid(&format!("{key}.max_version_bytes"), "must be positive"));
         }
         in_range(&format!("{key}.timeout_ms"), self.timeout_ms as usize, 1, 3_600_000)?;
+        in_range(&format!("{key}.keep_versions"), self.keep_versions, 0, 10_000)?;
         Ok(())
     }
 }
@@ -1579,7 +1590,7 @@ mod tests {
         let scene = "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"models/ranking\"\n";
         let config = Config::from_toml(&format!("{scene}source = {{ url = \"s3://b/deploy\" }}\n")).unwrap();
         let source = config.scenes[0].source.as_ref().expect("source parsed");
-        assert_eq!((source.poll_interval_ms, source.allow_http), (30_000, false));
+        assert_eq!((source.poll_interval_ms, source.allow_http, source.keep_versions), (30_000, false, 5));
         assert!(source.jitter > 0.0 && source.max_version_bytes > 0);
         for (bad, key) in [
             ("source = { url = \"http://b/x\" }", "scenes[0].source.url"),

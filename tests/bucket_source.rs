@@ -30,24 +30,20 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn with_version_1(poll_interval_ms: u64) -> Self {
+    /// `extra`: more `[scenes.source]` settings (`, keep_versions = 1`) or "".
+    async fn with_version_1(poll_interval_ms: u64, extra: &str) -> Self {
         let moto = MotoServer::start();
         moto.create_bucket(BUCKET).await;
         let dir = tempfile::tempdir().unwrap();
-        let config = config(&moto, &dir.path().join("ranking"), poll_interval_ms);
+        let source = moto.source_toml(&format!("s3://{BUCKET}/deploy"), poll_interval_ms, extra);
+        let config = common::demo_config(&format!(
+            "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\nsource = {source}\n",
+            dir.path().join("ranking").display()
+        ));
         let repo = Repo::open(&config.scenes[0], None).unwrap();
         assert_eq!(publish(&repo, &ranking_model()).await.unwrap().version, 1);
         Fixture { moto, dir, config, repo }
     }
-}
-
-/// A config whose `ranking` scene is fed from the bucket into `dir`.
-fn config(moto: &MotoServer, dir: &Path, poll_interval_ms: u64) -> augur::config::Config {
-    let source = moto.source_toml(&format!("s3://{BUCKET}/deploy"), poll_interval_ms);
-    common::demo_config(&format!(
-        "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\nsource = {source}\n",
-        dir.display()
-    ))
 }
 
 fn ranking_model() -> PathBuf {
@@ -76,7 +72,7 @@ async fn status(admin: &mut ModelAdminClient<tonic::transport::Channel>) -> Mode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_version_swaps_in_under_load_and_flipping_latest_back_rolls_back() {
-    let Fixture { moto: _moto, dir, config, repo } = Fixture::with_version_1(100).await;
+    let Fixture { moto: _moto, dir, config, repo } = Fixture::with_version_1(100, "").await;
     let local = dir.path().join("ranking");
 
     // A fresh machine: the local directory is empty; start-up materialises LATEST.
@@ -96,6 +92,8 @@ async fn published_version_swaps_in_under_load_and_flipping_latest_back_rolls_ba
     models::set_latest(&repo, 1).await.unwrap();
     common::wait_for("version 2 unloaded", async || status(&mut admin).await.versions.iter().all(|v| v.version == 1))
         .await;
+    // Requests routed to 2 just before the swap may still finish: let them, then count.
+    load.wait_more("1", 20).await;
     let v2_after_rollback = load.seen("2");
     load.wait_more("1", 20).await;
     assert_eq!(load.seen("2"), v2_after_rollback, "no response from version 2 after the rollback settled");
@@ -110,7 +108,7 @@ async fn published_version_swaps_in_under_load_and_flipping_latest_back_rolls_ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_reported() {
-    let Fixture { moto, dir: _dir, config, repo } = Fixture::with_version_1(100).await;
+    let Fixture { moto, dir: _dir, config, repo } = Fixture::with_version_1(100, "").await;
     let Repo::Bucket(bucket) = &repo else { panic!("the scene's source is a bucket") };
     let model = std::fs::read(ranking_model()).unwrap();
 
@@ -206,7 +204,7 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_poll_costs_one_conditional_get() {
     // The background poller waits an hour: the test drives the polls itself.
-    let Fixture { moto, dir: _dir, config, repo } = Fixture::with_version_1(3_600_000).await;
+    let Fixture { moto, dir, config, repo } = Fixture::with_version_1(3_600_000, ", keep_versions = 1").await;
     let server = common::start(config).await;
     let source = server.predictor.scenes().next().unwrap().source.clone().expect("bucket source");
 
@@ -221,8 +219,10 @@ async fn an_unchanged_poll_costs_one_conditional_get() {
         assert!(r.if_none_match.is_some(), "conditional: {r:?}");
     }
 
-    // A change is seen by the next poll.
+    // A change is seen by the next poll; keep_versions = 1 leaves only LATEST on disk.
     publish(&repo, &ranking_model()).await.unwrap();
     assert_eq!(source.poll().await, PollOutcome::Ready(2));
+    let local = dir.path().join("ranking");
+    assert!(local.join("2").join(MODEL_FILE).is_file() && !local.join("1").exists(), "only version 2 kept");
     server.stop().await;
 }

@@ -7,7 +7,7 @@
 //! to `<dir>/.staging/<version>/`, checked against its size and SHA-256, synced, and renamed to
 //! `<dir>/<version>/` in one step, with the marker beside it (so a restart does not download it
 //! again). Local versions newer than `LATEST` are removed: pointing `LATEST` at an older version
-//! is the rollback. A version without a marker, with a wrong size or checksum, or too big is
+//! is the rollback; of those below it, `keep_versions` bounds how many stay on disk. A version without a marker, with a wrong size or checksum, or too big is
 //! rejected with a counter and a log line, nothing of it reaches the repository, and the loaded
 //! versions keep serving; it is retried when `LATEST` or its marker changes (then each poll
 //! also re-checks the marker, one more request, until it is fixed or `LATEST` moves).
@@ -78,6 +78,7 @@ pub struct Source {
     interval: Duration,
     jitter: f64,
     max_version_bytes: u64,
+    keep_versions: usize,
     metrics: Metrics,
     /// Serialises polls (the background task and start-up), and holds what they learnt.
     state: tokio::sync::Mutex<State>,
@@ -97,6 +98,7 @@ impl Source {
             interval: Duration::from_millis(config.poll_interval_ms),
             jitter: config.jitter,
             max_version_bytes: config.max_version_bytes,
+            keep_versions: config.keep_versions,
             metrics: metrics.clone(),
             state: tokio::sync::Mutex::new(State::default()),
         })
@@ -199,7 +201,7 @@ impl Source {
             }
         }
         state.pending = None;
-        self.remove_newer_than(version);
+        self.tidy(version);
         PollOutcome::Ready(version)
     }
 
@@ -279,19 +281,31 @@ impl Source {
     }
 
     /// Rollback: versions newer than `LATEST` leave the directory (and so the routing table).
-    fn remove_newer_than(&self, version: u64) {
+    /// Bound: of the materialised versions below it, only the newest `keep_versions - 1` stay.
+    fn tidy(&self, latest: u64) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut older: Vec<u64> = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let Some(number) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
-            if number > version {
-                match std::fs::remove_dir_all(entry.path()) {
-                    Ok(()) => {
-                        tracing::info!(model = %self.model, version = number, latest = version, "version newer than LATEST removed")
-                    }
-                    Err(e) => {
-                        tracing::warn!(model = %self.model, version = number, error = %e, "cannot remove a version newer than LATEST")
-                    }
-                }
+            if number > latest {
+                self.remove(number, "version newer than LATEST removed");
+            } else if number < latest && bucket::local_marker(&self.dir, number).is_some() {
+                older.push(number);
+            }
+        }
+        if self.keep_versions > 0 {
+            older.sort_unstable_by(|a, b| b.cmp(a));
+            for &number in older.iter().skip(self.keep_versions - 1) {
+                self.remove(number, "old version removed (keep_versions)");
+            }
+        }
+    }
+
+    fn remove(&self, number: u64, why: &'static str) {
+        match std::fs::remove_dir_all(bucket::local_version(&self.dir, number)) {
+            Ok(()) => tracing::info!(model = %self.model, version = number, "{why}"),
+            Err(e) => {
+                tracing::warn!(model = %self.model, version = number, error = %e, "cannot remove a local model version")
             }
         }
     }

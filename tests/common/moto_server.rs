@@ -98,9 +98,10 @@ impl MotoServer {
     }
 
     /// The `[scenes.source]` TOML inline table for `bucket/prefix` on this server.
-    pub fn source_toml(&self, url: &str, poll_interval_ms: u64) -> String {
+    /// `extra`: more `key = value` pairs for the table (`, keep_versions = 1`), or "".
+    pub fn source_toml(&self, url: &str, poll_interval_ms: u64, extra: &str) -> String {
         format!(
-            "{{ url = \"{url}\", endpoint = \"{}\", region = \"us-east-1\", allow_http = true, poll_interval_ms = {poll_interval_ms}, options = {{ aws_access_key_id = \"{KEY}\", aws_secret_access_key = \"{KEY}\" }} }}",
+            "{{ url = \"{url}\", endpoint = \"{}\", region = \"us-east-1\", allow_http = true, poll_interval_ms = {poll_interval_ms}, options = {{ aws_access_key_id = \"{KEY}\", aws_secret_access_key = \"{KEY}\" }}{extra} }}",
             self.endpoint()
         )
     }
