@@ -88,6 +88,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for pre-creating its counter.
+    pub const ALL: [Reason; 7] = [
+        Reason::BadLatest,
+        Reason::NoMarker,
+        Reason::BadMarker,
+        Reason::MissingFile,
+        Reason::Size,
+        Reason::Checksum,
+        Reason::TooLarge,
+    ];
+
     /// The metric label and the word `ListModels` reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -91,6 +91,15 @@ impl Source {
     pub fn new(config: &SourceConfig, dir: &Path, metrics: &Metrics) -> Result<Self, BucketError> {
         let model = dir.file_name().map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
         let bucket = Bucket::open(config, &model)?;
+        // Every series exists from the start at 0, so `increase()` sees the first refusal.
+        for reason in Reason::ALL {
+            let labels = SourceRejectLabels { model: model.clone(), reason: reason.as_str().to_owned() };
+            drop(metrics.model.source_rejected.get_or_create(&labels));
+        }
+        for outcome in ["not_modified", "changed", "missing", "error"] {
+            let labels = SourcePollLabels { model: model.clone(), outcome: outcome.into() };
+            drop(metrics.model.source_polls.get_or_create(&labels));
+        }
         Ok(Source {
             model,
             bucket,
