@@ -179,21 +179,29 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     assert_eq!(unverified.versions[3].state, "complete", "only verification opens the model");
 
     // The same through the binary, configured from the environment only.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(["models", "list", "--verify", "--from", &format!("s3://{BUCKET}/deploy")])
-        .env("AWS_ACCESS_KEY_ID", common::moto_server::KEY)
-        .env("AWS_SECRET_ACCESS_KEY", common::moto_server::KEY)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ALLOW_HTTP", "true")
-        .output()
-        .unwrap();
+    let augur = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_augur"))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", common::moto_server::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", common::moto_server::KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap()
+    };
+    let url = format!("s3://{BUCKET}/deploy");
+    let refused = augur(&["models", "publish", "--model", suggest.to_str().unwrap(), "--to", &url]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("does not match"), "{stderr}");
+    let out = augur(&["models", "list", "--verify", "--from", &url]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("LATEST = 4"), "{text}");
     let line = |v: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{v} "))).unwrap_or_default();
     assert!(line("2").contains("no_marker") && line("3").contains("checksum"), "{text}");
     assert!(line("4").contains("mismatch") && line("4").contains("LATEST"), "{text}");
+    assert_eq!(text.lines().count(), 2 + 4, "header lines and versions 1-4, nothing published by the refused run");
 
     let (versions, failures) = load.stop().await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
