@@ -2,7 +2,8 @@
 //! on a free port) reach a running augur by its poller. A new version swaps in under load with
 //! zero failed requests; flipping LATEST back rolls back; a version without its marker, with a
 //! wrong checksum or not matching the spec is refused, counted and reported while the old one
-//! keeps serving; an unchanged poll costs the bucket exactly one conditional GET.
+//! keeps serving; an unchanged poll costs the bucket exactly one conditional GET; an unreachable
+//! bucket leaves the local version serving.
 
 mod common;
 
@@ -232,5 +233,28 @@ async fn an_unchanged_poll_costs_one_conditional_get() {
     assert_eq!(source.poll().await, PollOutcome::Ready(2));
     let local = dir.path().join("ranking");
     assert!(local.join("2").join(MODEL_FILE).is_file() && !local.join("1").exists(), "only version 2 kept");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_bucket_leaves_the_local_version_serving() {
+    // Nothing listens on this port: every poll fails, and is counted.
+    let port = common::redis_server::free_ports(1)[0];
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("ranking");
+    let repo = Repo::Dir(local.clone());
+    models::upload(&repo, None, vec![(MODEL_FILE.into(), std::fs::read(ranking_model()).unwrap())]).await.unwrap();
+    let config = common::demo_config(&format!(
+        "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\nsource = {{ url = \"s3://{BUCKET}/deploy\", endpoint = \"http://127.0.0.1:{port}\", region = \"us-east-1\", allow_http = true, poll_interval_ms = 50, timeout_ms = 2000, options = {{ aws_access_key_id = \"k\", aws_secret_access_key = \"k\" }} }}\n",
+        local.display()
+    ));
+    let server = common::start(config).await;
+    let errors = || {
+        let labels = augur::telemetry::SourcePollLabels { model: "ranking".into(), outcome: "error".into() };
+        server.metrics.model.source_polls.get_or_create(&labels).get()
+    };
+    common::wait_for("failed polls counted", async || errors() >= 3).await;
+    let response = server.client().await.predict(common::ranking_request("u1", &["i1"])).await.unwrap().into_inner();
+    assert_eq!(response.model_version, "1", "the local version serves while the bucket is unreachable");
     server.stop().await;
 }
