@@ -36,7 +36,7 @@ use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::registry::{Registry, RegistryError};
 use crate::sample_log::pipeline::{SampleError, SamplePipeline};
-use crate::scene::{RepositoryContext, Scene, SceneError, watch};
+use crate::scene::{RepositoryContext, Scene, SceneError, source, watch};
 use crate::server::{self, ServeError, Shared};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
@@ -196,6 +196,9 @@ impl App {
         for scene in &config.scenes {
             let scene = Scene::load(scene, &config.model, Arc::clone(&loader), context.clone()).await?;
             watch::watch(Arc::clone(&scene.repo), config.model.watch, poll, &tracker, shutdown.clone());
+            if let Some(source) = &scene.source {
+                source::spawn(Arc::clone(source), Arc::downgrade(&scene.repo), &tracker, shutdown.clone());
+            }
             scenes.push(scene);
         }
         let mut predictor = Predictor::new(scenes, store, config.fetch.clone());

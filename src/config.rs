@@ -912,7 +912,118 @@ pub struct SceneConfig {
     /// The feature spec (YAML).
     pub spec: PathBuf,
     /// Model repository directory: `<model>/<version>/model.onnx`; the highest version is served.
+    /// With a `source`, it is the local copy the bucket's versions are materialised into.
     pub model: PathBuf,
+    /// Where new versions come from besides the directory itself: a bucket that an export to
+    /// deploys ("export is deploy"). Absent: the directory is the only source.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+}
+
+/// A bucket that model versions are published to (`augur models publish`) and polled from.
+///
+/// Layout under `url`: `<prefix>/<model>/LATEST` names the served version,
+/// `<prefix>/<model>/<version>/` holds its files and `_COMPLETE.json` (sizes and SHA-256), where
+/// `<model>` is the last component of the scene's `model` directory. Credentials come from the
+/// standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, ...) or `options`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `s3://bucket[/prefix]`.
+    pub url: String,
+    /// An S3-compatible endpoint (MinIO, moto, Ceph, ...); absent: AWS itself (or
+    /// `AWS_ENDPOINT_URL`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Bucket region; absent: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint (local object stores, tests). Off by default so credentials
+    /// never cross the network in clear by accident.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// How often `LATEST` is polled (one conditional GET when nothing changed).
+    #[serde(default = "default_source_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Each wait is the interval times a random factor in `1 ± jitter`, so a fleet of replicas
+    /// does not poll in lockstep.
+    #[serde(default = "default_source_jitter")]
+    pub jitter: f64,
+    /// The largest version (sum of its files) that is downloaded; a bigger marker is rejected
+    /// before anything is fetched, so a wrong upload cannot fill the disk.
+    #[serde(default = "default_source_max_version_bytes")]
+    pub max_version_bytes: u64,
+    /// Materialised versions kept locally below `LATEST` (it included), so the disk holds a
+    /// bounded number of models however often they are published; older ones are deleted
+    /// (rolling back further downloads them again). 0 keeps every version. Raise it when
+    /// `model.yaml` pins or canaries older versions.
+    #[serde(default = "default_source_keep_versions")]
+    pub keep_versions: usize,
+    /// How long one request to the bucket may take before the poll counts as failed.
+    #[serde(default = "default_source_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Further `object_store` S3 options by their string keys (`aws_access_key_id`,
+    /// `aws_virtual_hosted_style_request`, ...); prefer the environment for secrets.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+const fn default_source_poll_interval_ms() -> u64 {
+    30_000
+}
+const fn default_source_jitter() -> f64 {
+    0.1
+}
+const fn default_source_max_version_bytes() -> u64 {
+    4 << 30
+}
+const fn default_source_keep_versions() -> usize {
+    5
+}
+const fn default_source_timeout_ms() -> u64 {
+    30_000
+}
+
+// === impl SourceConfig ===
+
+impl SourceConfig {
+    /// A source for `url` with every other setting at its default (the `AWS_*` environment
+    /// fills in endpoint, region and credentials): what the tools use without a scene source.
+    pub fn from_url(url: &str) -> Self {
+        SourceConfig {
+            url: url.to_owned(),
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            poll_interval_ms: default_source_poll_interval_ms(),
+            jitter: default_source_jitter(),
+            max_version_bytes: default_source_max_version_bytes(),
+            timeout_ms: default_source_timeout_ms(),
+            keep_versions: default_source_keep_versions(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the values serde cannot; `key` is the dotted path of this table.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let Some(rest) = self.url.strip_prefix("s3://") else {
+            return Err(invalid(&format!("{key}.url"), &format!("`{}` is not an s3://bucket[/prefix] URL", self.url)));
+        };
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return Err(invalid(&format!("{key}.url"), "names no bucket (want s3://bucket[/prefix])"));
+        }
+        in_range(&format!("{key}.poll_interval_ms"), self.poll_interval_ms as usize, 10, 86_400_000)?;
+        if !(0.0..=0.9).contains(&self.jitter) {
+            return Err(invalid(&format!("{key}.jitter"), &format!("must be between 0 and 0.9 (got {})", self.jitter)));
+        }
+        if self.max_version_bytes == 0 {
+            return Err(invalid(&format!("{key}.max_version_bytes"), "must be positive"));
+        }
+        in_range(&format!("{key}.timeout_ms"), self.timeout_ms as usize, 1, 3_600_000)?;
+        in_range(&format!("{key}.keep_versions"), self.keep_versions, 0, 10_000)?;
+        Ok(())
+    }
 }
 
 // === impl KeyTemplate ===
@@ -1142,6 +1253,15 @@ impl Config {
             }
             if self.scenes[..i].iter().any(|s| s.name == scene.name) {
                 return Err(invalid(&format!("scenes[{i}].name"), &format!("`{}` is listed twice", scene.name)));
+            }
+            if let Some(source) = &scene.source {
+                source.validate(&format!("scenes[{i}].source"))?;
+                if scene.model.file_name().is_none() {
+                    return Err(invalid(
+                        &format!("scenes[{i}].model"),
+                        "must end in a directory name: it names the model in the bucket",
+                    ));
+                }
             }
         }
         if self.log.level.trim().is_empty() {
@@ -1596,5 +1716,23 @@ mod tests {
         let err = Config::from_toml("[model]\nqueue_capacity = 0\n").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("model.queue_capacity") && msg.contains("got 0"), "{msg}");
+    }
+
+    #[test]
+    fn bucket_source_defaults_apply_and_bad_values_name_their_key() {
+        let scene = "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"models/ranking\"\n";
+        let config = Config::from_toml(&format!("{scene}source = {{ url = \"s3://b/deploy\" }}\n")).unwrap();
+        let source = config.scenes[0].source.as_ref().expect("source parsed");
+        assert_eq!((source.poll_interval_ms, source.allow_http, source.keep_versions), (30_000, false, 5));
+        assert!(source.jitter > 0.0 && source.max_version_bytes > 0);
+        for (bad, key) in [
+            ("source = { url = \"http://b/x\" }", "scenes[0].source.url"),
+            ("source = { url = \"s3:///x\" }", "scenes[0].source.url"),
+            ("source = { url = \"s3://b\", jitter = 2.0 }", "scenes[0].source.jitter"),
+            ("source = { url = \"s3://b\", poll_interval_ms = 0 }", "scenes[0].source.poll_interval_ms"),
+        ] {
+            let err = Config::from_toml(&format!("{scene}{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! 1. [`server`]    — gRPC entry: the layer stack (metrics, deadline, admission, auth), validate
 //!    and convert the request; errors become statuses in [`error`].
-//! 2. [`scene`]     — the scene router: scene → feature spec, model repository, traffic split.
+//! 2. [`scene`]     — the scene router: scene → feature spec, model repository (a directory, fed
+//!    from a bucket when configured), traffic split.
 //! 3. [`fetch`]     — read the user's and items' feature rows from the store.
 //! 4. [`assemble`]  — turn rows + request values into model tensors as `features/<scene>.yaml` declares.
 //! 5. [`batch`]     — queue the tensors for the inference threads (bounded, fail-fast when full).
@@ -21,7 +22,7 @@
 //! etcd, balances across them, retries an idempotent call once on UNAVAILABLE).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
-//! and load, the load generator).
+//! and load, the load generator, `augur models` publish/list).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

@@ -4,14 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use augur::proto::model_admin_client::ModelAdminClient;
 use augur::proto::{ListModelsRequest, SetCanaryRequest};
+use common::load::PredictLoad;
 
 fn install(repo: &Path, version: u64, bytes: &[u8]) {
     // Write beside, then rename: the watcher never sees a half-written model.
@@ -19,14 +16,6 @@ fn install(repo: &Path, version: u64, bytes: &[u8]) {
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join("model.onnx"), bytes).unwrap();
     std::fs::rename(&staging, repo.join(version.to_string())).unwrap();
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(Instant::now() < give_up, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,39 +31,22 @@ async fn new_version_swaps_in_under_load_and_corrupt_one_is_rejected() {
     let server = common::start(config).await;
     let mut admin = ModelAdminClient::new(server.admin_channel().await);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let versions: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut load = Vec::new();
-    for worker in 0..3 {
-        let (stop, versions, failures) = (Arc::clone(&stop), Arc::clone(&versions), Arc::clone(&failures));
-        let mut client = server.client().await;
-        load.push(tokio::spawn(async move {
-            let items: Vec<String> = (0..20).map(|i| format!("i{}", i * 13 + worker)).collect();
-            let items: Vec<&str> = items.iter().map(String::as_str).collect();
-            while !stop.load(Ordering::Relaxed) {
-                match client.predict(common::ranking_request("u3", &items)).await {
-                    Ok(r) => *versions.lock().unwrap().entry(r.into_inner().model_version).or_default() += 1,
-                    Err(s) => failures.lock().unwrap().push(format!("{:?}: {}", s.code(), s.message())),
-                }
-            }
-        }));
-    }
-    let seen = |v: &str| versions.lock().unwrap().get(v).copied().unwrap_or(0);
-    wait_for("traffic on version 1", async || seen("1") > 20).await;
+    let load = PredictLoad::start(&server, 3).await;
+    let seen = |v: &str| load.seen(v);
+    common::wait_for("traffic on version 1", async || seen("1") > 20).await;
 
     install(&repo, 2, &model);
-    wait_for("traffic on version 2", async || seen("2") > 20).await;
+    common::wait_for("traffic on version 2", async || seen("2") > 20).await;
     let v1_before = seen("1");
 
     // A corrupt version 3 is rejected; version 2 keeps serving.
     install(&repo, 3, b"this is not an onnx model");
-    wait_for("version 3 rejected", async || {
+    common::wait_for("version 3 rejected", async || {
         admin.list_models(ListModelsRequest {}).await.unwrap().into_inner().models[0].rejected >= 1
     })
     .await;
     let v2_before = seen("2");
-    wait_for("more traffic on version 2", async || seen("2") > v2_before + 20).await;
+    common::wait_for("more traffic on version 2", async || seen("2") > v2_before + 20).await;
 
     let status = admin.list_models(ListModelsRequest {}).await.unwrap().into_inner().models.remove(0);
     assert!(status.last_error.contains("3/model.onnx"), "{}", status.last_error);
@@ -86,15 +58,11 @@ async fn new_version_swaps_in_under_load_and_corrupt_one_is_rejected() {
     // Removing the corrupt and the serving version directories falls back to version 1.
     std::fs::remove_dir_all(repo.join("3")).unwrap();
     std::fs::remove_dir_all(repo.join("2")).unwrap();
-    wait_for("traffic back on version 1", async || seen("1") > v1_before + 20).await;
+    common::wait_for("traffic back on version 1", async || seen("1") > v1_before + 20).await;
 
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
+    let (versions, failures) = load.stop().await;
     assert!(failures.is_empty(), "{} failed requests during reloads, first: {:?}", failures.len(), failures.first());
-    assert_eq!(seen("3"), 0, "the corrupt version never served");
+    assert!(!versions.contains_key("3"), "the corrupt version never served");
     server.stop().await;
 }
 

@@ -7,6 +7,8 @@
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
+//! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
+//!   directory, validated against the scene's spec before anything is uploaded.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
 pub mod client;
@@ -14,4 +16,5 @@ pub mod demo;
 pub mod export;
 pub mod load;
 pub mod loadgen;
+pub mod models;
 pub mod samples;

@@ -5,11 +5,14 @@
 //! The repository lives here rather than under `model/` because it composes the batcher and the
 //! model loader: `model` stays the leaf that both depend on, and no two modules import each
 //! other. [`settings`] is `model.yaml`, [`warmup`] runs before a version takes traffic,
-//! [`watch`] rescans on file-system events.
+//! [`watch`] rescans on file-system events, and [`source`] materialises versions published to a
+//! bucket ([`bucket`] is that layout) into the directory, so they take the same path.
 
+pub mod bucket;
 pub mod repository;
 pub mod routing;
 pub mod settings;
+pub mod source;
 pub mod warmup;
 pub mod watch;
 
@@ -63,6 +66,8 @@ pub struct Scene {
     pub spec: Arc<Spec>,
     /// Its model versions.
     pub repo: Arc<Repository>,
+    /// The bucket its versions are published to, when configured.
+    pub source: Option<Arc<source::Source>>,
     /// Fallback counters per feature (spec order) and reason, resolved once from the registry.
     fallbacks: Vec<[Counter; FallbackReason::ALL.len()]>,
     /// Stage histograms, indexed by `Stage as usize`.
@@ -87,6 +92,15 @@ pub enum SceneError {
         /// The last rejection.
         error: String,
     },
+    /// The bucket source is misconfigured or its local directory unusable.
+    #[error("scene `{scene}`: model source: {source}")]
+    Source {
+        /// The scene.
+        scene: String,
+        /// Why.
+        #[source]
+        source: bucket::BucketError,
+    },
     /// The spec file declares another scene name than the config.
     #[error("scenes: `{config}` points at a spec declaring scene `{spec}`")]
     NameMismatch {
@@ -110,6 +124,10 @@ impl Scene {
             return Err(SceneError::NameMismatch { config: config.name.clone(), spec: spec.scene.clone() });
         }
         let metrics = context.metrics.clone();
+        let source = match &config.source {
+            Some(source) => Some(Arc::new(Self::first_poll(config, source, &metrics).await?)),
+            None => None,
+        };
         let repo = Arc::new(Repository::new(&config.model, Arc::clone(&spec), model.clone(), loader, context));
         repo.rescan().await;
         if repo.routing().versions.is_empty() {
@@ -137,7 +155,25 @@ impl Scene {
             .collect();
         let stages = Stage::ALL.map(|stage| metrics.stage(&spec.scene, stage.name()));
         let scored = metrics.path.scored.get_or_create(&SceneLabels { scene: spec.scene.clone() }).clone();
-        Ok(Scene { spec, repo, fallbacks, stages, scored })
+
+        Ok(Scene { spec, repo, source, fallbacks, stages, scored })
+    }
+
+    /// Materialises what the bucket's `LATEST` names before the first load, so a fresh machine
+    /// serves the published version. An unreachable bucket does not stop start-up when the
+    /// directory already holds a version (the poller keeps trying).
+    async fn first_poll(
+        config: &SceneConfig,
+        source: &crate::config::SourceConfig,
+        metrics: &crate::telemetry::Metrics,
+    ) -> Result<source::Source, SceneError> {
+        let error = |source| SceneError::Source { scene: config.name.clone(), source };
+        std::fs::create_dir_all(&config.model)
+            .map_err(|e| error(bucket::BucketError::Io { path: config.model.display().to_string(), source: e }))?;
+        let source = source::Source::new(source, &config.model, metrics).map_err(error)?;
+        let outcome = source.poll().await;
+        tracing::info!(scene = %config.name, url = %source.url(), outcome = ?outcome, "model bucket polled at start-up");
+        Ok(source)
     }
 
     /// The latency histogram of `stage`.

@@ -85,8 +85,8 @@ type Fingerprint = (u64, Option<SystemTime>);
 
 #[derive(Debug, Default)]
 struct ReloadState {
-    /// Rejected versions and the file identity they were rejected with.
-    rejected: HashMap<u64, Fingerprint>,
+    /// Rejected versions, the file identity they were rejected with, and why.
+    rejected: HashMap<u64, (Fingerprint, String)>,
     canary_override: Option<(u64, f64)>,
     last_error: Option<String>,
 }
@@ -202,6 +202,14 @@ impl Repository {
         self.reload.lock().await.last_error.clone()
     }
 
+    /// Versions present in the directory but refused (until their file changes), and why.
+    pub async fn rejected_versions(&self) -> Vec<(u64, String)> {
+        let mut rejected: Vec<(u64, String)> =
+            self.reload.lock().await.rejected.iter().map(|(v, (_, why))| (*v, why.clone())).collect();
+        rejected.sort_unstable();
+        rejected
+    }
+
     /// Picks the version for a request (see [`Routing::route`]).
     pub fn route(&self, user_id: &str, pinned: &str) -> Result<Arc<Version>, RouteError> {
         self.routing().route(&self.name, user_id, pinned)
@@ -251,7 +259,7 @@ impl Repository {
             }
         };
         let present = self.present_versions();
-        state.rejected.retain(|v, fp| present.get(v).is_some_and(|(_, now)| now == fp));
+        state.rejected.retain(|v, (fp, _)| present.get(v).is_some_and(|(_, now)| now == fp));
         let mut versions = self.routing().versions.clone();
         // Availability first: load what the policy wants, treating rejected files as absent, and
         // only then unload what it no longer wants — a bad new version never takes the old one
@@ -282,7 +290,7 @@ impl Repository {
                         versions.insert(number, Arc::new(version));
                     }
                     Err(e) => {
-                        state.rejected.insert(number, fingerprint);
+                        state.rejected.insert(number, (fingerprint, e.to_string()));
                         self.reject(&mut state, Some(number), &e);
                     }
                 }

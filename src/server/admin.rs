@@ -12,7 +12,7 @@ use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
     CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
-    ModelStatus, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
+    ModelStatus, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
 };
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
@@ -103,6 +103,29 @@ async fn status(scene: &Scene) -> ModelStatus {
             }
         })
         .collect();
+    let (source, source_latest, mut rejected_versions) = match &scene.source {
+        Some(source) => {
+            let status = source.status().await;
+            let rejected = status
+                .rejected
+                .iter()
+                .map(|r| RejectedVersion {
+                    version: r.version,
+                    stage: "source".into(),
+                    reason: r.reason.as_str().into(),
+                    detail: r.detail.clone(),
+                })
+                .collect();
+            (status.url, status.latest.unwrap_or(0), rejected)
+        }
+        None => (String::new(), 0, Vec::new()),
+    };
+    rejected_versions.extend(repo.rejected_versions().await.into_iter().map(|(version, detail)| RejectedVersion {
+        version,
+        stage: "repository".into(),
+        reason: "load".into(),
+        detail,
+    }));
     ModelStatus {
         name: repo.name().to_owned(),
         scene: scene.spec.scene.clone(),
@@ -113,7 +136,18 @@ async fn status(scene: &Scene) -> ModelStatus {
         rejected: stats.rejected,
         unloads: stats.unloads,
         last_error: repo.last_error().await.unwrap_or_default(),
+        source,
+        source_latest,
+        rejected_versions,
     }
+}
+
+/// Polls the scene's bucket (when it has one) and rescans its repository.
+async fn reload(scene: &Scene) {
+    if let Some(source) = &scene.source {
+        source.poll().await;
+    }
+    scene.repo.rescan().await;
 }
 
 fn scene_stats(scene: &Scene, reset: bool) -> SceneStats {
@@ -156,10 +190,10 @@ impl ModelAdmin for AdminService {
         let model = request.into_inner().model;
         if model.is_empty() {
             for scene in self.predictor.scenes() {
-                scene.repo.rescan().await;
+                reload(scene).await;
             }
         } else {
-            self.scene_for(&model)?.repo.rescan().await;
+            reload(self.scene_for(&model)?).await;
         }
         Ok(Response::new(self.list().await))
     }

@@ -100,6 +100,24 @@ pub struct VersionLabels {
     pub version: String,
 }
 
+/// `{model, outcome}` of a bucket poll.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourcePollLabels {
+    /// Repository name.
+    pub model: String,
+    /// `not_modified`, `changed`, `missing` (no `LATEST`) or `error`.
+    pub outcome: String,
+}
+
+/// `{model, reason}` of a bucket version refused before loading.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceRejectLabels {
+    /// Repository name.
+    pub model: String,
+    /// `no_marker`, `bad_marker`, `missing_file`, `size`, `checksum` or `too_large`.
+    pub reason: String,
+}
+
 /// `{table, result}` of a cache lookup.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
@@ -306,6 +324,11 @@ pub struct ModelMetrics {
     pub unloads: Family<ModelLabels, Counter>,
     /// `augur_model_version_info{model, version}`: 1 while the version is loaded.
     pub version_info: Family<VersionLabels, Gauge>,
+    /// `augur_model_source_polls_total{model, outcome}`: polls of a bucket's `LATEST`.
+    pub source_polls: Family<SourcePollLabels, Counter>,
+    /// `augur_model_source_rejected_total{model, reason}`: bucket versions refused before
+    /// loading (no marker, bad checksum, ...); the loaded versions keep serving.
+    pub source_rejected: Family<SourceRejectLabels, Counter>,
 }
 
 /// Local feature-cache metrics.
@@ -569,6 +592,12 @@ impl Metrics {
         r.register("model_rejected", "Model versions or model.yaml refused", model.rejected.clone());
         r.register("model_unloads", "Model versions unloaded", model.unloads.clone());
         r.register("model_version_info", "1 for each loaded model version", model.version_info.clone());
+        r.register("model_source_polls", "Polls of a model bucket's LATEST by outcome", model.source_polls.clone());
+        r.register(
+            "model_source_rejected",
+            "Bucket model versions refused before loading, by reason",
+            model.source_rejected.clone(),
+        );
         r.register("cache_lookups", "Local feature cache lookups by result", cache.lookups.clone());
         r.register("cache_store_reads", "Reads the local cache sent to the store", cache.store_reads.clone());
         r.register("cache_evictions", "Cache entries evicted by the size bound", cache.evictions.clone());

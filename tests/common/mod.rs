@@ -118,6 +118,15 @@ pub fn ranking_request(user: &str, items: &[&str]) -> PredictRequest {
     }
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test after a generous 90 s.
+pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !done().await {
+        assert!(std::time::Instant::now() < give_up, "gave up waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The Python interpreter of the project venv (`scripts/setup.sh`).
 pub fn venv_python() -> PathBuf {
     let python = root().join(".venv/bin/python");
@@ -128,6 +137,8 @@ pub mod certs;
 pub mod etcd_server;
 pub mod fake_model;
 pub mod http;
+pub mod load;
+pub mod moto_server;
 pub mod redis_server;
 pub mod samples;
 

@@ -1,6 +1,6 @@
 //! The command line: every subcommand, flag and default, as clap structs. The bodies live in one
 //! file per group (`serve.rs`, `predict.rs`, `bench.rs`, `demo.rs`, `features.rs`,
-//! `samples.rs`).
+//! `samples.rs`, `models.rs`).
 
 use std::path::PathBuf;
 
@@ -37,6 +37,76 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: SamplesCommand,
     },
+    /// Model repositories: publish a version to a bucket or directory, list versions, set LATEST.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ModelsCommand {
+    /// Validate a model against the scene's feature spec, then upload its files, the completion
+    /// marker (sizes + SHA-256) and flip LATEST last. A serving augur polling the bucket deploys it.
+    Publish(PublishArgs),
+    /// Versions in a repository (bucket or directory), their marker state, and which is LATEST.
+    List(ListArgs),
+    /// Point LATEST at a complete version (rollback: an older one).
+    SetLatest(SetLatestArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ModelRepoArgs {
+    /// TOML config with the scene (its spec, model directory and source); default: the embedded one.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Scene whose repository (and feature spec) to use.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PublishArgs {
+    #[command(flatten)]
+    pub(crate) repo: ModelRepoArgs,
+    /// The ONNX model; published as model.onnx.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Further files of the version (e.g. a train report); repeatable.
+    #[arg(long = "file")]
+    pub(crate) files: Vec<PathBuf>,
+    /// `s3://bucket/prefix` (as the scene's source.url) or a model directory; default: the
+    /// scene's source, else its model directory.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Version number; default: one above every version present.
+    #[arg(long)]
+    pub(crate) version: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub(crate) repo: ModelRepoArgs,
+    /// `s3://bucket/prefix` or a model directory; default: the scene's source, else its directory.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Also download every file, check it against its marker, and open the model against the
+    /// scene's feature spec (as the service would before serving it).
+    #[arg(long)]
+    pub(crate) verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SetLatestArgs {
+    #[command(flatten)]
+    pub(crate) repo: ModelRepoArgs,
+    /// `s3://bucket/prefix` or a model directory; default: the scene's source, else its directory.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// The version LATEST will name.
+    #[arg(long)]
+    pub(crate) version: u64,
 }
 
 #[derive(Subcommand, Debug)]

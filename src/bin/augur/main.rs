@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod demo;
 mod features;
+mod models;
 mod predict;
 mod samples;
 mod serve;
@@ -16,7 +17,7 @@ use augur::telemetry::trace::OtlpTraces;
 use clap::Parser;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use args::{Cli, Command, FeaturesCommand, SamplesCommand};
+use args::{Cli, Command, FeaturesCommand, ModelsCommand, SamplesCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -63,5 +64,8 @@ async fn run(command: Command, config: Option<Config>, traces: Option<OtlpTraces
         Command::Features { command: FeaturesCommand::Export(args) } => features::export(args).await,
         Command::Features { command: FeaturesCommand::Load(args) } => features::load(args).await,
         Command::Samples { command: SamplesCommand::Dump(args) } => samples::dump(args).await,
+        Command::Models { command: ModelsCommand::Publish(args) } => models::publish(args).await,
+        Command::Models { command: ModelsCommand::List(args) } => models::list(args).await,
+        Command::Models { command: ModelsCommand::SetLatest(args) } => models::set_latest(args).await,
     }
 }

@@ -1,0 +1,68 @@
+//! `augur models publish|list|set-latest`: the scene's repository (bucket or directory) from the
+//! config, the work in `augur::cli::models`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use augur::cli::models::{self, Repo};
+use augur::config::{Config, SceneConfig};
+
+use crate::args::{ListArgs, ModelRepoArgs, PublishArgs, SetLatestArgs};
+
+fn scene(args: &ModelRepoArgs) -> anyhow::Result<(Config, SceneConfig)> {
+    let config = Config::load(args.config.as_deref())?;
+    let scene = config
+        .scenes
+        .iter()
+        .find(|s| s.name == args.scene)
+        .cloned()
+        .with_context(|| format!("scene `{}` is not in the config's scenes", args.scene))?;
+    Ok((config, scene))
+}
+
+/// ONNX Runtime as the service would open the model (one intra-op thread: a check, not serving).
+fn loader(config: &Config) -> Arc<augur::model::onnx::OnnxLoader> {
+    Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
+        intra_op_threads: 1,
+        library: config.model.ort_library.clone(),
+    }))
+}
+
+pub(crate) async fn publish(PublishArgs { repo, model, files, to, version }: PublishArgs) -> anyhow::Result<()> {
+    let (config, scene) = scene(&repo)?;
+    let spec = augur::assemble::Spec::load(&scene.spec)?;
+    let loader = loader(&config);
+    let target = Repo::open(&scene, to.as_deref())?;
+    let files: Vec<_> = std::iter::once(model).chain(files).collect();
+    let published = models::publish(&spec, loader, &target, &files, version).await?;
+    println!(
+        "published version {} to {} ({} files, {} bytes); LATEST = {}",
+        published.version,
+        published.location,
+        published.marker.files.len(),
+        published.marker.total_bytes(),
+        published.version
+    );
+    Ok(())
+}
+
+pub(crate) async fn list(ListArgs { repo, from, verify }: ListArgs) -> anyhow::Result<()> {
+    let (config, scene) = scene(&repo)?;
+    let spec = if verify { Some(augur::assemble::Spec::load(&scene.spec)?) } else { None };
+    let check = models::Verify {
+        files: verify,
+        spec: spec.as_ref().map(|spec| (spec, loader(&config) as Arc<dyn augur::model::ModelLoader>)),
+    };
+    let listing = models::list(&Repo::open(&scene, from.as_deref())?, &check).await?;
+    print!("{listing}");
+    Ok(())
+}
+
+pub(crate) async fn set_latest(SetLatestArgs { repo, to, version }: SetLatestArgs) -> anyhow::Result<()> {
+    let (_, scene) = scene(&repo)?;
+    let target = Repo::open(&scene, to.as_deref())?;
+    models::set_latest(&target, version).await?;
+    println!("{}: LATEST = {version}", target.location());
+    Ok(())
+}
