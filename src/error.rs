@@ -109,9 +109,10 @@ pub enum Error {
     Join(#[from] JoinError),
 }
 
-impl From<Error> for Status {
-    fn from(error: Error) -> Status {
-        let code = match &error {
+impl Error {
+    /// The status code the caller gets (one exhaustive match: a new variant forces a decision).
+    pub fn code(&self) -> Code {
+        match self {
             Error::Request(_) => Code::InvalidArgument,
             Error::UnknownScene { .. } => Code::NotFound,
             Error::Fetch(FetchError::Unavailable { .. } | FetchError::Timeout { .. }) => Code::Unavailable,
@@ -134,7 +135,13 @@ impl From<Error> for Status {
             Error::Join(JoinError::Unavailable(_)) => Code::Unavailable,
             Error::Join(JoinError::Full { .. }) => Code::ResourceExhausted,
             Error::Join(JoinError::Corrupt(_)) => Code::Internal,
-        };
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let code = error.code();
         if code == Code::Internal {
             // The whole chain: the status message carries only the top line.
             let mut chain = error.to_string();

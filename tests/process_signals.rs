@@ -15,7 +15,8 @@ async fn sigterm_drains_in_order_and_exits_zero() {
         .env("AUGUR__SERVER__LISTEN", "127.0.0.1:0")
         .env("AUGUR__ADMIN__LISTEN", "127.0.0.1:0")
         .env("AUGUR__ADMIN__GRPC_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
+        // Per-request lines are at debug, for the Prediction handler only.
+        .env("RUST_LOG", "info,augur::server::grpc=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -43,8 +44,14 @@ async fn sigterm_drains_in_order_and_exits_zero() {
 
     let mut client =
         augur::proto::prediction_client::PredictionClient::connect(format!("http://{addr}")).await.expect("connect");
-    let response = client.predict(common::ranking_request("u42", &["i1", "i2"])).await.unwrap().into_inner();
+    let mut request = common::ranking_request("u42", &["i1", "i2"]);
+    request.request_id = "req-log-1".into();
+    let response = client.predict(request).await.unwrap().into_inner();
     assert_eq!(response.scores.len(), 2);
+    let mut unknown = common::ranking_request("u42", &["i1"]);
+    unknown.request_id = "req-log-2".into();
+    unknown.scene = "nope".into();
+    assert!(client.predict(unknown).await.is_err());
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -65,4 +72,8 @@ async fn sigterm_drains_in_order_and_exits_zero() {
             .map(|step| text.find(step).unwrap_or_else(|| panic!("`{step}` not logged: {text}")))
             .collect();
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps out of order: {text}");
+    // One line per request, failures too, each with its request id.
+    let lines = |id: &str| text.lines().filter(|l| l.contains(id) && l.contains("predict")).count();
+    assert_eq!(lines("req-log-1"), 1, "{text}");
+    assert_eq!(lines("req-log-2"), 1, "{text}");
 }

@@ -90,6 +90,8 @@ pub struct RedisFeatureStore {
     timeout: Duration,
     /// The configured URLs, for messages.
     target: Arc<str>,
+    /// Rate limit of the unreadable-row warning (a schema change can make every row unreadable).
+    unreadable_warn: Arc<crate::telemetry::LogEvery>,
 }
 
 /// The two connection kinds; both multiplexed and `Clone`.
@@ -145,7 +147,8 @@ impl RedisFeatureStore {
                 .set_max_delay(MAX_RECONNECT_DELAY);
             Connection::Node(ConnectionManager::new_with_config(client, manager).await.map_err(connect_error)?)
         };
-        let store = RedisFeatureStore { conn, keys: Arc::new(keys), timeout, target };
+        let unreadable_warn = Arc::new(crate::telemetry::LogEvery::new(Duration::from_secs(1)));
+        let store = RedisFeatureStore { conn, keys: Arc::new(keys), timeout, target, unreadable_warn };
         let mut ping = redis::cmd("PING");
         ping.arg("augur");
         store
@@ -261,17 +264,28 @@ impl FeatureStore for RedisFeatureStore {
                 })
                 .collect();
             let replies = self.run(cmds, self.timeout).await?;
-            Ok(replies
+            // One line per request at most, and one per second at most across requests.
+            let mut unreadable: Option<(usize, &str, RedisError)> = None;
+            let rows = replies
                 .into_iter()
                 .zip(ids)
                 .map(|(reply, id)| match reply {
                     Ok(reply) => row_from_reply(fields, reply),
                     Err(e) => {
-                        tracing::warn!(table, id, error = %e, "unreadable row served as missing");
+                        match &mut unreadable {
+                            Some((n, _, _)) => *n += 1,
+                            None => unreadable = Some((1, id, e)),
+                        }
                         None
                     }
                 })
-                .collect())
+                .collect();
+            if let Some((rows, first_id, error)) = unreadable
+                && let Some(suppressed) = self.unreadable_warn.ready()
+            {
+                tracing::warn!(table, rows, first_id, %error, suppressed, "unreadable rows served as missing");
+            }
+            Ok(rows)
         })
     }
 }

@@ -110,9 +110,36 @@ impl Prediction for PredictionService {
 
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let deadline = request.extensions().get::<CallDeadline>().map(|d| d.at);
-        let request = convert::predict_request(request.into_inner(), &self.limits).map_err(Error::from)?;
-        let prediction = self.predictor.predict(request, deadline).await?;
-        Ok(Response::new(convert::predict_response(prediction)))
+        let mut request = convert::predict_request(request.into_inner(), &self.limits).map_err(Error::from)?;
+        if request.request_id.is_empty() {
+            request.request_id = uuid::Uuid::new_v4().to_string();
+        }
+        // Kept for the log lines below: the request moves into the predictor.
+        let request_id = request.request_id.clone();
+        let candidates = request.candidates.len();
+        match self.predictor.predict(request, deadline).await {
+            Ok(prediction) => {
+                tracing::debug!(
+                    request_id,
+                    candidates,
+                    model = %prediction.model_name,
+                    version = %prediction.model_version,
+                    fallbacks = prediction.fallbacks.len(),
+                    "predict"
+                );
+                Ok(Response::new(convert::predict_response(prediction)))
+            }
+            Err(error) => {
+                // Server-side failures always carry the request id; a caller's mistakes only at debug.
+                match error.code() {
+                    tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::DataLoss => {
+                        tracing::warn!(request_id, candidates, %error, "predict failed")
+                    }
+                    code => tracing::debug!(request_id, candidates, ?code, %error, "predict failed"),
+                }
+                Err(error.into())
+            }
+        }
     }
 
     async fn get_features(
