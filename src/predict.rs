@@ -15,8 +15,7 @@ use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
 use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
 use crate::fetch::{FeatureStore, FetchError, Row, Value};
-use crate::sample_log::buffer::SnapshotQueue;
-use crate::sample_log::joiner::Joiner;
+use crate::sample_log::Samples;
 use crate::sample_log::snapshot::{Served, now_ms};
 use crate::scene::{Scene, Stage};
 
@@ -60,15 +59,6 @@ pub struct Predictor {
     fetch: FetchConfig,
     /// The sample pipeline's ends: snapshots out, events in (`None`: sample logging off).
     samples: Option<Samples>,
-}
-
-/// What the request path holds of the sample pipeline.
-#[derive(Debug, Clone)]
-pub struct Samples {
-    /// Predict queues what it served here.
-    pub queue: SnapshotQueue,
-    /// ReportEvents joins events here.
-    pub joiner: Arc<Joiner>,
 }
 
 impl Predictor {

@@ -24,3 +24,12 @@ pub mod tail;
 
 #[cfg(test)]
 mod tests;
+
+/// What the request path holds of the sample pipeline.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// Predict queues what it served here.
+    pub queue: buffer::SnapshotQueue,
+    /// ReportEvents joins events here.
+    pub joiner: std::sync::Arc<joiner::Joiner>,
+}

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::Samples;
 use super::buffer::SnapshotQueue;
 use super::file::{LogError, SegmentLog, spawn_syncer};
 use super::join::memory::MemoryJoinStore;
@@ -28,7 +29,6 @@ use super::sink::SampleSink;
 use super::snapshot::now_ms;
 use super::tail::{TailConfig, spawn_tail};
 use crate::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
-use crate::predict::Samples;
 use crate::telemetry::SampleMetrics;
 
 /// File of the in-memory join store's content between a graceful shutdown and the next start.

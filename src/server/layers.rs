@@ -203,7 +203,10 @@ where
                 let method = if code == Code::Unimplemented { "unknown".to_owned() } else { path };
                 let duration = metrics.duration.get_or_create(&MethodLabels { method: method.clone() }).clone();
                 duration.record(started.elapsed());
-                metrics.requests.get_or_create(&RpcLabels { method, code: code_name(code).to_owned() }).inc();
+                metrics
+                    .requests
+                    .get_or_create(&RpcLabels { method, code: crate::telemetry::code_name(code).to_owned() })
+                    .inc();
             }
             response
         })
@@ -216,29 +219,6 @@ fn response_code(headers: &HeaderMap) -> Code {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
         .map_or(Code::Ok, Code::from_i32)
-}
-
-/// The canonical upper-case name of a status code (the `code` label).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 // === Deadline ===

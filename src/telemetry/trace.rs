@@ -173,7 +173,7 @@ pub fn server_span(path: &str, headers: &http::HeaderMap) -> tracing::Span {
 /// method is renamed `_OTHER`, so caller-chosen paths do not become span names.
 pub fn record_status(span: &tracing::Span, code: Code) {
     span.record("rpc.grpc.status_code", code as i64);
-    span.record("rpc.response.status_code", crate::server::layers::code_name(code));
+    span.record("rpc.response.status_code", super::code_name(code));
     if code == Code::Unimplemented {
         span.record("otel.name", "_OTHER");
         span.record("rpc.method", "_OTHER");
