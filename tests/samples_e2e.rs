@@ -65,9 +65,33 @@ async fn a_restart_keeps_pending_joins() {
         client.predict(r.clone()).await.expect("predict");
         features.insert(r.request_id.clone(), client.get_features(features_request(&r)).await.unwrap().into_inner());
     }
-    // Accepted snapshots may still be queued at the signal: the shutdown holds them all.
-    let accepted = wait_for(&server.metrics, "augur_samples_snapshots_total{scene=\"ranking\"}", n as f64).await;
+    wait_for(&server.metrics, "augur_samples_snapshots_total{scene=\"ranking\"}", n as f64).await;
+    // The signal lands under load: four callers keep predicting through the drain (their later
+    // calls fail once the listener closes). Snapshots accepted up to the last answered call may
+    // still be queued: the shutdown must hold them all.
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let mut client = server.client().await;
+        load.push(tokio::spawn(async move {
+            for k in 0.. {
+                let mut r = request(100 + worker * 10_000 + k);
+                r.request_id = format!("load-{worker}-{k}");
+                if client.predict(r).await.is_err() {
+                    return k;
+                }
+            }
+            unreachable!()
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let metrics = server.metrics.clone();
     server.stop().await;
+    let mut answered = 0;
+    for worker in load {
+        answered += worker.await.unwrap();
+    }
+    let accepted = metric(&metrics.render(), "augur_samples_snapshots_total{scene=\"ranking\"}");
+    assert_eq!(accepted, (n + answered) as f64, "one snapshot per answered Predict");
     assert!(dir.path().join("pending.bin").exists(), "pending joins written at shutdown");
 
     let server = common::start(samples_config(dir.path(), "")).await;
