@@ -4,7 +4,7 @@
 # held in the in-memory join store and journaled to disk), one with sample logging off; `augur
 # bench` drives them alternately (off, on, off, on) so machine noise hits both. Also prints the
 # snapshot bytes per candidate the join store holds.
-# Usage: scripts/bench_samples.sh [seconds per step, default 15]. Writes target/bench/samples_*.json.
+# Usage: [SAMPLE_RATE=1.0] scripts/bench_samples.sh [seconds per step, default 15]. Writes target/bench/samples_*.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
@@ -34,7 +34,7 @@ start() { # name, extra env...
 start off
 # Nobody reports events here: snapshots wait out a 10 s window (waits below it), then expire; 2 GiB
 # of join store holds the window at this rate.
-start on AUGUR__SAMPLES__ENABLED=true AUGUR__SAMPLES__RATE=1.0 AUGUR__SAMPLES__LOG__DIR="$work/samples" \
+start on AUGUR__SAMPLES__ENABLED=true AUGUR__SAMPLES__RATE="${SAMPLE_RATE:-1.0}" AUGUR__SAMPLES__LOG__DIR="$work/samples" \
   AUGUR__SAMPLES__JOIN__WINDOW_S=10 AUGUR__SAMPLES__JOIN__POSITIVE_WAIT_S__CLICK=5 \
   AUGUR__SAMPLES__JOIN__POSITIVE_WAIT_S__CONVERSION=5 AUGUR__SAMPLES__JOIN__STORE__KIND=memory \
   AUGUR__SAMPLES__JOIN__STORE__MAX_BYTES=2147483648
