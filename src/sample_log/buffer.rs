@@ -3,6 +3,7 @@
 //! `drop_newest` refuses at once, `block` waits at most `block_timeout_ms`; both count what they
 //! drop (`augur_samples_dropped_total{reason="queue_full"}`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -18,6 +19,42 @@ pub struct SnapshotQueue {
     tx: mpsc::Sender<Served>,
     config: std::sync::Arc<SamplesConfig>,
     metrics: SampleMetrics,
+    progress: std::sync::Arc<Progress>,
+}
+
+/// How far the joiner is behind the queue: ReportEvents waits (bounded) until every snapshot
+/// queued before it is held, so an event cannot overtake its own prediction on this replica and
+/// come back ORPHAN.
+#[derive(Debug, Default)]
+pub struct Progress {
+    queued: AtomicU64,
+    held: AtomicU64,
+    moved: tokio::sync::Notify,
+}
+
+// === impl Progress ===
+
+impl Progress {
+    /// The joiner took one snapshot off the queue (held or dropped).
+    pub fn held_one(&self) {
+        self.held.fetch_add(1, Ordering::Release);
+        self.moved.notify_waiters();
+    }
+
+    /// Waits until every snapshot queued so far is off the queue, or `bound` passed.
+    pub async fn caught_up(&self, bound: Duration) {
+        let target = self.queued.load(Ordering::Acquire);
+        let wait = async {
+            loop {
+                let moved = self.moved.notified();
+                if self.held.load(Ordering::Acquire) >= target {
+                    return;
+                }
+                moved.await;
+            }
+        };
+        let _ = tokio::time::timeout(bound, wait).await;
+    }
 }
 
 // === impl SnapshotQueue ===
@@ -26,7 +63,12 @@ impl SnapshotQueue {
     /// A queue of `config.queue_capacity` snapshots; the receiver goes to the joiner.
     pub fn new(config: std::sync::Arc<SamplesConfig>, metrics: SampleMetrics) -> (Self, mpsc::Receiver<Served>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        (SnapshotQueue { tx, config, metrics }, rx)
+        (SnapshotQueue { tx, config, metrics, progress: std::sync::Arc::default() }, rx)
+    }
+
+    /// The queue's progress, shared with the joiner.
+    pub fn progress(&self) -> std::sync::Arc<Progress> {
+        std::sync::Arc::clone(&self.progress)
     }
 
     /// Whether `request_id` in `scene` is logged: a hash of the id against the scene's rate, so
@@ -53,6 +95,7 @@ impl SnapshotQueue {
             }
         };
         if sent {
+            self.progress.queued.fetch_add(1, Ordering::Release);
             self.metrics.snapshots.get_or_create(&SceneLabels { scene }).inc();
             self.metrics.queue_depth.inc();
         } else {

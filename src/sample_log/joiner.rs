@@ -11,6 +11,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::buffer::Progress;
 use super::join::{Added, Event, JoinError, JoinStore};
 use super::snapshot::{self, Served, now_ms};
 use crate::config::SamplesConfig;
@@ -36,7 +37,12 @@ pub struct Joiner {
     metrics: SampleMetrics,
     /// The longest positive wait: an impressed candidate is emitted this long after its first event.
     wait_ms: i64,
+    /// The snapshot queue's progress (none in tests that hold snapshots directly).
+    progress: Option<Arc<Progress>>,
 }
+
+/// How long ReportEvents waits for the joiner to hold snapshots queued before it.
+const CATCH_UP: Duration = Duration::from_millis(200);
 
 // === impl Joiner ===
 
@@ -49,7 +55,13 @@ impl Joiner {
         metrics: SampleMetrics,
     ) -> Self {
         let wait_ms = config.join.positive_wait_s.values().copied().max().unwrap_or(0) as i64 * 1000;
-        Joiner { config, store, writer, metrics, wait_ms }
+        Joiner { config, store, writer, metrics, wait_ms, progress: None }
+    }
+
+    /// Makes ReportEvents wait (at most 200 ms) for snapshots queued before it.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// The store (restart persistence, tests).
@@ -84,6 +96,9 @@ impl Joiner {
     /// ReportEvents: one result per event, in order. Fails whole only when the store cannot be
     /// reached (then nothing was acknowledged and the caller retries).
     pub async fn report(&self, events: Vec<proto::Event>, max_id_bytes: usize) -> Result<Vec<EventResult>, JoinError> {
+        if let Some(progress) = &self.progress {
+            progress.caught_up(CATCH_UP).await;
+        }
         let now = now_ms();
         let mut results = Vec::with_capacity(events.len());
         let mut records = Vec::new();
@@ -236,6 +251,7 @@ impl Joiner {
                     Some(served) => {
                         self.metrics.queue_depth.dec();
                         self.hold(served).await;
+                        self.progress.iter().for_each(|p| p.held_one());
                     }
                     None => break,
                 },
@@ -247,6 +263,7 @@ impl Joiner {
         while let Some(served) = rx.recv().await {
             self.metrics.queue_depth.dec();
             self.hold(served).await;
+            self.progress.iter().for_each(|p| p.held_one());
         }
         self.tick().await;
     }

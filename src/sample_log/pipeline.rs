@@ -153,8 +153,9 @@ impl SamplePipeline {
             }
         };
         let writer: Arc<dyn RecordWriter> = Arc::clone(&log) as _;
-        let joiner = Arc::new(Joiner::new(Arc::clone(&config), store, writer, metrics.clone()));
         let (queue, rx) = SnapshotQueue::new(Arc::clone(&config), metrics.clone());
+        let joiner =
+            Arc::new(Joiner::new(Arc::clone(&config), store, writer, metrics.clone()).with_progress(queue.progress()));
         let joiner_stop = CancellationToken::new();
         let joiner_task = tokio::spawn(Arc::clone(&joiner).run(rx, joiner_stop.clone()));
         syncers.push(spawn_syncer(Arc::clone(&log), interval, syncer_stop.clone()));
