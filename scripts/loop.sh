@@ -98,6 +98,9 @@ enabled = true
 dir = "$work/samples"
 [samples.join]
 tick_ms = 200
+# Predictions are held this long for their events (which come 0.2 s after them): bounds the
+# in-memory join store at full-mode rates.
+window_s = 60
 # A sample is emitted after the longest wait: set both.
 positive_wait_s = { click = 2, conversion = 2 }
 EOF
@@ -110,7 +113,9 @@ record "start (moto, publish v1, serve)" "$t"
 
 echo "== serve + traffic: $requests requests"
 t=$(now)
-simulate=("$augur" simulate --addr "http://127.0.0.1:$grpc_port" --concurrency "$concurrency")
+# Each request: 20 candidates by popularity, the 10 best-scored shown (impressed); events are
+# reported 1 s after the prediction (sooner, some overtake their snapshot into the join: orphans).
+simulate=("$augur" simulate --addr "http://127.0.0.1:$grpc_port" --concurrency "$concurrency" --candidates 20 --shown 10 --report-delay-ms 1000)
 "${simulate[@]}" --requests "$requests" --seed 1 --json >"$work/traffic.json"
 $py -c 'import json,sys; r=json.load(open(sys.argv[1])); print("traffic:", {k: r[k] for k in ("requests","failures","versions","impressions","clicks","seconds")})' "$work/traffic.json"
 impressions=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["impressions"])' "$work/traffic.json")
@@ -129,7 +134,7 @@ wait_for "$impressions samples in the log" 120 emitted || { curl -sf "http://127
 # The held-out log doubles as the layout (meta.json) samples.py needs: same scene, same spec.
 "$augur" demo-data --out "$work/heldout" --impressions "$heldout" --impressions-seed 1000 2>/dev/null
 "$augur" features export --scene ranking --impressions "$work/heldout/impressions.csv" --out "$work/heldout_export" >/dev/null
-echo "samples: $(metric 'augur_samples_emitted_total{kind="sample"}') joined, $(metric 'augur_samples_emitted_total{kind="orphan"}' | grep . || echo 0) orphan events"
+echo "samples: $(metric 'augur_samples_emitted_total{kind="sample"}') joined, $(metric 'augur_samples_emitted_total{kind="orphan"}' | grep . || echo 0) orphan events; dropped: $(curl -sf "http://127.0.0.1:$admin_port/metrics" | awk '/^augur_samples_dropped_total/ { printf "%s ", $0 }')"
 "$augur" samples dump --log "$work/samples" | $py tools/train/samples.py --meta "$work/heldout_export/meta.json" \
   --out "$work/train" --label click
 record "samples (join, dump, convert)" "$t"
