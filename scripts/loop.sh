@@ -113,9 +113,12 @@ record "start (moto, publish v1, serve)" "$t"
 
 echo "== serve + traffic: $requests requests"
 t=$(now)
-# Each request: 20 candidates by popularity, the 10 best-scored shown (impressed); events are
-# reported 1 s after the prediction (sooner, some overtake their snapshot into the join: orphans).
-simulate=("$augur" simulate --addr "http://127.0.0.1:$grpc_port" --concurrency "$concurrency" --candidates 20 --shown 10 --report-delay-ms 1000)
+# Each request: 20 candidates by popularity, the 10 best-scored shown (impressed), or 10 random
+# ones for 30% of requests: a log of only what v1 ranks high teaches the next model little about
+# the rest (full mode, held-out AUC of v2: 0.62 without exploration, 0.65 with it). Events come 1 s after
+# the prediction (sooner, some overtake their snapshot into the join and end as orphans).
+simulate=("$augur" simulate --addr "http://127.0.0.1:$grpc_port" --concurrency "$concurrency"
+  --candidates 20 --shown 10 --explore 0.3 --report-delay-ms 1000)
 "${simulate[@]}" --requests "$requests" --seed 1 --json >"$work/traffic.json"
 $py -c 'import json,sys; r=json.load(open(sys.argv[1])); print("traffic:", {k: r[k] for k in ("requests","failures","versions","impressions","clicks","seconds")})' "$work/traffic.json"
 impressions=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["impressions"])' "$work/traffic.json")

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -41,6 +42,10 @@ pub struct SimulateConfig {
     pub candidates: usize,
     /// Top-scored candidates shown (impressed) per request.
     pub shown: usize,
+    /// Share of requests (0..1) that show `shown` random candidates instead of the best-scored:
+    /// without exploration the log only holds what the serving model already ranks high, and a
+    /// model trained on it learns little about the rest.
+    pub explore: f64,
     /// Seed of the simulated users' choices and clicks.
     pub seed: u64,
     /// Keep sending until a response comes from this model version.
@@ -138,7 +143,9 @@ pub enum SimulateError {
         source: tonic::transport::Error,
     },
     /// Nothing to draw from.
-    #[error("--candidates must be between 1 and the catalogue's {items} items, and --shown at most --candidates")]
+    #[error(
+        "--candidates must be between 1 and the catalogue's {items} items, --shown at most --candidates, --explore in 0..1"
+    )]
     Sizes {
         /// Items in the catalogue.
         items: usize,
@@ -159,7 +166,8 @@ struct Shared {
 /// Sends the traffic and reports. Failed calls are in the report, not an `Err`.
 pub async fn run(config: &SimulateConfig) -> Result<SimulateReport, SimulateError> {
     let world = World::new(&config.world);
-    if config.candidates == 0 || config.candidates > world.items() || config.shown > config.candidates {
+    let sizes_ok = config.candidates > 0 && config.candidates <= world.items() && config.shown <= config.candidates;
+    if !sizes_ok || !(0.0..=1.0).contains(&config.explore) {
         return Err(SimulateError::Sizes { items: world.items() });
     }
     let client = client::connect(&config.addr, Duration::from_secs(30))
@@ -247,9 +255,14 @@ async fn worker(
         if config.until_version.as_deref() == Some(response.model_version.as_str()) {
             shared.reached.store(true, Ordering::Relaxed);
         }
-        // The feed shows the best-scored candidates; only those can be clicked.
+        // The feed shows the best-scored candidates (or, exploring, random ones); only those can
+        // be clicked.
         let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by(|&a, &b| response.scores[b].total_cmp(&response.scores[a]));
+        if rng.random_bool(config.explore) {
+            order.shuffle(&mut rng);
+        } else {
+            order.sort_by(|&a, &b| response.scores[b].total_cmp(&response.scores[a]));
+        }
         let mut events = Vec::with_capacity(config.shown * 2);
         for &k in order.iter().take(config.shown) {
             let event = |kind: &str| Event {

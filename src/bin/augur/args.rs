@@ -204,6 +204,9 @@ pub(crate) struct SimulateArgs {
     /// Top-scored candidates shown (impressed) per request.
     #[arg(long, default_value_t = 10)]
     pub(crate) shown: usize,
+    /// Share of requests (0..1) that show random candidates instead of the best-scored.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) explore: f64,
     /// Seed of the users' choices and clicks.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
