@@ -42,6 +42,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Interrupted: exit, so the EXIT trap stops what was started.
+trap 'exit 130' INT TERM
 
 steps=()
 now() { date +%s.%N; }

@@ -1,6 +1,7 @@
 //! `augur simulate`: the users of the demo catalogue, calling a running augur the way a feed
 //! would. Each request picks a user, `candidates` items by popularity and an (hour, device)
-//! context, calls Predict, "shows" the `shown` best-scored items (impression events) and draws a
+//! context, calls Predict, "shows" the `shown` best-scored items (for an `explore` share of
+//! requests, `shown` random ones) as impression events and draws a
 //! click for each from the demo's true click model ([`World::click_probability`], the one
 //! `augur demo-data` labels with), then reports the events with ReportEvents. So the sample log
 //! fills with labels a trainer can learn the hidden world from, and `scripts/loop.sh` can close
@@ -315,5 +316,18 @@ mod tests {
             assert_eq!(sorted.len(), 20, "{c:?}");
             assert!(c.iter().all(|&i| i < spec.items));
         }
+    }
+
+    #[test]
+    fn a_failed_call_a_rejected_event_or_a_missing_version_fails_the_run() {
+        let clean = SimulateReport { requests: 3, reached_version: true, ..SimulateReport::default() };
+        assert!(clean.ok());
+        let mut failed = clean.clone();
+        failed
+            .merge(SimulateReport { failures: [("Predict: Unavailable".to_owned(), 1)].into(), ..Default::default() });
+        assert_eq!((failed.failed(), failed.requests), (1, 3));
+        assert!(!failed.ok());
+        assert!(!SimulateReport { rejected: 1, ..clean.clone() }.ok());
+        assert!(!SimulateReport { reached_version: false, ..clean }.ok());
     }
 }
