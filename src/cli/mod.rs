@@ -9,6 +9,8 @@
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
 //! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
 //!   directory, validated against the scene's spec before anything is uploaded.
+//! - [`simulate`] — `augur simulate`: the demo catalogue's users calling a running server, clicking
+//!   by the demo's true click model and reporting the events.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
 pub mod client;
@@ -18,3 +20,4 @@ pub mod load;
 pub mod loadgen;
 pub mod models;
 pub mod samples;
+pub mod simulate;

@@ -1,6 +1,6 @@
 //! The command line: every subcommand, flag and default, as clap structs. The bodies live in one
 //! file per group (`serve.rs`, `predict.rs`, `bench.rs`, `demo.rs`, `features.rs`,
-//! `samples.rs`, `models.rs`).
+//! `samples.rs`, `models.rs`, `simulate.rs`).
 
 use std::path::PathBuf;
 
@@ -23,6 +23,9 @@ pub(crate) enum Command {
     DemoData(DemoDataArgs),
     /// Generate the search_suggest demo: the suggestion catalogue and (with --log) a query log.
     SuggestDemoData(SuggestDemoDataArgs),
+    /// Simulated demo users: Predict, show the top-scored items, click by the demo's true click
+    /// model, ReportEvents. Exits non-zero if any call failed.
+    Simulate(SimulateArgs),
     /// Load generator: drive a running augur and report throughput and latency percentiles.
     Bench(BenchArgs),
     /// The ceiling: raw ONNX Runtime throughput on a model at a fixed batch shape.
@@ -176,6 +179,58 @@ pub(crate) struct DemoDataArgs {
     /// RNG seed.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+    /// Draw the impressions from this seed instead (same catalogue: a held-out log).
+    #[arg(long)]
+    pub(crate) impressions_seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SimulateArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub(crate) addr: String,
+    /// Scene (its spec must read the demo catalogue).
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// Requests to send (with --until-version: at least this many).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) requests: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) concurrency: usize,
+    /// Candidates per request.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) candidates: usize,
+    /// Top-scored candidates shown (impressed) per request.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) shown: usize,
+    /// Share of requests (0..1) that show random candidates instead of the best-scored.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) explore: f64,
+    /// Seed of the users' choices and clicks.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Keep sending until a response comes from this model version.
+    #[arg(long)]
+    pub(crate) until_version: Option<String>,
+    /// Give up after this many seconds (a failure when --until-version has not answered).
+    #[arg(long, default_value_t = 600.0)]
+    pub(crate) max_seconds: f64,
+    /// Report each request's events this long after its Predict answered.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) report_delay_ms: u64,
+    /// Catalogue users (as `augur demo-data` wrote them).
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) users: usize,
+    /// Catalogue items.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) items: usize,
+    /// Catalogue seed.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) catalogue_seed: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,8 +6,9 @@ use augur::cli::demo;
 
 use crate::args::{DemoDataArgs, SuggestDemoDataArgs};
 
-pub(crate) fn ranking(DemoDataArgs { out, users, items, impressions, seed }: DemoDataArgs) -> anyhow::Result<()> {
-    let spec = demo::DemoSpec { users, items, impressions, seed, ..Default::default() };
+pub(crate) fn ranking(args: DemoDataArgs) -> anyhow::Result<()> {
+    let DemoDataArgs { out, users, items, impressions, seed, impressions_seed } = args;
+    let spec = demo::DemoSpec { users, items, impressions, seed, impressions_seed, ..Default::default() };
     demo::generate(&spec, &out).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("demo data written to {}", out.display());
     Ok(())

@@ -11,6 +11,7 @@ mod models;
 mod predict;
 mod samples;
 mod serve;
+mod simulate;
 
 use augur::config::{Config, LogConfig};
 use augur::telemetry::trace::OtlpTraces;
@@ -57,6 +58,7 @@ async fn run(command: Command, config: Option<Config>, traces: Option<OtlpTraces
     match command {
         Command::Serve(_) => serve::run(config.expect("serve loads its config before tracing"), traces).await,
         Command::Predict(args) => predict::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
         Command::Bench(args) => bench::load(args).await,
         Command::BenchOrt(args) => bench::raw_ort(args).await,
         Command::DemoData(args) => demo::ranking(args),

@@ -9,10 +9,10 @@
 mod ranking;
 mod suggest;
 
-pub use ranking::{DemoSpec, generate};
+pub use ranking::{DemoSpec, World, draw_item, generate, popularity};
 pub use suggest::{SuggestSpec, SuggestSummary, generate_suggestions};
 
 /// Item (and suggestion) categories, `c0..c19`; user segment `sN` names category `cN`.
 const CATEGORIES: usize = 20;
 /// Devices a request comes from.
-const DEVICES: [&str; 3] = ["ios", "android", "web"];
+pub const DEVICES: [&str; 3] = ["ios", "android", "web"];
