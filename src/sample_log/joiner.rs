@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::Progress;
-use super::join::{Added, Event, JoinError, JoinStore};
+use super::join::{Added, Event, JoinError, JoinStore, Joined};
 use super::snapshot::{self, Served, now_ms};
 use crate::config::SamplesConfig;
 use crate::proto::{self, EventResult, EventStatus, LogRecord, Snapshot};
@@ -121,17 +121,7 @@ impl Joiner {
                 }
                 Added::Late { revision } => {
                     if let Some(joined) = self.store.joined(&event.request_id, &event.item_id, revision).await? {
-                        match Snapshot::decode(joined.snapshot) {
-                            Ok(s) => records.extend(
-                                snapshot::samples(&s, &joined.item_id, &joined.labels, revision, now)
-                                    .into_iter()
-                                    .map(|r| (r, "correction")),
-                            ),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "held snapshot does not decode");
-                                self.drop_count("corrupt_snapshot");
-                            }
-                        }
+                        records.extend(self.cut(joined, now, "correction"));
                     }
                     EventStatus::Accepted
                 }
@@ -211,6 +201,22 @@ impl Joiner {
         }
     }
 
+    /// The records of a joined candidate (one per position it held), tagged `kind`; a held
+    /// snapshot that does not decode is counted and yields none.
+    fn cut(&self, joined: Joined, now: i64, kind: &'static str) -> Vec<(LogRecord, &'static str)> {
+        match Snapshot::decode(joined.snapshot) {
+            Ok(s) => snapshot::samples(&s, &joined.item_id, &joined.labels, joined.revision, now)
+                .into_iter()
+                .map(|r| (r, kind))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "held snapshot does not decode");
+                self.drop_count("corrupt_snapshot");
+                Vec::new()
+            }
+        }
+    }
+
     /// Emits every candidate due by now; returns how many samples were written.
     pub async fn emit_due(&self) -> Result<usize, JoinError> {
         let mut written = 0;
@@ -220,17 +226,7 @@ impl Joiner {
             let claimed = due.len();
             let mut records = Vec::new();
             for joined in due {
-                match Snapshot::decode(joined.snapshot) {
-                    Ok(s) => records.extend(
-                        snapshot::samples(&s, &joined.item_id, &joined.labels, 0, now)
-                            .into_iter()
-                            .map(|r| (r, "sample")),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "held snapshot does not decode");
-                        self.drop_count("corrupt_snapshot");
-                    }
-                }
+                records.extend(self.cut(joined, now, "sample"));
             }
             written += records.len();
             self.write(records);

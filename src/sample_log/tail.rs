@@ -12,9 +12,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::file::{LogError, SegmentLog, WarnEvery};
+use super::file::{LogError, SegmentLog};
 use super::record::Record;
 use super::sink::SampleSink;
+use crate::telemetry::LogEvery;
 use crate::telemetry::{SampleMetrics, SinkLabels};
 
 /// How a tail driver batches, retries and drains.
@@ -65,7 +66,7 @@ struct Tail {
     /// Set once cancelled: the driver stops at this instant at the latest.
     deadline: Option<Instant>,
     cursor: u64,
-    warn: WarnEvery,
+    warn: LogEvery,
 }
 
 /// Why a step ended the driver.
@@ -95,7 +96,7 @@ impl Tail {
             cancel,
             deadline: None,
             cursor,
-            warn: WarnEvery::new(Duration::from_secs(10)),
+            warn: LogEvery::new(Duration::from_secs(10)),
         }
     }
 

@@ -669,7 +669,7 @@ pub fn spawn_syncer(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut warn = WarnEvery::new(Duration::from_secs(10));
+        let warn = crate::telemetry::LogEvery::new(Duration::from_secs(10));
         loop {
             let stop = tokio::select! {
                 _ = cancel.cancelled() => true,
@@ -691,28 +691,4 @@ pub fn spawn_syncer(
             }
         }
     })
-}
-
-/// Rate limit for a warning that could otherwise repeat every few milliseconds.
-#[derive(Debug)]
-pub(crate) struct WarnEvery {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnEvery {
-    pub(crate) fn new(every: Duration) -> Self {
-        WarnEvery { every, last: None, suppressed: 0 }
-    }
-
-    /// `Some(suppressed since the last one)` when a warning may be logged now.
-    pub(crate) fn ready(&mut self) -> Option<u64> {
-        if self.last.is_some_and(|t| t.elapsed() < self.every) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(Instant::now());
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }
