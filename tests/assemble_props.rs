@@ -1,5 +1,6 @@
 //! Property: whatever the store and the request hold, assembly never panics, every tensor has
-//! exactly rows × width values, every id lies in its input's vocabulary and every float is finite.
+//! exactly rows × width values, every id lies in its input's vocabulary and every float is finite;
+//! and rows kept by a store (memoized item encoding) assemble to exactly what fresh rows do.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +52,16 @@ proptest! {
         let view = RequestView::new(&user_id, &context, &candidates);
         let out = assemble(&spec, view, user.as_ref(), &rows);
         prop_assert_eq!(out.rows, rows.len());
+        // Rows a store keeps (a second `Arc`) are encoded once into their memo; the first
+        // request builds it, the second reads it: both must equal the row-by-row encoding.
+        let kept: Vec<Option<Arc<Row>>> = rows.iter().map(|r| r.as_deref().cloned().map(Arc::new)).collect();
+        let store = kept.clone();
+        for _ in 0..2 {
+            let memoized = assemble(&spec, RequestView::new(&user_id, &context, &candidates), user.as_ref(), &kept);
+            prop_assert_eq!(&memoized.tensors, &out.tensors);
+            prop_assert_eq!(&memoized.fallbacks, &out.fallbacks);
+        }
+        drop(store);
         for (tensor, input) in out.tensors.iter().zip(&spec.inputs) {
             match &tensor.data {
                 TensorData::I64(v) => {

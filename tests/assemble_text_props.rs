@@ -86,6 +86,16 @@ proptest! {
         // Deterministic: the same request assembles to the same tensors.
         let again = assemble(&spec, RequestView::new(&user_id, &context, &candidates), user.as_ref(), &rows);
         prop_assert_eq!(&again.tensors, &out.tensors);
+        // Rows a store keeps are encoded once into their memo (built by the first request, read
+        // by the second): the same tensors and fallbacks as fresh rows.
+        let kept: Vec<Option<Arc<Row>>> = rows.iter().map(|r| r.as_deref().cloned().map(Arc::new)).collect();
+        let store = kept.clone();
+        for _ in 0..2 {
+            let memoized = assemble(&spec, RequestView::new(&user_id, &context, &candidates), user.as_ref(), &kept);
+            prop_assert_eq!(&memoized.tensors, &out.tensors);
+            prop_assert_eq!(&memoized.fallbacks, &out.fallbacks);
+        }
+        drop(store);
         for (tensor, input) in out.tensors.iter().zip(&spec.inputs) {
             match &tensor.data {
                 TensorData::I64(v) => prop_assert_eq!(v.len(), rows.len() * input.width),

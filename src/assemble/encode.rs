@@ -7,6 +7,7 @@
 //! reason.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -87,14 +88,7 @@ pub fn assemble(
     let mut fallbacks = Vec::new();
 
     // Shared features: encode into a one-row template, then copy into every row.
-    let mut template: Vec<TensorData> = spec
-        .inputs
-        .iter()
-        .map(|input| match input.dtype {
-            DType::Int64 => TensorData::I64(vec![0; input.width]),
-            DType::Float32 => TensorData::F32(vec![0.0; input.width]),
-        })
-        .collect();
+    let mut template = one_row(spec);
     let shared = Shared { user_id: Value::Str(request.user_id.to_owned()), request: &request, user_row };
     for feature in spec.features.iter().filter(|f| f.entity != Entity::Item) {
         let derived;
@@ -123,12 +117,19 @@ pub fn assemble(
         }
     }
 
-    // Item features: per candidate; request-time values override the store.
+    // Item features: per candidate; request-time values override the store. A shared row's
+    // own features come from its memo (encoded once per row, see `ItemMemo`); derived features
+    // and candidates with overrides are encoded here.
     let mut item_fallbacks: Vec<(usize, FallbackReason, Vec<u32>)> = Vec::new();
     for (index, ((item_id, overrides), row)) in request.candidates.iter().zip(item_rows).enumerate() {
-        let key = Value::Str(item_id.clone());
+        let memo = match row {
+            Some(row) if overrides.is_empty() => memo(spec, item_id, row),
+            _ => None,
+        };
+        // Built only when a feature reads `item.$key` outside the memo.
+        let key = OnceCell::new();
         let item = |field: &Field| match field {
-            Field::Key => Ok(&key),
+            Field::Key => Ok(key.get_or_init(|| Value::Str(item_id.clone()))),
             Field::Named(f) => match overrides.get(f) {
                 Some(v) => Ok(v),
                 None => match row {
@@ -138,19 +139,28 @@ pub fn assemble(
             },
         };
         for (feature_index, feature) in spec.features.iter().enumerate().filter(|(_, f)| f.entity == Entity::Item) {
-            let derived;
-            let found = match &feature.derive {
-                None => item(&feature.field),
-                Some(d) => {
-                    derived = derive(d, |s| match s.entity {
-                        Entity::Item => item(&s.field),
-                        _ => shared.value(s.entity, &s.field),
-                    });
-                    derived.as_ref().map_err(|r| *r)
+            let width = spec.inputs[feature.input].width;
+            let reason = match (memo, &feature.derive) {
+                (Some(memo), None) => {
+                    memo.copy_into(feature, &mut tensors[feature.input].data, index * width);
+                    memo.fallbacks[feature_index]
+                }
+                (_, derive_op) => {
+                    let derived;
+                    let found = match derive_op {
+                        None => item(&feature.field),
+                        Some(d) => {
+                            derived = derive(d, |s| match s.entity {
+                                Entity::Item => item(&s.field),
+                                _ => shared.value(s.entity, &s.field),
+                            });
+                            derived.as_ref().map_err(|r| *r)
+                        }
+                    };
+                    encode_feature(feature, found, &mut tensors[feature.input].data, index * width)
                 }
             };
-            let width = spec.inputs[feature.input].width;
-            if let Some(reason) = encode_feature(feature, found, &mut tensors[feature.input].data, index * width) {
+            if let Some(reason) = reason {
                 match item_fallbacks.iter_mut().find(|(f, r, _)| *f == feature_index && *r == reason) {
                     Some((_, _, list)) => list.push(index as u32),
                     None => item_fallbacks.push((feature_index, reason, vec![index as u32])),
@@ -187,6 +197,74 @@ impl Shared<'_> {
             (_, Field::Key) => unreachable!("spec compile rejects context.$key; item sources are read per candidate"),
         }
     }
+}
+
+/// An item row's encoding under one spec: the columns of every feature that reads the item row
+/// alone (not derived, no request-time override), as one row per input, and their fallbacks.
+/// Kept on the row ([`Row::memo`]) so a row that outlives the request — in the in-memory store
+/// or the local cache — is parsed, transformed and hashed once, not on every request.
+struct ItemMemo {
+    /// The id the row was encoded for: `item.$key` features depend on it, and a store could
+    /// hand the same row out under two ids.
+    id: String,
+    /// Per spec input, one row (only the memoized features' columns are meaningful).
+    columns: Vec<TensorData>,
+    /// Per spec feature, the fallback its memoized encoding reported.
+    fallbacks: Vec<Option<FallbackReason>>,
+}
+
+impl ItemMemo {
+    fn encode(spec: &Spec, id: &str, row: &Row) -> Self {
+        let mut columns = one_row(spec);
+        let key = Value::Str(id.to_owned());
+        let fallbacks = spec
+            .features
+            .iter()
+            .map(|feature| {
+                if feature.entity != Entity::Item || feature.derive.is_some() {
+                    return None;
+                }
+                let found = match &feature.field {
+                    Field::Key => Ok(&key),
+                    Field::Named(f) => row.get(f).ok_or(FallbackReason::MissingField),
+                };
+                encode_feature(feature, found, &mut columns[feature.input], 0)
+            })
+            .collect();
+        ItemMemo { id: id.to_owned(), columns, fallbacks }
+    }
+
+    /// Copies `feature`'s columns into `out` at the row starting at `row_start`.
+    fn copy_into(&self, feature: &Feature, out: &mut TensorData, row_start: usize) {
+        let (from, to) = (feature.offset, feature.offset + feature.width);
+        let at = row_start + feature.offset;
+        match (out, &self.columns[feature.input]) {
+            (TensorData::I64(o), TensorData::I64(m)) => o[at..at + feature.width].copy_from_slice(&m[from..to]),
+            (TensorData::F32(o), TensorData::F32(m)) => o[at..at + feature.width].copy_from_slice(&m[from..to]),
+            _ => unreachable!("memo and tensors share dtypes"),
+        }
+    }
+}
+
+/// The memoized encoding of `row` for candidate `id`, when the row is shared (held by a store or
+/// cache besides this request: a row read fresh for one request would pay for a memo it never
+/// reuses) and its memo slot is this spec's and this id's.
+fn memo<'r>(spec: &Spec, id: &str, row: &'r Arc<Row>) -> Option<&'r ItemMemo> {
+    if Arc::strong_count(row) < 2 {
+        return None;
+    }
+    row.memo(spec.item_memo_tag, |r| ItemMemo::encode(spec, id, r)).filter(|m| m.id == id)
+}
+
+/// One zeroed row per spec input.
+fn one_row(spec: &Spec) -> Vec<TensorData> {
+    spec.inputs
+        .iter()
+        .map(|input| match input.dtype {
+            DType::Int64 => TensorData::I64(vec![0; input.width]),
+            DType::Float32 => TensorData::F32(vec![0.0; input.width]),
+        })
+        .collect()
 }
 
 /// Computes a derived value from its two sources; the first source that is missing (or does not
@@ -505,6 +583,55 @@ features:
         let ctx = HashMap::new();
         let b = assemble(&spec, RequestView::new("u1", &ctx, &candidates), None, &[None]);
         assert_eq!(a.tensors[0].data, b.tensors[0].data);
+    }
+
+    #[test]
+    fn kept_rows_are_encoded_once_and_only_for_their_own_id() {
+        let spec = Spec::parse(
+            r#"
+scene: t
+entities: {user: {table: u, required: false}, item: {table: i}}
+inputs: [{name: ids, dtype: int64}]
+output: ctr
+features:
+  - {name: iid, source: item.$key, type: string, transform: [hash: {buckets: 1000}], input: ids}
+  - {name: cat, source: item.category, type: string, transform: [hash: {buckets: 100}], input: ids}
+  - {name: brand, source: item.brand, type: string, transform: [hash: {buckets: 100}], input: ids}
+"#,
+        )
+        .unwrap();
+        let ctx = HashMap::new();
+        let assemble_ids = |candidates: &[(String, HashMap<String, Value>)], rows: &[Option<Arc<Row>>]| {
+            let out = assemble(&spec, RequestView::new("u", &ctx, candidates), None, rows);
+            let TensorData::I64(ids) = out.tensors[0].data.clone() else { panic!() };
+            (ids, out.fallbacks)
+        };
+        let fresh = |id: &str, overrides: &[(&str, &str)]| {
+            let candidates = vec![(
+                id.to_string(),
+                overrides.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()))).collect(),
+            )];
+            assemble_ids(&candidates, &[Some(Arc::new(row(&[("category", "c1")])))])
+        };
+        // One row kept by the "store" and handed out for two ids (as a test double might).
+        let kept = Arc::new(row(&[("category", "c1")]));
+        let rows = vec![Some(Arc::clone(&kept)), Some(Arc::clone(&kept))];
+        let candidates: Vec<(String, HashMap<String, Value>)> =
+            ["a", "b"].iter().map(|id| (id.to_string(), HashMap::new())).collect();
+        let (ids, fallbacks) = assemble_ids(&candidates, &rows);
+        assert!(kept.memo::<ItemMemo>(spec.item_memo_tag, |_| unreachable!("memo built")).is_some());
+        let (a, b) = (fresh("a", &[]), fresh("b", &[]));
+        assert_eq!(ids, [a.0.clone(), b.0.clone()].concat(), "b must not reuse a's memo (item.$key differs)");
+        assert_ne!(a.0[0], b.0[0]);
+        assert_eq!(
+            fallbacks,
+            vec![Fallback { feature: "brand".into(), reason: FallbackReason::MissingField, candidates: vec![0, 1] }]
+        );
+        // Read from the memo now (already built): same again; an override bypasses it.
+        assert_eq!(assemble_ids(&candidates[..1], &rows[..1]).0, a.0);
+        let overridden = vec![("a".to_string(), HashMap::from([("category".to_string(), Value::Str("c2".into()))]))];
+        assert_eq!(assemble_ids(&overridden, &rows[..1]).0, fresh("a", &[("category", "c2")]).0);
+        assert_ne!(fresh("a", &[("category", "c2")]).0, a.0);
     }
 
     const TEXT_SPEC: &str = r#"

@@ -9,9 +9,9 @@
 pub mod cache;
 pub mod memory;
 pub mod redis;
+mod row;
 mod value;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,10 +21,8 @@ pub use cache::{CacheStats, CachedStore};
 pub use memory::MemoryStore;
 pub use redis::RedisFeatureStore;
 
+pub use row::Row;
 pub use value::Value;
-
-/// One entity's fields, by field name.
-pub type Row = HashMap<String, Value>;
 
 /// A boxed future: the trait is used as `dyn FeatureStore`, one allocation per fetch.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -159,6 +159,11 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         }
     }
     let [user_fields, item_fields] = spec_fields;
+    // Everything that decides the bytes an item row encodes to (steps, offsets, id bases,
+    // defaults, widths) is in the features' Debug form.
+    let item_memo_tag = xxhash_rust::xxh3::xxh3_64(
+        format!("{:?}", features.iter().filter(|f| f.entity == Entity::Item).collect::<Vec<_>>()).as_bytes(),
+    );
     Ok(Spec {
         scene: file.scene,
         user_table: file.entities.user.table,
@@ -171,6 +176,7 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         item_fields,
         context_fields,
         item_field_types,
+        item_memo_tag,
     })
 }
 

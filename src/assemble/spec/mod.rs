@@ -82,6 +82,10 @@ pub struct Spec {
     pub context_fields: HashMap<String, FeatureType>,
     /// Item field → declared type (request-time overrides allowed on candidates).
     pub item_field_types: HashMap<String, FeatureType>,
+    /// Fingerprint of how this spec encodes item features from an item row alone: the tag of
+    /// the encoding assembly memoizes on each row ([`crate::fetch::Row::memo`]). Specs with the
+    /// same item features share it.
+    pub item_memo_tag: u64,
 }
 
 // === impl Spec ===
