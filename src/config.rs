@@ -822,6 +822,12 @@ pub struct RedisConfig {
     /// Bound on establishing a connection, in ms (start-up and every reconnection attempt).
     #[serde(default = "default_redis_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Multiplexed connections to a single node, used in turn by successive reads. One
+    /// connection's replies are parsed by one task, which caps a busy server's read rate on a
+    /// single core; more connections spread that over the async workers (BENCHMARKS.md, "Fetch
+    /// stage against Redis"). A cluster keeps one connection per node.
+    #[serde(default = "default_redis_connections")]
+    pub connections: usize,
     /// CA certificate (PEM) that signed the server's certificate, for `rediss://` URLs to a Redis
     /// with a private CA; without it the system's roots are used.
     #[serde(default)]
@@ -845,6 +851,9 @@ fn default_redis_namespace() -> String {
 }
 const fn default_redis_timeout_ms() -> u64 {
     50
+}
+const fn default_redis_connections() -> usize {
+    2
 }
 const fn default_redis_connect_timeout_ms() -> u64 {
     1000
@@ -1391,6 +1400,7 @@ impl RedisConfig {
                 return Err(invalid(&format!("store.urls[{i}]"), &format!("`{}`: {e}", redact_url(url))));
             }
         }
+        in_range("store.connections", self.connections, 1, 64)?;
         if let Some(path) = &self.tls_ca_path
             && !path.is_file()
         {
@@ -1663,6 +1673,8 @@ mod tests {
 
         for (toml, key) in [
             ("timeout_ms = 0", "store.timeout_ms"),
+            ("connections = 0", "store.connections"),
+            ("connections = 65", "store.connections"),
             ("urls = [\"redis://a:1\", \"redis://b:1\"]", "store.urls"),
             ("urls = [\"http://x\"]", "store.urls[0]"),
             ("key_template = \"{namespace}:{id}\"", "store.key_template"),

@@ -135,3 +135,20 @@ async fn cached_items_score_the_same_and_new_ids_appear_after_the_negative_ttl()
     assert!(cached_from.elapsed() > std::time::Duration::from_secs(1), "{:?}", cached_from.elapsed());
     served.stop().await;
 }
+
+#[tokio::test]
+async fn successive_reads_take_the_configured_connections_in_turn() {
+    let redis = RedisServer::start();
+    let config = redis_demo_config(&[redis.url()], false, "connections = 3");
+    let store = RedisFeatureStore::connect(redis_config(&config)).await.unwrap();
+    let _: () = redis.query(redis::cmd("HSET").arg("augur:items:a").arg("price").arg("0.1")).unwrap();
+    let fields = vec!["price".to_owned()];
+    for _ in 0..6 {
+        let rows = store.get_rows("items", &["a", "b"], &fields).await.unwrap();
+        assert_eq!(rows[0].as_ref().expect("row a")["price"], Value::Str("0.1".into()));
+    }
+    // Every one of the three connections has served reads (its last command was HMGET).
+    let clients: String = redis.query(redis::cmd("CLIENT").arg("LIST")).unwrap();
+    let reading = clients.lines().filter(|l| l.contains("cmd=hmget")).count();
+    assert_eq!(reading, 3, "{clients}");
+}

@@ -36,9 +36,14 @@
 //!
 //! # Single node
 //!
-//! A [`ConnectionManager`]: one multiplexed connection shared by every request, re-established in
-//! the background with exponential backoff (capped at one second) when it drops. All `HMGET`s of
-//! a call go out as one pipeline: one write, one round trip, whatever the candidate count.
+//! `store.connections` (default 2) [`ConnectionManager`]s, each one multiplexed connection
+//! shared by every request and re-established in the background with exponential backoff (capped
+//! at one second) when it drops; successive reads take them in turn. One connection's replies are
+//! parsed by one task: under load that task, not Redis, was the limit (flat item rate whatever the
+//! concurrency, Redis at a third of a core), so a second connection lets two workers parse. All
+//! `HMGET`s of a call go out as one pipeline on one connection: one write, one round trip,
+//! whatever the candidate count. Rows are positional ([`Row::positional`]): the field names of a
+//! read are shared by all its rows, and values move out of the reply without a copy.
 //!
 //! # Redis Cluster
 //!
@@ -67,6 +72,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -97,7 +103,11 @@ pub struct RedisFeatureStore {
 /// The two connection kinds; both multiplexed and `Clone`.
 #[derive(Clone)]
 enum Connection {
-    Node(ConnectionManager),
+    /// `store.connections` managers, taken in turn (`next`) by successive reads.
+    Node {
+        managers: Arc<[ConnectionManager]>,
+        next: Arc<AtomicUsize>,
+    },
     Cluster(ClusterConnection),
 }
 
@@ -145,7 +155,13 @@ impl RedisFeatureStore {
                 .set_response_timeout(Some(timeout))
                 .set_connection_timeout(Some(connect_timeout))
                 .set_max_delay(MAX_RECONNECT_DELAY);
-            Connection::Node(ConnectionManager::new_with_config(client, manager).await.map_err(connect_error)?)
+            let mut managers = Vec::with_capacity(config.connections);
+            for _ in 0..config.connections {
+                managers.push(
+                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await.map_err(connect_error)?,
+                );
+            }
+            Connection::Node { managers: managers.into(), next: Arc::new(AtomicUsize::new(0)) }
         };
         let unreadable_warn = Arc::new(crate::telemetry::LogEvery::new(Duration::from_secs(1)));
         let store = RedisFeatureStore { conn, keys: Arc::new(keys), timeout, target, unreadable_warn };
@@ -183,8 +199,8 @@ impl RedisFeatureStore {
         }
         let work = async {
             match &self.conn {
-                Connection::Node(manager) => {
-                    let mut manager = manager.clone();
+                Connection::Node { managers, next } => {
+                    let mut manager = managers[next.fetch_add(1, Ordering::Relaxed) % managers.len()].clone();
                     let mut pipe = redis::Pipeline::with_capacity(cmds.len());
                     for cmd in cmds {
                         pipe.add_command(cmd);
@@ -222,25 +238,33 @@ fn is_command_error(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_)) && !e.is_cluster_error()
 }
 
-/// One `HMGET` reply → a row of the present fields, or `None` when every field is nil.
-fn row_from_reply(fields: &[String], reply: redis::Value) -> Option<Arc<Row>> {
+/// One `HMGET` reply → a positional row over `fields` (shared by every row of the read), or
+/// `None` when every field is nil. Bulk strings become `Value::Str` without a copy when they are
+/// UTF-8.
+fn row_from_reply(fields: &Arc<[String]>, reply: redis::Value) -> Option<Arc<Row>> {
     let redis::Value::Array(values) = reply else {
         return None;
     };
-    let mut row = Row::new();
-    for (field, value) in fields.iter().zip(values) {
-        let text = match value {
-            redis::Value::BulkString(bytes) => {
-                String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-            }
-            redis::Value::SimpleString(s) => s,
-            redis::Value::Int(i) => i.to_string(),
-            redis::Value::Double(x) => format!("{x}"),
-            _ => continue,
-        };
-        row.insert(field.clone(), Value::Str(text));
-    }
-    (!row.is_empty()).then(|| Arc::new(row))
+    let mut present = false;
+    let mut values: Vec<Option<Value>> = values
+        .into_iter()
+        .take(fields.len())
+        .map(|value| {
+            let text = match value {
+                redis::Value::BulkString(bytes) => {
+                    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                }
+                redis::Value::SimpleString(s) => s,
+                redis::Value::Int(i) => i.to_string(),
+                redis::Value::Double(x) => format!("{x}"),
+                _ => return None,
+            };
+            present = true;
+            Some(Value::Str(text))
+        })
+        .collect();
+    values.resize(fields.len(), None);
+    present.then(|| Arc::new(Row::positional(Arc::clone(fields), values)))
 }
 
 impl FeatureStore for RedisFeatureStore {
@@ -264,13 +288,14 @@ impl FeatureStore for RedisFeatureStore {
                 })
                 .collect();
             let replies = self.run(cmds, self.timeout).await?;
+            let names: Arc<[String]> = fields.into();
             // One line per request at most, and one per second at most across requests.
             let mut unreadable: Option<(usize, &str, RedisError)> = None;
             let rows = replies
                 .into_iter()
                 .zip(ids)
                 .map(|(reply, id)| match reply {
-                    Ok(reply) => row_from_reply(fields, reply),
+                    Ok(reply) => row_from_reply(&names, reply),
                     Err(e) => {
                         match &mut unreadable {
                             Some((n, _, _)) => *n += 1,
@@ -295,6 +320,13 @@ impl fmt::Debug for RedisFeatureStore {
         f.debug_struct("RedisFeatureStore")
             .field("target", &self.target)
             .field("cluster", &matches!(self.conn, Connection::Cluster(_)))
+            .field(
+                "connections",
+                &match &self.conn {
+                    Connection::Node { managers, .. } => managers.len(),
+                    Connection::Cluster(_) => 1,
+                },
+            )
             .field("keys", &self.keys)
             .field("timeout", &self.timeout)
             .finish()
@@ -308,7 +340,7 @@ mod tests {
     #[test]
     fn all_nil_reply_is_a_missing_row_and_present_fields_are_text() {
         use redis::Value as V;
-        let fields = vec!["a".to_owned(), "b".to_owned()];
+        let fields: Arc<[String]> = vec!["a".to_owned(), "b".to_owned()].into();
         assert!(row_from_reply(&fields, V::Array(vec![V::Nil, V::Nil])).is_none());
         let row = row_from_reply(&fields, V::Array(vec![V::Nil, V::BulkString(vec![b'0', b'.', b'1', 0xff])])).unwrap();
         assert!(!row.contains_key("a"));
