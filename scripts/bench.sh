@@ -23,13 +23,14 @@ cargo build --release --locked --bin augur
 # A copy: with a shared CARGO_TARGET_DIR, another checkout's build may replace the binary mid-run.
 cp "$target_dir/release/augur" "$out/augur"
 augur=$out/augur
+# Noise check: the load average before and after (the numbers only mean something on a quiet box).
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # h2load: 4 connections x 8 streams = 32 requests in flight, as `augur bench --concurrency 32`
 # spreads 32 callers over its 4 connections.
 h2c=4
 h2m=8
 # Unmeasured lead-in of both load generators; augur's CPU is read from its end.
 warmup=2
-rm -f "$out"/*.json "$out"/h2load_*.txt
 
 pid=""
 bench_pid=""
@@ -179,7 +180,7 @@ json.dump({
 }, open(sys.argv[1], "w"))
 PY
 
-echo "== summary ($secs s per step; h2load -c $h2c -m $h2m; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== summary ($secs s per step; h2load -c $h2c -m $h2m; load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end)"
 python3 - "$out" <<'PY'
 import json, sys
 d = sys.argv[1]
