@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 bash scripts/setup.sh >/dev/null
 cargo build --release --locked --bin augur
-augur=target/release/augur
+target_dir=${CARGO_TARGET_DIR:-target}
+augur=$target_dir/release/augur
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport=$(free_port)

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-15}
 source scripts/bench_lib.sh
 cargo build --release --locked --bin augur
-augur=target/release/augur
+augur=$target_dir/release/augur
 work=$(mktemp -d)
 pids=()
 cleanup() {

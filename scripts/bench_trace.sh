@@ -13,9 +13,9 @@ secs=${1:-10}
 rounds=${2:-2}
 source scripts/bench_lib.sh
 cargo build --release --locked --bin augur --example otlp_sink
-augur=target/release/augur
+augur=$target_dir/release/augur
 sink_port=$(free_port)
-target/release/examples/otlp_sink "127.0.0.1:$sink_port" > "$out/otlp_sink.log" &
+"$target_dir"/release/examples/otlp_sink "127.0.0.1:$sink_port" > "$out/otlp_sink.log" &
 sink_pid=$!
 pid=
 stop_server() {

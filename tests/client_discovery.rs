@@ -98,6 +98,7 @@ async fn a_static_list_reaches_the_server_and_bad_targets_are_typed_errors() {
         items: 100,
         zipf: 1.1,
         seed: 1,
+        distinct: augur::cli::loadgen::DISTINCT,
         connections: 1,
         timeout: Some(Duration::from_secs(10)),
     };

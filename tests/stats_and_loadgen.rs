@@ -49,6 +49,7 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
         items: 5000,
         zipf: 1.1,
         seed: 1,
+        distinct: augur::cli::loadgen::DISTINCT,
         connections: 2,
         timeout: Some(Duration::from_secs(10)),
     };
@@ -64,5 +65,37 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
         .unwrap();
     assert!(open.ok > 0 && open.errors.is_empty(), "{open}");
     assert!(open.ok <= 60, "open loop at 100/s for 0.5 s sent {} requests", open.ok);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn framed_request_is_one_grpc_message_the_server_scores() {
+    let server = common::start(common::demo_config("")).await;
+    let config = LoadConfig {
+        addr: String::new(),
+        admin_addr: String::new(),
+        discover: None,
+        scene: "ranking".into(),
+        mode: Mode::Closed { concurrency: 1 },
+        duration: Duration::ZERO,
+        warmup: Duration::ZERO,
+        candidates: 10,
+        users: 2000,
+        items: 5000,
+        zipf: 1.1,
+        seed: 7,
+        distinct: 1,
+        connections: 1,
+        timeout: None,
+    };
+    let framed = augur::cli::loadgen::framed_request(&config);
+    assert_eq!(framed[0], 0, "uncompressed");
+    let len = u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize;
+    assert_eq!(len, framed.len() - 5, "big-endian length of the rest");
+    let request = <augur::proto::PredictRequest as prost::Message>::decode(&framed[5..]).unwrap();
+    assert_eq!((request.scene.as_str(), request.candidates.len()), ("ranking", 10));
+    assert_eq!(framed, augur::cli::loadgen::framed_request(&config), "same config, same bytes");
+    let response = server.client().await.predict(request).await.unwrap().into_inner();
+    assert_eq!(response.scores.len(), 10);
     server.stop().await;
 }

@@ -296,6 +296,9 @@ pub(crate) struct BenchArgs {
     /// Zipf exponent of item popularity.
     #[arg(long, default_value_t = 1.1)]
     pub(crate) zipf: f64,
+    /// Distinct requests to cycle through; 1 repeats the first one, as h2load repeats its body.
+    #[arg(long, default_value_t = augur::cli::loadgen::DISTINCT)]
+    pub(crate) distinct: usize,
     /// HTTP/2 connections.
     #[arg(long, default_value_t = 4)]
     pub(crate) connections: usize,
@@ -305,6 +308,11 @@ pub(crate) struct BenchArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Write the first Predict request this run would send (same scene, candidates, catalogue
+    /// and seed), framed as a gRPC message, to this file and exit without connecting: the body
+    /// for an external driver (`h2load -d FILE`, scripts/bench.sh).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) write_body: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

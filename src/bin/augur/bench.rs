@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use augur::cli::loadgen;
 
 use crate::args::{BenchArgs, BenchOrtArgs};
@@ -21,9 +23,11 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
         users,
         items,
         zipf,
+        distinct,
         connections,
         timeout_ms,
         json,
+        write_body,
     } = args;
     let mode = match rate {
         Some(rate) => loadgen::Mode::Open { rate, max_in_flight: concurrency.max(1) * 64 },
@@ -42,9 +46,20 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
         items,
         zipf,
         seed: 7,
+        distinct,
         connections,
         timeout: timeout_ms.map(Duration::from_millis),
     };
+    if let Some(path) = write_body {
+        let body = loadgen::framed_request(&config);
+        std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "wrote {} ({} bytes: one framed PredictRequest, {candidates} candidates)",
+            path.display(),
+            body.len()
+        );
+        return Ok(());
+    }
     let report = loadgen::run(&config).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -68,6 +83,9 @@ pub(crate) async fn raw_ort(args: BenchOrtArgs) -> anyhow::Result<()> {
             "raw ORT: batch {} x {} threads ({} intra-op): {} runs, {:.0} items/s",
             report.batch, report.threads, report.intra_op_threads, report.runs, report.items_per_s
         );
+        if let (Some(cpu), Some(per_cpu)) = (report.cpu_s, report.items_per_cpu_s) {
+            println!("process CPU {cpu:.2} s: {per_cpu:.0} items per CPU-second");
+        }
     }
     Ok(())
 }

@@ -73,6 +73,9 @@ pub struct LoadConfig {
     pub zipf: f64,
     /// RNG seed.
     pub seed: u64,
+    /// Distinct requests cycled through ([`DISTINCT`] by default). 1 sends the same body every
+    /// time, as a fixed-body driver such as h2load does: the same rows stay hot in the caches.
+    pub distinct: usize,
     /// HTTP/2 connections to spread callers over.
     pub connections: usize,
     /// `grpc-timeout` sent with each request.
@@ -105,6 +108,8 @@ pub struct Report {
     pub seconds: f64,
     /// Candidates per request.
     pub candidates: usize,
+    /// Distinct requests cycled through.
+    pub distinct: usize,
     /// Requests completed in the measured window (any status).
     pub requests: u64,
     /// Requests answered OK.
@@ -217,8 +222,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
             (clients, Some(ModelAdminClient::new(admin)))
         }
     };
-    let pool: Arc<Vec<Bytes>> =
-        Arc::new(request_pool(config, 512).iter().map(|r| Bytes::from(prost::Message::encode_to_vec(r))).collect());
+    let pool: Arc<Vec<Bytes>> = Arc::new(encoded_pool(config, config.distinct.max(1)));
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
@@ -326,6 +330,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         mode,
         seconds,
         candidates: config.candidates,
+        distinct: pool.len(),
         requests: tally.ok + tally.errors.values().sum::<u64>(),
         ok: tally.ok,
         errors: tally.errors.clone(),
@@ -355,6 +360,27 @@ fn merge(tally: &Mutex<Tally>, local: Tally) {
 
 async fn call(client: &mut Grpc<Channel>, body: Bytes, timeout: Option<Duration>) -> Result<(), tonic::Code> {
     wire::predict(client, body, timeout).await
+}
+
+/// Distinct requests a run cycles through unless told otherwise: enough that consecutive
+/// requests share few rows, few enough to encode up front.
+pub const DISTINCT: usize = 512;
+
+/// The first request a run with `config` sends, as a gRPC length-prefixed message (0x00, 4-byte
+/// big-endian length, the encoded `PredictRequest`): the body for an external HTTP/2 driver
+/// (h2load `-d`) that sends one fixed body, so it scores the very request `augur bench` does.
+pub fn framed_request(config: &LoadConfig) -> Vec<u8> {
+    let message = encoded_pool(config, 1).swap_remove(0);
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0); // not compressed
+    framed.extend_from_slice(&u32::try_from(message.len()).expect("request under 4 GiB").to_be_bytes());
+    framed.extend_from_slice(&message);
+    framed
+}
+
+/// The pool encoded once: the same bytes go out on every send.
+fn encoded_pool(config: &LoadConfig, size: usize) -> Vec<Bytes> {
+    request_pool(config, size).iter().map(|r| Bytes::from(prost::Message::encode_to_vec(r))).collect()
 }
 
 /// Pre-built requests, so the generator spends its CPU on sending, not on building.

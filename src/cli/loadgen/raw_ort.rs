@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::assemble::{Tensor, TensorData};
 use crate::model::ModelError;
 use crate::model::onnx::{self, SessionOptions};
+use crate::telemetry;
 
 /// What the raw run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +27,11 @@ pub struct RawReport {
     pub runs: u64,
     /// Rows scored per second.
     pub items_per_s: f64,
+    /// CPU seconds (user + system) the whole process spent in the timed window, all threads
+    /// (ORT's included): the denominator of [`Self::items_per_cpu_s`]. `None` off Linux.
+    pub cpu_s: Option<f64>,
+    /// Rows scored per CPU-second: what a core buys, whatever else runs on the machine.
+    pub items_per_cpu_s: Option<f64>,
 }
 
 /// Scores random batches of `batch` rows on `threads` sessions for `duration`.
@@ -51,12 +57,16 @@ pub fn run(
         })
         .collect();
     let output = sessions[0].outputs()[0].name().to_owned();
+    // Every thread warms up, then they start the clock together; the CPU reading brackets
+    // exactly the timed runs (opening sessions and warm-up stay out of it).
+    let start = std::sync::Barrier::new(threads);
+    let cpu_start = std::sync::OnceLock::new();
     let results: Vec<Result<u64, ModelError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sessions
             .into_iter()
             .enumerate()
             .map(|(t, mut session)| {
-                let (inputs, output) = (&inputs, &output);
+                let (inputs, output, start, cpu_start) = (&inputs, &output, &start, &cpu_start);
                 scope.spawn(move || {
                     let mut rng = ChaCha8Rng::seed_from_u64(t as u64);
                     let tensors: Vec<Tensor> = inputs
@@ -71,7 +81,12 @@ pub fn run(
                             },
                         })
                         .collect();
-                    onnx::run(&mut session, output, &tensors)?; // warm-up, not counted
+                    let warm_up = onnx::run(&mut session, output, &tensors); // not counted
+                    // Past the barrier even on error: the other threads wait there for this one.
+                    if start.wait().is_leader() {
+                        let _ = cpu_start.set(telemetry::process_cpu_seconds());
+                    }
+                    warm_up?;
                     let end = Instant::now() + duration;
                     let mut runs = 0;
                     while Instant::now() < end {
@@ -84,12 +99,21 @@ pub fn run(
             .collect();
         handles.into_iter().map(|h| h.join().expect("bench thread panicked")).collect()
     });
+    // Joined threads' CPU stays counted in the process's utime/stime.
+    let cpu_end = telemetry::process_cpu_seconds();
     let runs: u64 = results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().sum();
+    let items = (runs * batch as u64) as f64;
+    let cpu_s = match (cpu_start.into_inner().flatten(), cpu_end) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     Ok(RawReport {
         batch,
         threads,
         intra_op_threads: options.intra_op_threads,
         runs,
-        items_per_s: (runs * batch as u64) as f64 / duration.as_secs_f64(),
+        items_per_s: items / duration.as_secs_f64(),
+        cpu_s,
+        items_per_cpu_s: cpu_s.filter(|&c| c > 0.0).map(|c| items / c),
     })
 }
