@@ -1,6 +1,7 @@
 //! Step 5 of the path: the model. [`Model`] scores one merged batch; a [`ModelLoader`] opens a
 //! model file into instances checked against the scene's feature spec. ONNX Runtime ([`onnx`],
-//! with [`runtime`] finding the library and [`validate`] comparing inputs with the spec) is one
+//! with [`runtime`] finding the library, [`validate`] comparing inputs with the spec and
+//! [`weights`] giving the sessions of one version one copy of the weights) is one
 //! implementation; tests hand the repository a fake loader and need no ORT at all.
 //!
 //! This module is the leaf of the path: it knows tensors and specs, not batching or routing, so
