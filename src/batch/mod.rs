@@ -74,7 +74,7 @@ pub struct BatchConfig {
 }
 
 /// Reopens a thread's model after it panicked (the old instance may be in any state).
-pub type Reopen = Arc<dyn Fn() -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
+pub type Reopen = crate::model::Opener;
 
 /// The metric handles of one version's batcher, resolved once from the registry.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Step 5 of the path: the model. [`Model`] scores one merged batch; a [`ModelLoader`] opens a
 //! model file into instances checked against the scene's feature spec. ONNX Runtime ([`onnx`],
-//! with [`runtime`] finding the library and [`validate`] comparing inputs with the spec) is one
+//! with [`runtime`] finding the library, [`validate`] comparing inputs with the spec and
+//! [`weights`] giving the sessions of one version one copy of the weights) is one
 //! implementation; tests hand the repository a fake loader and need no ORT at all.
 //!
 //! This module is the leaf of the path: it knows tensors and specs, not batching or routing, so
@@ -10,9 +11,11 @@
 pub mod onnx;
 pub mod runtime;
 pub mod validate;
+pub mod weights;
 
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::assemble::{Spec, Tensor};
 
@@ -26,11 +29,21 @@ pub trait Model: Send + 'static {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError>;
 }
 
-/// Opens model files. The repository calls it on a loading thread, once per inference thread,
-/// and again when a thread's instance must be replaced (after a panic).
+/// Opens instances of one model version: once per inference thread, and again when a thread's
+/// instance must be replaced (after a panic). What it holds (shared weights) lives as long as it.
+pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
+
+/// Opens model files. The repository calls it on a loading thread.
 pub trait ModelLoader: Send + Sync + Debug + 'static {
     /// Opens one instance of the model at `path` and checks it against `spec`.
     fn open(&self, path: &Path, spec: &Spec) -> Result<Box<dyn Model>, ModelError>;
+
+    /// Prepares the instances of one version: what they can share is read here, once. The
+    /// default shares nothing and calls [`ModelLoader::open`] for each instance.
+    fn opener(self: Arc<Self>, path: &Path, spec: Arc<Spec>) -> Result<Opener, ModelError> {
+        let path: PathBuf = path.to_path_buf();
+        Ok(Arc::new(move || self.open(&path, &spec)))
+    }
 }
 
 /// Why a model could not be loaded or run.

@@ -2,9 +2,11 @@
 //!
 //! `Session::run` takes `&mut self` in ort rc.15, so sessions are not shared: each inference
 //! thread in [`crate::batch`] owns an [`OnnxModel`] (see DESIGN.md for the measured trade-off).
+//! Their weights are not: the sessions of one version are built on one [`SharedWeights`].
 //! [`OnnxLoader`] is the [`ModelLoader`] the service uses.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
@@ -12,7 +14,8 @@ use ort::value::{Outlet, TensorElementType, TensorRef};
 
 use super::runtime;
 use super::validate::{self, ModelInput};
-use super::{Model, ModelError, ModelLoader};
+use super::weights::{SHARE_MIN_BYTES, SharedWeights};
+use super::{Model, ModelError, ModelLoader, Opener};
 use crate::assemble::{Spec, Tensor, TensorData};
 
 /// Session options shared by every session of a model.
@@ -52,13 +55,31 @@ impl OnnxLoader {
 
 impl ModelLoader for OnnxLoader {
     fn open(&self, path: &Path, spec: &Spec) -> Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(open(path, spec, &self.options)?))
+        Ok(Box::new(open(path, spec, &self.options, None)?))
+    }
+
+    /// Reads the file's large initializers once; every session the opener builds (one per
+    /// inference thread, and replacements after a panic) uses them instead of its own copy.
+    fn opener(self: Arc<Self>, path: &Path, spec: Arc<Spec>) -> Result<Opener, ModelError> {
+        let weights = SharedWeights::read(path, &self.options, SHARE_MIN_BYTES)?;
+        tracing::debug!(
+            path = %path.display(), initializers = weights.len(), mib = weights.bytes() as f64 / 1048576.0,
+            "weights shared by the version's sessions"
+        );
+        let path = path.to_path_buf();
+        Ok(Arc::new(move || Ok(Box::new(open(&path, &spec, &self.options, Some(&weights))?) as Box<dyn Model>)))
     }
 }
 
-/// Opens one ORT session on `path` and checks its inputs and output against `spec`.
-pub fn open(path: &Path, spec: &Spec, options: &SessionOptions) -> Result<OnnxModel, ModelError> {
-    let session = open_session(path, options)?;
+/// Opens one ORT session on `path` (on `shared` weights when given) and checks its inputs and
+/// output against `spec`.
+pub fn open(
+    path: &Path,
+    spec: &Spec,
+    options: &SessionOptions,
+    shared: Option<&SharedWeights>,
+) -> Result<OnnxModel, ModelError> {
+    let session = open_session_with(path, options, shared)?;
     let inputs: Vec<ModelInput> = session.inputs().iter().map(describe).collect();
     let outputs: Vec<ModelInput> = session.outputs().iter().map(describe).collect();
     validate::check(spec, &inputs, &outputs).map_err(|problem| ModelError::Mismatch {
@@ -101,20 +122,35 @@ fn describe(outlet: &Outlet) -> ModelInput {
     }
 }
 
-/// One plain session (also used by the raw ORT benchmark).
+/// One plain session, holding its own copy of the weights (also used by the raw ORT benchmark).
 pub fn open_session(path: &Path, options: &SessionOptions) -> Result<Session, ModelError> {
+    open_session_with(path, options, None)
+}
+
+/// One session on `path`; with `shared`, its large initializers are the shared values (ORT's
+/// `AddInitializer`) and ORT's prepacked versions of weights come from the shared container.
+pub fn open_session_with(
+    path: &Path,
+    options: &SessionOptions,
+    shared: Option<&SharedWeights>,
+) -> Result<Session, ModelError> {
     let env = runtime::environment(options.library.as_deref())?;
     let load = |e: ort::Error| ModelError::Load { path: path.display().to_string(), source: Box::new(e) };
-    Session::builder(env)
+    let mut builder = Session::builder(env)
         .map_err(load)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| load(e.into()))?
         .with_intra_threads(options.intra_op_threads)
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
-        .map_err(|e| load(e.into()))?
-        .commit_from_file(path)
-        .map_err(load)
+        .map_err(|e| load(e.into()))?;
+    if let Some(shared) = shared.filter(|s| !s.is_empty()) {
+        for (name, value) in shared.initializers() {
+            builder = builder.with_initializer(name, Arc::clone(value)).map_err(|e| load(e.into()))?;
+        }
+        builder = builder.with_prepacked_weights(shared.prepacked()).map_err(|e| load(e.into()))?;
+    }
+    builder.commit_from_file(path).map_err(load)
 }
 
 fn element_name(ty: TensorElementType) -> String {

@@ -330,15 +330,11 @@ impl Repository {
     async fn load(&self, number: u64, path: &Path, settings: &Settings) -> Result<Version, LoadError> {
         let started = Instant::now();
         let threads = self.defaults.inference_threads;
-        let reopen: Reopen = {
-            let (loader, spec, path) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
-            Arc::new(move || loader.open(&path, &spec))
-        };
         // Reading and optimising the graph takes a core for a while: never on the async workers,
         // and at the lowest CPU priority, so serving threads win whenever the cores are contended
         // (the p99 spike during reloads that TF Serving and Triton users complain about).
         let (done, loaded) = tokio::sync::oneshot::channel();
-        let open = Arc::clone(&reopen);
+        let (loader, spec, file) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
         let token = self.context.tracker.token();
         std::thread::Builder::new()
             .name(format!("augur-load-{}-{number}", self.name))
@@ -346,12 +342,18 @@ impl Repository {
                 if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
                     tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");
                 }
-                let models: Result<Vec<Box<dyn Model>>, ModelError> = (0..threads).map(|_| open()).collect();
-                let _ = done.send(models);
+                // One opener per version: the threads' instances (and any reopened after a panic)
+                // share what it read, e.g. one copy of the weights.
+                let opened = loader.opener(&file, spec).and_then(|open| {
+                    let models = (0..threads).map(|_| open()).collect::<Result<Vec<Box<dyn Model>>, ModelError>>()?;
+                    Ok((open, models))
+                });
+                let _ = done.send(opened);
                 drop(token);
             })
             .map_err(|source| LoadError::Thread { path: path.display().to_string(), source })?;
-        let models = loaded.await.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
+        let (reopen, models): (Reopen, _) =
+            loaded.await.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
         let config = BatchConfig {
             max_batch_rows: settings.max_batch_rows.unwrap_or(self.defaults.max_batch_rows),
             max_queue_delay: Duration::from_micros(

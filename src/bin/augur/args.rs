@@ -329,6 +329,10 @@ pub(crate) struct BenchOrtArgs {
     /// Intra-op threads per session.
     #[arg(long, default_value_t = 1)]
     pub(crate) intra_op_threads: usize,
+    /// Each session loads its own copy of the weights (the old way) instead of sharing one, as
+    /// the service does.
+    #[arg(long)]
+    pub(crate) own_weights: bool,
     /// Random ids are drawn from [0, vocab).
     #[arg(long, default_value_t = 2_000_000)]
     pub(crate) vocab: i64,

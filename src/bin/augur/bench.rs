@@ -70,18 +70,26 @@ pub(crate) async fn load(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn raw_ort(args: BenchOrtArgs) -> anyhow::Result<()> {
-    let BenchOrtArgs { model, batch, threads, intra_op_threads, vocab, duration, json } = args;
+    let BenchOrtArgs { model, batch, threads, intra_op_threads, own_weights, vocab, duration, json } = args;
     let options = augur::model::onnx::SessionOptions { intra_op_threads, library: None };
     let report = tokio::task::spawn_blocking(move || {
-        loadgen::raw_ort::run(&model, batch, threads, &options, vocab, Duration::from_secs_f64(duration))
+        loadgen::raw_ort::run(&model, batch, threads, &options, !own_weights, vocab, Duration::from_secs_f64(duration))
     })
     .await??;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "raw ORT: batch {} x {} threads ({} intra-op): {} runs, {:.0} items/s",
-            report.batch, report.threads, report.intra_op_threads, report.runs, report.items_per_s
+            "raw ORT: batch {} x {} threads ({} intra-op), {} weights: {} runs, {:.0} items/s; RSS {:.0} MiB open, {:.0} MiB end, peak {:.0} MiB",
+            report.batch,
+            report.threads,
+            report.intra_op_threads,
+            if report.shared_weights { "shared" } else { "per-session" },
+            report.runs,
+            report.items_per_s,
+            report.rss_open_mib,
+            report.rss_end_mib,
+            report.rss_peak_mib
         );
         if let (Some(cpu), Some(per_cpu)) = (report.cpu_s, report.items_per_cpu_s) {
             println!("process CPU {cpu:.2} s: {per_cpu:.0} items per CPU-second");

@@ -1,6 +1,8 @@
 //! The ceiling: raw ONNX Runtime on a model with random inputs at a fixed batch shape, one
 //! session per thread (the configuration DESIGN.md measured best on 2 cores), no gRPC, no
-//! features, no batcher.
+//! features, no batcher. The sessions share one copy of the large weights as the service's do
+//! ([`SharedWeights`]), or each hold their own (`shared_weights = false`); the report carries
+//! the process's resident memory, so both can be compared.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use serde::Serialize;
 use crate::assemble::{Tensor, TensorData};
 use crate::model::ModelError;
 use crate::model::onnx::{self, SessionOptions};
+use crate::model::weights::{SHARE_MIN_BYTES, SharedWeights};
 use crate::telemetry;
 
 /// What the raw run measured.
@@ -23,6 +26,14 @@ pub struct RawReport {
     pub threads: usize,
     /// Intra-op threads per session.
     pub intra_op_threads: usize,
+    /// Whether the sessions shared one copy of the large initializers.
+    pub shared_weights: bool,
+    /// Resident memory once every session was open (VmRSS, MiB; Linux only, else 0).
+    pub rss_open_mib: f64,
+    /// Resident memory after the run.
+    pub rss_end_mib: f64,
+    /// Peak resident memory of the process (VmHWM), loading included.
+    pub rss_peak_mib: f64,
     /// Model runs.
     pub runs: u64,
     /// Rows scored per second.
@@ -40,13 +51,18 @@ pub fn run(
     batch: usize,
     threads: usize,
     options: &SessionOptions,
+    shared_weights: bool,
     vocab: i64,
     duration: Duration,
 ) -> Result<RawReport, ModelError> {
+    let shared = if shared_weights { Some(SharedWeights::read(model, options, SHARE_MIN_BYTES)?) } else { None };
     let mut sessions = Vec::with_capacity(threads);
     for _ in 0..threads {
-        sessions.push(onnx::open_session(model, options)?);
+        sessions.push(onnx::open_session_with(model, options, shared.as_ref())?);
     }
+    // The sessions hold what they use of it.
+    drop(shared);
+    let rss_open_mib = memory("VmRSS");
     let inputs: Vec<(String, bool, usize)> = sessions[0]
         .inputs()
         .iter()
@@ -63,9 +79,9 @@ pub fn run(
     let cpu_start = std::sync::OnceLock::new();
     let results: Vec<Result<u64, ModelError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sessions
-            .into_iter()
+            .iter_mut()
             .enumerate()
-            .map(|(t, mut session)| {
+            .map(|(t, session)| {
                 let (inputs, output, start, cpu_start) = (&inputs, &output, &start, &cpu_start);
                 scope.spawn(move || {
                     let mut rng = ChaCha8Rng::seed_from_u64(t as u64);
@@ -81,7 +97,7 @@ pub fn run(
                             },
                         })
                         .collect();
-                    let warm_up = onnx::run(&mut session, output, &tensors); // not counted
+                    let warm_up = onnx::run(session, output, &tensors); // not counted
                     // Past the barrier even on error: the other threads wait there for this one.
                     if start.wait().is_leader() {
                         let _ = cpu_start.set(telemetry::process_cpu_seconds());
@@ -90,7 +106,7 @@ pub fn run(
                     let end = Instant::now() + duration;
                     let mut runs = 0;
                     while Instant::now() < end {
-                        onnx::run(&mut session, output, &tensors)?;
+                        onnx::run(session, output, &tensors)?;
                         runs += 1;
                     }
                     Ok(runs)
@@ -111,9 +127,24 @@ pub fn run(
         batch,
         threads,
         intra_op_threads: options.intra_op_threads,
+        shared_weights,
+        rss_open_mib,
+        rss_end_mib: memory("VmRSS"),
+        rss_peak_mib: memory("VmHWM"),
         runs,
         items_per_s: items / duration.as_secs_f64(),
         cpu_s,
         items_per_cpu_s: cpu_s.filter(|&c| c > 0.0).map(|c| items / c),
     })
+}
+
+/// A `/proc/self/status` memory line (`VmRSS`, `VmHWM`) in MiB; 0 where there is none.
+pub fn memory(key: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
