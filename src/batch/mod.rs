@@ -282,9 +282,17 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
     if messages.len() == 1 && first.rows.start == 0 && first.rows.end == first.tensors[0].rows() {
         return std::borrow::Cow::Borrowed(&first.tensors[..]);
     }
-    let rows: usize = messages.iter().map(Message::len).sum();
-    let merged = first
-        .tensors
+    std::borrow::Cow::Owned(concat_rows(messages, |m| (&m.tensors[..], m.rows.clone())))
+}
+
+/// Concatenates a row range of each part's tensors, input by input (all parts have the inputs of
+/// the first, in the same order and types). The copying half of [`merge`]; public only so
+/// `benches/batch.rs` can measure it without queueing messages.
+#[doc(hidden)]
+pub fn concat_rows<P>(parts: &[P], part: impl Fn(&P) -> (&[Tensor], Range<usize>)) -> Vec<Tensor> {
+    let rows: usize = parts.iter().map(|p| part(p).1.len()).sum();
+    let (first, _) = part(&parts[0]);
+    first
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -292,18 +300,20 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
             let data = match &t.data {
                 TensorData::I64(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for m in messages {
-                        if let TensorData::I64(v) = &m.tensors[i].data {
-                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
+                    for p in parts {
+                        let (tensors, range) = part(p);
+                        if let TensorData::I64(v) = &tensors[i].data {
+                            out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }
                     }
                     TensorData::I64(out)
                 }
                 TensorData::F32(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for m in messages {
-                        if let TensorData::F32(v) = &m.tensors[i].data {
-                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
+                    for p in parts {
+                        let (tensors, range) = part(p);
+                        if let TensorData::F32(v) = &tensors[i].data {
+                            out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }
                     }
                     TensorData::F32(out)
@@ -311,8 +321,7 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
             };
             Tensor { name: t.name.clone(), width: w, data }
         })
-        .collect();
-    std::borrow::Cow::Owned(merged)
+        .collect()
 }
 
 #[cfg(test)]
