@@ -26,8 +26,7 @@ impl Model for Constant {
 }
 
 fn batcher() -> Batcher {
-    let config =
-        BatchConfig { max_batch_rows: 512, max_queue_delay: Duration::from_millis(2), queue_capacity: 4096 };
+    let config = BatchConfig { max_batch_rows: 512, max_queue_delay: Duration::from_millis(2), queue_capacity: 4096 };
     let context = BatchContext::new(&Metrics::new(), "bench", "bench", 1, &TaskTracker::new());
     Batcher::start(vec![Box::new(Constant), Box::new(Constant)], config, context)
 }

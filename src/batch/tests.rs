@@ -73,7 +73,7 @@ struct Gate {
 impl Gate {
     /// Returns once the runner has entered `run` (and is blocked at the gate).
     async fn running(&mut self) {
-        self.started.recv().await.expect("the inference thread is alive");
+        within_30s("a run to start", self.started.recv()).await.expect("the inference thread is alive");
     }
 
     /// Lets `n` runs through.
