@@ -1,8 +1,26 @@
 //! Step 4 of the path: the dynamic batcher in front of the inference threads.
 //!
 //! Rows from concurrent requests for the same model version are merged into one model run of up
-//! to `max_batch_rows`, waiting at most `max_queue_delay` for company; a request with more rows is
-//! split into chunks that run in parallel on the inference threads and are reassembled in order.
+//! to `max_batch_rows`; a request with more rows is split into chunks that run in parallel on the
+//! inference threads and are reassembled in order.
+//!
+//! Batching adapts to load. A free thread takes the first chunk and every chunk queued behind it
+//! at that moment, and runs them at once. It waits for company (at most `max_queue_delay` after
+//! the first chunk was queued, never past a deadline in the batch) only while every other thread
+//! of the version is inside a model run, and stops waiting when one of them comes out. Waiting
+//! costs the chunks already taken their whole wait, so it must buy something: while another
+//! thread is idle, whatever arrives next starts on that thread at once, and a merged run here
+//! would save nothing; when all the others are busy, the version is loaded, arrivals would wait
+//! for a thread anyway, and a fuller batch means fewer runs for the same rows. Under load the
+//! batches grow without any timer: chunks queue while the threads run and the next collection
+//! takes them all (Triton's dynamic batcher and TF Serving's batch scheduler likewise form a
+//! batch when an instance is free, with the delay as an upper bound; TF Serving's guide starts
+//! CPU deployments at `batch_timeout_micros` 0). A single thread therefore never waits: it is
+//! the idle thread, there is no other thread whose state says the version is loaded, and the
+//! queue it has just emptied says the opposite. Before, a lone request always waited the full
+//! delay (2 ms in `config/bench.toml`) with every thread idle, and a chunk that had already
+//! waited longer than the delay behind busy threads ran alone instead of with those queued
+//! behind it.
 //! The queue is bounded: when full, callers get [`BatchError::QueueFull`] (RESOURCE_EXHAUSTED) at
 //! once. A chunk whose deadline passed while queued is answered [`BatchError::Expired`] without
 //! spending compute. Shape: tower's Buffer (a cloneable front, a bounded channel) + vector's
@@ -183,6 +201,7 @@ impl Batcher {
         let (tx, rx) = sync_channel::<Message>(config.queue_capacity);
         let shared = Arc::new(Mutex::new(worker::Shared { rx, carry: None }));
         let alive = Arc::new(AtomicUsize::new(models.len()));
+        let busy = Arc::new(AtomicUsize::new(0));
         for (i, model) in models.into_iter().enumerate() {
             let worker = worker::Worker {
                 shared: Arc::clone(&shared),
@@ -190,6 +209,7 @@ impl Batcher {
                 handles: context.handles.clone(),
                 reopen: context.reopen.clone(),
                 alive: Arc::clone(&alive),
+                busy: Arc::clone(&busy),
                 name: context.name.clone(),
             };
             let token = context.tracker.token();
@@ -282,9 +302,17 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
     if messages.len() == 1 && first.rows.start == 0 && first.rows.end == first.tensors[0].rows() {
         return std::borrow::Cow::Borrowed(&first.tensors[..]);
     }
-    let rows: usize = messages.iter().map(Message::len).sum();
-    let merged = first
-        .tensors
+    std::borrow::Cow::Owned(concat_rows(messages, |m| (&m.tensors[..], m.rows.clone())))
+}
+
+/// Concatenates a row range of each part's tensors, input by input (all parts have the inputs of
+/// the first, in the same order and types). The copying half of [`merge`]; public only so
+/// `benches/batch.rs` can measure it without queueing messages.
+#[doc(hidden)]
+pub fn concat_rows<P>(parts: &[P], part: impl Fn(&P) -> (&[Tensor], Range<usize>)) -> Vec<Tensor> {
+    let rows: usize = parts.iter().map(|p| part(p).1.len()).sum();
+    let (first, _) = part(&parts[0]);
+    first
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -292,18 +320,20 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
             let data = match &t.data {
                 TensorData::I64(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for m in messages {
-                        if let TensorData::I64(v) = &m.tensors[i].data {
-                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
+                    for p in parts {
+                        let (tensors, range) = part(p);
+                        if let TensorData::I64(v) = &tensors[i].data {
+                            out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }
                     }
                     TensorData::I64(out)
                 }
                 TensorData::F32(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for m in messages {
-                        if let TensorData::F32(v) = &m.tensors[i].data {
-                            out.extend_from_slice(&v[m.rows.start * w..m.rows.end * w]);
+                    for p in parts {
+                        let (tensors, range) = part(p);
+                        if let TensorData::F32(v) = &tensors[i].data {
+                            out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }
                     }
                     TensorData::F32(out)
@@ -311,8 +341,7 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
             };
             Tensor { name: t.name.clone(), width: w, data }
         })
-        .collect();
-    std::borrow::Cow::Owned(merged)
+        .collect()
 }
 
 #[cfg(test)]

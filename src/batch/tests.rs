@@ -42,34 +42,38 @@ fn row_score(tensors: &[Tensor], r: usize) -> f32 {
     s as f32
 }
 
-/// A runner that blocks until the test opens the gate, counting runs. It reports each run as it
-/// starts, so a test knows the thread is busy by a signal rather than by sleeping long enough.
+/// A runner that blocks until the test opens the gate, counting runs and their sizes. It reports
+/// each run as it starts, so a test knows the thread is busy by a signal rather than by sleeping
+/// long enough. Several runners may share one gate: each pass lets one blocked run through.
 struct Gated {
-    gate: mpsc::Receiver<()>,
+    gate: Arc<Mutex<mpsc::Receiver<()>>>,
     started: tokio::sync::mpsc::UnboundedSender<()>,
     runs: Arc<AtomicUsize>,
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Model for Gated {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
         let _ = self.started.send(());
-        let _ = self.gate.recv();
+        let _ = self.gate.lock().unwrap().recv();
         self.runs.fetch_add(1, Ordering::SeqCst);
+        self.batches.lock().unwrap().push(tensors[0].rows());
         Ok(vec![0.5; tensors[0].rows()])
     }
 }
 
-/// The test's side of a [`Gated`] runner.
+/// The test's side of [`Gated`] runners.
 struct Gate {
     open: mpsc::Sender<()>,
     started: tokio::sync::mpsc::UnboundedReceiver<()>,
     runs: Arc<AtomicUsize>,
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Gate {
     /// Returns once the runner has entered `run` (and is blocked at the gate).
     async fn running(&mut self) {
-        self.started.recv().await.expect("the inference thread is alive");
+        within_30s("a run to start", self.started.recv()).await.expect("the inference thread is alive");
     }
 
     /// Lets `n` runs through.
@@ -82,13 +86,41 @@ impl Gate {
     fn runs(&self) -> usize {
         self.runs.load(Ordering::SeqCst)
     }
+
+    /// Rows of each finished run, smallest first (threads finish in any order).
+    fn batches(&self) -> Vec<usize> {
+        let mut batches = self.batches.lock().unwrap().clone();
+        batches.sort_unstable();
+        batches
+    }
 }
 
 fn gated() -> (Gated, Gate) {
+    let (mut runners, gate) = gated_threads(1);
+    (runners.pop().unwrap(), gate)
+}
+
+/// `threads` runners behind one gate.
+fn gated_threads(threads: usize) -> (Vec<Gated>, Gate) {
     let (open, gate) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(gate));
     let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
     let runs = Arc::new(AtomicUsize::new(0));
-    (Gated { gate, started: started_tx, runs: Arc::clone(&runs) }, Gate { open, started, runs })
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let runners = (0..threads)
+        .map(|_| Gated {
+            gate: Arc::clone(&gate),
+            started: started_tx.clone(),
+            runs: Arc::clone(&runs),
+            batches: Arc::clone(&batches),
+        })
+        .collect();
+    (runners, Gate { open, started, runs, batches })
+}
+
+/// Fails a test that would otherwise hang (a wait that never ends); not a timing assertion.
+async fn within_30s<F: Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f).await.unwrap_or_else(|_| panic!("{what}: no answer in 30 s"))
 }
 
 /// Polls `call` once and leaves it pending: `infer` queues its chunks before it first awaits, so
@@ -147,26 +179,89 @@ proptest! {
     }
 }
 
+/// Holds every one of `threads` threads busy with a 1-row run, queues three 4-row requests, then
+/// frees one thread: it takes all three into one run of 12 (`max_batch_rows` 64, no delay, so
+/// only what is queued when the thread comes back can join).
+async fn queued_behind_busy_threads_merge(threads: usize) {
+    let (runners, mut gate) = gated_threads(threads);
+    let batcher = Batcher::start(boxed(runners), config(64, 16, 0), context());
+    let mut blockers = Vec::new();
+    for i in 0..threads {
+        let mut blocker = Box::pin(batcher.infer(tensors(i as u64, 1).into(), None));
+        queue(&mut blocker).await;
+        gate.running().await;
+        blockers.push(blocker);
+    }
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        let mut call = Box::pin(batcher.infer(tensors(10 + i, 4).into(), None));
+        queue(&mut call).await;
+        waiting.push(call);
+    }
+    gate.open(1);
+    // The freed thread's next run has started: the three chunks were collected by then.
+    gate.running().await;
+    // The rest of the blockers, the merged run and spare passes: a wrong split fails the
+    // assertions below instead of hanging at the gate.
+    gate.open(threads + 3);
+    for call in blockers.into_iter().chain(waiting) {
+        assert!(within_30s("a queued request", call).await.is_ok());
+    }
+    let mut expected = vec![1; threads];
+    expected.push(12);
+    assert_eq!(gate.batches(), expected, "one run per blocker, then one for the three queued requests");
+    assert_eq!(batcher.stats().batches, threads as u64 + 1);
+}
+
 #[tokio::test]
 async fn requests_are_merged_into_one_run() {
-    let batches = Arc::new(Mutex::new(Vec::new()));
-    // A long delay: the three requests below arrive well inside it and fill the batch exactly.
-    let batcher = Arc::new(Batcher::start(
-        boxed(vec![RowSum { batches: Arc::clone(&batches) }]),
-        config(12, 16, 10_000),
-        context(),
-    ));
-    let handles: Vec<_> = (0..3)
-        .map(|i| {
-            let b = Arc::clone(&batcher);
-            tokio::spawn(async move { b.infer(tensors(i, 4).into(), None).await })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.await.unwrap().unwrap().len(), 4);
+    // One thread: the requests queued while it runs make up its next batch.
+    queued_behind_busy_threads_merge(1).await;
+}
+
+#[tokio::test]
+async fn chunks_queued_while_every_thread_is_busy_are_merged_into_one_run() {
+    queued_behind_busy_threads_merge(2).await;
+}
+
+#[tokio::test]
+async fn a_lone_request_does_not_wait_for_company_while_threads_are_idle() {
+    for threads in [1, 2] {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let runners = (0..threads).map(|_| RowSum { batches: Arc::clone(&batches) }).collect();
+        // An hour of max_queue_delay: a batcher that waits for company with idle threads hangs
+        // here (and fails at the 30 s guard) instead of answering.
+        let batcher = Batcher::start(boxed(runners), config(64, 16, 3_600_000), context());
+        let t: Arc<[Tensor]> = tensors(1, 3).into();
+        let scores = within_30s("a lone request", batcher.infer(Arc::clone(&t), None)).await.unwrap();
+        assert_eq!(scores, (0..3).map(|r| row_score(&t, r)).collect::<Vec<_>>(), "{threads} threads");
+        assert_eq!(*batches.lock().unwrap(), vec![3], "{threads} threads");
     }
-    assert_eq!(*batches.lock().unwrap(), vec![12]);
-    assert_eq!(batcher.stats().batches, 1);
+}
+
+#[tokio::test]
+async fn a_wait_for_company_ends_when_another_thread_goes_idle() {
+    let (runners, mut gate) = gated_threads(2);
+    // An hour of max_queue_delay: only the other thread going idle can end the wait in time.
+    let batcher = Batcher::start(boxed(runners), config(64, 16, 3_600_000), context());
+    // The other thread is idle, so the blocker runs at once and holds its thread.
+    let mut blocker = Box::pin(batcher.infer(tensors(0, 1).into(), None));
+    queue(&mut blocker).await;
+    gate.running().await;
+    // The second thread takes the first request and, with the other thread busy, waits for
+    // company: the second request joins it.
+    let mut first = Box::pin(batcher.infer(tensors(1, 4).into(), None));
+    queue(&mut first).await;
+    let mut second = Box::pin(batcher.infer(tensors(2, 4).into(), None));
+    queue(&mut second).await;
+    // The blocker ends: the waiting thread stops waiting and runs both. A spare pass, so a
+    // batcher that ran the requests apart fails the count below instead of hanging.
+    gate.open(3);
+    for call in [blocker, first, second] {
+        assert!(within_30s("the wait for company", call).await.is_ok());
+    }
+    assert_eq!(gate.batches(), vec![1, 8], "the blocker, then both requests in one run");
+    assert_eq!(gate.runs(), 2);
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //!
 //! Threads share the queue through a mutex held only while a batch is being collected, so one
 //! thread collects while the others run their batches (pipelining). A chunk that would overflow
-//! the batch is parked in `carry` and opens the next one, so nothing is reordered or lost.
+//! the batch is parked in `carry` and opens the next one, so nothing is reordered or lost. Threads
+//! count themselves in `busy` around each run (merge included); the collecting thread reads it to
+//! decide whether waiting for company can pay (the policy is in the `batch` module docs).
 //!
 //! A model run that panics must not leave a version that health reports as serving with a dead
 //! thread: the panic is caught, the batch is answered INTERNAL, and the thread reopens its model
@@ -12,12 +14,17 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{BatchConfig, BatchError, Handles, Message, Reopen, merge};
 use crate::model::Model;
+
+/// How often a thread waiting for company re-checks whether another thread went idle: the most
+/// that an idle thread can leave the batch waiting. At 2 ms of `max_queue_delay`, 20 wake-ups of
+/// a thread that has nothing else to do.
+const RECHECK: Duration = Duration::from_micros(100);
 
 pub(super) struct Shared {
     pub(super) rx: Receiver<Message>,
@@ -30,6 +37,9 @@ pub(super) struct Worker {
     pub(super) handles: Handles,
     pub(super) reopen: Option<Reopen>,
     pub(super) alive: Arc<AtomicUsize>,
+    /// Threads of this batcher inside a model run (merge included): the collecting thread reads
+    /// it to tell whether another thread could take new chunks at once.
+    pub(super) busy: Arc<AtomicUsize>,
     pub(super) name: String,
 }
 
@@ -69,12 +79,14 @@ impl Worker {
                     })
                     .collect()
             };
+            self.busy.fetch_add(1, Ordering::Relaxed);
             let outcome = {
                 // Events during the run (ORT warnings) land in the first request's trace.
                 let _entered = spans.first().map(tracing::Span::enter);
                 let tensors = merge(&live);
                 catch_unwind(AssertUnwindSafe(|| model.run(&tensors)))
             };
+            self.busy.fetch_sub(1, Ordering::Relaxed);
             // The run is over for every request in it, before any reply wakes a caller.
             drop(spans);
             match outcome {
@@ -131,9 +143,10 @@ impl Worker {
         }
     }
 
-    /// Blocks for the first chunk, then gathers more until `max_batch_rows`, `max_queue_delay`
-    /// after the first chunk was queued, or the earliest deadline in the batch. `None` = queue
-    /// closed and drained.
+    /// Blocks for the first chunk, then takes every chunk already queued, up to `max_batch_rows`.
+    /// Only while every other thread is busy does it also wait for more, until `max_queue_delay`
+    /// after the first chunk was queued or the earliest deadline in the batch, whichever is
+    /// first (see the module docs). `None` = queue closed and drained.
     fn collect(&self) -> Option<Vec<Message>> {
         let config = self.config;
         let mut guard = self.shared.lock().ok()?;
@@ -146,31 +159,45 @@ impl Worker {
                 m
             }
         };
+        // The wait ends at the first chunk's delay or the earliest deadline in the batch.
         let mut until = first.enqueued + config.max_queue_delay;
+        until = first.deadline.map_or(until, |d| until.min(d));
         let mut rows = first.len();
         let mut batch = vec![first];
         while rows < config.max_batch_rows {
-            if let Some(d) = batch.iter().filter_map(|m| m.deadline).min() {
-                until = until.min(d);
-            }
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            match shared.rx.recv_timeout(until - now) {
-                Ok(m) => {
-                    self.handles.depth.dec();
-                    if rows + m.len() > config.max_batch_rows {
-                        shared.carry = Some(m);
+            let m = match shared.rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= until || !self.others_busy() {
                         break;
                     }
-                    rows += m.len();
-                    batch.push(m);
+                    // In slices, so a thread that goes idle meanwhile ends the wait.
+                    match shared.rx.recv_timeout((until - now).min(RECHECK)) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            };
+            self.handles.depth.dec();
+            if rows + m.len() > config.max_batch_rows {
+                shared.carry = Some(m);
+                break;
             }
+            rows += m.len();
+            until = m.deadline.map_or(until, |d| until.min(d));
+            batch.push(m);
         }
         Some(batch)
+    }
+
+    /// Whether every other live thread is inside a model run, so none could start on a chunk
+    /// that arrives now. False with one thread: see the module docs.
+    fn others_busy(&self) -> bool {
+        let alive = self.alive.load(Ordering::Relaxed);
+        alive > 1 && self.busy.load(Ordering::Relaxed) + 1 >= alive
     }
 }
 
