@@ -823,9 +823,10 @@ pub struct RedisConfig {
     #[serde(default = "default_redis_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Multiplexed connections to a single node, used in turn by successive reads. One
-    /// connection's replies are parsed by one task, which caps a busy server's read rate on a
-    /// single core; more connections spread that over the async workers (BENCHMARKS.md, "Fetch
-    /// stage against Redis"). A cluster keeps one connection per node.
+    /// connection's replies are parsed by one task; more connections spread that parsing over
+    /// the async workers, for hosts where that task becomes the limit. On 2 cores 1 and 2
+    /// measured the same (BENCHMARKS.md, "Fetch stage against Redis"). A cluster keeps one
+    /// connection per node.
     #[serde(default = "default_redis_connections")]
     pub connections: usize,
     /// CA certificate (PEM) that signed the server's certificate, for `rediss://` URLs to a Redis
@@ -853,7 +854,7 @@ const fn default_redis_timeout_ms() -> u64 {
     50
 }
 const fn default_redis_connections() -> usize {
-    2
+    1
 }
 const fn default_redis_connect_timeout_ms() -> u64 {
     1000
