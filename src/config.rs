@@ -758,6 +758,24 @@ pub struct ModelConfig {
     /// React to file-system events in the repositories (inotify via `notify`).
     #[serde(default = "default_true")]
     pub watch: bool,
+    /// CPU priority of the thread that reads and optimises a new version while the old one
+    /// serves: `low` (nice 19, the default) or `idle` (Linux `SCHED_IDLE`: runs only on CPU
+    /// nothing else wants, and yields at once when a serving thread wakes). `idle` keeps p99
+    /// during a hot reload near steady (BENCHMARKS.md, "Hot reload: loader priority") but on a
+    /// host saturated by other work a load can take minutes.
+    #[serde(default)]
+    pub load_priority: LoadPriority,
+}
+
+/// `model.load_priority`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadPriority {
+    /// Nice 19: the lowest normal priority; a load still gets a small share of a busy host.
+    #[default]
+    Low,
+    /// `SCHED_IDLE` on Linux (elsewhere the same as `low`).
+    Idle,
 }
 
 const fn default_max_batch_rows() -> usize {
@@ -1729,6 +1747,15 @@ mod tests {
         let err = Config::from_toml("[model]\nqueue_capacity = 0\n").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("model.queue_capacity") && msg.contains("got 0"), "{msg}");
+    }
+
+    #[test]
+    fn load_priority_defaults_to_low_and_names_its_key_when_bad() {
+        assert_eq!(Config::from_toml("").unwrap().model.load_priority, LoadPriority::Low);
+        let idle = Config::from_toml("[model]\nload_priority = \"idle\"\n").unwrap();
+        assert_eq!(idle.model.load_priority, LoadPriority::Idle);
+        let err = Config::from_toml("[model]\nload_priority = \"realtime\"\n").unwrap_err().to_string();
+        assert!(err.contains("load_priority") && err.contains("realtime"), "{err}");
     }
 
     #[test]

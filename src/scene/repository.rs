@@ -23,7 +23,7 @@ use super::settings::{Settings, VersionPolicy};
 use super::warmup::{Warmup, WarmupError, warm_up};
 use crate::assemble::Spec;
 use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, Reopen};
-use crate::config::ModelConfig;
+use crate::config::{LoadPriority, ModelConfig};
 use crate::model::{Model, ModelError, ModelLoader};
 use crate::telemetry::{Metrics, ModelLabels, VersionLabels};
 
@@ -336,12 +336,11 @@ impl Repository {
         let (done, loaded) = tokio::sync::oneshot::channel();
         let (loader, spec, file) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
         let token = self.context.tracker.token();
+        let priority = self.defaults.load_priority;
         std::thread::Builder::new()
             .name(format!("augur-load-{}-{number}", self.name))
             .spawn(move || {
-                if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
-                    tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");
-                }
+                lower_priority(priority);
                 // One opener per version: the threads' instances (and any reopened after a panic)
                 // share what it read, e.g. one copy of the weights.
                 let opened = loader.opener(&file, spec).and_then(|open| {
@@ -377,5 +376,33 @@ impl Version {
     /// The batcher's counters.
     pub fn stats(&self) -> BatchStats {
         self.batcher.stats()
+    }
+}
+
+/// Lowers the calling (loading) thread's CPU priority: nice 19, or with `idle` `SCHED_IDLE` on
+/// Linux, which a waking serving thread preempts at once (under nice 19 it can wait out the
+/// loader's slice: the reload p99 spike).
+fn lower_priority(priority: LoadPriority) {
+    #[cfg(target_os = "linux")]
+    let result = {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+        };
+        match priority {
+            LoadPriority::Idle => set_thread_priority_and_policy(
+                thread_native_id(),
+                thread_priority::ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            ),
+            LoadPriority::Low => thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min),
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let result = {
+        let _ = priority;
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");
     }
 }
