@@ -205,7 +205,12 @@ impl EtcdRegistry {
                     if answered.elapsed() > ttl {
                         return Err(RegistryError::LeaseLost { lease, why: "no keepalive answer within the lease TTL" });
                     }
-                    keeper.keep_alive().await.map_err(|source| RegistryError::Etcd { op: "lease keepalive".into(), source })?;
+                    // Bounded and cancellable: a keepalive stream to an etcd that just restarted
+                    // can stall the send, and shutdown must not wait on it.
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        r = self.call("lease keepalive", keeper.keep_alive()) => r?,
+                    }
                 }
                 message = stream.message() => match message {
                     Ok(Some(answer)) if answer.ttl() <= 0 => {
