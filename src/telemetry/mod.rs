@@ -393,10 +393,14 @@ pub fn process_cpu_seconds() -> Option<f64> {
 
 /// Resident set size in bytes from `/proc/self/status` (kB there, no page size needed).
 pub fn process_resident_bytes() -> Option<u64> {
+    process_status_kib("VmRSS").map(|kb| kb * 1024)
+}
+
+/// A `/proc/self/status` memory line in kB, by key (`VmRSS`, `VmHWM`, ...).
+pub fn process_status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.split(':').next() == Some(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Open file descriptors: entries of `/proc/self/fd` (the directory handle itself included,

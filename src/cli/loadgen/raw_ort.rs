@@ -140,11 +140,5 @@ pub fn run(
 
 /// A `/proc/self/status` memory line (`VmRSS`, `VmHWM`) in MiB; 0 where there is none.
 pub fn memory(key: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    telemetry::process_status_kib(key).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
