@@ -33,9 +33,10 @@ struct Instance {
     _dir: tempfile::TempDir,
 }
 
-/// A fake-model augur on a fresh fixed port, registered in `etcd` under that address.
+/// A fake-model augur on a fresh port, registered in `etcd` under that address.
 async fn instance(etcd: &EtcdServer) -> Instance {
-    let addr = format!("127.0.0.1:{}", common::redis_server::free_ports(1)[0]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
     // A drain delay long enough for the client's watch to see the DELETE before the listener
     // closes; a lease far longer than the test, so keys only go by deregistration.
     let toml = format!(
@@ -47,7 +48,7 @@ async fn instance(etcd: &EtcdServer) -> Instance {
     config.server.listen = addr.parse().unwrap();
     let loader = FakeLoader::default();
     let parts = augur::app::Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() };
-    let server = common::start_with(config, parts).await;
+    let server = common::start_on(listener, config, parts).await;
     Instance { server, loader, key: format!("{SERVICE}/{addr}"), _dir: dir }
 }
 

@@ -82,13 +82,19 @@ pub async fn start(config: Config) -> TestServer {
 }
 
 /// Starts augur with some parts supplied (a fake model loader, a faulty store).
-pub async fn start_with(mut config: Config, parts: augur::app::Parts) -> TestServer {
-    let listen = config.server.listen;
+pub async fn start_with(config: Config, parts: augur::app::Parts) -> TestServer {
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
+    start_on(listener, config, parts).await
+}
+
+/// Starts augur on a listener the test bound itself, so the address it put into the config
+/// (`registry.advertise`) is held from the start: a port picked free and bound only after the
+/// app is built can be taken meanwhile as the ephemeral port of some client connection.
+pub async fn start_on(listener: tokio::net::TcpListener, mut config: Config, parts: augur::app::Parts) -> TestServer {
     // Many servers run at once in one test binary: never the fixed default admin ports.
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.grpc_listen = "127.0.0.1:0".parse().unwrap();
     let app = augur::app::App::build_with(config, parts).await.expect("build app");
-    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (admin_addr, admin_http_addr) = (app.admin_grpc_addr(), app.admin_http_addr());
     let readiness = app.readiness().clone();
