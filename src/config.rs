@@ -759,12 +759,17 @@ pub struct ModelConfig {
     #[serde(default = "default_true")]
     pub watch: bool,
     /// CPU priority of the thread that reads and optimises a new version while the old one
-    /// serves: `low` (nice 19, the default) or `idle` (Linux `SCHED_IDLE`: runs only on CPU
-    /// nothing else wants, and yields at once when a serving thread wakes). `idle` keeps p99
-    /// during a hot reload near steady (BENCHMARKS.md, "Hot reload: loader priority") but on a
-    /// host saturated by other work a load can take minutes.
+    /// serves: `idle` (the default; Linux `SCHED_IDLE`: runs only on CPU nothing else wants, and
+    /// yields at once when a serving thread wakes) or `low` (nice 19). `idle` keeps p99 during
+    /// a hot reload near steady (BENCHMARKS.md, "Hot reload: loader priority"); on a host
+    /// saturated by other work it would starve the load, hence `load_idle_limit_ms`.
     #[serde(default)]
     pub load_priority: LoadPriority,
+    /// With `load_priority = "idle"`, a load still running after this many milliseconds
+    /// continues at nice 19 (`low`), so a busy host delays a new version by at most this much
+    /// more than `low` would.
+    #[serde(default = "default_load_idle_limit_ms")]
+    pub load_idle_limit_ms: u64,
 }
 
 /// `model.load_priority`.
@@ -772,9 +777,10 @@ pub struct ModelConfig {
 #[serde(rename_all = "snake_case")]
 pub enum LoadPriority {
     /// Nice 19: the lowest normal priority; a load still gets a small share of a busy host.
-    #[default]
     Low,
-    /// `SCHED_IDLE` on Linux (elsewhere the same as `low`).
+    /// `SCHED_IDLE` on Linux (elsewhere the same as `low`), then nice 19 after
+    /// `model.load_idle_limit_ms`.
+    #[default]
     Idle,
 }
 
@@ -783,6 +789,9 @@ const fn default_max_batch_rows() -> usize {
 }
 const fn default_max_queue_delay_us() -> u64 {
     1000
+}
+const fn default_load_idle_limit_ms() -> u64 {
+    30_000
 }
 const fn default_poll_interval_ms() -> u64 {
     5000
@@ -1272,6 +1281,7 @@ impl Config {
         in_range("model.queue_capacity", m.queue_capacity, 1, 1 << 20)?;
         in_range("model.max_batch_rows", m.max_batch_rows, 1, 1 << 16)?;
         in_range("model.max_queue_delay_us", m.max_queue_delay_us as usize, 0, 1_000_000)?;
+        in_range("model.load_idle_limit_ms", m.load_idle_limit_ms as usize, 1, 3_600_000)?;
         if self.scenes.is_empty() {
             return Err(invalid("scenes", "must list at least one scene"));
         }
@@ -1750,10 +1760,13 @@ mod tests {
     }
 
     #[test]
-    fn load_priority_defaults_to_low_and_names_its_key_when_bad() {
-        assert_eq!(Config::from_toml("").unwrap().model.load_priority, LoadPriority::Low);
-        let idle = Config::from_toml("[model]\nload_priority = \"idle\"\n").unwrap();
-        assert_eq!(idle.model.load_priority, LoadPriority::Idle);
+    fn load_priority_defaults_to_idle_and_names_its_key_when_bad() {
+        let defaults = Config::from_toml("").unwrap();
+        assert_eq!((defaults.model.load_priority, defaults.model.load_idle_limit_ms), (LoadPriority::Idle, 30_000));
+        let low = Config::from_toml("[model]\nload_priority = \"low\"\n").unwrap();
+        assert_eq!(low.model.load_priority, LoadPriority::Low);
+        let zero = Config::from_toml("[model]\nload_idle_limit_ms = 0\n").unwrap_err().to_string();
+        assert!(zero.contains("model.load_idle_limit_ms"), "{zero}");
         let err = Config::from_toml("[model]\nload_priority = \"realtime\"\n").unwrap_err().to_string();
         assert!(err.contains("load_priority") && err.contains("realtime"), "{err}");
     }

@@ -337,7 +337,7 @@ impl Repository {
         let (loader, spec, file) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
         let token = self.context.tracker.token();
         let priority = self.defaults.load_priority;
-        std::thread::Builder::new()
+        let loading = std::thread::Builder::new()
             .name(format!("augur-load-{}-{number}", self.name))
             .spawn(move || {
                 lower_priority(priority);
@@ -351,8 +351,30 @@ impl Repository {
                 drop(token);
             })
             .map_err(|source| LoadError::Thread { path: path.display().to_string(), source })?;
+        let mut loaded = loaded;
+        let opened = match priority {
+            LoadPriority::Idle => {
+                let limit = Duration::from_millis(self.defaults.load_idle_limit_ms);
+                match tokio::time::timeout(limit, &mut loaded).await {
+                    Ok(opened) => opened,
+                    Err(_) => {
+                        // A host with no idle CPU would starve the load for as long as it stays
+                        // busy: from here on it competes at nice 19, as `low` does.
+                        tracing::warn!(
+                            model = %self.name, version = number, after_ms = self.defaults.load_idle_limit_ms,
+                            "model load still running under SCHED_IDLE; continuing at nice 19 (model.load_idle_limit_ms)"
+                        );
+                        raise_to_low(&loading).await;
+                        loaded.await
+                    }
+                }
+            }
+            LoadPriority::Low => loaded.await,
+        };
+        // Held until here, so the thread id stays the loader's while it may be raised.
+        drop(loading);
         let (reopen, models): (Reopen, _) =
-            loaded.await.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
+            opened.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
         let config = BatchConfig {
             max_batch_rows: settings.max_batch_rows.unwrap_or(self.defaults.max_batch_rows),
             max_queue_delay: Duration::from_micros(
@@ -377,6 +399,33 @@ impl Version {
     pub fn stats(&self) -> BatchStats {
         self.batcher.stats()
     }
+}
+
+/// Moves a loading thread from `SCHED_IDLE` to the normal policy; its nice value stays 19.
+async fn raise_to_low(loading: &std::thread::JoinHandle<()>) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::thread::JoinHandleExt;
+        use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy};
+        let native = loading.as_pthread_t();
+        // The crate sets the policy of `native` but the nice value of the *calling* thread, so
+        // the call runs on a thread of its own that ends with it, never on a pooled one.
+        let raise = move || {
+            std::thread::Builder::new().name("augur-load-raise".into()).spawn(move || {
+                set_thread_priority_and_policy(
+                    native,
+                    thread_priority::ThreadPriority::Min,
+                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+                )
+            })
+        };
+        let result = tokio::task::spawn_blocking(move || raise().map(|t| t.join())).await;
+        if !matches!(result, Ok(Ok(Ok(Ok(()))))) {
+            tracing::warn!(result = ?result, "cannot raise the model-loading thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = loading;
 }
 
 /// Lowers the calling (loading) thread's CPU priority: nice 19, or with `idle` `SCHED_IDLE` on
