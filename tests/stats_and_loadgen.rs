@@ -94,7 +94,14 @@ async fn framed_request_is_one_grpc_message_the_server_scores() {
     assert_eq!(len, framed.len() - 5, "big-endian length of the rest");
     let request = <augur::proto::PredictRequest as prost::Message>::decode(&framed[5..]).unwrap();
     assert_eq!((request.scene.as_str(), request.candidates.len()), ("ranking", 10));
-    assert_eq!(framed, augur::cli::loadgen::framed_request(&config), "same config, same bytes");
+    let mut context: Vec<&str> = request.context.keys().map(String::as_str).collect();
+    context.sort_unstable();
+    assert_eq!(context, ["device", "hour"], "the context survives the key-ordered encoding");
+    // Each encoding builds its own context map, whose iteration order varies: eight tries would
+    // see two orders with near certainty if the bytes followed it.
+    for _ in 0..8 {
+        assert_eq!(framed, augur::cli::loadgen::framed_request(&config), "same config, same bytes");
+    }
     let response = server.client().await.predict(request).await.unwrap().into_inner();
     assert_eq!(response.scores.len(), 10);
     server.stop().await;

@@ -380,7 +380,26 @@ pub fn framed_request(config: &LoadConfig) -> Vec<u8> {
 
 /// The pool encoded once: the same bytes go out on every send.
 fn encoded_pool(config: &LoadConfig, size: usize) -> Vec<Bytes> {
-    request_pool(config, size).iter().map(|r| Bytes::from(prost::Message::encode_to_vec(r))).collect()
+    request_pool(config, size).into_iter().map(|r| Bytes::from(encode_stable(r))).collect()
+}
+
+/// `PredictRequest.context` alone, as a `BTreeMap`: prost writes a map in its iteration order,
+/// which for the generated `HashMap` differs from one map to the next.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ContextInKeyOrder {
+    /// Same tag as `PredictRequest.context`.
+    #[prost(btree_map = "string, message", tag = "4")]
+    context: BTreeMap<String, crate::proto::FeatureValue>,
+}
+
+/// `request` encoded with its context entries in key order, so the same seed gives the same
+/// bytes (the body written for h2load). Protobuf reads a message's fields in any order and
+/// repeated map entries are merged, so the request appended with its context is the request.
+fn encode_stable(mut request: PredictRequest) -> Vec<u8> {
+    let context = ContextInKeyOrder { context: std::mem::take(&mut request.context).into_iter().collect() };
+    let mut bytes = prost::Message::encode_to_vec(&request);
+    prost::Message::encode(&context, &mut bytes).expect("a Vec grows as needed");
+    bytes
 }
 
 /// Pre-built requests, so the generator spends its CPU on sending, not on building.
