@@ -140,13 +140,7 @@ async fn registers_again_after_the_lease_is_revoked_from_outside() {
     assert!(client.lease_time_to_live(new_lease, None).await.unwrap().ttl() > 0);
     // The registry counts a registration once its PUT has returned, which can be just after the
     // key became visible to this client.
-    tokio::time::timeout(HANG, async {
-        while registrations(&server, "registered") < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("second registration never counted");
+    common::wait_for("the second registration counted", async || registrations(&server, "registered") >= 2).await;
     assert!(registrations(&server, "lost") >= 1);
 
     server.stop().await;

@@ -333,7 +333,7 @@ impl Repository {
         // Reading and optimising the graph takes a core for a while: never on the async workers,
         // and at the lowest CPU priority, so serving threads win whenever the cores are contended
         // (the p99 spike during reloads that TF Serving and Triton users complain about).
-        let (done, loaded) = tokio::sync::oneshot::channel();
+        let (done, mut loaded) = tokio::sync::oneshot::channel();
         let (loader, spec, file) = (Arc::clone(&self.loader), Arc::clone(&self.spec), path.to_path_buf());
         let token = self.context.tracker.token();
         let priority = self.defaults.load_priority;
@@ -351,7 +351,6 @@ impl Repository {
                 drop(token);
             })
             .map_err(|source| LoadError::Thread { path: path.display().to_string(), source })?;
-        let mut loaded = loaded;
         let opened = match priority {
             LoadPriority::Idle => {
                 let limit = Duration::from_millis(self.defaults.load_idle_limit_ms);
@@ -364,15 +363,13 @@ impl Repository {
                             model = %self.name, version = number, after_ms = self.defaults.load_idle_limit_ms,
                             "model load still running under SCHED_IDLE; continuing at nice 19 (model.load_idle_limit_ms)"
                         );
-                        raise_to_low(&loading).await;
+                        raise_to_low(loading);
                         loaded.await
                     }
                 }
             }
             LoadPriority::Low => loaded.await,
         };
-        // Held until here, so the thread id stays the loader's while it may be raised.
-        drop(loading);
         let (reopen, models): (Reopen, _) =
             opened.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
         let config = BatchConfig {
@@ -401,55 +398,46 @@ impl Version {
     }
 }
 
-/// Moves a loading thread from `SCHED_IDLE` to the normal policy; its nice value stays 19.
-async fn raise_to_low(loading: &std::thread::JoinHandle<()>) {
+/// Moves a loading thread from `SCHED_IDLE` to the normal policy; its nice value stays 19. The
+/// call runs on a throwaway thread: thread-priority sets the policy of the given thread but the
+/// nice value of the *calling* one, which must not be an async or pooled worker.
+fn raise_to_low(loading: std::thread::JoinHandle<()>) {
     #[cfg(target_os = "linux")]
-    {
+    let raise = move || {
         use std::os::unix::thread::JoinHandleExt;
         use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy};
-        let native = loading.as_pthread_t();
-        // The crate sets the policy of `native` but the nice value of the *calling* thread, so
-        // the call runs on a thread of its own that ends with it, never on a pooled one.
-        let raise = move || {
-            std::thread::Builder::new().name("augur-load-raise".into()).spawn(move || {
-                set_thread_priority_and_policy(
-                    native,
-                    thread_priority::ThreadPriority::Min,
-                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
-                )
-            })
-        };
-        let result = tokio::task::spawn_blocking(move || raise().map(|t| t.join())).await;
-        if !matches!(result, Ok(Ok(Ok(Ok(()))))) {
-            tracing::warn!(result = ?result, "cannot raise the model-loading thread's priority");
+        // The handle, held through the call, keeps the loader's thread id its own.
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        if let Err(e) =
+            set_thread_priority_and_policy(loading.as_pthread_t(), thread_priority::ThreadPriority::Min, policy)
+        {
+            tracing::warn!(error = ?e, "cannot raise the model-loading thread's priority");
         }
-    }
+    };
     #[cfg(not(target_os = "linux"))]
-    let _ = loading;
+    let raise = move || drop(loading);
+    if let Err(e) = std::thread::Builder::new().name("augur-load-raise".into()).spawn(raise) {
+        tracing::warn!(error = %e, "cannot raise the model-loading thread's priority");
+    }
 }
 
 /// Lowers the calling (loading) thread's CPU priority: nice 19, or with `idle` `SCHED_IDLE` on
 /// Linux, which a waking serving thread preempts at once (under nice 19 it can wait out the
 /// loader's slice: the reload p99 spike).
 fn lower_priority(priority: LoadPriority) {
-    #[cfg(target_os = "linux")]
-    let result = {
-        use thread_priority::unix::{
-            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
-        };
-        match priority {
-            LoadPriority::Idle => set_thread_priority_and_policy(
+    let result = match priority {
+        #[cfg(target_os = "linux")]
+        LoadPriority::Idle => {
+            use thread_priority::unix::{
+                NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+            };
+            set_thread_priority_and_policy(
                 thread_native_id(),
                 thread_priority::ThreadPriority::Min,
                 ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-            ),
-            LoadPriority::Low => thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min),
+            )
         }
-    };
-    #[cfg(not(target_os = "linux"))]
-    let result = {
-        let _ = priority;
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+        _ => thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min),
     };
     if let Err(e) = result {
         tracing::debug!(error = ?e, "cannot lower the model-loading thread's priority");

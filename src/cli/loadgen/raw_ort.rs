@@ -139,6 +139,6 @@ pub fn run(
 }
 
 /// A `/proc/self/status` memory line (`VmRSS`, `VmHWM`) in MiB; 0 where there is none.
-pub fn memory(key: &str) -> f64 {
+fn memory(key: &str) -> f64 {
     telemetry::process_status_kib(key).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
