@@ -135,6 +135,7 @@ impl Error {
             Error::Join(JoinError::Unavailable(_)) => Code::Unavailable,
             Error::Join(JoinError::Full { .. }) => Code::ResourceExhausted,
             Error::Join(JoinError::Corrupt(_)) => Code::Internal,
+            Error::Join(JoinError::Reused { .. }) => Code::AlreadyExists,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
 use crate::fetch::{FeatureStore, FetchError, Row, Value};
 use crate::sample_log::Samples;
+use crate::sample_log::join::{JoinError, Reuse};
 use crate::sample_log::snapshot::{Served, now_ms};
 use crate::scene::{Scene, Stage};
 
@@ -120,14 +121,21 @@ impl Predictor {
         let scene = self.scene(&request.scene)?;
         // Route first: a pinned version that is not loaded fails before any fetch.
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
+        let logged = self.samples.as_ref().filter(|s| s.queue.wants(&request.scene, &request.request_id));
+        if let Some(samples) = logged {
+            // Events name a prediction by request_id: a second prediction under a held id
+            // would have its events joined to the first, so it is refused before any work.
+            let item_ids: Vec<String> = request.candidates.iter().map(|(id, _)| id.clone()).collect();
+            if samples.joiner.store().reuse(&request.request_id, &item_ids) == Some(Reuse::Conflict) {
+                return Err(JoinError::Reused { request_id: request.request_id }.into());
+            }
+        }
         let assembled = self.features_for(scene, &request, deadline).await?;
         let infer_started = Instant::now();
         let tensors: Arc<[crate::assemble::Tensor]> = assembled.tensors.into();
         let scores = version.batcher.infer(Arc::clone(&tensors), deadline).await?;
         scene.stage(Stage::Infer).record(infer_started.elapsed());
-        if let Some(samples) = &self.samples
-            && samples.queue.wants(&request.scene, &request.request_id)
-        {
+        if let Some(samples) = logged {
             samples
                 .queue
                 .offer(Served {

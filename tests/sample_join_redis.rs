@@ -31,6 +31,10 @@ impl RecordWriter for Written {
         }
         Ok(())
     }
+
+    fn last_sequence(&self) -> u64 {
+        self.0.lock().unwrap().len() as u64
+    }
 }
 
 async fn replica(url: &str) -> (Joiner, Arc<Written>) {
@@ -101,7 +105,10 @@ async fn two_replicas_share_the_join_and_emit_each_candidate_once() {
     assert_eq!(&st[80..], &[EventStatus::Duplicate, EventStatus::Orphan, EventStatus::Orphan]);
 
     // Both replicas claim at once: 60 impressed candidates, each emitted by exactly one.
-    let (na, nb) = tokio::join!(a.emit_due(), b.emit_due());
+    let (na, nb) = tokio::join!(
+        a.emit_due(augur::sample_log::snapshot::now_ms()),
+        b.emit_due(augur::sample_log::snapshot::now_ms())
+    );
     assert_eq!(na.unwrap() + nb.unwrap(), 60);
     let mut all: Vec<proto::Sample> = a_out.0.lock().unwrap().clone();
     all.extend(b_out.0.lock().unwrap().iter().cloned());

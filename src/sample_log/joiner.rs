@@ -20,9 +20,12 @@ use crate::telemetry::{EventLabels, ReasonLabels, RecordKindLabels, SampleMetric
 
 /// Where joined records go: the segment log (a trait so the joiner is tested without disk).
 pub trait RecordWriter: Send + Sync + std::fmt::Debug {
-    /// Appends encoded `augur.v1.LogRecord`s in order. An error means they are lost (the
-    /// writer counts why).
+    /// Appends encoded `augur.v1.LogRecord`s in order. An error means they were not written
+    /// (the writer counts why).
     fn write(&self, records: Vec<Vec<u8>>) -> Result<(), String>;
+
+    /// The last sequence written: a claim batch's mark (recovery reads the log after it).
+    fn last_sequence(&self) -> u64;
 }
 
 /// Candidates claimed per store call while emitting.
@@ -86,6 +89,11 @@ impl Joiner {
         match self.store.put(&served.request_id, snapshot, &served.item_ids, expires, unimpressed).await {
             Ok(()) => {}
             Err(JoinError::Full { .. }) => self.drop_count("join_store_full"),
+            Err(e @ JoinError::Reused { .. }) => {
+                // Two predictions under one id raced past Predict's check (both queued at once).
+                tracing::warn!(error = %e, "snapshot not held");
+                self.drop_count("request_id_reused");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "snapshot not held");
                 self.drop_count("join_store_error");
@@ -94,7 +102,10 @@ impl Joiner {
     }
 
     /// ReportEvents: one result per event, in order. Fails whole only when the store cannot be
-    /// reached (then nothing was acknowledged and the caller retries).
+    /// reached for the first event that needs it (then nothing was acknowledged and the caller
+    /// retries); a store that fails or fills later in the batch answers the events it could not
+    /// take REJECTED with the reason, and what was acknowledged before stays (its orphan records
+    /// are written).
     pub async fn report(&self, events: Vec<proto::Event>, max_id_bytes: usize) -> Result<Vec<EventResult>, JoinError> {
         if let Some(progress) = &self.progress {
             progress.caught_up(CATCH_UP).await;
@@ -102,6 +113,7 @@ impl Joiner {
         let now = now_ms();
         let mut results = Vec::with_capacity(events.len());
         let mut records = Vec::new();
+        let mut acknowledged = 0;
         for (index, raw) in events.into_iter().enumerate() {
             let event = match self.check(raw, index, now, max_id_bytes) {
                 Ok(event) => event,
@@ -112,7 +124,26 @@ impl Joiner {
                 }
             };
             let due = event.timestamp_ms.max(now - self.window_ms()) + self.wait_ms;
-            let status = match self.store.add_event(&event, due).await? {
+            let added = match self.store.add_event(&event, due).await {
+                Ok(added) => added,
+                Err(e @ JoinError::Unavailable(_)) if acknowledged == 0 && records.is_empty() => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    let reason = match &e {
+                        JoinError::Full { .. } => "join_store_full",
+                        _ => "join_store_error",
+                    };
+                    self.count_event(&event.kind, "rejected");
+                    self.drop_count(reason);
+                    results.push(EventResult {
+                        status: EventStatus::Rejected as i32,
+                        reason: format!("events[{index}]: {reason}: {e}; retry this event"),
+                    });
+                    continue;
+                }
+            };
+            let status = match added {
                 Added::Accepted => EventStatus::Accepted,
                 Added::Duplicate => EventStatus::Duplicate,
                 Added::Orphan => {
@@ -120,12 +151,22 @@ impl Joiner {
                     EventStatus::Orphan
                 }
                 Added::Late { revision } => {
-                    if let Some(joined) = self.store.joined(&event.request_id, &event.item_id, revision).await? {
-                        records.extend(self.cut(joined, now, "correction"));
+                    match self.store.joined(&event.request_id, &event.item_id, revision).await {
+                        Ok(Some(joined)) => records.extend(self.cut(joined, now, "correction")),
+                        // Expired between the two calls: the label is recorded as an orphan.
+                        Ok(None) => records.push((snapshot::orphan(&event), "orphan")),
+                        Err(e) => {
+                            // The label is held; the next correction of this candidate carries it.
+                            tracing::warn!(error = %e, "correction not written");
+                            self.drop_count("correction_read");
+                        }
                     }
                     EventStatus::Accepted
                 }
             };
+            if status == EventStatus::Accepted {
+                acknowledged += 1;
+            }
             self.count_event(&event.kind, status_name(status));
             results.push(EventResult { status: status as i32, reason: String::new() });
         }
@@ -185,9 +226,10 @@ impl Joiner {
         self.metrics.events.get_or_create(&EventLabels { r#type: kind.to_owned(), result: result.to_owned() }).inc();
     }
 
-    fn write(&self, records: Vec<(LogRecord, &'static str)>) {
+    /// Writes `records`; `false` when the log refused them (counted by the log, logged here).
+    fn write(&self, records: Vec<(LogRecord, &'static str)>) -> bool {
         if records.is_empty() {
-            return;
+            return true;
         }
         let kinds: Vec<&str> = records.iter().map(|(_, k)| *k).collect();
         let encoded = records.into_iter().map(|(r, _)| r.encode_to_vec()).collect();
@@ -196,8 +238,12 @@ impl Joiner {
                 for kind in kinds {
                     self.metrics.emitted.get_or_create(&RecordKindLabels { kind: kind.to_owned() }).inc();
                 }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, records = kinds.len(), "sample records lost"),
+            Err(e) => {
+                tracing::warn!(error = %e, records = kinds.len(), "sample records not written");
+                false
+            }
         }
     }
 
@@ -217,19 +263,30 @@ impl Joiner {
         }
     }
 
-    /// Emits every candidate due by now; returns how many samples were written.
-    pub async fn emit_due(&self) -> Result<usize, JoinError> {
+    /// Emits every candidate due by `now`; returns how many samples were written. Each batch is
+    /// claimed, written to the sample log, then confirmed (`join` module doc): a crash between
+    /// the claim and the confirmation is settled at the next start. A batch the log refuses is
+    /// released (due again next tick), never dropped.
+    pub async fn emit_due(&self, now: i64) -> Result<usize, JoinError> {
         let mut written = 0;
         loop {
-            let now = now_ms();
-            let due = self.store.take_due(now, DUE_BATCH).await?;
+            let mark = self.writer.last_sequence();
+            let due = self.store.take_due(now, DUE_BATCH, mark).await?;
             let claimed = due.len();
-            let mut records = Vec::new();
-            for joined in due {
-                records.extend(self.cut(joined, now, "sample"));
+            if claimed == 0 {
+                return Ok(written);
             }
-            written += records.len();
-            self.write(records);
+            let mut records = Vec::new();
+            for joined in &due {
+                records.extend(self.cut(joined.clone(), now, "sample"));
+            }
+            let n = records.len();
+            if !self.write(records) {
+                self.store.release(&due, now).await?;
+                return Err(JoinError::Unavailable("the sample log refused the batch; retried next tick".into()));
+            }
+            self.store.confirm().await?;
+            written += n;
             if claimed < DUE_BATCH {
                 return Ok(written);
             }
@@ -265,10 +322,14 @@ impl Joiner {
     }
 
     async fn tick(&self) {
-        if let Err(e) = self.emit_due().await {
+        // One `now` for both: whatever falls due by a window's close is claimed before the
+        // window's prediction may go (and a prediction with a candidate still scheduled stays).
+        let now = now_ms();
+        if let Err(e) = self.emit_due(now).await {
             tracing::warn!(error = %e, "emitting due samples failed; retried next tick");
         }
-        self.store.expire(now_ms());
+        let expired = self.store.expire(now);
+        self.metrics.expired_unlabelled.inc_by(expired.unlabelled as u64);
         if let Some((requests, bytes)) = self.store.pending() {
             self.metrics.pending.set(requests as i64);
             self.metrics.pending_bytes.set(bytes as i64);

@@ -95,6 +95,10 @@ impl RecordWriter for SegmentLog {
     fn write(&self, records: Vec<Vec<u8>>) -> Result<(), String> {
         self.append(&records).map(|_| ()).map_err(|e| e.to_string())
     }
+
+    fn last_sequence(&self) -> u64 {
+        SegmentLog::last_sequence(self)
+    }
 }
 
 // === impl SamplePipeline ===
@@ -128,15 +132,18 @@ impl SamplePipeline {
                         .map_err(|source| SampleError::Pending { path: pending_path.clone(), source })?;
                     tracing::info!(restored, expired, "pending joins restored from the shutdown file");
                 } else {
-                    let (restored, records, corrupt) = memory.replay(&journal_dir, now_ms())?;
-                    if records > 0 {
-                        metrics.log_corrupt.inc_by(corrupt);
+                    let replayed = memory.replay(&journal_dir, now_ms())?;
+                    let (in_log, emitted_again) = settle(&memory, &log, &replayed, metrics)?;
+                    if replayed.records > 0 {
+                        metrics.log_corrupt.inc_by(replayed.corrupt);
                         tracing::warn!(
-                            restored,
-                            records,
-                            corrupt,
+                            restored = replayed.requests,
+                            records = replayed.records,
+                            corrupt = replayed.corrupt,
+                            in_log,
+                            emitted_again,
                             "pending joins replayed from the journal (the last run did not shut down cleanly; \
-                             changes after its last fsync are lost)"
+                             after a power loss, changes after its last fsync are lost)"
                         );
                     }
                 }
@@ -238,6 +245,45 @@ impl SamplePipeline {
         }
         Flushed { pending, durable_sequence: log.durable_sequence() }
     }
+}
+
+/// Settles the claims a crash left in doubt: a claimed candidate whose sample is in the log
+/// after the batch's mark stays claimed, any other is due again. Returns (in log, due again).
+fn settle(
+    memory: &MemoryJoinStore,
+    log: &SegmentLog,
+    replayed: &super::join::memory::Replayed,
+    metrics: &SampleMetrics,
+) -> Result<(usize, usize), LogError> {
+    use prost::Message;
+    if replayed.in_doubt.is_empty() {
+        return Ok((0, 0));
+    }
+    let wanted: std::collections::HashSet<&(String, String)> = replayed.in_doubt.iter().collect();
+    let mut found = std::collections::HashSet::new();
+    let mut after = replayed.in_doubt_after;
+    loop {
+        let batch = log.read_after(after, 1024)?;
+        let Some(last) = batch.last() else { break };
+        after = last.sequence;
+        for record in &batch {
+            let Ok(record) = crate::proto::LogRecord::decode(record.payload.clone()) else { continue };
+            if let Some(crate::proto::log_record::Record::Sample(s)) = record.record {
+                let key = (s.request_id, s.item_id);
+                if wanted.contains(&key) {
+                    found.insert(key);
+                }
+            }
+        }
+    }
+    let again = memory.settle(&replayed.in_doubt, &found, now_ms());
+    let in_log = replayed.in_doubt.len() - again;
+    let count = |reason: &str, n: usize| {
+        metrics.recovered.get_or_create(&crate::telemetry::ReasonLabels { reason: reason.to_owned() }).inc_by(n as u64)
+    };
+    count("in_log", in_log);
+    count("emitted_again", again);
+    Ok((in_log, again))
 }
 
 /// Builds a sink and runs its health check: an unreachable sink is logged, not fatal (the log

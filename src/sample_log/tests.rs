@@ -24,6 +24,10 @@ impl RecordWriter for Written {
         out.extend(records.iter().map(|r| LogRecord::decode(r.as_slice()).unwrap()));
         Ok(())
     }
+
+    fn last_sequence(&self) -> u64 {
+        self.0.lock().unwrap().len() as u64
+    }
 }
 
 impl Written {
@@ -105,7 +109,7 @@ async fn impressed_candidates_become_samples_with_their_rows_and_labels() {
         .await
         .unwrap();
     assert_eq!(statuses(&results), vec![EventStatus::Accepted; 3]);
-    assert_eq!(joiner.emit_due().await.unwrap(), 2, "a and b were impressed; c was not");
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 2, "a and b were impressed; c was not");
     let mut samples = written.samples();
     samples.sort_by_key(|s| s.position);
     let b = &samples[1];
@@ -120,7 +124,7 @@ async fn impressed_candidates_become_samples_with_their_rows_and_labels() {
     assert_eq!(b.fallbacks.len(), 1, "the fallback of candidate 1 travels with it");
     assert!(samples[0].fallbacks.is_empty(), "candidate 0 was served real values");
     assert_eq!(samples[0].labels.len(), 1);
-    assert_eq!(joiner.emit_due().await.unwrap(), 0, "each candidate is emitted once");
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 0, "each candidate is emitted once");
 }
 
 #[tokio::test]
@@ -172,7 +176,7 @@ async fn a_label_after_emission_becomes_a_correction_with_every_label() {
     let (joiner, written) = joiner(config(), Arc::new(MemoryJoinStore::new(1 << 20)));
     joiner.hold(served("r1")).await;
     joiner.report(vec![event("r1", "c", "impression")], 256).await.unwrap();
-    assert_eq!(joiner.emit_due().await.unwrap(), 1);
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 1);
     let results = joiner.report(vec![event("r1", "c", "click")], 256).await.unwrap();
     assert_eq!(statuses(&results), vec![EventStatus::Accepted]);
     let samples = written.samples();
@@ -190,7 +194,7 @@ async fn unimpressed_candidates_are_emitted_only_when_configured() {
     let mut old = served("r1");
     old.timestamp_ms -= 10_000; // its window is long over
     joiner.hold(old).await;
-    assert_eq!(joiner.emit_due().await.unwrap(), 3);
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 3);
     assert!(written.samples().iter().all(|s| s.labels.is_empty()));
 }
 
@@ -222,8 +226,185 @@ async fn a_full_store_refuses_and_counts_and_a_saved_store_restores() {
     assert_eq!(restored.load(&path, now_ms()).unwrap(), (1, 0));
     assert!(!path.exists(), "read once");
     let (joiner2, written) = joiner(config(), restored as _);
-    assert_eq!(joiner2.emit_due().await.unwrap(), 1, "the scheduled candidate survived the restart");
+    assert_eq!(joiner2.emit_due(now_ms()).await.unwrap(), 1, "the scheduled candidate survived the restart");
     assert_eq!(written.samples()[0].labels.len(), 1);
     let dup = joiner2.report(vec![event("r1", "a", "impression")], 256).await.unwrap();
     assert_eq!(statuses(&dup), vec![EventStatus::Duplicate], "labels survived too");
+}
+
+/// Window 6 s, wait 3 s (the outside report of issue 21): events whose wait would end after the
+/// window closes are emitted at the close with the labels known by then, never dropped; the
+/// prediction stays held until they are.
+#[tokio::test]
+async fn an_event_whose_wait_outlives_the_window_is_emitted_at_the_close() {
+    let mut c = config();
+    c.join.window_s = 6;
+    c.join.positive_wait_s = BTreeMap::from([("click".to_owned(), 3)]);
+    let store = Arc::new(MemoryJoinStore::new(1 << 20));
+    let metrics = Metrics::with_samples(true);
+    let (joiner, written) = joiner_with(c, Arc::clone(&store) as _, metrics.clone());
+    let now = now_ms();
+    let mut w1 = served("w1");
+    w1.timestamp_ms = now - 4_500;
+    let closes = w1.timestamp_ms + 6_000;
+    joiner.hold(w1).await;
+    let mut ahead = event("w1", "c", "impression");
+    ahead.timestamp_ms = now + 30_000;
+    let results =
+        joiner.report(vec![event("w1", "b", "impression"), event("w1", "b", "click"), ahead], 256).await.unwrap();
+    assert_eq!(statuses(&results), vec![EventStatus::Accepted; 3]);
+    assert_eq!(joiner.emit_due(closes - 1).await.unwrap(), 0, "not due before the close");
+    // A late expiry pass before the joiner emitted: the prediction stays (b and c are scheduled).
+    assert_eq!(store.expire(closes + 500).requests, 0);
+    assert_eq!(store.pending().unwrap().0, 1);
+    assert_eq!(joiner.emit_due(closes + 500).await.unwrap(), 2, "b and c at the close");
+    let expired = store.expire(closes + 500);
+    assert_eq!((expired.requests, expired.unlabelled), (1, 1), "a had no event: counted, not emitted");
+    let mut samples = written.samples();
+    samples.sort_by_key(|s| s.position);
+    assert_eq!(samples.iter().map(|s| s.item_id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+    assert_eq!(samples[0].labels.len(), 2, "impression and click of b");
+    // After the close the request is gone: a click is an orphan record, not silence.
+    let results = joiner.report(vec![event("w1", "c", "click")], 256).await.unwrap();
+    assert_eq!(statuses(&results), vec![EventStatus::Orphan]);
+    assert_eq!(written.orphans(), 1);
+}
+
+/// A writer that refuses its first `fail` batches.
+#[derive(Debug, Default)]
+struct Refusing {
+    fail: std::sync::atomic::AtomicUsize,
+    inner: Written,
+}
+
+impl RecordWriter for Refusing {
+    fn write(&self, records: Vec<Vec<u8>>) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err("log full".into());
+        }
+        self.inner.write(records)
+    }
+
+    fn last_sequence(&self) -> u64 {
+        self.inner.last_sequence()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_the_log_refuses_is_due_again_not_lost() {
+    let writer = Arc::new(Refusing { fail: 1.into(), inner: Written::default() });
+    let joiner = Joiner::new(
+        Arc::new(config()),
+        Arc::new(MemoryJoinStore::new(1 << 20)),
+        Arc::clone(&writer) as _,
+        Metrics::new().samples,
+    );
+    joiner.hold(served("r1")).await;
+    joiner.report(vec![event("r1", "a", "impression"), event("r1", "b", "impression")], 256).await.unwrap();
+    assert!(joiner.emit_due(now_ms()).await.is_err(), "the refusal is reported");
+    assert!(writer.inner.samples().is_empty());
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 2, "released, then emitted on the next tick");
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 0, "once");
+}
+
+/// A crash after the claim batch was journaled: what reached the sample log stays claimed,
+/// the rest is due again; a confirmed batch is never in doubt.
+#[tokio::test]
+async fn claims_in_doubt_after_a_crash_settle_against_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let log_config = crate::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
+    let store = MemoryJoinStore::new(1 << 20);
+    store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
+    let snapshot = bytes::Bytes::from(served("r1").to_proto().encode_to_vec());
+    let items = served("r1").item_ids;
+    let now = now_ms();
+    store.put("r1", snapshot.clone(), &items, now + 60_000, None).await.unwrap();
+    store.put("r2", snapshot, &items, now + 60_000, None).await.unwrap();
+    for (r, i) in [("r1", "a"), ("r1", "b"), ("r2", "a")] {
+        let e = crate::sample_log::join::Event {
+            request_id: r.into(),
+            item_id: i.into(),
+            kind: "impression".into(),
+            timestamp_ms: now,
+            value: None,
+        };
+        store.add_event(&e, now).await.unwrap();
+    }
+    let first = store.take_due(now, 1, 7).await.unwrap();
+    assert_eq!(first.len(), 1);
+    store.confirm().await.unwrap();
+    let doubt = store.take_due(now, 10, 8).await.unwrap();
+    assert_eq!(doubt.len(), 2);
+    drop(store); // SIGKILL: no confirm for the second batch
+
+    let again = MemoryJoinStore::new(1 << 20);
+    let replayed = again.replay(&journal, now).unwrap();
+    assert_eq!(replayed.in_doubt_after, 8, "only the unconfirmed batch is in doubt");
+    let mut in_doubt = replayed.in_doubt.clone();
+    in_doubt.sort();
+    let mut want: Vec<(String, String)> = doubt.iter().map(|j| (j.request_id.clone(), j.item_id.clone())).collect();
+    want.sort();
+    assert_eq!(in_doubt, want);
+    // The log holds the first of the two.
+    let in_log = std::collections::HashSet::from([want[0].clone()]);
+    assert_eq!(again.settle(&replayed.in_doubt, &in_log, now), 1);
+    let due = again.take_due(now, 10, 9).await.unwrap();
+    assert_eq!(
+        due.iter().map(|j| (j.request_id.clone(), j.item_id.clone())).collect::<Vec<_>>(),
+        vec![want[1].clone()]
+    );
+}
+
+#[tokio::test]
+async fn a_full_store_answers_per_event_and_keeps_what_it_acknowledged() {
+    let probe = MemoryJoinStore::new(1 << 20);
+    probe
+        .put("r1", bytes::Bytes::from(served("r1").to_proto().encode_to_vec()), &served("r1").item_ids, i64::MAX, None)
+        .await
+        .unwrap();
+    let one = probe.pending().unwrap().1;
+    // Room for the prediction and two labels ("impression": 96 + 10 bytes each), not three.
+    let store = Arc::new(MemoryJoinStore::new(one + 2 * 106 + 50));
+    let metrics = Metrics::with_samples(true);
+    let (joiner, written) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
+    joiner.hold(served("r1")).await;
+    let results = joiner
+        .report(
+            vec![
+                event("r1", "a", "impression"),
+                event("gone", "a", "impression"),
+                event("r1", "b", "impression"),
+                event("r1", "c", "impression"),
+            ],
+            256,
+        )
+        .await
+        .expect("a full store never fails the call whole");
+    use EventStatus::*;
+    assert_eq!(statuses(&results), vec![Accepted, Orphan, Accepted, Rejected]);
+    assert!(results[3].reason.contains("join_store_full") && results[3].reason.contains("max_bytes"), "{results:?}");
+    assert_eq!(written.orphans(), 1, "the orphan counted is the orphan written");
+    assert_eq!(joiner.emit_due(now_ms()).await.unwrap(), 2, "a and b, acknowledged, are emitted");
+}
+
+#[tokio::test]
+async fn a_reused_request_id_with_other_candidates_is_refused_and_a_retry_is_not() {
+    use crate::sample_log::join::Reuse;
+    let store = Arc::new(MemoryJoinStore::new(1 << 20));
+    let metrics = Metrics::with_samples(true);
+    let (joiner, _) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
+    joiner.hold(served("r1")).await;
+    let same = served("r1").item_ids;
+    assert_eq!(store.reuse("r1", &same), Some(Reuse::Retry));
+    assert_eq!(store.reuse("r1", &["a".into(), "z".into()]), Some(Reuse::Conflict));
+    assert_eq!(store.reuse("r2", &same), Some(Reuse::New));
+    let mut other = served("r1");
+    other.item_ids = vec!["x".into(), "y".into(), "z".into()];
+    joiner.hold(other).await;
+    let exposition = metrics.render();
+    assert!(exposition.contains("augur_samples_dropped_total{reason=\"request_id_reused\"} 1"), "{exposition}");
+    let results = joiner.report(vec![event("r1", "x", "impression")], 256).await.unwrap();
+    assert_eq!(statuses(&results), vec![EventStatus::Orphan], "the first prediction keeps the id");
 }

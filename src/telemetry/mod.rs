@@ -506,6 +506,12 @@ pub struct SampleMetrics {
     pub pending_bytes: Gauge,
     /// Records appended to the segment log, by kind.
     pub emitted: Family<RecordKindLabels, Counter>,
+    /// Candidates that left the join store with their prediction's window without an event
+    /// (never impressed; `emit_unimpressed` off): the one way a held candidate yields no record.
+    pub expired_unlabelled: Counter,
+    /// Claimed candidates found in doubt after a crash (claimed, not confirmed), by outcome:
+    /// `in_log` (their sample made it) or `emitted_again` (it did not: due again).
+    pub recovered: Family<ReasonLabels, Counter>,
     /// Bytes of segment files on disk.
     pub log_disk_bytes: Gauge,
     /// Last sequence fsynced: what a power loss cannot take.
@@ -711,6 +717,16 @@ fn register_samples(r: &mut Registry, s: &SampleMetrics) {
     r.register("samples_pending", "Predictions waiting for labels in the join store", s.pending.clone());
     r.register("samples_pending_bytes", "Bytes held by the in-memory join store", s.pending_bytes.clone());
     r.register("samples_emitted", "Records appended to the sample log, by kind", s.emitted.clone());
+    r.register(
+        "samples_expired_unlabelled",
+        "Held candidates that left with their prediction's join window without any event",
+        s.expired_unlabelled.clone(),
+    );
+    r.register(
+        "samples_recovered_claims",
+        "Claims in doubt after a crash, by outcome (in_log | emitted_again)",
+        s.recovered.clone(),
+    );
     r.register("samples_log_disk_bytes", "Bytes of sample-log segments on disk", s.log_disk_bytes.clone());
     r.register("samples_log_durable_sequence", "Last sample-log sequence fsynced", s.log_durable_sequence.clone());
     r.register("samples_log_sequence", "Last sample-log sequence written", s.log_sequence.clone());

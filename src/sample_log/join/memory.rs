@@ -4,9 +4,19 @@
 //! - graceful shutdown writes its content to one file (`pending.bin`), read back at start;
 //! - every change is also appended to a journal (a [`SegmentLog`] of its own, fsynced on the
 //!   sample log's interval), replayed at start when there is no `pending.bin` — after a SIGKILL
-//!   or a power loss, what is lost is bounded by the fsync interval. The journal is compacted by
-//!   the window: once every prediction put before a record has expired, the segments up to it
-//!   are deleted; at start it is rewritten from the restored state.
+//!   nothing written is lost; after a power loss, what is lost is bounded by the fsync interval.
+//!   The journal is compacted by the window: once every prediction put before a record has
+//!   expired, the segments up to it are deleted; at start it is rewritten from the restored state.
+//!
+//! Claims and the sample log: a batch of claimed candidates is journaled (`ClaimBatch`, with the
+//! sample log's last sequence before the joiner writes it) *before* the samples are appended, and
+//! confirmed (`Confirm`) after. A crash in between leaves the batch in doubt: [`replay`] returns
+//! it, the pipeline reads the sample log after the batch's mark, and [`settle`] makes every
+//! candidate whose sample is not there due again. So a claimed candidate is never lost, and one
+//! whose sample made it is never emitted twice.
+//!
+//! [`replay`]: MemoryJoinStore::replay
+//! [`settle`]: MemoryJoinStore::settle
 //!
 //! A callback must reach the replica that served its prediction; with several replicas behind
 //! a balancer, use the Redis store.
@@ -18,7 +28,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use prost::Message;
 
-use super::{Added, Event, JoinError, JoinStore, Joined};
+use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
 use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
 use crate::sample_log::file::{LogError, LogReader, SegmentLog};
@@ -43,8 +53,8 @@ pub struct MemoryJoinStore {
 #[derive(Debug)]
 struct Journal {
     log: std::sync::Arc<SegmentLog>,
-    /// (sequence, expires_ms) of every put still in the journal, in journal order.
-    puts: Mutex<std::collections::VecDeque<(u64, i64)>>,
+    /// (sequence, expires_ms, request_id) of every put still in the journal, in journal order.
+    puts: Mutex<std::collections::VecDeque<(u64, i64, String)>>,
     metrics: SampleMetrics,
 }
 
@@ -75,6 +85,21 @@ struct Candidate {
     emitted: Option<u32>,
 }
 
+/// What [`MemoryJoinStore::replay`] restored.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Predictions held again.
+    pub requests: usize,
+    /// Journal records read.
+    pub records: u64,
+    /// Corrupt spots skipped.
+    pub corrupt: u64,
+    /// Claims never confirmed: look for their samples in the log after this sequence...
+    pub in_doubt_after: u64,
+    /// ... these (request_id, item_id).
+    pub in_doubt: Vec<(String, String)>,
+}
+
 // === impl MemoryJoinStore ===
 
 impl MemoryJoinStore {
@@ -84,13 +109,17 @@ impl MemoryJoinStore {
     }
 
     /// Replays the journal in `dir` (the state a crash left), dropping what expired by
-    /// `now_ms`. Returns (requests restored, journal records read, corrupt spots skipped).
-    pub fn replay(&self, dir: &Path, now_ms: i64) -> Result<(usize, u64, u64), LogError> {
+    /// `now_ms` and has nothing left to emit. Claims in doubt stay claimed until [`settle`].
+    ///
+    /// [`settle`]: MemoryJoinStore::settle
+    pub fn replay(&self, dir: &Path, now_ms: i64) -> Result<Replayed, LogError> {
         if !dir.exists() {
-            return Ok((0, 0, 0));
+            return Ok(Replayed::default());
         }
         let mut reader = LogReader::open(dir, 0)?;
         let mut records = 0;
+        // Claim batches not confirmed yet, in journal order: (mark, candidates).
+        let mut open: Vec<(u64, Vec<(String, String)>)> = Vec::new();
         let mut state = self.lock();
         while let Some((_, payload)) = reader.next_raw()? {
             records += 1;
@@ -109,15 +138,52 @@ impl MemoryJoinStore {
                     let _ = add_event(&mut state, self.max_bytes, &event, e.due_ms);
                 }
                 Some(journal_entry::Entry::Claimed(c)) => {
+                    // Written by versions that journaled claims one by one: taken as final.
                     claim(&mut state, &c.request_id, &c.item_id);
+                }
+                Some(journal_entry::Entry::ClaimBatch(b)) => {
+                    let items: Vec<(String, String)> = b.items.into_iter().map(|c| (c.request_id, c.item_id)).collect();
+                    for (request_id, item_id) in &items {
+                        claim(&mut state, request_id, item_id);
+                    }
+                    open.push((b.mark, items));
+                }
+                // The joiner confirms after each write, in order: every batch before is final.
+                Some(journal_entry::Entry::Confirm(_)) => open.clear(),
+                Some(journal_entry::Entry::Release(r)) => {
+                    for c in &r.items {
+                        unclaim(&mut state, &c.request_id, &c.item_id, r.due_ms);
+                        for (_, items) in &mut open {
+                            items.retain(|(q, i)| !(q == &c.request_id && i == &c.item_id));
+                        }
+                    }
                 }
                 None => {}
             }
         }
-        // Expired meanwhile: gone before anything is served from it.
-        drop(state);
-        expire(&mut self.lock(), now_ms);
-        Ok((self.lock().requests.len(), records, reader.corrupt()))
+        // Expired meanwhile, with nothing left to emit: gone before anything is served from it.
+        expire(&mut state, now_ms);
+        let in_doubt_after = open.iter().map(|(mark, _)| *mark).min().unwrap_or(0);
+        let in_doubt = open.into_iter().flat_map(|(_, items)| items).collect();
+        Ok(Replayed { requests: state.requests.len(), records, corrupt: reader.corrupt(), in_doubt_after, in_doubt })
+    }
+
+    /// Ends the doubt [`replay`](Self::replay) left: of the claims in doubt, those whose sample
+    /// is not in `in_log` are due again at `now_ms`. Returns how many were.
+    pub fn settle(
+        &self,
+        in_doubt: &[(String, String)],
+        in_log: &std::collections::HashSet<(String, String)>,
+        now_ms: i64,
+    ) -> usize {
+        let mut state = self.lock();
+        let mut again = 0;
+        for key in in_doubt {
+            if !in_log.contains(key) && unclaim(&mut state, &key.0, &key.1, now_ms) {
+                again += 1;
+            }
+        }
+        again
     }
 
     /// Starts journaling into `dir`: the old journal is removed and the current state written
@@ -207,7 +273,7 @@ impl MemoryJoinStore {
         let (mut restored, mut expired) = (0, 0);
         let mut state = self.lock();
         for r in file.requests {
-            if r.expires_ms <= now_ms {
+            if r.expires_ms <= now_ms && !r.items.iter().any(|i| i.due_ms.is_some()) {
                 expired += 1;
                 continue;
             }
@@ -245,7 +311,7 @@ fn pending_request(request_id: &str, held: &Held) -> PendingRequest {
 
 /// Holds `r` again (a later put of the same request replaces it: a checkpoint's is newer).
 fn restore(state: &mut State, r: PendingRequest, now_ms: i64) {
-    if r.expires_ms <= now_ms {
+    if r.expires_ms <= now_ms && !r.items.iter().any(|i| i.due_ms.is_some()) {
         return;
     }
     remove(state, &r.request_id);
@@ -263,10 +329,12 @@ fn restore(state: &mut State, r: PendingRequest, now_ms: i64) {
                 value: l.value,
             })
             .collect();
-        if let Some(due) = item.due_ms {
+        // Never after the window closes (a file written before due times were capped).
+        let due_ms = item.due_ms.map(|d| d.min(r.expires_ms));
+        if let Some(due) = due_ms {
             state.due.insert((due, r.request_id.clone(), item.item_id.clone()));
         }
-        held.items.insert(item.item_id, Candidate { labels, due_ms: item.due_ms, emitted: item.emitted });
+        held.items.insert(item.item_id, Candidate { labels, due_ms, emitted: item.emitted });
     }
     held.bytes = held_bytes(&r.request_id, &held);
     state.bytes += held.bytes;
@@ -287,20 +355,33 @@ fn remove(state: &mut State, request_id: &str) -> bool {
     true
 }
 
-fn expire(state: &mut State, now_ms: i64) -> usize {
-    let mut gone = 0;
+/// Removes the predictions whose window closed by `now_ms`, except those with a candidate still
+/// scheduled: they stay until the joiner emitted it (due times are capped at the close, so that
+/// is the next tick unless the sample log refuses).
+fn expire(state: &mut State, now_ms: i64) -> Expired {
+    let mut gone = Expired::default();
+    let mut waiting = Vec::new();
     while let Some(first) = state.expiry.first() {
         if first.0 > now_ms {
             break;
         }
-        let (_, request_id) = state.expiry.pop_first().expect("just peeked");
-        gone += usize::from(remove(state, &request_id));
+        let (expires, request_id) = state.expiry.pop_first().expect("just peeked");
+        let Some(held) = state.requests.get(&request_id) else { continue };
+        if held.items.values().any(|c| c.due_ms.is_some()) {
+            waiting.push((expires, request_id));
+            continue;
+        }
+        gone.unlabelled += held.items.values().filter(|c| c.emitted.is_none() && c.labels.is_empty()).count();
+        gone.requests += usize::from(remove(state, &request_id));
     }
+    state.expiry.extend(waiting);
     gone
 }
 
 fn add_event(state: &mut State, max_bytes: usize, event: &Event, due_ms: i64) -> Result<Added, JoinError> {
     let Some(held) = state.requests.get_mut(&event.request_id) else { return Ok(Added::Orphan) };
+    // At the latest when the window closes: the sample goes with the labels known by then.
+    let due_ms = due_ms.min(held.expires_ms);
     let Some(candidate) = held.items.get_mut(&event.item_id) else { return Ok(Added::Orphan) };
     if candidate.labels.iter().any(|l| l.kind == event.kind) {
         return Ok(Added::Duplicate);
@@ -337,6 +418,22 @@ fn claim<'s>(state: &'s mut State, request_id: &str, item_id: &str) -> Option<&'
     Some(held)
 }
 
+/// Undoes a claim at revision 0 (the sample log does not have its sample): due at `due_ms`.
+/// `false` when the candidate is not held or a later revision was emitted meanwhile.
+fn unclaim(state: &mut State, request_id: &str, item_id: &str, due_ms: i64) -> bool {
+    let Some(held) = state.requests.get_mut(request_id) else { return false };
+    let Some(candidate) = held.items.get_mut(item_id) else { return false };
+    if candidate.emitted != Some(0) {
+        return false;
+    }
+    candidate.emitted = None;
+    if let Some(old) = candidate.due_ms.replace(due_ms) {
+        state.due.remove(&(old, request_id.to_owned(), item_id.to_owned()));
+    }
+    state.due.insert((due_ms, request_id.to_owned(), item_id.to_owned()));
+    true
+}
+
 // === impl Journal ===
 
 impl Journal {
@@ -358,25 +455,30 @@ impl Journal {
 
     fn put(&self, request_id: &str, held: &Held) {
         if let Some(sequence) = self.append(journal_entry::Entry::Put(pending_request(request_id, held))) {
-            self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((sequence, held.expires_ms));
+            self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((
+                sequence,
+                held.expires_ms,
+                request_id.to_owned(),
+            ));
         }
     }
 
-    /// Deletes the segments holding only expired predictions' records.
-    fn compact(&self, now_ms: i64) {
+    /// Deletes the segments holding only the records of predictions no longer held (`held`
+    /// tells: one past its window still waits while a candidate of it is scheduled).
+    fn compact(&self, now_ms: i64, held: impl Fn(&str) -> bool) {
         let mut puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut past = None;
-        while let Some(&(sequence, expires)) = puts.front() {
-            if expires > now_ms {
+        while let Some((sequence, expires, request_id)) = puts.front() {
+            if *expires > now_ms || held(request_id) {
                 break;
             }
+            past = Some(*sequence);
             puts.pop_front();
-            past = Some(sequence);
         }
         // Everything before the first live put belongs to expired predictions: records of a
         // prediction always follow its put.
         let upto = match puts.front() {
-            Some(&(first_live, _)) => first_live - 1,
+            Some(&(first_live, _, _)) => first_live - 1,
             None => past.map_or(0, |_| self.log.last_sequence()),
         };
         if past.is_some()
@@ -399,9 +501,10 @@ fn held_bytes(request_id: &str, held: &Held) -> usize {
     ENTRY_OVERHEAD + request_id.len() + held.snapshot.len() + items
 }
 
-fn joined(held: &Held, item_id: &str, revision: u32) -> Option<Joined> {
+fn joined(request_id: &str, held: &Held, item_id: &str, revision: u32) -> Option<Joined> {
     let candidate = held.items.get(item_id)?;
     Some(Joined {
+        request_id: request_id.to_owned(),
         snapshot: held.snapshot.clone(),
         item_id: item_id.to_owned(),
         labels: candidate.labels.clone(),
@@ -425,9 +528,13 @@ impl JoinStore for MemoryJoinStore {
             }
             held.bytes = held_bytes(request_id, &held);
             let mut state = self.lock();
-            if state.requests.contains_key(request_id) {
-                // A caller reusing a request id: the first prediction keeps its labels.
-                return Ok(());
+            if let Some(first) = state.requests.get(request_id) {
+                // A retried Predict: the first prediction keeps its labels. Another prediction
+                // under the same id would have its events joined to the first: refused.
+                return match reuse_of(first, item_ids) {
+                    Reuse::Conflict => Err(JoinError::Reused { request_id: request_id.to_owned() }),
+                    Reuse::New | Reuse::Retry => Ok(()),
+                };
             }
             if state.bytes + held.bytes > self.max_bytes {
                 return Err(JoinError::Full { max_bytes: self.max_bytes });
@@ -468,7 +575,7 @@ impl JoinStore for MemoryJoinStore {
         })
     }
 
-    fn take_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
+    fn take_due(&self, now_ms: i64, limit: usize, log_mark: u64) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
         Box::pin(async move {
             let mut state = self.lock();
             let mut out = Vec::new();
@@ -479,13 +586,52 @@ impl JoinStore for MemoryJoinStore {
                 }
                 let (_, request_id, item_id) = state.due.pop_first().expect("just peeked");
                 let Some(held) = claim(&mut state, &request_id, &item_id) else { continue };
-                out.extend(joined(held, &item_id, 0));
-                if let Some(journal) = self.journal.get() {
-                    journal.append(journal_entry::Entry::Claimed(JournalClaim { request_id, item_id }));
-                }
+                out.extend(joined(&request_id, held, &item_id, 0));
+            }
+            // One record for the batch, before the joiner writes it (module doc).
+            if !out.is_empty()
+                && let Some(journal) = self.journal.get()
+            {
+                let items = out
+                    .iter()
+                    .map(|j| JournalClaim { request_id: j.request_id.clone(), item_id: j.item_id.clone() })
+                    .collect();
+                journal.append(journal_entry::Entry::ClaimBatch(JournalClaimBatch { mark: log_mark, items }));
             }
             Ok(out)
         })
+    }
+
+    fn confirm(&self) -> BoxFuture<'_, Result<(), JoinError>> {
+        Box::pin(async move {
+            if let Some(journal) = self.journal.get() {
+                // Under the lock, so it follows the batch it confirms and precedes the next.
+                let _state = self.lock();
+                journal.append(journal_entry::Entry::Confirm(JournalConfirm {}));
+            }
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, claimed: &'a [Joined], now_ms: i64) -> BoxFuture<'a, Result<(), JoinError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            for j in claimed {
+                unclaim(&mut state, &j.request_id, &j.item_id, now_ms);
+            }
+            if let Some(journal) = self.journal.get() {
+                let items = claimed
+                    .iter()
+                    .map(|j| JournalClaim { request_id: j.request_id.clone(), item_id: j.item_id.clone() })
+                    .collect();
+                journal.append(journal_entry::Entry::Release(JournalRelease { items, due_ms: now_ms }));
+            }
+            Ok(())
+        })
+    }
+
+    fn reuse(&self, request_id: &str, item_ids: &[String]) -> Option<Reuse> {
+        Some(self.lock().requests.get(request_id).map_or(Reuse::New, |held| reuse_of(held, item_ids)))
     }
 
     fn joined<'a>(
@@ -494,13 +640,16 @@ impl JoinStore for MemoryJoinStore {
         item_id: &'a str,
         revision: u32,
     ) -> BoxFuture<'a, Result<Option<Joined>, JoinError>> {
-        Box::pin(async move { Ok(self.lock().requests.get(request_id).and_then(|h| joined(h, item_id, revision))) })
+        Box::pin(async move {
+            Ok(self.lock().requests.get(request_id).and_then(|h| joined(request_id, h, item_id, revision)))
+        })
     }
 
-    fn expire(&self, now_ms: i64) -> usize {
-        let gone = expire(&mut self.lock(), now_ms);
+    fn expire(&self, now_ms: i64) -> Expired {
+        let mut state = self.lock();
+        let gone = expire(&mut state, now_ms);
         if let Some(journal) = self.journal.get() {
-            journal.compact(now_ms);
+            journal.compact(now_ms, |request_id| state.requests.contains_key(request_id));
         }
         gone
     }
@@ -509,6 +658,13 @@ impl JoinStore for MemoryJoinStore {
         let state = self.lock();
         Some((state.requests.len(), state.bytes))
     }
+}
+
+/// A retry holds the same set of candidates; anything else is another prediction.
+fn reuse_of(held: &Held, item_ids: &[String]) -> Reuse {
+    let same = item_ids.iter().all(|id| held.items.contains_key(id))
+        && held.items.len() == item_ids.iter().collect::<std::collections::HashSet<_>>().len();
+    if same { Reuse::Retry } else { Reuse::Conflict }
 }
 
 // The file format of `save`/`load`: protobuf by hand (prost derive), private to this module.
@@ -555,7 +711,7 @@ struct PendingLabel {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct JournalEntry {
-    #[prost(oneof = "journal_entry::Entry", tags = "1, 2, 3")]
+    #[prost(oneof = "journal_entry::Entry", tags = "1, 2, 3, 4, 5, 6")]
     entry: Option<journal_entry::Entry>,
 }
 
@@ -569,9 +725,18 @@ mod journal_entry {
         /// An event accepted (first or late).
         #[prost(message, tag = "2")]
         Event(super::JournalEvent),
-        /// A candidate claimed for emission.
+        /// A candidate claimed for emission, final (written before claim batches existed).
         #[prost(message, tag = "3")]
         Claimed(super::JournalClaim),
+        /// Candidates claimed for emission, before the joiner writes their samples.
+        #[prost(message, tag = "4")]
+        ClaimBatch(super::JournalClaimBatch),
+        /// Every claim batch before this one is in the sample log.
+        #[prost(message, tag = "5")]
+        Confirm(super::JournalConfirm),
+        /// The sample log refused these claimed candidates: due again.
+        #[prost(message, tag = "6")]
+        Release(super::JournalRelease),
     }
 }
 
@@ -597,4 +762,24 @@ struct JournalClaim {
     request_id: String,
     #[prost(string, tag = "2")]
     item_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalClaimBatch {
+    /// The sample log's last sequence before the batch was written.
+    #[prost(uint64, tag = "1")]
+    mark: u64,
+    #[prost(message, repeated, tag = "2")]
+    items: Vec<JournalClaim>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalConfirm {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct JournalRelease {
+    #[prost(message, repeated, tag = "1")]
+    items: Vec<JournalClaim>,
+    #[prost(int64, tag = "2")]
+    due_ms: i64,
 }

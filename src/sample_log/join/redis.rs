@@ -3,10 +3,11 @@
 //!
 //! Layout (one node; Redis Cluster is not supported for the join store because a claim touches
 //! the due index and a prediction's hash in one script):
-//! - `{ns}:join:{request_id}`: a hash, expiring with the join window: `s` = the encoded
-//!   `augur.v1.Snapshot`; `i:{item}` = 1 per candidate; `e:{type}\0{item}` = `"{ts_ms} {value}"`
-//!   per label (HSETNX: the dedup); `d:{item}` = its due time once scheduled; `r:{item}` = the
-//!   revision emitted last.
+//! - `{ns}:join:{request_id}`: a hash, expiring [`CLOSE_GRACE_MS`] after the join window closes
+//!   (so candidates due at the close are still there when a replica claims them): `s` = the
+//!   encoded `augur.v1.Snapshot`; `x` = when the window closes; `i:{item}` = 1 per candidate;
+//!   `e:{type}\0{item}` = `"{ts_ms} {value}"` per label (HSETNX: the dedup); `d:{item}` = its
+//!   due time once scheduled, never after `x`; `r:{item}` = the revision emitted last.
 //! - `{ns}:join:due`: a sorted set of `"{len(request_id)}:{request_id}{item}"` by due time.
 //!   Claiming removes members and marks them emitted in one script, so two replicas never emit
 //!   the same candidate and a label racing the claim becomes a correction, never lost.
@@ -17,19 +18,22 @@ use bytes::Bytes;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Added, Event, JoinError, JoinStore, Joined};
+use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
 use crate::fetch::BoxFuture;
 
 const ADD_EVENT: &str = r"
 if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then return -1 end
+local due = tonumber(ARGV[4])
+local closes = tonumber(redis.call('HGET', KEYS[1], 'x'))
+if closes ~= nil and closes < due then due = closes end
 if redis.call('HSETNX', KEYS[1], 'e:' .. ARGV[2] .. '\0' .. ARGV[1], ARGV[3]) == 0 then return -2 end
 if redis.call('HEXISTS', KEYS[1], 'r:' .. ARGV[1]) == 1 then
   return redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], 1)
 end
 local scheduled = redis.call('HGET', KEYS[1], 'd:' .. ARGV[1])
 if scheduled == false or scheduled == 'u' then
-  redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[4])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], due)
+  redis.call('ZADD', KEYS[2], due, ARGV[5])
 end
 return 0
 ";
@@ -50,6 +54,10 @@ for _, m in ipairs(members) do
 end
 return out
 ";
+
+/// How long a prediction's hash outlives its window: the joiners' slack to claim what fell due
+/// at the close. A candidate still unclaimed after it (every replica down that long) is lost.
+pub const CLOSE_GRACE_MS: i64 = 10 * 60 * 1000;
 
 /// See the module doc.
 #[derive(Debug, Clone)]
@@ -121,7 +129,13 @@ impl RedisJoinStore {
             }
         }
         labels.sort_by_key(|l| l.timestamp_ms);
-        Ok(snapshot.map(|snapshot| Joined { snapshot, item_id: item_id.to_owned(), labels, revision }))
+        Ok(snapshot.map(|snapshot| Joined {
+            request_id: request_id.to_owned(),
+            snapshot,
+            item_id: item_id.to_owned(),
+            labels,
+            revision,
+        }))
     }
 }
 
@@ -164,7 +178,7 @@ impl JoinStore for RedisJoinStore {
             // HSETNX: a caller reusing a request id keeps the first prediction.
             pipe.cmd("HSETNX").arg(&key).arg("s").arg(snapshot.as_ref()).ignore();
             let mut fields = redis::cmd("HSET");
-            fields.arg(&key);
+            fields.arg(&key).arg("x").arg(expires_ms);
             for id in item_ids {
                 fields.arg(format!("i:{id}")).arg(1);
                 if unimpressed_due_ms.is_some() {
@@ -173,7 +187,7 @@ impl JoinStore for RedisJoinStore {
                 }
             }
             pipe.add_command(fields).ignore();
-            pipe.cmd("PEXPIREAT").arg(&key).arg(expires_ms).ignore();
+            pipe.cmd("PEXPIREAT").arg(&key).arg(expires_ms + CLOSE_GRACE_MS).ignore();
             if let Some(due) = unimpressed_due_ms {
                 let mut zadd = redis::cmd("ZADD");
                 zadd.arg(&self.due_key).arg("NX");
@@ -213,7 +227,7 @@ impl JoinStore for RedisJoinStore {
         })
     }
 
-    fn take_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
+    fn take_due(&self, now_ms: i64, limit: usize, _log_mark: u64) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
         Box::pin(async move {
             let mut invocation = self.take_due.prepare_invoke();
             invocation.key(&self.due_key).arg(now_ms).arg(limit).arg(&self.prefix);
@@ -238,8 +252,34 @@ impl JoinStore for RedisJoinStore {
         Box::pin(self.read(request_id, item_id, revision))
     }
 
-    fn expire(&self, _now_ms: i64) -> usize {
-        0
+    // TODO(samples): an in-flight lease, so a replica killed between the claim and its sample
+    // log write does not lose the batch (the memory store's journal covers this; Redis does not).
+    fn confirm(&self) -> BoxFuture<'_, Result<(), JoinError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release<'a>(&'a self, claimed: &'a [Joined], now_ms: i64) -> BoxFuture<'a, Result<(), JoinError>> {
+        Box::pin(async move {
+            if claimed.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for j in claimed {
+                pipe.cmd("HDEL").arg(self.key(&j.request_id)).arg(format!("r:{}", j.item_id)).ignore();
+                pipe.cmd("ZADD").arg(&self.due_key).arg(now_ms).arg(member(&j.request_id, &j.item_id)).ignore();
+            }
+            let mut conn = self.conn.clone();
+            self.bounded(pipe.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn reuse(&self, _request_id: &str, _item_ids: &[String]) -> Option<Reuse> {
+        None
+    }
+
+    fn expire(&self, _now_ms: i64) -> Expired {
+        Expired::default()
     }
 
     fn pending(&self) -> Option<(usize, usize)> {
