@@ -5,79 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use augur::proto::{ReportEventsRequest, log_record};
+use common::process::{AugurProcess as Augur, field};
 use common::samples::{metric, read_log};
-
-struct Augur {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    log: Vec<String>,
-    addr: String,
-    admin: String,
-}
-
-impl Augur {
-    async fn start(config: &std::path::Path) -> Augur {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_augur"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .current_dir(common::root())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn augur serve");
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut augur = Augur { child, lines, log: Vec::new(), addr: String::new(), admin: String::new() };
-        tokio::time::timeout(Duration::from_secs(120), async {
-            while augur.addr.is_empty() {
-                let Some(line) = augur.lines.recv().await else { panic!("augur exited: {:#?}", augur.log) };
-                if line.contains("admin HTTP listening") {
-                    augur.admin = field(&line, "addr=").expect("admin addr");
-                }
-                if let Some(rest) = line.split("addr=Some(").nth(1) {
-                    augur.addr = rest.split(')').next().unwrap().to_owned();
-                }
-                augur.log.push(line);
-            }
-        })
-        .await
-        .expect("augur did not start serving");
-        augur
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, _, body) = common::http::get(self.admin.parse().unwrap(), "/metrics").await;
-        assert_eq!(status, 200);
-        body
-    }
-
-    fn kill(mut self, signal: &str) -> Vec<String> {
-        let killed = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(killed.success());
-        self.child.wait().unwrap();
-        while let Ok(line) = self.lines.try_recv() {
-            self.log.push(line);
-        }
-        self.log
-    }
-}
-
-/// The value after `key` up to the next space (log lines are `key=value` pairs).
-fn field(line: &str, key: &str) -> Option<String> {
-    let rest = line.split(key).nth(1)?;
-    Some(rest.split(' ').next()?.trim_matches('"').to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
@@ -132,7 +64,7 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
     }
     assert!(durable >= 100.0, "only {durable} records durable");
     // Killed while the load still runs: the log is being appended to right now.
-    augur.kill("-KILL");
+    augur.kill();
     let _ = load.await;
 
     let records = read_log(&log_dir);
@@ -194,7 +126,7 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(synced, "the journal never caught up");
-    augur.kill("-KILL");
+    augur.kill();
 
     let augur = Augur::start(&config).await;
     assert_eq!(
@@ -220,7 +152,8 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
         results.iter().all(|r| r.status == augur::proto::EventStatus::Accepted as i32),
         "joined after the crash: {results:?}"
     );
-    let log = augur.kill("-TERM").join("\n");
+    augur.signal(libc::SIGTERM);
+    let log = augur.wait().join("\n");
     assert!(log.contains("samples flushed"), "{log}");
     let again = read_log(&log_dir);
     assert!(again.len() >= durable, "still every durable record after the restarts");

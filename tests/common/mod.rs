@@ -151,6 +151,7 @@ pub mod fake_model;
 pub mod http;
 pub mod load;
 pub mod moto_server;
+pub mod process;
 pub mod redis_server;
 pub mod samples;
 
