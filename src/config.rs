@@ -1600,6 +1600,60 @@ fn invalid(key: &str, problem: &str) -> ConfigError {
 mod tests {
     use super::*;
 
+    /// The field names serde asks for when it deserializes `T` (a struct).
+    fn fields_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+        struct Capture<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Capture<'_> {
+            type Error = serde::de::value::Error;
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _name: &'static str,
+                fields: &'static [&'static str],
+                _visitor: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(serde::de::Error::custom("captured"))
+            }
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("not a struct"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+                unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Capture(&mut fields));
+        fields
+    }
+
+    /// `config/default.toml` documents every `[samples]` key with its default: the keys it sets
+    /// parse to the `Default` impls, and each field is set or shown in a `# key = ` comment.
+    #[test]
+    fn default_toml_has_every_samples_key_and_agrees_with_the_defaults() {
+        let from_file = Config::from_toml("").unwrap().samples;
+        assert_eq!(format!("{from_file:?}"), format!("{:?}", SamplesConfig::default()));
+        let section = |header: &str| -> String {
+            let start = DEFAULT_TOML.find(&format!("\n[{header}]\n")).unwrap_or_else(|| panic!("[{header}]"));
+            let body = &DEFAULT_TOML[start + header.len() + 4..];
+            body[..body.find("\n[").unwrap_or(body.len())].to_owned()
+        };
+        for (header, fields) in [
+            ("samples", fields_of::<SamplesConfig>()),
+            ("samples.join", fields_of::<JoinConfig>()),
+            ("samples.log", fields_of::<SampleLogConfig>()),
+        ] {
+            let text = section(header);
+            let subtables: Vec<&str> = ["join", "log"].into_iter().filter(|_| header == "samples").collect();
+            for field in fields.iter().filter(|f| !subtables.contains(f)) {
+                let set = text.lines().any(|l| l.starts_with(&format!("{field} = ")));
+                let shown = text.lines().any(|l| l.starts_with(&format!("# {field} = ")));
+                assert!(set || shown, "config/default.toml [{header}] lacks `{field}`");
+            }
+        }
+        assert!(fields_of::<JoinConfig>().contains(&"window_s"), "the field capture works");
+    }
+
     #[test]
     fn tracing_is_off_by_default_and_its_validation_names_the_key() {
         let trace = Config::from_toml("").unwrap().trace;
