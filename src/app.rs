@@ -421,12 +421,16 @@ impl App {
         // fsynced, and the sinks get their drain timeout.
         if let Some(samples) = samples {
             tracing::info!("shutdown 6/6: samples flush");
-            let flushed = samples.shutdown().await;
+            let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };
+            let flushed = samples.shutdown(remaining, next(&mut requests)).await;
             tracing::info!(
                 pending = flushed.pending,
                 durable_sequence = flushed.durable_sequence,
                 "shutdown 6/6: samples flushed"
             );
+            if let Some(step) = flushed.cut {
+                cut.push(format!("the samples flush ({step})"));
+            }
         }
         tracing::info!("shutdown 6/6: done");
         // Then traces flush: every span has ended by now (the inference threads are gone, unless

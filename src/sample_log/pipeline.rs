@@ -8,6 +8,11 @@
 //! 4. each sink delivers what it still lags by, up to its drain timeout (its cursor is
 //!    persisted, so what is left is delivered after the restart);
 //! 5. the syncer's final fsync.
+//!
+//! All of it within the budget the app gives (what is left of `server.grace_ms`), cut short by a
+//! second signal, and the disk work (the pending file, fsync) on blocking threads. A cut loses
+//! nothing: every change is already in the journal and the log (page cache), so the next start
+//! replays the journal instead of reading `pending.bin`, and sinks resume from their cursors.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,6 +94,8 @@ pub struct Flushed {
     pub pending: usize,
     /// Last sequence fsynced.
     pub durable_sequence: u64,
+    /// The step the budget or a second signal cut (`None`: every step finished).
+    pub cut: Option<&'static str>,
 }
 
 impl RecordWriter for SegmentLog {
@@ -206,8 +213,8 @@ impl SamplePipeline {
         &self.log
     }
 
-    /// Shutdown step 6 (module doc).
-    pub async fn shutdown(self) -> Flushed {
+    /// Shutdown step 6 (module doc), within `budget`, cut short when `cut` resolves.
+    pub async fn shutdown(self, budget: Duration, cut: impl Future<Output = ()>) -> Flushed {
         let SamplePipeline {
             samples,
             log,
@@ -221,29 +228,58 @@ impl SamplePipeline {
             syncers,
         } = self;
         drop(samples);
-        joiner_stop.cancel();
-        if let Err(e) = joiner_task.await {
-            tracing::error!(error = %e, "joiner task failed");
+        let step = std::sync::Mutex::new("the joiner's last tick");
+        let set = |name: &'static str| *step.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        let work = async {
+            joiner_stop.cancel();
+            if let Err(e) = joiner_task.await {
+                tracing::error!(error = %e, "joiner task failed");
+            }
+            let mut pending = 0;
+            if let Some(memory) = memory {
+                set("saving pending joins");
+                let path = pending_path.clone();
+                match tokio::task::spawn_blocking(move || memory.save(&path)).await {
+                    Ok(Ok(n)) => pending = n,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, path = %pending_path.display(), "pending joins not saved")
+                    }
+                    Err(e) => tracing::error!(error = %e, "pending joins not saved"),
+                }
+            }
+            set("the sample log fsync");
+            let synced = Arc::clone(&log);
+            match tokio::task::spawn_blocking(move || synced.sync()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "sample log fsync failed"),
+                Err(e) => tracing::error!(error = %e, "sample log fsync failed"),
+            }
+            set("the sinks' drain");
+            sinks_stop.cancel();
+            for task in sink_tasks {
+                let _ = task.await;
+            }
+            pending
+        };
+        let finished = tokio::select! {
+            r = tokio::time::timeout(budget, work) => r.ok(),
+            () = cut => None,
+        };
+        let cut = finished.is_none().then(|| *step.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if let Some(step) = cut {
+            // Safe to stop anywhere: the journal and the log hold every change (module doc).
+            tracing::warn!(step, "samples flush cut short; the journal is replayed at the next start");
+            joiner_stop.cancel();
+            sinks_stop.cancel();
         }
-        let mut pending = 0;
-        if let Some(memory) = memory {
-            match memory.save(&pending_path) {
-                Ok(n) => pending = n,
-                Err(e) => tracing::error!(error = %e, path = %pending_path.display(), "pending joins not saved"),
+        // The syncers' last fsync (on a blocking thread each); awaited only when nothing was cut.
+        syncer_stop.cancel();
+        if cut.is_none() {
+            for syncer in syncers {
+                let _ = syncer.await;
             }
         }
-        if let Err(e) = log.sync() {
-            tracing::error!(error = %e, "sample log fsync failed");
-        }
-        sinks_stop.cancel();
-        for task in sink_tasks {
-            let _ = task.await;
-        }
-        syncer_stop.cancel();
-        for syncer in syncers {
-            let _ = syncer.await;
-        }
-        Flushed { pending, durable_sequence: log.durable_sequence() }
+        Flushed { pending: finished.unwrap_or(0), durable_sequence: log.durable_sequence(), cut }
     }
 }
 

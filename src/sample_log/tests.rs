@@ -408,3 +408,54 @@ async fn a_reused_request_id_with_other_candidates_is_refused_and_a_retry_is_not
     let results = joiner.report(vec![event("r1", "x", "impression")], 256).await.unwrap();
     assert_eq!(statuses(&results), vec![EventStatus::Orphan], "the first prediction keeps the id");
 }
+
+/// Shutdown step 6 with a sink that cannot deliver (its drain would take the drain timeout):
+/// a second signal (here: a ready future) or a spent budget cuts it, says where, and loses
+/// nothing — the next start replays the journal and holds every prediction again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything() {
+    use crate::sample_log::pipeline::SamplePipeline;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.join.positive_wait_s = BTreeMap::from([("click".to_owned(), 600)]);
+    c.log.dir = dir.path().to_owned();
+    // Nothing listens on port 1: every batch fails and the drain keeps retrying.
+    c.sinks = vec![crate::config::SinkConfig::RedisStream(crate::config::RedisStreamSinkConfig {
+        name: "down".into(),
+        url: "redis://127.0.0.1:1".into(),
+        stream: "s".into(),
+        maxlen: 1000,
+        timeout_ms: 100,
+    })];
+    for (k, cut) in [(0, true), (1, false)] {
+        let metrics = Metrics::with_samples(true);
+        let pipeline = SamplePipeline::start(&c, &metrics.samples).await.unwrap();
+        let samples = pipeline.samples();
+        for i in 0..5 {
+            samples.queue.offer(served(&format!("run{k}-{i}"))).await;
+        }
+        let results = samples.joiner.report(vec![event(&format!("run{k}-0"), "a", "impression")], 256).await.unwrap();
+        assert_eq!(statuses(&results), vec![EventStatus::Accepted]);
+        // An orphan gives the sink a record to fail on.
+        samples.joiner.report(vec![event("nobody", "a", "click")], 256).await.unwrap();
+        drop(samples);
+        let flushed = if cut {
+            pipeline.shutdown(std::time::Duration::from_secs(3600), std::future::ready(())).await
+        } else {
+            pipeline.shutdown(std::time::Duration::ZERO, std::future::pending()).await
+        };
+        assert!(flushed.cut.is_some(), "run {k}: the flush was cut: {flushed:?}");
+        let metrics = Metrics::with_samples(true);
+        let again = SamplePipeline::start(&c, &metrics.samples).await.unwrap();
+        let pending = metric(&metrics.render(), "augur_samples_pending");
+        assert_eq!(pending, 5.0 * (k + 1) as f64, "run {k}: every held prediction is back");
+        let dup = again.samples().joiner.report(vec![event(&format!("run{k}-0"), "a", "impression")], 256).await;
+        assert_eq!(statuses(&dup.unwrap()), vec![EventStatus::Duplicate], "its label too");
+        let flushed = again.shutdown(std::time::Duration::ZERO, std::future::ready(())).await;
+        assert!(flushed.cut.is_some());
+    }
+}
+
+fn metric(exposition: &str, series: &str) -> f64 {
+    exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(f64::NAN)
+}
