@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::assemble::{Fallback, Tensor};
+use crate::assemble::{Fallback, Tensor, TensorData};
 use crate::proto::{self, Label, LogRecord, Sample, Snapshot, log_record};
 
 use super::join::Event;
@@ -38,8 +38,16 @@ pub struct Served {
 
 impl Served {
     /// The stored form (the tensors are copied here, on the joiner, not on the request path).
+    /// Columns equal in every row (the user and context part of a CTR request) are stored once.
     pub fn to_proto(&self) -> Snapshot {
         let rows = self.item_ids.len();
+        let mut inputs = Vec::with_capacity(self.inputs.len());
+        let mut shared = Vec::new();
+        for (index, t) in self.inputs.iter().enumerate() {
+            let (tensor, columns) = split_shared(t, rows, index as u32);
+            inputs.push(tensor);
+            shared.extend(columns);
+        }
         Snapshot {
             request_id: self.request_id.clone(),
             timestamp_ms: self.timestamp_ms,
@@ -49,10 +57,52 @@ impl Served {
             user_id: self.user_id.clone(),
             item_ids: self.item_ids.clone(),
             scores: self.scores.clone(),
-            inputs: self.inputs.iter().map(|t| proto::Tensor::from_rows(t, 0..rows)).collect(),
+            inputs,
             fallbacks: self.fallbacks.iter().cloned().map(proto::Fallback::from).collect(),
+            shared,
         }
     }
+}
+
+/// `t`'s rows without the columns that are equal in every row, and those columns once.
+fn split_shared(t: &Tensor, rows: usize, index: u32) -> (proto::Tensor, Option<proto::SharedColumns>) {
+    let width = t.width;
+    let whole = || (proto::Tensor::from_rows(t, 0..rows), None);
+    if rows < 2 || width == 0 || t.rows() < rows {
+        return whole();
+    }
+    let same = |c: usize| match &t.data {
+        TensorData::I64(v) => (1..rows).all(|r| v[r * width + c] == v[c]),
+        TensorData::F32(v) => (1..rows).all(|r| v[r * width + c].to_bits() == v[c].to_bits()),
+    };
+    let columns: Vec<usize> = (0..width).filter(|&c| same(c)).collect();
+    if columns.is_empty() {
+        return whole();
+    }
+    let kept: Vec<usize> = (0..width).filter(|c| !columns.contains(c)).collect();
+    let mut tensor = proto::Tensor {
+        name: t.name.clone(),
+        shape: vec![rows as i64, kept.len() as i64],
+        int64_values: Vec::new(),
+        float_values: Vec::new(),
+    };
+    let mut shared = proto::SharedColumns {
+        input: index,
+        columns: columns.iter().map(|&c| c as u32).collect(),
+        int64_values: Vec::new(),
+        float_values: Vec::new(),
+    };
+    match &t.data {
+        TensorData::I64(v) => {
+            shared.int64_values = columns.iter().map(|&c| v[c]).collect();
+            tensor.int64_values = (0..rows).flat_map(|r| kept.iter().map(move |&c| v[r * width + c])).collect();
+        }
+        TensorData::F32(v) => {
+            shared.float_values = columns.iter().map(|&c| v[c]).collect();
+            tensor.float_values = (0..rows).flat_map(|r| kept.iter().map(move |&c| v[r * width + c])).collect();
+        }
+    }
+    (tensor, Some(shared))
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -71,7 +121,12 @@ pub fn samples(snapshot: &Snapshot, item_id: &str, labels: &[Event], revision: u
         .enumerate()
         .filter(|(_, id)| id.as_str() == item_id)
         .map(|(position, _)| {
-            let inputs = snapshot.inputs.iter().map(|t| row_of(t, position)).collect();
+            let inputs = snapshot
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| row_of(t, position, snapshot.shared.iter().find(|s| s.input as usize == i)))
+                .collect();
             let fallbacks = snapshot
                 .fallbacks
                 .iter()
@@ -100,18 +155,29 @@ pub fn samples(snapshot: &Snapshot, item_id: &str, labels: &[Event], revision: u
         .collect()
 }
 
-/// Row `row` of a stored `[rows, width]` tensor, as `[1, width]`.
-fn row_of(t: &proto::Tensor, row: usize) -> proto::Tensor {
+/// Row `row` of a stored `[rows, width]` tensor with its `shared` columns put back, as
+/// `[1, full width]`.
+fn row_of(t: &proto::Tensor, row: usize, shared: Option<&proto::SharedColumns>) -> proto::Tensor {
     let width = t.shape.get(1).copied().unwrap_or(0).max(0) as usize;
     let cols = row * width..(row + 1) * width;
     let pick = |v: &[i64]| v.get(cols.clone()).map(<[i64]>::to_vec).unwrap_or_default();
     let pick_f = |v: &[f32]| v.get(cols.clone()).map(<[f32]>::to_vec).unwrap_or_default();
-    proto::Tensor {
-        name: t.name.clone(),
-        shape: vec![1, width as i64],
-        int64_values: pick(&t.int64_values),
-        float_values: pick_f(&t.float_values),
+    let (mut int64_values, mut float_values) = (pick(&t.int64_values), pick_f(&t.float_values));
+    let mut full = width;
+    if let Some(s) = shared {
+        full += s.columns.len();
+        // Ascending columns: inserting in order puts each at its final index.
+        for (k, &c) in s.columns.iter().enumerate() {
+            let c = c as usize;
+            if let Some(&v) = s.int64_values.get(k) {
+                int64_values.insert(c.min(int64_values.len()), v);
+            }
+            if let Some(&v) = s.float_values.get(k) {
+                float_values.insert(c.min(float_values.len()), v);
+            }
+        }
     }
+    proto::Tensor { name: t.name.clone(), shape: vec![1, full as i64], int64_values, float_values }
 }
 
 /// An orphan record: an event with no held prediction.

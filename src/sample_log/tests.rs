@@ -459,3 +459,80 @@ async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything()
 fn metric(exposition: &str, series: &str) -> f64 {
     exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(f64::NAN)
 }
+
+/// A bench-shaped prediction: 100 candidates, `ids` [100, 16] of which 7 columns (user and
+/// context) are the same in every row, `dense` [100, 4] of which 3 are.
+fn bench_shaped() -> Served {
+    let rows = 100;
+    let mut ids = Vec::with_capacity(rows * 16);
+    let mut dense = Vec::with_capacity(rows * 4);
+    for r in 0..rows as i64 {
+        ids.extend((0..16).map(|c| if c < 7 { 1_000_003 + c * 17 } else { (r * 7_919 + c * 104_729) % 2_000_000 }));
+        dense.extend([0.25, 3.5, -1.0, r as f32 / 7.0]);
+    }
+    let mut s = served("bench");
+    s.item_ids = (0..rows).map(|i| format!("i{}", 10_000 + i)).collect();
+    s.scores = (0..rows).map(|i| i as f32 / 100.0).collect();
+    s.inputs = Arc::from(vec![
+        Tensor { name: "ids".into(), width: 16, data: TensorData::I64(ids) },
+        Tensor { name: "dense".into(), width: 4, data: TensorData::F32(dense) },
+    ]);
+    s.fallbacks = Vec::new();
+    s
+}
+
+/// Shared columns are stored once and every sample still gets its full row back, bit for bit.
+#[test]
+fn shared_columns_are_stored_once_and_rows_come_back_whole() {
+    let served = bench_shaped();
+    let stored = served.to_proto();
+    assert_eq!(stored.shared.len(), 2, "both inputs have shared columns");
+    assert_eq!(stored.shared[0].columns, (0..7).collect::<Vec<u32>>());
+    assert_eq!(stored.inputs[0].shape, vec![100, 9]);
+    assert_eq!(stored.shared[1].columns, vec![0, 1, 2]);
+    for (position, item) in served.item_ids.iter().enumerate() {
+        let records = crate::sample_log::snapshot::samples(&stored, item, &[], 0, 0);
+        let Some(log_record::Record::Sample(sample)) = &records[0].record else { panic!("a sample") };
+        for (t, got) in served.inputs.iter().zip(&sample.inputs) {
+            let cols = position * t.width..(position + 1) * t.width;
+            assert_eq!(got.shape, vec![1, t.width as i64]);
+            match &t.data {
+                TensorData::I64(v) => assert_eq!(got.int64_values, v[cols]),
+                TensorData::F32(v) => {
+                    let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got.float_values), bits(&v[cols]));
+                }
+            }
+        }
+    }
+    // One candidate: nothing to share.
+    let mut one = served.clone();
+    one.item_ids.truncate(1);
+    assert!(one.to_proto().shared.is_empty());
+}
+
+/// Bytes a held candidate costs in the in-memory store (snapshot share + entry), with the shared
+/// columns stored once vs. every row whole. Printed for BENCHMARKS.md / the issue note:
+/// `cargo test --lib held_candidate_bytes -- --nocapture`.
+#[tokio::test]
+async fn held_candidate_bytes() {
+    let served = bench_shaped();
+    let compact = served.to_proto();
+    let mut whole = compact.clone();
+    whole.shared.clear();
+    whole.inputs = served.inputs.iter().map(|t| proto::Tensor::from_rows(t, 0..100)).collect();
+    let mut held = Vec::new();
+    for snapshot in [whole, compact] {
+        let store = MemoryJoinStore::new(1 << 30);
+        store
+            .put("bench", bytes::Bytes::from(snapshot.encode_to_vec()), &served.item_ids, i64::MAX, None)
+            .await
+            .unwrap();
+        held.push((snapshot.encoded_len() as f64 / 100.0, store.pending().unwrap().1 as f64 / 100.0));
+    }
+    eprintln!(
+        "per candidate: snapshot {:.1} -> {:.1} B; held (snapshot + entry) {:.1} -> {:.1} B",
+        held[0].0, held[1].0, held[0].1, held[1].1
+    );
+    assert!(held[1].0 < held[0].0 * 0.6, "the shared columns are most of the snapshot: {held:?}");
+}
