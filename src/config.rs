@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::sample_log::tail::TailConfig;
+
 /// The defaults compiled into the binary (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -507,6 +509,9 @@ pub struct KafkaSinkConfig {
     /// tail driver retries from the log, instead of hanging it.
     #[serde(default = "default_kafka_message_timeout_ms")]
     pub message_timeout_ms: u64,
+    /// `[samples.sinks.tail]`: batch size, retry backoff and shutdown drain of this sink's driver.
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 fn default_kafka_sink_name() -> String {
@@ -531,6 +536,9 @@ pub struct RedisStreamSinkConfig {
     /// which the tail driver retries from the log, instead of hanging it.
     #[serde(default = "default_stream_timeout_ms")]
     pub timeout_ms: u64,
+    /// `[samples.sinks.tail]`: batch size, retry backoff and shutdown drain of this sink's driver.
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 fn default_redis_stream_sink_name() -> String {
@@ -1559,6 +1567,7 @@ impl SamplesConfig {
                     in_range(&format!("samples.sinks[{i}].maxlen"), r.maxlen as usize, 1, usize::MAX)?;
                 }
             }
+            sink.tail().validate(&format!("samples.sinks[{i}].tail"))?;
         }
         Ok(())
     }
@@ -1580,6 +1589,14 @@ impl SinkConfig {
         match self {
             SinkConfig::Kafka(k) => &k.name,
             SinkConfig::RedisStream(r) => &r.name,
+        }
+    }
+
+    /// The sink's tail driver settings.
+    pub fn tail(&self) -> &TailConfig {
+        match self {
+            SinkConfig::Kafka(k) => &k.tail,
+            SinkConfig::RedisStream(r) => &r.tail,
         }
     }
 }

@@ -30,6 +30,7 @@ fn config(brokers: &str, message_timeout_ms: u64, properties: &[(&str, &str)]) -
         topic: TOPIC.to_owned(),
         properties: properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
         message_timeout_ms,
+        tail: Default::default(),
     }
 }
 
@@ -70,7 +71,10 @@ async fn deliver_until_acked(sink: &KafkaSink, batch: &[Record]) -> Vec<SinkErro
     let mut failures = Vec::new();
     loop {
         match sink.deliver(batch).await {
-            Ok(()) => return failures,
+            Ok(delivered) => {
+                assert!(delivered.refused.is_empty(), "nothing here is too large: {:?}", delivered.refused);
+                return failures;
+            }
             Err(e) => {
                 assert!(started.elapsed() < RECOVERY_BOUND, "batch never acknowledged; last error: {e}");
                 failures.push(e);

@@ -11,7 +11,7 @@ use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
 use crate::proto::{LogRecord, Sample, log_record};
 use crate::sample_log::record::encode;
-use crate::sample_log::sink::SinkError;
+use crate::sample_log::sink::{Delivered, SinkError};
 use crate::telemetry::ReasonLabels;
 
 /// A sink that is up or down at the test's word, or never answers, and records what it
@@ -46,7 +46,7 @@ impl SampleSink for TestSink {
         &self.name
     }
 
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>> {
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<Delivered, SinkError>> {
         Box::pin(async move {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.hang.load(Ordering::SeqCst) {
@@ -56,7 +56,7 @@ impl SampleSink for TestSink {
                 return Err(SinkError::Unavailable { sink: self.name.clone(), reason: "down".into() });
             }
             self.got.lock().unwrap().extend(records.iter().map(|r| r.sequence));
-            Ok(())
+            Ok(Delivered::all())
         })
     }
 }
@@ -93,12 +93,7 @@ fn payloads(range: std::ops::RangeInclusive<u64>) -> Vec<Vec<u8>> {
 }
 
 fn fast() -> TailConfig {
-    TailConfig {
-        batch_max: 16,
-        backoff_min: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(20),
-        drain_timeout: Duration::from_secs(30),
-    }
+    TailConfig { batch_max: 16, backoff_min_ms: 1, backoff_max_ms: 20, drain_timeout_ms: 30_000 }
 }
 
 /// Polls `done` until it holds; the generous bound only catches a hang on a loaded machine.
@@ -228,7 +223,7 @@ async fn a_sink_that_never_answers_is_given_up_at_the_drain_timeout() {
     let sink = TestSink::new("k", true);
     sink.hang.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
-    let config = TailConfig { drain_timeout: Duration::from_millis(50), ..fast() };
+    let config = TailConfig { drain_timeout_ms: 50, ..fast() };
     let tail = spawn_tail(log.clone(), sink.clone(), config, metrics.clone(), cancel.clone());
     eventually("a delivery in flight", || sink.attempts.load(Ordering::SeqCst) >= 1).await;
     cancel.cancel();
