@@ -17,6 +17,10 @@
 //! - **Refusals are per record**: a record librdkafka refuses for good (larger than
 //!   `message.max.bytes`; the broker calling it too large or invalid even when sent alone) is
 //!   reported as refused, and the tail driver dead-letters it; every other error fails the batch.
+//!   The broker answers a whole request with one error, so after a "too large"/"invalid" answer
+//!   each of its records is sent again alone and only one refused again is refused for good. Such
+//!   a record lands after the batch's later records, the one case where a request's samples may
+//!   arrive out of log order (`augur-seq` tells).
 //! - **The health check is a metadata request** the tail driver runs in the background at start:
 //!   an unreachable cluster is reported (log, `augur_samples_sink_up`,
 //!   `augur_samples_sink_healthcheck_failures_total`) without holding up serving.

@@ -93,15 +93,22 @@ pub(super) enum Refusal {
 /// The property `key` sets: (scope, canonical name), aliases and the `topic.` prefix resolved.
 fn resolve(key: &str) -> (Scope, &str) {
     if let Some(name) = key.strip_prefix("topic.") {
-        return (Scope::Topic, topic_alias(name));
+        // A global property under `topic.` is unknown to librdkafka; resolving its alias anyway
+        // lets `topic.bootstrap.servers` be refused by name like `bootstrap.servers`.
+        let name = topic_alias(name);
+        return (Scope::Topic, global_alias(name).unwrap_or(name));
     }
-    if let Some((_, property)) = GLOBAL_ALIASES.iter().find(|(alias, _)| *alias == key) {
+    if let Some(property) = global_alias(key) {
         return (Scope::Global, property);
     }
     if TOPIC_ONLY.contains(&key) {
         return (Scope::Topic, topic_alias(key));
     }
     (Scope::Global, key)
+}
+
+fn global_alias(name: &str) -> Option<&'static str> {
+    GLOBAL_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, property)| *property)
 }
 
 fn topic_alias(name: &str) -> &str {

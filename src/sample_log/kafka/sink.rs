@@ -172,6 +172,9 @@ impl KafkaSink {
         }
         // The broker answers a whole request (many records) with one error, so a permanent-looking
         // one may be another record's doing: only a record refused when sent alone is refused.
+        if !suspects.is_empty() {
+            tracing::debug!(sink = %self.name, records = suspects.len(), "kafka request refused as too large or invalid; sending its records alone");
+        }
         for index in suspects {
             if let Some(r) = self.send_alone(&producer, index, &records[index]).await? {
                 refused.push(r);
