@@ -291,7 +291,10 @@ impl Tail {
     /// cursor may pass them; returns how many of `batch` were acknowledged. On `Err` nothing is
     /// counted and the batch is retried whole (the acknowledged part again: consumers dedup).
     async fn dead_letter(&mut self, batch: &[Record], delivered: Delivered) -> Result<usize, DeadLetterError> {
-        let refused: Vec<_> = delivered.refused.into_iter().filter(|r| r.index < batch.len()).collect();
+        // Defensive against a sink listing a record twice or out of range: each is kept once.
+        let mut refused: Vec<_> = delivered.refused.into_iter().filter(|r| r.index < batch.len()).collect();
+        refused.sort_unstable_by_key(|r| r.index);
+        refused.dedup_by_key(|r| r.index);
         if refused.is_empty() {
             return Ok(batch.len());
         }
