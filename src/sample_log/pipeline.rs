@@ -291,7 +291,9 @@ fn settle(
 /// `sink_healthcheck_failures`) while serving goes on; the log keeps the samples until it answers.
 async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> {
     // With the causes: librdkafka's own refusal (the cause) is what names the property.
-    let message = |e: &dyn std::error::Error| crate::registry::error_chain(e);
+    let message = |e: &dyn std::error::Error| {
+        std::iter::successors(e.source(), |c| c.source()).fold(e.to_string(), |out, c| format!("{out}: {c}"))
+    };
     Ok(match config {
         SinkConfig::Kafka(c) => Arc::new(KafkaSink::new(c).map_err(|e| message(&e))?),
         SinkConfig::RedisStream(c) => Arc::new(RedisStreamSink::new(c).await.map_err(|e| message(&e))?),

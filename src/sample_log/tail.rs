@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,90 +24,11 @@ use tokio_util::sync::CancellationToken;
 use super::file::{LogError, SegmentLog};
 use super::record::Record;
 use super::sink::{Delivered, SampleSink, SinkError};
-use crate::config::ConfigError;
 use crate::telemetry::LogEvery;
 use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 
-/// `[samples.sinks.tail]`: how a sink's tail driver batches, retries and drains. Every key has a
-/// default, so a sink section without it runs as before.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TailConfig {
-    /// Records per `deliver` call at most: bounds the memory a batch holds and the work a retry
-    /// repeats.
-    #[serde(default = "default_batch_max")]
-    pub batch_max: usize,
-    /// First retry delay after a failure, in ms; doubles per consecutive failure...
-    #[serde(default = "default_backoff_min_ms")]
-    pub backoff_min_ms: u64,
-    /// ... up to this, in ms.
-    #[serde(default = "default_backoff_max_ms")]
-    pub backoff_max_ms: u64,
-    /// After shutdown began, how long (ms) the driver keeps delivering to catch up before it gives
-    /// up (what is left stays in the log for the next start). Spent inside the shutdown grace.
-    #[serde(default = "default_drain_timeout_ms")]
-    pub drain_timeout_ms: u64,
-}
-
-const fn default_batch_max() -> usize {
-    512
-}
-const fn default_backoff_min_ms() -> u64 {
-    100
-}
-const fn default_backoff_max_ms() -> u64 {
-    30_000
-}
-const fn default_drain_timeout_ms() -> u64 {
-    5_000
-}
-
-impl Default for TailConfig {
-    fn default() -> Self {
-        TailConfig {
-            batch_max: default_batch_max(),
-            backoff_min_ms: default_backoff_min_ms(),
-            backoff_max_ms: default_backoff_max_ms(),
-            drain_timeout_ms: default_drain_timeout_ms(),
-        }
-    }
-}
-
-// === impl TailConfig ===
-
-impl TailConfig {
-    /// Checks the bounds; `key` is the section's dotted path (`samples.sinks[0].tail`), named in
-    /// the error with the offending field.
-    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        let check = |field: &str, value: u64, min: u64, max: u64| {
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid {
-                    key: format!("{key}.{field}"),
-                    problem: format!("must be between {min} and {max} (got {value})"),
-                })
-            }
-        };
-        // A Kafka batch waits for every report; beyond ~100k records a retry repeats too much.
-        check("batch_max", self.batch_max as u64, 1, 100_000)?;
-        check("backoff_min_ms", self.backoff_min_ms, 1, 600_000)?;
-        check("backoff_max_ms", self.backoff_max_ms, self.backoff_min_ms, 600_000)?;
-        check("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000)
-    }
-
-    fn backoff_min(&self) -> Duration {
-        Duration::from_millis(self.backoff_min_ms)
-    }
-
-    fn backoff_max(&self) -> Duration {
-        Duration::from_millis(self.backoff_max_ms)
-    }
-
-    fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.drain_timeout_ms)
-    }
-}
+/// A sink's tail settings (`[samples.sinks.tail]`), defined with the rest of the config tree.
+pub use crate::config::TailConfig;
 
 /// Starts the driver of `sink`, with the sink's own settings ([`SampleSink::tail_config`]) or
 /// else `config`. It runs until `cancel`, then delivers until caught up or the drain timeout
