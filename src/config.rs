@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -507,6 +508,9 @@ pub struct KafkaSinkConfig {
     /// tail driver retries from the log, instead of hanging it.
     #[serde(default = "default_kafka_message_timeout_ms")]
     pub message_timeout_ms: u64,
+    /// `[samples.sinks.tail]`: batch size, retry backoff and shutdown drain of this sink's driver.
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 fn default_kafka_sink_name() -> String {
@@ -531,6 +535,9 @@ pub struct RedisStreamSinkConfig {
     /// which the tail driver retries from the log, instead of hanging it.
     #[serde(default = "default_stream_timeout_ms")]
     pub timeout_ms: u64,
+    /// `[samples.sinks.tail]`: batch size, retry backoff and shutdown drain of this sink's driver.
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 fn default_redis_stream_sink_name() -> String {
@@ -544,6 +551,89 @@ const fn default_kafka_message_timeout_ms() -> u64 {
 }
 const fn default_stream_timeout_ms() -> u64 {
     5_000
+}
+
+/// `[samples.sinks.tail]`: how a sink's tail driver (`src/sample_log/tail.rs`) batches, retries and
+/// drains. Every key has a
+/// default, so a sink section without it runs as before.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    /// Records per `deliver` call at most: bounds the memory a batch holds and the work a retry
+    /// repeats.
+    #[serde(default = "default_tail_batch_max")]
+    pub batch_max: usize,
+    /// First retry delay after a failure, in ms; doubles per consecutive failure...
+    #[serde(default = "default_tail_backoff_min_ms")]
+    pub backoff_min_ms: u64,
+    /// ... up to this, in ms.
+    #[serde(default = "default_tail_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// After shutdown began, how long (ms) the driver keeps delivering to catch up before it gives
+    /// up (what is left stays in the log for the next start). Spent inside the shutdown grace.
+    #[serde(default = "default_tail_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+const fn default_tail_batch_max() -> usize {
+    512
+}
+const fn default_tail_backoff_min_ms() -> u64 {
+    100
+}
+const fn default_tail_backoff_max_ms() -> u64 {
+    30_000
+}
+const fn default_tail_drain_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig {
+            batch_max: default_tail_batch_max(),
+            backoff_min_ms: default_tail_backoff_min_ms(),
+            backoff_max_ms: default_tail_backoff_max_ms(),
+            drain_timeout_ms: default_tail_drain_timeout_ms(),
+        }
+    }
+}
+
+impl TailConfig {
+    /// Checks the bounds; `key` is the section's dotted path (`samples.sinks[0].tail`), named in
+    /// the error with the offending field.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let check = |field: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key: format!("{key}.{field}"),
+                    problem: format!("must be between {min} and {max} (got {value})"),
+                })
+            }
+        };
+        // A Kafka batch waits for every report; beyond ~100k records a retry repeats too much.
+        check("batch_max", self.batch_max as u64, 1, 100_000)?;
+        check("backoff_min_ms", self.backoff_min_ms, 1, 600_000)?;
+        check("backoff_max_ms", self.backoff_max_ms, self.backoff_min_ms, 600_000)?;
+        check("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000)
+    }
+
+    /// `backoff_min_ms` as a duration.
+    pub fn backoff_min(&self) -> Duration {
+        Duration::from_millis(self.backoff_min_ms)
+    }
+
+    /// `backoff_max_ms` as a duration.
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.backoff_max_ms)
+    }
+
+    /// `drain_timeout_ms` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
 }
 
 /// Time budget of the feature fetch: min(`max_budget_ms`, caller's deadline − `inference_reserve_ms`).
@@ -1559,6 +1649,7 @@ impl SamplesConfig {
                     in_range(&format!("samples.sinks[{i}].maxlen"), r.maxlen as usize, 1, usize::MAX)?;
                 }
             }
+            sink.tail().validate(&format!("samples.sinks[{i}].tail"))?;
         }
         Ok(())
     }
@@ -1580,6 +1671,14 @@ impl SinkConfig {
         match self {
             SinkConfig::Kafka(k) => &k.name,
             SinkConfig::RedisStream(r) => &r.name,
+        }
+    }
+
+    /// The sink's tail driver settings.
+    pub fn tail(&self) -> &TailConfig {
+        match self {
+            SinkConfig::Kafka(k) => &k.tail,
+            SinkConfig::RedisStream(r) => &r.tail,
         }
     }
 }

@@ -27,7 +27,14 @@ const HANG: Duration = Duration::from_secs(60);
 const TRIM_SLACK: u64 = 100;
 
 fn sink_config(server: &RedisServer, maxlen: u64) -> RedisStreamSinkConfig {
-    RedisStreamSinkConfig { name: "stream".into(), url: server.url(), stream: STREAM.into(), maxlen, timeout_ms: 1_000 }
+    RedisStreamSinkConfig {
+        name: "stream".into(),
+        url: server.url(),
+        stream: STREAM.into(),
+        maxlen,
+        timeout_ms: 1_000,
+        tail: Default::default(),
+    }
 }
 
 /// Three candidates per request; request `s % requests` at position `s / requests`, so a
@@ -59,7 +66,7 @@ async fn deliver_until_acked(sink: &RedisStreamSink, batch: &[Record]) -> Vec<Si
     let mut failed = Vec::new();
     loop {
         match tokio::time::timeout(HANG, sink.deliver(batch)).await.expect("deliver hung") {
-            Ok(()) => return failed,
+            Ok(_) => return failed,
             Err(e) => failed.push(e),
         }
         assert!(started.elapsed() < HANG, "never acknowledged after the restart: {:?}", failed.last());

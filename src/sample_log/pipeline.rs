@@ -322,26 +322,16 @@ fn settle(
     Ok((in_log, again))
 }
 
-/// Builds a sink and runs its health check: an unreachable sink is logged, not fatal (the log
-/// keeps the samples until it answers), but a misconfigured one fails start-up.
+/// Builds a sink: a misconfigured one fails start-up. Its health check is not awaited here: the
+/// tail driver runs it in the background and reports an unreachable sink (log, `sink_up`,
+/// `sink_healthcheck_failures`) while serving goes on; the log keeps the samples until it answers.
 async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> {
-    let (sink, health): (Arc<dyn SampleSink>, _) = match config {
-        SinkConfig::Kafka(c) => {
-            let sink = KafkaSink::new(c).map_err(|e| e.to_string())?;
-            let health = sink.healthcheck().await;
-            (Arc::new(sink), health)
-        }
-        SinkConfig::RedisStream(c) => {
-            let sink = RedisStreamSink::new(c).await.map_err(|e| e.to_string())?;
-            let health = sink.healthcheck().await;
-            (Arc::new(sink), health)
-        }
+    // With the causes: librdkafka's own refusal (the cause) is what names the property.
+    let message = |e: &dyn std::error::Error| {
+        std::iter::successors(e.source(), |c| c.source()).fold(e.to_string(), |out, c| format!("{out}: {c}"))
     };
-    match health {
-        Ok(()) => tracing::info!(sink = config.name(), "sample sink healthy"),
-        Err(e) => {
-            tracing::warn!(sink = config.name(), error = %e, "sample sink unhealthy at start; samples wait in the log")
-        }
-    }
-    Ok(sink)
+    Ok(match config {
+        SinkConfig::Kafka(c) => Arc::new(KafkaSink::new(c).map_err(|e| message(&e))?),
+        SinkConfig::RedisStream(c) => Arc::new(RedisStreamSink::new(c).await.map_err(|e| message(&e))?),
+    })
 }

@@ -1,26 +1,64 @@
 //! The seam between the sample log and the network: a sink delivers records in log order and
-//! says when they are acknowledged. The tail driver (`tail.rs`) reads the log from the sink's
-//! persisted cursor, hands it batches, retries failures with backoff, and advances the cursor
-//! only past what `deliver` acknowledged — so an outage costs disk, not samples.
+//! says, per batch, which were acknowledged and which it refuses for good. The tail driver
+//! (`tail.rs`) reads the log from the sink's persisted cursor, hands it batches, retries
+//! transient failures with backoff, sends permanent refusals to the sink's dead-letter log, and
+//! advances the cursor only past what is acknowledged or dead-lettered — so an outage costs disk,
+//! not samples, and no record is retried forever.
 
 use std::fmt;
 
 use crate::fetch::BoxFuture;
 
 use super::record::Record;
+use super::tail::TailConfig;
 
 /// A destination of training samples (Kafka, Redis Streams).
 pub trait SampleSink: Send + Sync + fmt::Debug + 'static {
     /// Name from the config (metrics label, cursor file).
     fn name(&self) -> &str;
 
-    /// Delivers `records` (in log order). `Ok` only when every one is acknowledged by the
-    /// destination; on `Err` the driver retries the whole batch later, so a destination may see
-    /// a record twice (consumers dedup by [`Record::id`]).
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Delivers `records` (in log order).
+    ///
+    /// - `Err`: a transient failure (outage, timeout); the driver retries the whole batch later,
+    ///   so a destination may see a record twice (consumers dedup by [`Record::id`]).
+    /// - `Ok`: every record is settled — acknowledged, or listed in [`Delivered::refused`] because
+    ///   the destination will never take it (retrying it would stall the sink forever). A batch
+    ///   with both transient failures and refusals is `Err`: the refusals come back on the retry.
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<Delivered, SinkError>>;
+
+    /// Whether the destination answers now. The driver runs it once in the background at start
+    /// (never in the way of serving or delivery) and reports the result as the sink's health.
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The sink's own tail settings from its config section; `None` for sinks without one (test
+    /// fakes), which run with the settings `spawn_tail` is given.
+    fn tail_config(&self) -> Option<&TailConfig> {
+        None
+    }
 }
 
-/// Why a batch was not (wholly) acknowledged.
+/// The outcome of a batch every record of which is settled.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Records the destination refuses for good, by position in the batch (ascending); every
+    /// other record of the batch was acknowledged.
+    pub refused: Vec<Refused>,
+}
+
+/// One record a sink will never accept as it is.
+#[derive(Debug)]
+pub struct Refused {
+    /// Position in the batch handed to `deliver`.
+    pub index: usize,
+    /// Why, as a bounded metric label (`too_large`, `invalid`).
+    pub reason: &'static str,
+    /// What the destination said, for the log line.
+    pub detail: String,
+}
+
+/// Why a batch was not (wholly) settled: transient, so the driver retries it.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The destination is unreachable or refused the batch; retried.
@@ -39,4 +77,13 @@ pub enum SinkError {
         /// How long the driver waited.
         after_ms: u64,
     },
+}
+
+// === impl Delivered ===
+
+impl Delivered {
+    /// Every record acknowledged.
+    pub fn all() -> Delivered {
+        Delivered::default()
+    }
 }

@@ -1,10 +1,19 @@
 //! The tail driver: one task per network sink that reads the segment log from the sink's
-//! persisted cursor and hands it batches. The cursor moves only past what the sink acknowledged,
-//! so an outage costs disk (the log keeps the records; its bound counts what it refuses), not
-//! samples; a restart resumes from the cursor. Failures are retried with jittered exponential
-//! backoff, the same batch again (the sink's consumers drop duplicates by record id).
+//! persisted cursor and hands it batches. The cursor moves only past what the sink settled, so an
+//! outage costs disk (the log keeps the records; its bound counts what it refuses), not samples;
+//! a restart resumes from the cursor. Transient failures are retried with jittered exponential
+//! backoff, the same batch again (the sink's consumers drop duplicates by record id). A record the
+//! sink refuses for good (Kafka: larger than `message.max.bytes`) is appended to the sink's
+//! dead-letter log (`<log dir>/dead_letter/<sink>/`, fsynced), counted in
+//! `augur_samples_dead_letter_total{sink,reason}`, and the cursor moves past it: retrying it would
+//! stall every record behind it forever.
+//!
+//! The sink's health check runs once at start in a task of its own, so an unreachable destination
+//! delays neither serving nor the first delivery attempt; its answer sets `augur_samples_sink_up`
+//! (until a delivery attempt says otherwise) and a failure is logged and counted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,38 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::file::{LogError, SegmentLog};
 use super::record::Record;
-use super::sink::SampleSink;
+use super::sink::{Delivered, SampleSink, SinkError};
 use crate::telemetry::LogEvery;
-use crate::telemetry::{SampleMetrics, SinkLabels};
+use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 
-/// How a tail driver batches, retries and drains.
-#[derive(Debug, Clone)]
-pub struct TailConfig {
-    /// Records per `deliver` call at most: bounds the memory a batch holds and the work a retry
-    /// repeats.
-    pub batch_max: usize,
-    /// First retry delay after a failure; doubles per consecutive failure...
-    pub backoff_min: Duration,
-    /// ... up to this.
-    pub backoff_max: Duration,
-    /// After cancel, how long the driver keeps delivering to catch up before it gives up (what is
-    /// left stays in the log for the next start).
-    pub drain_timeout: Duration,
-}
+/// A sink's tail settings (`[samples.sinks.tail]`), defined with the rest of the config tree.
+pub use crate::config::TailConfig;
 
-impl Default for TailConfig {
-    fn default() -> Self {
-        TailConfig {
-            batch_max: 512,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Starts the driver of `sink`. It runs until `cancel`, then delivers until caught up or
-/// `drain_timeout` passes, and returns.
+/// Starts the driver of `sink`, with the sink's own settings ([`SampleSink::tail_config`]) or
+/// else `config`. It runs until `cancel`, then delivers until caught up or the drain timeout
+/// passes, and returns.
 pub fn spawn_tail(
     log: Arc<SegmentLog>,
     sink: Arc<dyn SampleSink>,
@@ -53,6 +40,7 @@ pub fn spawn_tail(
     metrics: SampleMetrics,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
+    let config = sink.tail_config().cloned().unwrap_or(config);
     tokio::spawn(Tail::new(log, sink, config, metrics, cancel).run())
 }
 
@@ -66,6 +54,11 @@ struct Tail {
     /// Set once cancelled: the driver stops at this instant at the latest.
     deadline: Option<Instant>,
     cursor: u64,
+    /// Opened at the first refusal: most sinks never need one.
+    dead_letter: Option<Arc<SegmentLog>>,
+    /// Set by the first delivery outcome: from then on the deliveries, not the start-up health
+    /// check (which may answer late), say whether the sink is up.
+    delivered_once: Arc<AtomicBool>,
     warn: LogEvery,
 }
 
@@ -96,18 +89,26 @@ impl Tail {
             cancel,
             deadline: None,
             cursor,
+            dead_letter: None,
+            delivered_once: Arc::new(AtomicBool::new(false)),
             warn: LogEvery::new(Duration::from_secs(10)),
         }
     }
 
     async fn run(mut self) {
+        let health = tokio::spawn(report_health(
+            Arc::clone(&self.sink),
+            self.metrics.clone(),
+            self.labels.clone(),
+            Arc::clone(&self.delivered_once),
+        ));
         let mut changes = self.log.subscribe();
-        let mut backoff = self.config.backoff_min;
+        let mut backoff = self.config.backoff_min();
         let mut batch: Vec<Record> = Vec::new();
         let stop = loop {
             self.update_lag();
             if self.deadline.is_none() && self.cancel.is_cancelled() {
-                self.deadline = Some(Instant::now() + self.config.drain_timeout);
+                self.deadline = Some(Instant::now() + self.config.drain_timeout());
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 break Stop::DeadlinePassed;
@@ -143,16 +144,25 @@ impl Tail {
                     continue;
                 }
             }
-            match self.deliver(&batch).await {
+            let outcome = match self.deliver(&batch).await {
                 None => break Stop::DeadlinePassed,
-                Some(Ok(())) => {
+                Some(outcome) => outcome,
+            };
+            self.delivered_once.store(true, Ordering::Release);
+            self.metrics.sink_up.get_or_create(&self.labels).set(i64::from(outcome.is_ok()));
+            let settled = match outcome {
+                Ok(delivered) => self.dead_letter(&batch, delivered).await,
+                Err(e) => Err(e.into()),
+            };
+            match settled {
+                Ok(acknowledged) => {
                     let last = batch.last().map_or(self.cursor, |r| r.sequence);
-                    self.metrics.sink_delivered.get_or_create(&self.labels).inc_by(batch.len() as u64);
+                    self.metrics.sink_delivered.get_or_create(&self.labels).inc_by(acknowledged as u64);
                     batch.clear();
-                    backoff = self.config.backoff_min;
+                    backoff = self.config.backoff_min();
                     self.advance(last).await;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     self.metrics.sink_errors.get_or_create(&self.labels).inc();
                     self.warn_failure("sample sink delivery failed; retrying the batch", &e);
                     if !self.pause(&mut backoff).await {
@@ -161,6 +171,8 @@ impl Tail {
                 }
             }
         };
+        // A health check still waiting on an unreachable destination has nothing left to report.
+        health.abort();
         self.update_lag();
         let lag = self.log.last_sequence().saturating_sub(self.cursor);
         match stop {
@@ -180,7 +192,7 @@ impl Tail {
 
     /// Delivers `batch`; `None` when the drain deadline passed first. A cancel during the call
     /// does not abort it: it starts the drain clock.
-    async fn deliver(&mut self, batch: &[Record]) -> Option<Result<(), super::sink::SinkError>> {
+    async fn deliver(&mut self, batch: &[Record]) -> Option<Result<Delivered, SinkError>> {
         let delivery = self.sink.deliver(batch);
         tokio::pin!(delivery);
         loop {
@@ -188,11 +200,49 @@ impl Tail {
             tokio::select! {
                 result = &mut delivery => return Some(result),
                 _ = self.cancel.cancelled(), if deadline.is_none() => {
-                    self.deadline = Some(Instant::now() + self.config.drain_timeout);
+                    self.deadline = Some(Instant::now() + self.config.drain_timeout());
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => return None,
             }
         }
+    }
+
+    /// Appends the records the sink refused for good to its dead-letter log, fsynced, before the
+    /// cursor may pass them; returns how many of `batch` were acknowledged. On `Err` nothing is
+    /// counted and the batch is retried whole (the acknowledged part again: consumers dedup).
+    async fn dead_letter(&mut self, batch: &[Record], delivered: Delivered) -> Result<usize, DeadLetterError> {
+        // Defensive against a sink listing a record twice or out of range: each is kept once.
+        let mut refused: Vec<_> = delivered.refused.into_iter().filter(|r| r.index < batch.len()).collect();
+        refused.sort_unstable_by_key(|r| r.index);
+        refused.dedup_by_key(|r| r.index);
+        if refused.is_empty() {
+            return Ok(batch.len());
+        }
+        let log = match &self.dead_letter {
+            Some(log) => Arc::clone(log),
+            None => {
+                let (main, sink) = (Arc::clone(&self.log), self.labels.sink.clone());
+                let log = Arc::new(spawn_blocking(move || main.open_dead_letter(&sink)).await?);
+                self.dead_letter = Some(Arc::clone(&log));
+                log
+            }
+        };
+        let payloads: Vec<Vec<u8>> = refused.iter().map(|r| batch[r.index].payload.to_vec()).collect();
+        spawn_blocking(move || log.append(&payloads).and_then(|_| log.sync())).await?;
+        for r in &refused {
+            let labels = DeadLetterLabels { sink: self.labels.sink.clone(), reason: r.reason.to_owned() };
+            self.metrics.dead_letter.get_or_create(&labels).inc();
+        }
+        // One line per batch: a misconfiguration (a `message.max.bytes` below every record) would
+        // otherwise log every record.
+        let first = &refused[0];
+        let record = &batch[first.index];
+        tracing::warn!(
+            sink = %self.labels.sink, records = refused.len(), sequence = record.sequence, id = %record.id,
+            reason = first.reason, detail = %first.detail,
+            "sample sink refused records for good; kept in its dead-letter log"
+        );
+        Ok(batch.len() - refused.len())
     }
 
     /// Moves the cursor in memory and persists it; a failed write is retried with the next
@@ -210,14 +260,14 @@ impl Tail {
     async fn pause(&mut self, backoff: &mut Duration) -> bool {
         // "Equal jitter": half fixed, half random, so sinks failing together do not retry together.
         let jittered = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
-        *backoff = (*backoff * 2).min(self.config.backoff_max);
+        *backoff = (*backoff * 2).min(self.config.backoff_max());
         let wake = Instant::now() + jittered;
         loop {
             let deadline = self.deadline;
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => return true,
                 _ = self.cancel.cancelled(), if deadline.is_none() => {
-                    self.deadline = Some(Instant::now() + self.config.drain_timeout);
+                    self.deadline = Some(Instant::now() + self.config.drain_timeout());
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => return false,
             }
@@ -233,6 +283,36 @@ impl Tail {
         if let Some(suppressed) = self.warn.ready() {
             tracing::warn!(sink = %self.labels.sink, cursor = self.cursor, %error, suppressed, "{message}");
         }
+    }
+}
+
+/// Why a batch was not settled: the sink's transient failure, or its dead letters could not be
+/// written (both retried).
+#[derive(Debug, thiserror::Error)]
+enum DeadLetterError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("writing the dead-letter log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// The start-up health check, off the driver's path: logs and counts a failure, and sets the up
+/// gauge unless a delivery has already said more recently whether the sink is up.
+async fn report_health(
+    sink: Arc<dyn SampleSink>,
+    metrics: SampleMetrics,
+    labels: SinkLabels,
+    delivered_once: Arc<AtomicBool>,
+) {
+    let health = sink.healthcheck().await;
+    if let Err(e) = &health {
+        metrics.sink_healthcheck_failures.get_or_create(&labels).inc();
+        tracing::warn!(sink = %labels.sink, error = %e, "sample sink unhealthy at start; samples wait in the log");
+    } else {
+        tracing::info!(sink = %labels.sink, "sample sink healthy");
+    }
+    if !delivered_once.load(Ordering::Acquire) {
+        metrics.sink_up.get_or_create(&labels).set(i64::from(health.is_ok()));
     }
 }
 

@@ -489,6 +489,15 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+/// `{sink, reason}` of a record a sink refused for good.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Sink name from the config.
+    pub sink: String,
+    /// Why the sink refused it (`too_large`, `invalid`: bounded by the sinks).
+    pub reason: String,
+}
+
 /// The sample pipeline (`src/sample_log/`): snapshots, joins, the segment log and its sinks.
 #[derive(Debug, Clone, Default)]
 pub struct SampleMetrics {
@@ -532,6 +541,12 @@ pub struct SampleMetrics {
     pub sink_errors: Family<SinkLabels, Counter>,
     /// Records written to the log but not yet acknowledged by the sink.
     pub sink_lag: Family<SinkLabels, Gauge>,
+    /// 1 when the sink's last word (start-up health check, then each delivery attempt) was good.
+    pub sink_up: Family<SinkLabels, Gauge>,
+    /// Start-up health checks that failed (the sink is unreachable or misconfigured).
+    pub sink_healthcheck_failures: Family<SinkLabels, Counter>,
+    /// Records a sink refused for good, kept in its dead-letter log instead of retried forever.
+    pub dead_letter: Family<DeadLetterLabels, Counter>,
 }
 
 /// Every metric of the process, registered once. Cheap to clone (handles share storage).
@@ -745,6 +760,17 @@ fn register_samples(r: &mut Registry, s: &SampleMetrics) {
     r.register("samples_sink_delivered", "Records acknowledged by a sink", s.sink_delivered.clone());
     r.register("samples_sink_errors", "Failed sink delivery attempts (retried)", s.sink_errors.clone());
     r.register("samples_sink_lag_records", "Records in the log not yet acknowledged by the sink", s.sink_lag.clone());
+    r.register("samples_sink_up", "1 if the sink's health check or last delivery attempt succeeded", s.sink_up.clone());
+    r.register(
+        "samples_sink_healthcheck_failures",
+        "Failed start-up health checks of a sink",
+        s.sink_healthcheck_failures.clone(),
+    );
+    r.register(
+        "samples_dead_letter",
+        "Records a sink refused for good, kept in <log dir>/dead_letter/<sink>/, by reason",
+        s.dead_letter.clone(),
+    );
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 //!   are kept for `augur samples dump` or an external shipper, and once the bound is reached new
 //!   records are refused and counted; removing old segments is the operator's call.
 //! - Only names of 20 digits + `.log` are segments; other files in the directory (the joiner's
-//!   `pending.bin`, the `cursors/` folder) are left alone.
+//!   `pending.bin`, the `cursors/` and `dead_letter/` folders) are left alone.
 //!
 //! All methods do blocking file I/O (appends hit the page cache; `sync` and `set_cursor` fsync):
 //! call them from `spawn_blocking` or a thread of their own, not from an async worker.
@@ -61,6 +61,8 @@ use segment::{HEADER, Scanned, Scanner};
 const READ_HINTS: usize = 16;
 /// Corrupt spots remembered so that re-reading one (every sink reads every segment) counts it once.
 const CORRUPT_SEEN: usize = 1024;
+/// Sub-directory of the dead-letter logs, one per sink ([`SegmentLog::open_dead_letter`]).
+pub const DEAD_LETTER_DIR: &str = "dead_letter";
 
 /// Why a log operation failed. Bad bytes on disk are not errors (they are skipped and counted).
 #[derive(Debug, thiserror::Error)]
@@ -497,6 +499,28 @@ impl SegmentLog {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Opens (creating) `<dir>/dead_letter/<sink>/`: where the tail driver keeps the records
+    /// `sink` refuses for good. A log of its own rather than a special file, so `augur samples
+    /// dump --log` reads it and a torn tail is cut at open like here. It has this log's bounds,
+    /// no sinks (nothing is deleted: it is kept for the operator) and metrics of its own, so its
+    /// sequence and disk gauges never overwrite this log's.
+    pub fn open_dead_letter(&self, sink: &str) -> Result<SegmentLog, LogError> {
+        if !valid_sink_name(sink) {
+            return Err(LogError::UnknownSink { sink: sink.to_owned() });
+        }
+        let config = SampleLogConfig {
+            dir: self.dir.join(DEAD_LETTER_DIR).join(sink),
+            segment_max_bytes: self.segment_max_bytes,
+            segment_max_age_s: self.segment_max_age.as_secs(),
+            // Unused: the caller fsyncs each append (dead letters are rare, and a cursor must not
+            // move past a record before its dead letter is durable).
+            fsync_interval_ms: 1_000,
+            max_disk_bytes: self.max_disk_bytes,
+        };
+        let (log, _) = SegmentLog::open(&config, &[], SampleMetrics::default())?;
+        Ok(log)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -9,7 +9,8 @@ use super::{FIELD_ID, FIELD_KEY, FIELD_PAYLOAD, FIELD_SEQ, SinkBuildError};
 use crate::config::{RedisStreamSinkConfig, redact_url};
 use crate::fetch::BoxFuture;
 use crate::sample_log::record::Record;
-use crate::sample_log::sink::{SampleSink, SinkError};
+use crate::sample_log::sink::{Delivered, SampleSink, SinkError};
+use crate::sample_log::tail::TailConfig;
 
 /// Longest pause between reconnection attempts: once Redis is back, a retried batch finds a
 /// connection within about this long.
@@ -26,6 +27,7 @@ pub struct RedisStreamSink {
     /// The URL without password, for messages.
     target: String,
     conn: ConnectionManager,
+    tail: TailConfig,
 }
 
 // === impl RedisStreamSink ===
@@ -50,6 +52,7 @@ impl RedisStreamSink {
             timeout,
             target,
             conn,
+            tail: config.tail.clone(),
         })
     }
 
@@ -108,8 +111,18 @@ impl SampleSink for RedisStreamSink {
         &self.name
     }
 
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(self.deliver_batch(records))
+    /// Redis refuses no single record for good: every error fails the batch (retried).
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<Delivered, SinkError>> {
+        Box::pin(async move { self.deliver_batch(records).await.map(|()| Delivered::all()) })
+    }
+
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        // The inherent method (inherent methods take precedence over the trait's).
+        Box::pin(RedisStreamSink::healthcheck(self))
+    }
+
+    fn tail_config(&self) -> Option<&TailConfig> {
+        Some(&self.tail)
     }
 }
 

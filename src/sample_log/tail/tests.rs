@@ -1,6 +1,7 @@
 //! The tail driver against a sink that fails on demand (the `SampleSink` seam, no protocol):
 //! outages cost disk not samples, the cursor moves only on acknowledgement, segments go only
-//! when every sink is past them, the disk bound refuses and counts, shutdown drains.
+//! when every sink is past them, the disk bound refuses and counts, shutdown drains, a record
+//! refused for good is dead-lettered and passed, and the health check never holds delivery up.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -10,8 +11,9 @@ use super::*;
 use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
 use crate::proto::{LogRecord, Sample, log_record};
+use crate::sample_log::file::LogReader;
 use crate::sample_log::record::encode;
-use crate::sample_log::sink::SinkError;
+use crate::sample_log::sink::{Delivered, Refused, SinkError};
 use crate::telemetry::ReasonLabels;
 
 /// A sink that is up or down at the test's word, or never answers, and records what it
@@ -23,6 +25,10 @@ struct TestSink {
     hang: AtomicBool,
     attempts: AtomicUsize,
     got: Mutex<Vec<u64>>,
+    /// Sequences refused for good.
+    refuse: Mutex<Vec<u64>>,
+    /// While held (`Some`), the health check waits for it; its value is the answer.
+    health: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<bool>>>,
 }
 
 impl TestSink {
@@ -33,7 +39,15 @@ impl TestSink {
             hang: AtomicBool::new(false),
             attempts: AtomicUsize::new(0),
             got: Mutex::new(Vec::new()),
+            refuse: Mutex::new(Vec::new()),
+            health: tokio::sync::Mutex::new(None),
         })
+    }
+
+    fn refusing(name: &str, sequences: &[u64]) -> Arc<TestSink> {
+        let sink = TestSink::new(name, true);
+        sink.refuse.lock().unwrap().extend_from_slice(sequences);
+        sink
     }
 
     fn got(&self) -> Vec<u64> {
@@ -46,7 +60,7 @@ impl SampleSink for TestSink {
         &self.name
     }
 
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>> {
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<Delivered, SinkError>> {
         Box::pin(async move {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.hang.load(Ordering::SeqCst) {
@@ -55,8 +69,31 @@ impl SampleSink for TestSink {
             if !self.up.load(Ordering::SeqCst) {
                 return Err(SinkError::Unavailable { sink: self.name.clone(), reason: "down".into() });
             }
-            self.got.lock().unwrap().extend(records.iter().map(|r| r.sequence));
-            Ok(())
+            let refuse = self.refuse.lock().unwrap().clone();
+            let mut refused = Vec::new();
+            for (index, r) in records.iter().enumerate() {
+                if refuse.contains(&r.sequence) {
+                    refused.push(Refused { index, reason: "too_large", detail: "test".into() });
+                } else {
+                    self.got.lock().unwrap().push(r.sequence);
+                }
+            }
+            Ok(Delivered { refused })
+        })
+    }
+
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let gate = self.health.lock().await.take();
+            let healthy = match gate {
+                Some(answer) => answer.await.unwrap_or(false),
+                None => true,
+            };
+            if healthy {
+                Ok(())
+            } else {
+                Err(SinkError::Unavailable { sink: self.name.clone(), reason: "unhealthy".into() })
+            }
         })
     }
 }
@@ -93,12 +130,7 @@ fn payloads(range: std::ops::RangeInclusive<u64>) -> Vec<Vec<u8>> {
 }
 
 fn fast() -> TailConfig {
-    TailConfig {
-        batch_max: 16,
-        backoff_min: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(20),
-        drain_timeout: Duration::from_secs(30),
-    }
+    TailConfig { batch_max: 16, backoff_min_ms: 1, backoff_max_ms: 20, drain_timeout_ms: 30_000 }
 }
 
 /// Polls `done` until it holds; the generous bound only catches a hang on a loaded machine.
@@ -228,7 +260,7 @@ async fn a_sink_that_never_answers_is_given_up_at_the_drain_timeout() {
     let sink = TestSink::new("k", true);
     sink.hang.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
-    let config = TailConfig { drain_timeout: Duration::from_millis(50), ..fast() };
+    let config = TailConfig { drain_timeout_ms: 50, ..fast() };
     let tail = spawn_tail(log.clone(), sink.clone(), config, metrics.clone(), cancel.clone());
     eventually("a delivery in flight", || sink.attempts.load(Ordering::SeqCst) >= 1).await;
     cancel.cancel();
@@ -259,4 +291,126 @@ async fn a_restart_resumes_from_the_persisted_cursor() {
     shut_down_at_once(&log, &sink, metrics).await;
     assert_eq!(sink.got(), (6..=10).collect::<Vec<_>>(), "only what was not acknowledged");
     assert_eq!(log.cursor("k"), 10);
+}
+
+fn dead_letters(dir: &Path, sink: &str) -> Vec<Record> {
+    LogReader::open(&dir.join("dead_letter").join(sink), 0).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn dead_letter_count(metrics: &SampleMetrics, sink: &str) -> u64 {
+    metrics.dead_letter.get_or_create(&DeadLetterLabels { sink: sink.into(), reason: "too_large".into() }).get()
+}
+
+#[tokio::test]
+async fn a_refused_record_is_dead_lettered_counted_and_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, metrics) = open(dir.path(), 1 << 20, &["k"]);
+    log.append(&payloads(1..=40)).unwrap();
+    let written = log.read_after(0, usize::MAX).unwrap();
+    let sink = TestSink::refusing("k", &[7, 20, 21]);
+    let cancel = CancellationToken::new();
+    let tail = spawn_tail(log.clone(), sink.clone(), fast(), metrics.clone(), cancel.clone());
+    eventually("past every record", || log.cursor("k") == 40).await;
+    cancel.cancel();
+    join(tail).await;
+
+    let expected: Vec<u64> = (1..=40).filter(|s| ![7, 20, 21].contains(s)).collect();
+    assert_eq!(sink.got(), expected, "the records after a refused one are delivered, in order");
+    assert_eq!(dead_letter_count(&metrics, "k"), 3);
+    assert_eq!(metrics.sink_delivered.get_or_create(&labels("k")).get(), 37);
+    assert_eq!(metrics.sink_errors.get_or_create(&labels("k")).get(), 0, "a refusal is no failed attempt");
+    let kept = dead_letters(dir.path(), "k");
+    let ids = |records: &[Record]| records.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&kept), ids(&[written[6].clone(), written[19].clone(), written[20].clone()]));
+    assert_eq!(kept[0].payload, written[6].payload, "kept as the log had it");
+}
+
+#[tokio::test]
+async fn an_unwritable_dead_letter_log_holds_the_cursor_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, metrics) = open(dir.path(), 1 << 20, &["k"]);
+    log.append(&payloads(1..=10)).unwrap();
+    // A file where the dead-letter directory belongs: creating it fails.
+    let blocker = dir.path().join("dead_letter");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let sink = TestSink::refusing("k", &[3]);
+    let cancel = CancellationToken::new();
+    let tail = spawn_tail(log.clone(), sink.clone(), fast(), metrics.clone(), cancel.clone());
+    eventually("failed attempts", || metrics.sink_errors.get_or_create(&labels("k")).get() >= 2).await;
+    assert_eq!(log.cursor("k"), 0, "never past a record that is neither delivered nor kept");
+    assert_eq!(dead_letter_count(&metrics, "k"), 0);
+
+    std::fs::remove_file(&blocker).unwrap();
+    eventually("past every record", || log.cursor("k") == 10).await;
+    assert_eq!(dead_letter_count(&metrics, "k"), 1);
+    assert_eq!(dead_letters(dir.path(), "k").len(), 1);
+    cancel.cancel();
+    join(tail).await;
+}
+
+#[tokio::test]
+async fn delivery_does_not_wait_for_the_health_check_and_its_failure_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, metrics) = open(dir.path(), 1 << 20, &["k", "stuck"]);
+    log.append(&payloads(1..=20)).unwrap();
+    let (busy, stuck) = (TestSink::new("k", true), TestSink::new("stuck", true));
+    let (busy_answer, gate) = tokio::sync::oneshot::channel();
+    *busy.health.lock().await = Some(gate);
+    let (stuck_answer, gate) = tokio::sync::oneshot::channel();
+    *stuck.health.lock().await = Some(gate);
+    // No delivery of "stuck" ever ends: only its health check speaks for it.
+    stuck.hang.store(true, Ordering::SeqCst);
+    let cancel = CancellationToken::new();
+    let tails = [
+        spawn_tail(log.clone(), busy.clone(), fast(), metrics.clone(), cancel.clone()),
+        spawn_tail(
+            log.clone(),
+            stuck.clone(),
+            TailConfig { drain_timeout_ms: 0, ..fast() },
+            metrics.clone(),
+            cancel.clone(),
+        ),
+    ];
+    eventually("delivered while the health check is pending", || log.cursor("k") == 20).await;
+    let failures = |sink: &str| metrics.sink_healthcheck_failures.get_or_create(&labels(sink)).get();
+    assert_eq!(failures("k"), 0, "still pending");
+
+    busy_answer.send(false).unwrap();
+    stuck_answer.send(false).unwrap();
+    eventually("both failures counted", || failures("k") == 1 && failures("stuck") == 1).await;
+    assert_eq!(metrics.sink_up.get_or_create(&labels("k")).get(), 1, "a later delivery outranks a stale health check");
+    assert_eq!(metrics.sink_up.get_or_create(&labels("stuck")).get(), 0, "reported down");
+    cancel.cancel();
+    for tail in tails {
+        join(tail).await;
+    }
+}
+
+#[test]
+fn tail_settings_come_from_the_sink_section_with_defaults_and_named_errors() {
+    let parse = |tail: &str| {
+        crate::config::Config::from_toml(&format!(
+            "[samples]\nenabled = true\n[[samples.sinks]]\nkind = \"redis_stream\"\nurl = \"redis://r\"\n\
+             stream = \"s\"\n{tail}"
+        ))
+    };
+    let config = parse("").expect("no tail section");
+    assert_eq!(config.samples.sinks[0].tail(), &TailConfig::default());
+    let config = parse("[samples.sinks.tail]\nbatch_max = 64\ndrain_timeout_ms = 250").expect("parses");
+    assert_eq!(
+        config.samples.sinks[0].tail(),
+        &TailConfig { batch_max: 64, drain_timeout_ms: 250, ..TailConfig::default() },
+        "the rest defaulted"
+    );
+    for (bad, key) in [
+        ("batch_max = 0", "samples.sinks[0].tail.batch_max"),
+        ("backoff_min_ms = 0", "samples.sinks[0].tail.backoff_min_ms"),
+        ("backoff_min_ms = 500\nbackoff_max_ms = 100", "samples.sinks[0].tail.backoff_max_ms"),
+        ("drain_timeout_ms = 3600000", "samples.sinks[0].tail.drain_timeout_ms"),
+    ] {
+        let error = parse(&format!("[samples.sinks.tail]\n{bad}")).expect_err(bad).to_string();
+        assert!(error.contains(key), "{bad}: {error}");
+    }
+    let error = parse("[samples.sinks.tail]\nbatch = 5").expect_err("unknown key").to_string();
+    assert!(error.contains("batch"), "{error}");
 }
