@@ -32,7 +32,7 @@ use super::kafka::KafkaSink;
 use super::redis_stream::RedisStreamSink;
 use super::sink::SampleSink;
 use super::snapshot::now_ms;
-use super::tail::{TailConfig, spawn_tail};
+use super::tail::spawn_tail;
 use crate::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
 use crate::telemetry::SampleMetrics;
 
@@ -184,7 +184,7 @@ impl SamplePipeline {
             sink_tasks.push(spawn_tail(
                 Arc::clone(&log),
                 built,
-                TailConfig::default(),
+                sink.tail().clone(),
                 metrics.clone(),
                 sinks_stop.clone(),
             ));

@@ -426,6 +426,7 @@ async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything()
         stream: "s".into(),
         maxlen: 1000,
         timeout_ms: 100,
+        tail: Default::default(),
     })];
     for (k, cut) in [(0, true), (1, false)] {
         let metrics = Metrics::with_samples(true);

@@ -456,7 +456,7 @@ async fn pipeline_start_does_not_wait_for_an_unreachable_kafka() {
     assert_eq!(failures(), 0, "start returned before the health check answered");
     eventually("the health check's failure", || failures() == 1).await;
     assert_eq!(metrics.sink_up.get_or_create(&labels).get(), 0, "reported unhealthy");
-    pipeline.shutdown().await;
+    pipeline.shutdown(std::time::Duration::from_secs(60), std::future::pending()).await;
 }
 
 /// Polls `done`; the generous bound only catches a hang.
