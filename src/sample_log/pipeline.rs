@@ -131,6 +131,7 @@ impl SamplePipeline {
         let (store, memory): (Arc<dyn JoinStore>, _) = match &config.join.store {
             JoinStoreConfig::Memory { max_bytes } => {
                 let memory = Arc::new(MemoryJoinStore::new(*max_bytes));
+                metrics.join_store_max_bytes.set(i64::try_from(*max_bytes).unwrap_or(i64::MAX));
                 let journal_dir = config.log.dir.join(JOURNAL_DIR);
                 if pending_path.exists() {
                     // A graceful shutdown wrote everything: the journal is older than it.

@@ -513,6 +513,9 @@ pub struct SampleMetrics {
     pub pending: Gauge,
     /// Bytes the in-memory join store holds.
     pub pending_bytes: Gauge,
+    /// `samples.join.store.max_bytes` of the in-memory store (0 with Redis): the fill level is
+    /// `pending_bytes / join_store_max_bytes`, alerted on before snapshots are refused.
+    pub join_store_max_bytes: Gauge,
     /// Records appended to the segment log, by kind.
     pub emitted: Family<RecordKindLabels, Counter>,
     /// Candidates that left the join store with their prediction's window without an event
@@ -731,6 +734,11 @@ fn register_samples(r: &mut Registry, s: &SampleMetrics) {
     r.register("samples_events", "Reported events by type and result", s.events.clone());
     r.register("samples_pending", "Predictions waiting for labels in the join store", s.pending.clone());
     r.register("samples_pending_bytes", "Bytes held by the in-memory join store", s.pending_bytes.clone());
+    r.register(
+        "samples_join_store_max_bytes",
+        "Bound of the in-memory join store (samples.join.store.max_bytes; 0 with Redis)",
+        s.join_store_max_bytes.clone(),
+    );
     r.register("samples_emitted", "Records appended to the sample log, by kind", s.emitted.clone());
     r.register(
         "samples_expired_unlabelled",
