@@ -1751,6 +1751,18 @@ mod tests {
             }
         }
         assert!(fields_of::<JoinConfig>().contains(&"window_s"), "the field capture works");
+        // The sinks' `tail` table is shown once, with every key at its default.
+        let samples = section("samples");
+        let line = samples.lines().find_map(|l| l.strip_prefix("# tail = ")).expect("# tail = {...}");
+        #[derive(Deserialize)]
+        struct Sink {
+            tail: TailConfig,
+        }
+        let shown: Sink = Figment::from(Toml::string(&format!("tail = {line}"))).extract().expect("parses");
+        assert_eq!(shown.tail, TailConfig::default());
+        for field in fields_of::<TailConfig>() {
+            assert!(line.contains(&format!("{field} = ")), "config/default.toml `# tail =` lacks `{field}`");
+        }
     }
 
     #[test]

@@ -122,10 +122,12 @@ impl Predictor {
         // Route first: a pinned version that is not loaded fails before any fetch.
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
         let logged = self.samples.as_ref().filter(|s| s.queue.wants(&request.scene, &request.request_id));
+        // Collected once: for the reuse check here and the snapshot below.
+        let item_ids: Vec<String> =
+            if logged.is_some() { request.candidates.iter().map(|(id, _)| id.clone()).collect() } else { Vec::new() };
         if let Some(samples) = logged {
             // Events name a prediction by request_id: a second prediction under a held id
             // would have its events joined to the first, so it is refused before any work.
-            let item_ids: Vec<String> = request.candidates.iter().map(|(id, _)| id.clone()).collect();
             if samples.joiner.store().reuse(&request.request_id, &item_ids) == Some(Reuse::Conflict) {
                 return Err(JoinError::Reused { request_id: request.request_id }.into());
             }
@@ -145,7 +147,7 @@ impl Predictor {
                     model_name: scene.repo.name().to_owned(),
                     model_version: version.number.to_string(),
                     user_id: std::mem::take(&mut request.user_id),
-                    item_ids: request.candidates.iter().map(|(id, _)| id.clone()).collect(),
+                    item_ids,
                     scores: scores.clone(),
                     inputs: tensors,
                     fallbacks: assembled.fallbacks.clone(),

@@ -213,8 +213,7 @@ async fn run_seed(seed: u64, rounds: usize) {
                     report(&augur, &mut rng, late, &mut record).await;
                 };
                 let _ = tokio::time::timeout(Duration::from_millis(wait), reporting).await;
-                let pid_log = augur.kill();
-                assert!(!pid_log.is_empty());
+                augur.kill();
                 kills += 1;
                 augur = AugurProcess::start(&config).await;
             }

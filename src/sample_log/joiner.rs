@@ -152,7 +152,7 @@ impl Joiner {
                 }
                 Added::Late { revision } => {
                     match self.store.joined(&event.request_id, &event.item_id, revision).await {
-                        Ok(Some(joined)) => records.extend(self.cut(joined, now, "correction")),
+                        Ok(Some(joined)) => records.extend(self.cut(&joined, &mut None, now, "correction")),
                         // Expired between the two calls: the label is recorded as an orphan.
                         Ok(None) => records.push((snapshot::orphan(&event), "orphan")),
                         Err(e) => {
@@ -248,19 +248,31 @@ impl Joiner {
     }
 
     /// The records of a joined candidate (one per position it held), tagged `kind`; a held
-    /// snapshot that does not decode is counted and yields none.
-    fn cut(&self, joined: Joined, now: i64, kind: &'static str) -> Vec<(LogRecord, &'static str)> {
-        match Snapshot::decode(joined.snapshot) {
-            Ok(s) => snapshot::samples(&s, &joined.item_id, &joined.labels, joined.revision, now)
-                .into_iter()
-                .map(|r| (r, kind))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "held snapshot does not decode");
-                self.drop_count("corrupt_snapshot");
-                Vec::new()
-            }
-        }
+    /// snapshot that does not decode is counted and yields none. `decoded` keeps the last
+    /// snapshot decoded: a batch claims a prediction's candidates one after another, and each
+    /// would otherwise decode the whole snapshot again.
+    fn cut(
+        &self,
+        joined: &Joined,
+        decoded: &mut Option<(String, Snapshot)>,
+        now: i64,
+        kind: &'static str,
+    ) -> Vec<(LogRecord, &'static str)> {
+        let snapshot = match decoded {
+            Some((request_id, s)) if *request_id == joined.request_id => s,
+            _ => match Snapshot::decode(joined.snapshot.clone()) {
+                Ok(s) => &decoded.insert((joined.request_id.clone(), s)).1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "held snapshot does not decode");
+                    self.drop_count("corrupt_snapshot");
+                    return Vec::new();
+                }
+            },
+        };
+        snapshot::samples(snapshot, &joined.item_id, &joined.labels, joined.revision, now)
+            .into_iter()
+            .map(|r| (r, kind))
+            .collect()
     }
 
     /// Emits every candidate due by `now`; returns how many samples were written. Each batch is
@@ -277,8 +289,9 @@ impl Joiner {
                 return Ok(written);
             }
             let mut records = Vec::new();
+            let mut decoded = None;
             for joined in &due {
-                records.extend(self.cut(joined.clone(), now, "sample"));
+                records.extend(self.cut(joined, &mut decoded, now, "sample"));
             }
             let n = records.len();
             if !self.write(records) {

@@ -10,7 +10,6 @@ use std::fmt;
 use crate::fetch::BoxFuture;
 
 use super::record::Record;
-use super::tail::TailConfig;
 
 /// A destination of training samples (Kafka, Redis Streams).
 pub trait SampleSink: Send + Sync + fmt::Debug + 'static {
@@ -30,12 +29,6 @@ pub trait SampleSink: Send + Sync + fmt::Debug + 'static {
     /// (never in the way of serving or delivery) and reports the result as the sink's health.
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
-    }
-
-    /// The sink's own tail settings from its config section; `None` for sinks without one (test
-    /// fakes), which run with the settings `spawn_tail` is given.
-    fn tail_config(&self) -> Option<&TailConfig> {
-        None
     }
 }
 

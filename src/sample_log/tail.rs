@@ -30,9 +30,8 @@ use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 /// A sink's tail settings (`[samples.sinks.tail]`), defined with the rest of the config tree.
 pub use crate::config::TailConfig;
 
-/// Starts the driver of `sink`, with the sink's own settings ([`SampleSink::tail_config`]) or
-/// else `config`. It runs until `cancel`, then delivers until caught up or the drain timeout
-/// passes, and returns.
+/// Starts the driver of `sink` with `config` (the sink's `[samples.sinks.tail]`). It runs until
+/// `cancel`, then delivers until caught up or the drain timeout passes, and returns.
 pub fn spawn_tail(
     log: Arc<SegmentLog>,
     sink: Arc<dyn SampleSink>,
@@ -40,7 +39,6 @@ pub fn spawn_tail(
     metrics: SampleMetrics,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    let config = sink.tail_config().cloned().unwrap_or(config);
     tokio::spawn(Tail::new(log, sink, config, metrics, cancel).run())
 }
 

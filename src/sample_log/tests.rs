@@ -86,6 +86,14 @@ fn served(request_id: &str) -> Served {
     }
 }
 
+/// Bytes the in-memory store charges for holding `served` (and nothing else).
+async fn held_bytes(served: &Served) -> usize {
+    let probe = MemoryJoinStore::new(1 << 30);
+    let snapshot = bytes::Bytes::from(served.to_proto().encode_to_vec());
+    probe.put(&served.request_id, snapshot, &served.item_ids, i64::MAX, None).await.unwrap();
+    probe.pending().unwrap().1
+}
+
 fn event(request_id: &str, item_id: &str, kind: &str) -> proto::Event {
     proto::Event {
         request_id: request_id.into(),
@@ -200,12 +208,7 @@ async fn unimpressed_candidates_are_emitted_only_when_configured() {
 
 #[tokio::test]
 async fn a_full_store_refuses_and_counts_and_a_saved_store_restores() {
-    let probe = MemoryJoinStore::new(1 << 20);
-    probe
-        .put("r1", bytes::Bytes::from(served("r1").to_proto().encode_to_vec()), &served("r1").item_ids, i64::MAX, None)
-        .await
-        .unwrap();
-    let one = probe.pending().unwrap().1;
+    let one = held_bytes(&served("r1")).await;
     // Room for one prediction and its labels, not for two.
     let store = Arc::new(MemoryJoinStore::new(one + one / 2));
     let metrics = Metrics::with_samples(true);
@@ -359,12 +362,7 @@ async fn claims_in_doubt_after_a_crash_settle_against_the_log() {
 
 #[tokio::test]
 async fn a_full_store_answers_per_event_and_keeps_what_it_acknowledged() {
-    let probe = MemoryJoinStore::new(1 << 20);
-    probe
-        .put("r1", bytes::Bytes::from(served("r1").to_proto().encode_to_vec()), &served("r1").item_ids, i64::MAX, None)
-        .await
-        .unwrap();
-    let one = probe.pending().unwrap().1;
+    let one = held_bytes(&served("r1")).await;
     // Room for the prediction and two labels ("impression": 96 + 10 bytes each), not three.
     let store = Arc::new(MemoryJoinStore::new(one + 2 * 106 + 50));
     let metrics = Metrics::with_samples(true);

@@ -592,10 +592,7 @@ impl JoinStore for MemoryJoinStore {
             if !out.is_empty()
                 && let Some(journal) = self.journal.get()
             {
-                let items = out
-                    .iter()
-                    .map(|j| JournalClaim { request_id: j.request_id.clone(), item_id: j.item_id.clone() })
-                    .collect();
+                let items = journal_claims(&out);
                 journal.append(journal_entry::Entry::ClaimBatch(JournalClaimBatch { mark: log_mark, items }));
             }
             Ok(out)
@@ -620,10 +617,7 @@ impl JoinStore for MemoryJoinStore {
                 unclaim(&mut state, &j.request_id, &j.item_id, now_ms);
             }
             if let Some(journal) = self.journal.get() {
-                let items = claimed
-                    .iter()
-                    .map(|j| JournalClaim { request_id: j.request_id.clone(), item_id: j.item_id.clone() })
-                    .collect();
+                let items = journal_claims(claimed);
                 journal.append(journal_entry::Entry::Release(JournalRelease { items, due_ms: now_ms }));
             }
             Ok(())
@@ -658,6 +652,11 @@ impl JoinStore for MemoryJoinStore {
         let state = self.lock();
         Some((state.requests.len(), state.bytes))
     }
+}
+
+/// The journal's form of claimed candidates.
+fn journal_claims(joined: &[Joined]) -> Vec<JournalClaim> {
+    joined.iter().map(|j| JournalClaim { request_id: j.request_id.clone(), item_id: j.item_id.clone() }).collect()
 }
 
 /// A retry holds the same set of candidates; anything else is another prediction.

@@ -19,7 +19,6 @@ use crate::config::KafkaSinkConfig;
 use crate::fetch::BoxFuture;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::{Delivered, Refused, SampleSink, SinkError};
-use crate::sample_log::tail::TailConfig;
 
 /// On top of `message.timeout.ms`: librdkafka fails each record within that timeout by itself;
 /// this outer bound only guards against a delivery report that never comes.
@@ -44,7 +43,6 @@ pub struct KafkaSink {
     /// Read-locked only to clone the `Arc`; never held across an await.
     producer: RwLock<Arc<FutureProducer>>,
     message_timeout: Duration,
-    tail: TailConfig,
 }
 
 /// What became of one record offered to librdkafka.
@@ -91,7 +89,6 @@ impl KafkaSink {
             client_config,
             producer: RwLock::new(Arc::new(producer)),
             message_timeout: Duration::from_millis(config.message_timeout_ms),
-            tail: config.tail.clone(),
         })
     }
 
@@ -295,10 +292,6 @@ impl SampleSink for KafkaSink {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         // The inherent method (inherent methods take precedence over the trait's).
         Box::pin(KafkaSink::healthcheck(self))
-    }
-
-    fn tail_config(&self) -> Option<&TailConfig> {
-        Some(&self.tail)
     }
 }
 

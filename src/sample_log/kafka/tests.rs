@@ -360,20 +360,24 @@ fn record_of(sequence: u64, bytes: usize) -> Vec<u8> {
     record::encode(&LogRecord { record: Some(log_record::Record::Sample(sample)) })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_over_message_max_bytes_is_dead_lettered_and_the_rest_delivered() {
-    let kafka = MockKafka::start(TOPIC, 3);
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = SampleMetrics::default();
+/// A small sample log in `dir` with one sink, `kafka`.
+fn open_log(dir: &std::path::Path, metrics: &SampleMetrics) -> Arc<SegmentLog> {
     let log_config = SampleLogConfig {
-        dir: dir.path().to_owned(),
+        dir: dir.to_owned(),
         segment_max_bytes: 1 << 20,
         segment_max_age_s: 3600,
         fsync_interval_ms: 10,
         max_disk_bytes: 1 << 24,
     };
-    let (log, _) = SegmentLog::open(&log_config, &["kafka".to_owned()], metrics.clone()).unwrap();
-    let log = Arc::new(log);
+    Arc::new(SegmentLog::open(&log_config, &["kafka".to_owned()], metrics.clone()).unwrap().0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_message_max_bytes_is_dead_lettered_and_the_rest_delivered() {
+    let kafka = MockKafka::start(TOPIC, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = SampleMetrics::default();
+    let log = open_log(dir.path(), &metrics);
     // Record 11 of 30 is over the limit (librdkafka's minimum is 1000).
     let payloads: Vec<Vec<u8>> = records(40)[..30]
         .iter()
@@ -388,7 +392,7 @@ async fn a_record_over_message_max_bytes_is_dead_lettered_and_the_rest_delivered
     sink_config.tail = TailConfig { batch_max: 8, backoff_min_ms: 10, backoff_max_ms: 100, drain_timeout_ms: 5_000 };
     let sink = Arc::new(KafkaSink::new(&sink_config).expect("sink"));
     let cancel = CancellationToken::new();
-    let tail = spawn_tail(Arc::clone(&log), sink, TailConfig::default(), metrics.clone(), cancel.clone());
+    let tail = spawn_tail(Arc::clone(&log), sink, sink_config.tail.clone(), metrics.clone(), cancel.clone());
     let labels = SinkLabels { sink: "kafka".to_owned() };
     eventually("the cursor past every record", || log.cursor("kafka") == 30).await;
     cancel.cancel();
@@ -414,21 +418,13 @@ async fn an_unreachable_cluster_is_reported_unhealthy_in_the_background() {
     // health check: delivery is already being attempted (and failing) while it runs.
     let dir = tempfile::tempdir().unwrap();
     let metrics = SampleMetrics::default();
-    let log_config = SampleLogConfig {
-        dir: dir.path().to_owned(),
-        segment_max_bytes: 1 << 20,
-        segment_max_age_s: 3600,
-        fsync_interval_ms: 10,
-        max_disk_bytes: 1 << 24,
-    };
-    let (log, _) = SegmentLog::open(&log_config, &["kafka".to_owned()], metrics.clone()).unwrap();
-    let log = Arc::new(log);
+    let log = open_log(dir.path(), &metrics);
     log.append(&records(4).iter().map(|r| r.payload.to_vec()).collect::<Vec<_>>()).unwrap();
     let mut sink_config = config("127.0.0.1:1", 200, &[]);
     sink_config.tail = TailConfig { batch_max: 8, backoff_min_ms: 10, backoff_max_ms: 100, drain_timeout_ms: 0 };
     let sink = Arc::new(KafkaSink::new(&sink_config).expect("an unreachable cluster builds"));
     let cancel = CancellationToken::new();
-    let tail = spawn_tail(Arc::clone(&log), sink, TailConfig::default(), metrics.clone(), cancel.clone());
+    let tail = spawn_tail(Arc::clone(&log), sink, sink_config.tail.clone(), metrics.clone(), cancel.clone());
     let labels = SinkLabels { sink: "kafka".to_owned() };
     let failures = || metrics.sink_healthcheck_failures.get_or_create(&labels).get();
     eventually("a failed delivery attempt", || metrics.sink_errors.get_or_create(&labels).get() >= 1).await;

@@ -10,7 +10,6 @@ use crate::config::{RedisStreamSinkConfig, redact_url};
 use crate::fetch::BoxFuture;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::{Delivered, SampleSink, SinkError};
-use crate::sample_log::tail::TailConfig;
 
 /// Longest pause between reconnection attempts: once Redis is back, a retried batch finds a
 /// connection within about this long.
@@ -27,7 +26,6 @@ pub struct RedisStreamSink {
     /// The URL without password, for messages.
     target: String,
     conn: ConnectionManager,
-    tail: TailConfig,
 }
 
 // === impl RedisStreamSink ===
@@ -52,7 +50,6 @@ impl RedisStreamSink {
             timeout,
             target,
             conn,
-            tail: config.tail.clone(),
         })
     }
 
@@ -119,10 +116,6 @@ impl SampleSink for RedisStreamSink {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         // The inherent method (inherent methods take precedence over the trait's).
         Box::pin(RedisStreamSink::healthcheck(self))
-    }
-
-    fn tail_config(&self) -> Option<&TailConfig> {
-        Some(&self.tail)
     }
 }
 
