@@ -11,8 +11,8 @@
 //! windows): bursts of predictions, impressions and clicks stamped now, in the past and ahead
 //! (inside the skew allowance), duplicates, events for unknown requests and candidates, reused
 //! request ids, and clock advances across the wait and window boundaries. Each round ends at a
-//! kill point: SIGKILL while a burst of samples falls due, SIGTERM then SIGKILL during the
-//! shutdown flush, or no kill. The process restarts on the same directories. At the end the
+//! kill point: SIGKILL while a burst of samples falls due (sometimes followed by an outage longer
+//! than a window), SIGTERM then SIGKILL during the shutdown flush, or no kill. The process restarts on the same directories. At the end the
 //! checker reads the sample log and compares it with the client's own record of answers.
 //!
 //! SIGKILL alone loses nothing written (the log and the journal are appended to the page
@@ -51,6 +51,9 @@ struct Record {
 enum Kill {
     /// SIGKILL while the round's burst of samples falls due.
     DuringBurst,
+    /// The same, then down for longer than a window before the restart (an outage, or a start
+    /// slowed by a busy host: every held window has closed by the replay).
+    DuringBurstThenOutage,
     /// SIGTERM, then SIGKILL shortly after: during the shutdown flush.
     DuringShutdown,
     None,
@@ -189,6 +192,8 @@ async fn run_seed(seed: u64, rounds: usize) {
     let mut record = Record::default();
     let mut augur = AugurProcess::start(&config).await;
     let mut kills = 0;
+    // Every run's log, for the failure message.
+    let mut history: Vec<String> = Vec::new();
     for r in 0..rounds {
         let (later, burst_at) = round(&augur, &mut rng, &format!("s{seed}r{r}"), &mut record).await;
         // Clicks land across the boundaries: before the wait ends, after it (corrections), after
@@ -197,12 +202,13 @@ async fn run_seed(seed: u64, rounds: usize) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
         report(&augur, &mut rng, early.to_vec(), &mut record).await;
         let kill = match rng.random_range(0..10) {
-            0..=4 => Kill::DuringBurst,
+            0..=3 => Kill::DuringBurst,
+            4 => Kill::DuringBurstThenOutage,
             5..=6 => Kill::DuringShutdown,
             _ => Kill::None,
         };
         match kill {
-            Kill::DuringBurst => {
+            Kill::DuringBurst | Kill::DuringBurstThenOutage => {
                 // The impressions fall due WAIT_MS after they were sent: kill around then, while
                 // the rest of the clicks are being reported.
                 let at = burst_at + WAIT_MS + rng.random_range(-150..250);
@@ -213,15 +219,18 @@ async fn run_seed(seed: u64, rounds: usize) {
                     report(&augur, &mut rng, late, &mut record).await;
                 };
                 let _ = tokio::time::timeout(Duration::from_millis(wait), reporting).await;
-                augur.kill();
+                history.extend(augur.kill());
                 kills += 1;
+                if matches!(kill, Kill::DuringBurstThenOutage) {
+                    tokio::time::sleep(Duration::from_millis(WINDOW_MS as u64 + 500)).await;
+                }
                 augur = AugurProcess::start(&config).await;
             }
             Kill::DuringShutdown => {
                 report(&augur, &mut rng, late.to_vec(), &mut record).await;
                 augur.signal(libc::SIGTERM);
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..80))).await;
-                augur.kill();
+                history.extend(augur.kill());
                 kills += 1;
                 augur = AugurProcess::start(&config).await;
             }
@@ -245,8 +254,20 @@ async fn run_seed(seed: u64, rounds: usize) {
     augur.signal(libc::SIGTERM);
     let log = augur.wait();
     assert!(log.iter().any(|l| l.contains("samples flushed")), "seed {seed}: {log:#?}");
+    history.extend(log);
 
-    check(seed, &record, &read_log(&dir.path().join("samples")));
+    let checked = std::panic::catch_unwind(|| check(seed, &record, &read_log(&dir.path().join("samples"))));
+    if let Err(failure) = checked {
+        // What the restarts said of the sample pipeline, to start from.
+        for line in history.iter().filter(|l| {
+            ["sample log open", "pending joins", "samples flush", "shutdown", "WARN", "ERROR"]
+                .iter()
+                .any(|k| l.contains(k))
+        }) {
+            eprintln!("{line}");
+        }
+        std::panic::resume_unwind(failure);
+    }
     eprintln!(
         "seed {seed}: {rounds} rounds, {kills} kills, {} predictions, answers {:?}",
         record.predictions.len(),

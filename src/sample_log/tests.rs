@@ -535,3 +535,36 @@ async fn held_candidate_bytes() {
     );
     assert!(held[1].0 < held[0].0 * 0.6, "the shared columns are most of the snapshot: {held:?}");
 }
+
+/// A restart that comes after the window closed (a slow start, a long outage): the journal's
+/// predictions with an event are held again and emitted, not dropped with the window; those
+/// without one are gone. (The model-based crash test found this under load.)
+#[tokio::test]
+async fn a_replay_after_the_window_closed_keeps_what_is_scheduled() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let log_config = crate::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
+    let store = MemoryJoinStore::new(1 << 20);
+    store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
+    let now = now_ms();
+    let snapshot = bytes::Bytes::from(served("r1").to_proto().encode_to_vec());
+    for request_id in ["r1", "r2"] {
+        store.put(request_id, snapshot.clone(), &served("r1").item_ids, now + 3_000, None).await.unwrap();
+    }
+    let e = crate::sample_log::join::Event {
+        request_id: "r1".into(),
+        item_id: "b".into(),
+        kind: "impression".into(),
+        timestamp_ms: now,
+        value: None,
+    };
+    store.add_event(&e, now + 2_000).await.unwrap();
+    drop(store); // SIGKILL
+
+    let again = Arc::new(MemoryJoinStore::new(1 << 20));
+    let replayed = again.replay(&journal, now + 10_000).unwrap();
+    assert_eq!(replayed.requests, 1, "r1 has a scheduled candidate; r2 had no event");
+    let (joiner, written) = joiner(config(), again as _);
+    assert_eq!(joiner.emit_due(now + 10_000).await.unwrap(), 1);
+    assert_eq!(written.samples()[0].item_id, "b");
+}

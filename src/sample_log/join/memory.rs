@@ -125,7 +125,9 @@ impl MemoryJoinStore {
             records += 1;
             let Ok(entry) = JournalEntry::decode(payload) else { continue };
             match entry.entry {
-                Some(journal_entry::Entry::Put(r)) => restore(&mut state, r, now_ms),
+                // Held whatever the clock says now: the events after it may schedule candidates
+                // that must still be emitted; the `expire` below drops what has nothing left.
+                Some(journal_entry::Entry::Put(r)) => restore(&mut state, r, i64::MIN),
                 Some(journal_entry::Entry::Event(e)) => {
                     let event = Event {
                         request_id: e.request_id,
