@@ -12,10 +12,10 @@
 //! to the trace flush is bounded by `server.grace_ms`; a second request or the end of the grace
 //! cuts the drain short and [`App::serve`] returns [`ServeError::Cut`] naming what was cut.
 //!
-//! The admin HTTP port ([`crate::telemetry::http`]) is bound at build time (a taken port fails
+//! The admin HTTP port ([`crate::admin::http`]) is bound at build time (a taken port fails
 //! start-up at once), serves from [`App::serve`] on, reports `/readyz` from the same moments as
 //! the gRPC health, and closes only after step 4 so `/metrics` can be scraped during the drain.
-//! The admin gRPC port (`ModelAdmin`, [`server::serve_admin`]) is bound at build time too, has
+//! The admin gRPC port (`ModelAdmin`, [`admin::serve_admin`]) is bound at build time too, has
 //! its own health reporter switched with the public one, and stops accepting at step 3 with the
 //! public port; it runs on the task tracker, so step 5 also waits for its in-flight calls.
 
@@ -29,18 +29,22 @@ use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admin::{
+    self,
+    http::{self as admin_http, Readiness},
+};
 use crate::config::{Config, RegistryConfig, StoreConfig};
-use crate::fetch::{FeatureStore, LoadError, MemoryStore};
+use crate::fetch::{FeatureStore, MemoryStore, StoreOpenError};
 use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
 use crate::registry::{Registry, RegistryError};
+use crate::repository::{RepositoryContext, source, watch};
 use crate::sample_log::pipeline::{SampleError, SamplePipeline};
-use crate::scene::{RepositoryContext, Scene, SceneError, source, watch};
-use crate::server::{self, ServeError, Shared};
+use crate::scene::{Scene, SceneError};
+use crate::server::{self, ServeError, ServiceState};
 use crate::shutdown::Requests;
 use crate::telemetry::Metrics;
-use crate::telemetry::http::{self as admin_http, Readiness};
 use crate::telemetry::trace::OtlpTraces;
 
 /// Why the service could not start.
@@ -48,7 +52,7 @@ use crate::telemetry::trace::OtlpTraces;
 pub enum StartError {
     /// A store table could not be loaded.
     #[error("store: {0}")]
-    Store(#[from] LoadError),
+    Store(#[from] StoreOpenError),
     /// A scene could not be loaded.
     #[error(transparent)]
     Scene(#[from] SceneError),
@@ -274,17 +278,18 @@ impl App {
         let bound = listener.local_addr().map_err(ServeError::Listener)?;
         // Cancelled after the gRPC server has drained (step 4), or when it fails.
         let admin_stop = CancellationToken::new();
-        let shared = Shared { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
+        let shared =
+            ServiceState { predictor: Arc::clone(&predictor), metrics: metrics.clone(), shutdown: shutdown.clone() };
         if let Some(listener) = admin_http {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "admin HTTP listening: / /metrics /healthz /readyz");
             }
-            let models = Arc::new(server::admin::AdminService::new(shared.clone()));
+            let models = Arc::new(admin::grpc::AdminService::new(shared.clone()));
             admin_http::spawn(listener, metrics.clone(), readiness.clone(), models, &tracker, admin_stop.clone());
         }
         let (public_health, health_service) = tonic_health::server::health_reporter();
         let (admin_health, admin_health_service) = tonic_health::server::health_reporter();
-        let health = Health { reporters: [(public_health, server::PREDICTION), (admin_health, server::MODEL_ADMIN)] };
+        let health = Health { reporters: [(public_health, server::PREDICTION), (admin_health, admin::MODEL_ADMIN)] };
         // SERVING only now: every scene's model is loaded and warmed up and the store answered
         // at build time.
         health.set(ServingStatus::Serving).await;
@@ -295,7 +300,7 @@ impl App {
         // On the tracker: step 5 waits for the admin calls still in flight after step 3.
         tracker.spawn(async move {
             let stop = stop.cancelled_owned();
-            let serving = server::serve_admin(
+            let serving = admin::serve_admin(
                 admin_grpc,
                 &server_config,
                 admin_token.as_deref(),

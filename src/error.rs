@@ -7,8 +7,9 @@ use tonic::{Code, Status};
 use crate::assemble::FallbackReason;
 use crate::batch::BatchError;
 use crate::fetch::FetchError;
+use crate::repository::CanaryError;
+use crate::repository::routing::RouteError;
 use crate::sample_log::join::JoinError;
-use crate::scene::{CanaryError, RouteError};
 
 /// A request field that is invalid, named and explained (INVALID_ARGUMENT).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,11 +1,10 @@
 //! augur: an online CTR prediction service.
 //!
-//! A Predict request walks the modules in this order:
+//! A Predict request walks the modules in this order (each module's own doc says the same step):
 //!
 //! 1. [`server`]    — gRPC entry: the layer stack (metrics, deadline, admission, auth), validate
 //!    and convert the request; errors become statuses in [`error`].
-//! 2. [`scene`]     — the scene router: scene → feature spec, model repository (a directory, fed
-//!    from a bucket when configured), traffic split.
+//! 2. [`scene`]     — the scene router: scene name → feature spec, model repository, stage timers.
 //! 3. [`fetch`]     — read the user's and items' feature rows from the store.
 //! 4. [`assemble`]  — turn rows + request values into model tensors as `features/<scene>.yaml` declares.
 //! 5. [`batch`]     — queue the tensors for the inference threads (bounded, fail-fast when full).
@@ -14,18 +13,22 @@
 //! 8. [`sample_log`] — off the hot path: snapshots of what was served, joined with reported
 //!    events into training samples, written to a segment log and delivered to sinks.
 //!
-//! Beside the path, the lifecycle: [`app`] (builds everything, owns the ordered shutdown),
-//! [`shutdown`] (signals), [`config`] (one validated tree), [`error`] (the one place errors
-//! become gRPC statuses), [`telemetry`] (the metrics registry, the operator's
-//! HTTP port: `/metrics`, `/healthz`, `/readyz`, and OpenTelemetry traces), [`registry`] (etcd registration with a
-//! kept-alive lease), and its counterpart on the caller's side, [`client`] (finds instances in
-//! etcd, balances across them, retries an idempotent call once on UNAVAILABLE).
+//! Beside the path, the model control plane, [`repository`] (versions from a directory or a
+//! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:
+//! [`app`] (builds everything, owns the ordered shutdown), [`shutdown`] (signals), [`config`]
+//! (one validated tree, composed of each module's section), [`error`] (the one place errors
+//! become gRPC statuses), [`telemetry`] (the metrics registry and OpenTelemetry traces),
+//! [`admin`] (the operator's surface: ModelAdmin, `/metrics`, `/healthz`, `/readyz`, the status
+//! page), [`registry`] (etcd registration with a kept-alive lease), and its counterpart on the
+//! caller's side, [`client`] (finds instances in etcd, balances across them, retries an
+//! idempotent call once on UNAVAILABLE).
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator, `augur models` publish/list).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod batch;
@@ -37,11 +40,13 @@ pub mod fetch;
 pub mod model;
 pub mod predict;
 pub mod registry;
+pub mod repository;
 pub mod sample_log;
 pub mod scene;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod validate;
 
 /// Generated protobuf and gRPC code for `proto/augur/v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -1,4 +1,4 @@
-//! Step 6: the request path as one readable async fn — check, fetch, assemble, infer.
+//! Step 7: the request path as one readable async fn — check, fetch, assemble, infer.
 //!
 //! The `fetch` and `assemble` trace spans open here, as children of the RPC's server span
 //! (`telemetry::trace`); the batcher adds `queue` and `inference`.
@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use crate::assemble::encode::RequestView;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
-use crate::config::FetchConfig;
 use crate::error::{Error, RequestError};
+use crate::fetch::config::FetchConfig;
 use crate::fetch::{FeatureStore, FetchError, Row, Value};
 use crate::sample_log::Samples;
 use crate::sample_log::join::{JoinError, Reuse};

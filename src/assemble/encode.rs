@@ -89,7 +89,7 @@ pub fn assemble(
 
     // Shared features: encode into a one-row template, then copy into every row.
     let mut template = one_row(spec);
-    let shared = Shared { user_id: Value::Str(request.user_id.to_owned()), request: &request, user_row };
+    let shared = RequestSide { user_id: Value::Str(request.user_id.to_owned()), request: &request, user_row };
     for feature in spec.features.iter().filter(|f| f.entity != Entity::Item) {
         let derived;
         let found = match &feature.derive {
@@ -177,14 +177,14 @@ pub fn assemble(
 }
 
 /// Where user and context values come from (the same for every candidate).
-struct Shared<'a> {
+struct RequestSide<'a> {
     /// The user id as a value, for `user.$key`.
     user_id: Value,
     request: &'a RequestView<'a>,
     user_row: Option<&'a Arc<Row>>,
 }
 
-impl Shared<'_> {
+impl RequestSide<'_> {
     fn value(&self, entity: Entity, field: &Field) -> Result<&Value, FallbackReason> {
         match (entity, field) {
             (Entity::User, Field::Key) if !self.request.user_id.is_empty() => Ok(&self.user_id),

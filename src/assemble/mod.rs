@@ -1,4 +1,4 @@
-//! Step 3 of the path: turn fetched rows and request values into model tensors.
+//! Step 4 of the path: turn fetched rows and request values into model tensors.
 //!
 //! [`spec`] loads `features/<scene>.yaml` and compiles it (columns, id ranges, defaults) once;
 //! [`encode`] applies it per request; [`text`] holds the tokenizers and two-source derivations.

@@ -1,4 +1,4 @@
-//! Step 4 of the path: the dynamic batcher in front of the inference threads.
+//! Step 5 of the path: the dynamic batcher in front of the inference threads.
 //!
 //! Rows from concurrent requests for the same model version are merged into one model run of up
 //! to `max_batch_rows`; a request with more rows is split into chunks that run in parallel on the
@@ -199,7 +199,7 @@ impl Batcher {
     /// One inference thread per model, all fed by one bounded queue.
     pub fn start(models: Vec<Box<dyn Model>>, config: BatchConfig, context: BatchContext) -> Self {
         let (tx, rx) = sync_channel::<Message>(config.queue_capacity);
-        let shared = Arc::new(Mutex::new(worker::Shared { rx, carry: None }));
+        let shared = Arc::new(Mutex::new(worker::QueueHead { rx, carry: None }));
         let alive = Arc::new(AtomicUsize::new(models.len()));
         let busy = Arc::new(AtomicUsize::new(0));
         for (i, model) in models.into_iter().enumerate() {

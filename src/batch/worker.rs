@@ -26,13 +26,13 @@ use crate::model::Model;
 /// a thread that has nothing else to do.
 const RECHECK: Duration = Duration::from_micros(100);
 
-pub(super) struct Shared {
+pub(super) struct QueueHead {
     pub(super) rx: Receiver<Message>,
     pub(super) carry: Option<Message>,
 }
 
 pub(super) struct Worker {
-    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) shared: Arc<Mutex<QueueHead>>,
     pub(super) config: BatchConfig,
     pub(super) handles: Handles,
     pub(super) reopen: Option<Reopen>,

@@ -27,7 +27,7 @@ use redis::Cmd;
 use tokio::task::JoinHandle;
 
 use crate::config::{RedisConfig, TableConfig};
-use crate::fetch::{FetchError, LoadError, RedisFeatureStore};
+use crate::fetch::{FetchError, RedisFeatureStore, StoreOpenError};
 
 /// Batches written concurrently while the next one is parsed.
 const IN_FLIGHT: usize = 4;
@@ -129,7 +129,7 @@ impl FromStr for OnError {
 
 /// Connects for loading: like [`RedisFeatureStore::connect`], but a batch may take up to
 /// 30 s to answer instead of `store.timeout_ms` (sized for one request's reads).
-pub async fn connect(config: &RedisConfig) -> Result<RedisFeatureStore, LoadError> {
+pub async fn connect(config: &RedisConfig) -> Result<RedisFeatureStore, StoreOpenError> {
     let config = RedisConfig { timeout_ms: WRITE_TIMEOUT.as_millis() as u64, ..config.clone() };
     RedisFeatureStore::connect(&config).await
 }

@@ -2,7 +2,7 @@
 //! on the request path; the tools reuse the path's modules so that what they compute is what the
 //! service would.
 //!
-//! - [`client`]  — `augur predict`: a small gRPC client for poking a running server.
+//! - [`predict`] — `augur predict`: a small gRPC client for poking a running server.
 //! - [`demo`]    — `augur demo-data`, `augur suggest-demo-data`: deterministic synthetic data.
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
@@ -13,11 +13,11 @@
 //!   by the demo's true click model and reporting the events.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
-pub mod client;
 pub mod demo;
 pub mod export;
 pub mod load;
 pub mod loadgen;
 pub mod models;
+pub mod predict;
 pub mod samples;
 pub mod simulate;

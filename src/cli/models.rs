@@ -3,7 +3,7 @@
 //! `publish` opens the model against the scene's feature spec first (the same check the service
 //! runs before serving), so a mismatched model never reaches the repository; then it uploads the
 //! files, then the completion marker with their sizes and SHA-256, and flips `LATEST` last — the
-//! order the poller ([`crate::scene::source`]) relies on. `list` shows a repository's versions,
+//! order the poller ([`crate::repository::source`]) relies on. `list` shows a repository's versions,
 //! their marker state (and, with [`Verify`], whether the files match it and the model the spec)
 //! and which is `LATEST`.
 //!
@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use crate::assemble::Spec;
 use crate::config::{SceneConfig, SourceConfig};
 use crate::model::{ModelError, ModelLoader};
-use crate::scene::bucket::{self, Bucket, BucketError, Conditional, FetchError, LATEST, MARKER, MODEL_FILE, Marker};
+use crate::repository::bucket::{
+    self, Bucket, BucketError, Conditional, FetchError, LATEST, MARKER, MODEL_FILE, Marker,
+};
 
 /// Why a models command failed.
 #[derive(Debug, thiserror::Error)]

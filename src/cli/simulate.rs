@@ -20,8 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::client;
 use super::demo::{DEVICES, DemoSpec, World, draw_item, popularity};
+use super::predict as client;
 use crate::proto::feature_value::Kind;
 use crate::proto::prediction_client::PredictionClient;
 use crate::proto::{Event, EventStatus, FeatureValue, ReportEventsRequest};
@@ -154,7 +154,7 @@ pub enum SimulateError {
 }
 
 /// State the workers share.
-struct Shared {
+struct SimState {
     world: World,
     config: SimulateConfig,
     /// Tickets handed out: one per request.
@@ -174,7 +174,7 @@ pub async fn run(config: &SimulateConfig) -> Result<SimulateReport, SimulateErro
     let client = client::connect(&config.addr, Duration::from_secs(30))
         .await
         .map_err(|source| SimulateError::Connect { addr: config.addr.clone(), source })?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SimState {
         world,
         config: config.clone(),
         next: AtomicU64::new(0),
@@ -220,7 +220,7 @@ async fn reporter(
 }
 
 async fn worker(
-    shared: Arc<Shared>,
+    shared: Arc<SimState>,
     mut client: PredictionClient<Channel>,
     mut rng: ChaCha8Rng,
     events_tx: tokio::sync::mpsc::Sender<(Instant, Vec<Event>)>,

@@ -32,7 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OnceCell;
 
 use super::{BoxFuture, FeatureStore, FetchError, Row};
-use crate::config::TableCacheConfig;
+use crate::fetch::config::TableCacheConfig;
 use crate::telemetry::{CacheLabels, CacheMetrics, TableLabels};
 
 /// What the cache did, since start-up. Plain numbers, read with [`CachedStore::stats`].

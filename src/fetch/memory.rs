@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row, Value};
-use crate::config::TableConfig;
+use super::{BoxFuture, FeatureStore, FetchError, Row, StoreOpenError, Value};
+use crate::fetch::config::TableConfig;
 
 /// Tables held in memory, by name then id.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// Loads every configured table; the first bad file or line fails start-up.
-    pub fn load(tables: &[TableConfig]) -> Result<Self, LoadError> {
+    pub fn load(tables: &[TableConfig]) -> Result<Self, StoreOpenError> {
         let mut store = MemoryStore::default();
         for table in tables {
             let rows = load_table(&table.path, &table.key)?;
@@ -58,10 +58,10 @@ impl FeatureStore for MemoryStore {
     }
 }
 
-fn load_table(path: &Path, key: &str) -> Result<HashMap<String, Arc<Row>>, LoadError> {
+fn load_table(path: &Path, key: &str) -> Result<HashMap<String, Arc<Row>>, StoreOpenError> {
     let shown = path.display().to_string();
-    let io = |source| LoadError::Io { path: shown.clone(), source };
-    let parse = |line: u64, problem: String| LoadError::Parse { path: shown.clone(), line, problem };
+    let io = |source| StoreOpenError::Io { path: shown.clone(), source };
+    let parse = |line: u64, problem: String| StoreOpenError::Parse { path: shown.clone(), line, problem };
     let mut out = HashMap::new();
     if path.extension().is_some_and(|e| e == "jsonl") {
         let text = std::fs::read_to_string(path).map_err(io)?;

@@ -1,4 +1,4 @@
-//! Step 2 of the path: read the feature rows a request needs from the online store.
+//! Step 3 of the path: read the feature rows a request needs from the online store.
 //!
 //! [`FeatureStore`] is the seam: the in-memory store ([`memory`]) is the embedded default; Redis
 //! and Redis Cluster ([`redis`]) implement the same trait, optionally behind a local cache
@@ -7,6 +7,7 @@
 //! store is. (Writing tables into Redis is a tool beside the path: [`crate::cli::load`].)
 
 pub mod cache;
+pub mod config;
 pub mod memory;
 pub mod redis;
 mod row;
@@ -54,7 +55,7 @@ pub enum FetchError {
 
 /// Why a store could not be built at start-up.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum StoreOpenError {
     /// A file could not be opened or read.
     #[error("{path}: {source}")]
     Io {

@@ -1,4 +1,4 @@
-//! Step 2 against Redis: one hash per entity, all rows of a call read in one round trip.
+//! Step 3 against Redis: one hash per entity, all rows of a call read in one round trip.
 //!
 //! # Layout
 //!
@@ -82,8 +82,8 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, RedisResult};
 
-use super::{BoxFuture, FeatureStore, FetchError, LoadError, Row, Value};
-use crate::config::{KeyTemplate, RedisConfig};
+use super::{BoxFuture, FeatureStore, FetchError, Row, StoreOpenError, Value};
+use crate::fetch::config::{KeyTemplate, RedisConfig};
 
 /// Longest pause between reconnection attempts: once Redis is back, reads recover within it.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -116,11 +116,12 @@ enum Connection {
 
 impl RedisFeatureStore {
     /// Connects (one PING's worth of proof that Redis answers); fails start-up naming the URL.
-    pub async fn connect(config: &RedisConfig) -> Result<Self, LoadError> {
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreOpenError> {
         // Shown in logs and errors: never with a password.
         let target: Arc<str> =
-            config.urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(",").into();
-        let connect_error = |e: RedisError| LoadError::Connect { target: target.to_string(), message: e.to_string() };
+            config.urls.iter().map(|u| crate::validate::redact_url(u)).collect::<Vec<_>>().join(",").into();
+        let connect_error =
+            |e: RedisError| StoreOpenError::Connect { target: target.to_string(), message: e.to_string() };
         let keys = config.key_template.with_namespace(&config.namespace);
         let timeout = Duration::from_millis(config.timeout_ms);
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
@@ -128,7 +129,7 @@ impl RedisFeatureStore {
         let certs = match &config.tls_ca_path {
             Some(path) => Some(redis::TlsCertificates {
                 client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|e| LoadError::Connect {
+                root_cert: Some(std::fs::read(path).map_err(|e| StoreOpenError::Connect {
                     target: target.to_string(),
                     message: format!("store.tls_ca_path {}: {e}", path.display()),
                 })?),
@@ -171,7 +172,7 @@ impl RedisFeatureStore {
         store
             .run(vec![ping], timeout.max(connect_timeout))
             .await
-            .map_err(|e| LoadError::Connect { target: store.target.to_string(), message: e.to_string() })?;
+            .map_err(|e| StoreOpenError::Connect { target: store.target.to_string(), message: e.to_string() })?;
         tracing::info!(target_urls = %store.target, cluster = config.cluster, "connected to redis");
         Ok(store)
     }

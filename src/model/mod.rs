@@ -1,4 +1,4 @@
-//! Step 5 of the path: the model. [`Model`] scores one merged batch; a [`ModelLoader`] opens a
+//! Step 6 of the path: the model. [`Model`] scores one merged batch; a [`ModelLoader`] opens a
 //! model file into instances checked against the scene's feature spec. ONNX Runtime ([`onnx`],
 //! with [`runtime`] finding the library, [`validate`] comparing inputs with the spec and
 //! [`weights`] giving the sessions of one version one copy of the weights) is one
@@ -8,6 +8,7 @@
 //! the batcher (which drives a [`Model`]) and the scene's repository (which holds a
 //! [`ModelLoader`]) depend on it and never the other way round.
 
+pub mod config;
 pub mod onnx;
 pub mod runtime;
 pub mod validate;

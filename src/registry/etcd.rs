@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoxFuture, Registry, RegistryError, error_chain};
-use crate::config::EtcdConfig;
+use crate::registry::config::EtcdConfig;
 use crate::telemetry::{Metrics, RegistrationLabels, RegistryLabels};
 
 /// First wait before registering again after a loss or a failed attempt.

@@ -5,14 +5,15 @@
 //! [`Registry`] is the seam: etcd ([`etcd`], the gRPC-Go naming format) is the one implementation
 //! today; Consul or Nacos plug in behind the same three calls.
 
+pub mod config;
 pub mod etcd;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RegistryConfig;
 pub use crate::fetch::BoxFuture;
+use crate::registry::config::RegistryConfig;
 use crate::telemetry::Metrics;
 
 pub use etcd::EtcdRegistry;

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::snapshot::Served;
-use crate::config::{SamplesConfig, WhenFull};
+use crate::sample_log::config::{SamplesConfig, WhenFull};
 use crate::telemetry::{ReasonLabels, SampleMetrics, SceneLabels};
 
 /// Predict's handle: decides whether a request is logged and queues its snapshot.

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::buffer::Progress;
 use super::join::{Added, Event, JoinError, JoinStore, Joined};
 use super::snapshot::{self, Served, now_ms};
-use crate::config::SamplesConfig;
 use crate::proto::{self, EventResult, EventStatus, LogRecord, Snapshot};
+use crate::sample_log::config::SamplesConfig;
 use crate::telemetry::{EventLabels, ReasonLabels, RecordKindLabels, SampleMetrics};
 
 /// Where joined records go: the segment log (a trait so the joiner is tested without disk).
@@ -194,7 +194,7 @@ impl Joiner {
             }
         }
         if !known {
-            let mut types: Vec<&str> = crate::config::BUILTIN_EVENT_TYPES.to_vec();
+            let mut types: Vec<&str> = crate::sample_log::config::BUILTIN_EVENT_TYPES.to_vec();
             types.extend(self.config.join.event_types.iter().map(String::as_str));
             let shown: String = e.r#type.chars().take(64).collect();
             return reject(format!("{}: `{shown}` is not one of {}", field("type"), types.join(", ")));

@@ -11,6 +11,7 @@
 //! on any of it (`buffer` refuses and counts instead).
 
 pub mod buffer;
+pub mod config;
 pub mod file;
 pub mod join;
 pub mod joiner;

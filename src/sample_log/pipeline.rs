@@ -33,7 +33,7 @@ use super::redis_stream::RedisStreamSink;
 use super::sink::SampleSink;
 use super::snapshot::now_ms;
 use super::tail::spawn_tail;
-use crate::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
+use crate::sample_log::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
 use crate::telemetry::SampleMetrics;
 
 /// File of the in-memory join store's content between a graceful shutdown and the next start.

@@ -28,7 +28,7 @@ use crate::telemetry::LogEvery;
 use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 
 /// A sink's tail settings (`[samples.sinks.tail]`), defined with the rest of the config tree.
-pub use crate::config::TailConfig;
+pub use crate::sample_log::config::TailConfig;
 
 /// Starts the driver of `sink` with `config` (the sink's `[samples.sinks.tail]`). It runs until
 /// `cancel`, then delivers until caught up or the drain timeout passes, and returns.

@@ -11,8 +11,8 @@ use super::join::memory::MemoryJoinStore;
 use super::joiner::{Joiner, RecordWriter};
 use super::snapshot::{Served, now_ms};
 use crate::assemble::{Tensor, TensorData};
-use crate::config::SamplesConfig;
 use crate::proto::{self, EventStatus, LogRecord, log_record};
+use crate::sample_log::config::SamplesConfig;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Default)]
@@ -317,7 +317,7 @@ async fn a_batch_the_log_refuses_is_due_again_not_lost() {
 async fn claims_in_doubt_after_a_crash_settle_against_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let log_config = crate::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
+    let log_config = crate::sample_log::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
     let store = MemoryJoinStore::new(1 << 20);
     store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
     let snapshot = bytes::Bytes::from(served("r1").to_proto().encode_to_vec());
@@ -418,14 +418,15 @@ async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything()
     c.join.positive_wait_s = BTreeMap::from([("click".to_owned(), 600)]);
     c.log.dir = dir.path().to_owned();
     // Nothing listens on port 1: every batch fails and the drain keeps retrying.
-    c.sinks = vec![crate::config::SinkConfig::RedisStream(crate::config::RedisStreamSinkConfig {
-        name: "down".into(),
-        url: "redis://127.0.0.1:1".into(),
-        stream: "s".into(),
-        maxlen: 1000,
-        timeout_ms: 100,
-        tail: Default::default(),
-    })];
+    c.sinks =
+        vec![crate::sample_log::config::SinkConfig::RedisStream(crate::sample_log::config::RedisStreamSinkConfig {
+            name: "down".into(),
+            url: "redis://127.0.0.1:1".into(),
+            stream: "s".into(),
+            maxlen: 1000,
+            timeout_ms: 100,
+            tail: Default::default(),
+        })];
     for (k, cut) in [(0, true), (1, false)] {
         let metrics = Metrics::with_samples(true);
         let pipeline = SamplePipeline::start(&c, &metrics.samples).await.unwrap();
@@ -543,7 +544,7 @@ async fn held_candidate_bytes() {
 async fn a_replay_after_the_window_closed_keeps_what_is_scheduled() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let log_config = crate::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
+    let log_config = crate::sample_log::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
     let store = MemoryJoinStore::new(1 << 20);
     store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
     let now = now_ms();

@@ -1,31 +1,19 @@
-//! The scene router, between the gRPC entry and the feature fetch: a scene name selects a
-//! compiled feature spec, a model [`repository`] (versions loaded, validated, warmed and swapped
-//! atomically) and its traffic split ([`routing`]: stable, canary share, pinned versions).
-//!
-//! The repository lives here rather than under `model/` because it composes the batcher and the
-//! model loader: `model` stays the leaf that both depend on, and no two modules import each
-//! other. [`settings`] is `model.yaml`, [`warmup`] runs before a version takes traffic,
-//! [`watch`] rescans on file-system events, and [`source`] materialises versions published to a
-//! bucket ([`bucket`] is that layout) into the directory, so they take the same path.
+//! Step 2 of the path: the scene router, between the gRPC entry and the feature fetch. A scene
+//! name selects a compiled feature spec and a model [`Repository`] (its versions and their
+//! traffic split, kept by the control plane in [`crate::repository`]); the scene also times each
+//! stage of the path.
 
-pub mod bucket;
-pub mod repository;
-pub mod routing;
-pub mod settings;
-pub mod source;
-pub mod warmup;
-pub mod watch;
-
+pub mod config;
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 
-pub use repository::{CanaryError, Repository, RepositoryContext, RepositoryStats, Version};
-pub use routing::{RouteError, Routing};
+use crate::repository::{Repository, RepositoryContext, bucket, source};
 
 use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
-use crate::config::{ModelConfig, SceneConfig};
 use crate::model::ModelLoader;
+use crate::model::config::ModelConfig;
+use crate::scene::config::SceneConfig;
 use crate::telemetry::{FallbackLabels, LatencyHistogram, SceneLabels};
 
 /// A stage of the request path, timed per scene.
@@ -164,7 +152,7 @@ impl Scene {
     /// directory already holds a version (the poller keeps trying).
     async fn first_poll(
         config: &SceneConfig,
-        source: &crate::config::SourceConfig,
+        source: &crate::repository::config::SourceConfig,
         metrics: &crate::telemetry::Metrics,
     ) -> Result<source::Source, SceneError> {
         let error = |source| SceneError::Source { scene: config.name.clone(), source };

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use crate::assemble::{Assembled, FallbackReason, Spec, TensorData};
-use crate::config::ServerConfig;
 use crate::error::RequestError;
 use crate::fetch::Value;
 use crate::predict::{Prediction, ScoreRequest};
 use crate::proto;
 use crate::proto::feature_value::Kind;
+use crate::server::config::ServerConfig;
 
 /// Converts and bounds a PredictRequest.
 pub fn predict_request(p: proto::PredictRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {

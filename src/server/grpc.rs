@@ -12,13 +12,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::layers::CallDeadline;
-use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::predict::Predictor;
 use crate::proto::prediction_server::Prediction;
 use crate::proto::{
     GetFeaturesRequest, GetFeaturesResponse, PredictRequest, PredictResponse, ReportEventsRequest, ReportEventsResponse,
 };
+use crate::server::config::ServerConfig;
 
 /// gRPC handler for `augur.v1.Prediction`.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub struct PredictionService {
 
 impl PredictionService {
     /// Wraps the shared predictor with the request limits.
-    pub fn new(shared: super::Shared, limits: ServerConfig) -> Self {
+    pub fn new(shared: super::ServiceState, limits: ServerConfig) -> Self {
         PredictionService { predictor: shared.predictor, limits: Arc::new(limits), shutdown: shared.shutdown }
     }
 }

@@ -36,8 +36,8 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
 
-use crate::config::ServerConfig;
 use crate::error::{Error, RequestError};
+use crate::server::config::ServerConfig;
 use crate::telemetry::{MethodLabels, RpcLabels, RpcMetrics, trace};
 
 /// Path prefix of the public scoring service: the calls the deadline default and the

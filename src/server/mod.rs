@@ -1,15 +1,12 @@
-//! Step 1 of the path: the gRPC entry. Two listeners, each behind the one layer stack
-//! ([`layers`]) with the HTTP/2 limits set explicitly, until `stop` resolves; then tonic stops
-//! accepting and lets the connections finish:
-//!
-//! - [`serve`], the public port: Prediction, grpc.health.v1 and reflection advertising exactly
-//!   those two (a `ModelAdmin` call there is UNIMPLEMENTED);
-//! - [`serve_admin`], the admin port (`admin.grpc_listen`, loopback by default): `ModelAdmin`,
-//!   health and reflection advertising those two, with its own optional bearer token.
+//! Step 1 of the path: the gRPC entry. [`serve`] runs the public port behind the one layer
+//! stack ([`layers`]) with the HTTP/2 limits set explicitly, until `stop` resolves; then tonic
+//! stops accepting and lets the connections finish. It serves Prediction, grpc.health.v1 and
+//! reflection advertising exactly those two (a `ModelAdmin` call there is UNIMPLEMENTED). The
+//! admin port reuses [`builder`], [`reflection`] and the stack from [`crate::admin`].
 //!
 //! The ordered drain around them (health, drain delay, bounds) is [`crate::app`]'s job.
 
-pub mod admin;
+pub mod config;
 pub mod convert;
 pub mod grpc;
 pub mod layers;
@@ -23,10 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::config::ServerConfig;
 use crate::predict::Predictor;
-use crate::proto::model_admin_server::ModelAdminServer;
 use crate::proto::prediction_server::PredictionServer;
+use crate::server::config::ServerConfig;
 use crate::telemetry::Metrics;
 
 /// Why the server stopped with an error.
@@ -60,7 +56,7 @@ pub enum ServeError {
 
 /// What the services share.
 #[derive(Debug, Clone)]
-pub struct Shared {
+pub struct ServiceState {
     /// The scenes and the store.
     pub predictor: Arc<Predictor>,
     /// The process's metrics (GetStats reads them).
@@ -71,8 +67,6 @@ pub struct Shared {
 
 /// The public service's name (health, reflection).
 pub const PREDICTION: &str = <PredictionServer<grpc::PredictionService> as tonic::server::NamedService>::NAME;
-/// The admin service's name (health, reflection).
-pub const MODEL_ADMIN: &str = <ModelAdminServer<admin::AdminService> as tonic::server::NamedService>::NAME;
 /// grpc.health.v1's name: advertised by both listeners' reflection.
 const HEALTH: &str = "grpc.health.v1.Health";
 
@@ -80,7 +74,7 @@ const HEALTH: &str = "grpc.health.v1.Health";
 pub async fn serve(
     listener: TcpListener,
     config: &ServerConfig,
-    shared: Shared,
+    shared: ServiceState,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -110,37 +104,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves the admin port (`ModelAdmin`, health, reflection) on `listener` until `stop` resolves,
-/// then finishes the open connections. The same layer stack as the public port (admission
-/// only counts Prediction calls, so it never refuses one here), with `auth_token` as its token.
-pub async fn serve_admin(
-    listener: TcpListener,
-    config: &ServerConfig,
-    auth_token: Option<&str>,
-    shared: Shared,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    stop: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let (reflection_v1, reflection_v1alpha) = reflection(MODEL_ADMIN)?;
-    let admin = admin::AdminService::new(shared);
-    // `addr=` without `Some(`: the public port's "serving" line is the one scripts look for.
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin gRPC listening: ModelAdmin, health, reflection");
-    }
-    builder(config)
-        .layer(layers::stack(config, auth_token, &admin.metrics().rpc))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(ModelAdminServer::new(admin))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
-        .await?;
-    tracing::info!("admin gRPC server stopped accepting and its connections closed");
-    Ok(())
-}
-
 /// The public port's TLS: the identity, and the client CA when clients must authenticate (mTLS).
-fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeError> {
+fn tls_config(tls: &crate::server::config::TlsConfig) -> Result<ServerTlsConfig, ServeError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.display().to_string(), source })
     };
@@ -153,7 +118,7 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeEr
 }
 
 /// A tonic server with the configured HTTP/2 limits.
-fn builder(config: &ServerConfig) -> Server {
+pub(crate) fn builder(config: &ServerConfig) -> Server {
     let h2 = &config.http2;
     let ms = Duration::from_millis;
     let server = Server::builder()
@@ -169,7 +134,7 @@ fn builder(config: &ServerConfig) -> Server {
 /// clients still speak only v1alpha), advertising `service`, health and reflection itself: only
 /// what the listener serves.
 #[allow(clippy::type_complexity)]
-fn reflection(
+pub(crate) fn reflection(
     service: &str,
 ) -> Result<
     (

@@ -14,8 +14,7 @@
 //! HTML [`status`] page; [`trace`] sets up the `tracing` subscriber and, when an OTLP endpoint
 //! is configured, the OpenTelemetry export of each request's spans.
 
-pub mod http;
-pub mod status;
+pub mod config;
 pub mod trace;
 
 use std::sync::{Arc, Mutex};

@@ -37,7 +37,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{DEFAULT_LOG_LEVEL, LogConfig, LogFormat, TraceConfig};
+use crate::telemetry::config::{DEFAULT_LOG_LEVEL, LogConfig, LogFormat, TraceConfig};
 
 /// Why traces could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ pub struct TestServer {
     /// The admin HTTP port (`None` when the config disabled it).
     pub admin_http_addr: Option<SocketAddr>,
     /// The flag `/readyz` reports.
-    pub readiness: augur::telemetry::http::Readiness,
+    pub readiness: augur::admin::http::Readiness,
     /// The app's predictor and metrics, for white-box checks.
     pub predictor: std::sync::Arc<augur::predict::Predictor>,
     pub metrics: augur::telemetry::Metrics,

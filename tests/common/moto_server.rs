@@ -69,7 +69,7 @@ impl MotoServer {
 
     /// Creates a bucket (moto lets an unsigned request do it).
     pub async fn create_bucket(&self, name: &str) {
-        augur::scene::bucket::install_crypto_provider();
+        augur::repository::bucket::install_crypto_provider();
         let response =
             reqwest::Client::new().put(format!("{}/{name}", self.endpoint())).send().await.expect("create bucket");
         assert!(response.status().is_success(), "create bucket {name}: {}", response.status());

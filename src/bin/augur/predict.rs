@@ -10,8 +10,8 @@ use crate::args::PredictArgs;
 pub(crate) async fn run(
     PredictArgs { addr, discover, scene, user, items, context, wait }: PredictArgs,
 ) -> anyhow::Result<()> {
-    let context = augur::cli::client::parse_context(&context).map_err(anyhow::Error::msg)?;
-    let request = augur::cli::client::request(&scene, &user, &items, context);
+    let context = augur::cli::predict::parse_context(&context).map_err(anyhow::Error::msg)?;
+    let request = augur::cli::predict::request(&scene, &user, &items, context);
     let response = match discover {
         Some(target) => {
             let client = augur::client::PredictionClient::discover(&target)?;
@@ -22,12 +22,12 @@ pub(crate) async fn run(
             })?
         }
         None => {
-            let mut client = augur::cli::client::connect(&addr, Duration::from_secs(wait))
+            let mut client = augur::cli::predict::connect(&addr, Duration::from_secs(wait))
                 .await
                 .with_context(|| format!("cannot connect to {addr}"))?;
             client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner()
         }
     };
-    print!("{}", augur::cli::client::render(&items, &response));
+    print!("{}", augur::cli::predict::render(&items, &response));
     Ok(())
 }

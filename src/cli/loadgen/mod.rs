@@ -170,7 +170,7 @@ impl Tally {
 
 /// Why a load run could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum LoadgenError {
     /// Connecting to `addr` failed.
     #[error("loadgen: cannot connect to {addr}")]
     Connect {
@@ -192,20 +192,20 @@ pub enum LoadError {
 const DISCOVER_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the load and reports.
-pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
+pub async fn run(config: &LoadConfig) -> Result<Report, LoadgenError> {
     let connect = |addr: String| async move {
         Channel::from_shared(addr.clone())
             .expect("valid address")
             .connect()
             .await
-            .map_err(|source| LoadError::Connect { addr, source })
+            .map_err(|source| LoadgenError::Connect { addr, source })
     };
     // Kept alive for the run: dropping the discovering client stops its resolver.
     let mut _discovering = None;
     let (clients, mut admin) = match &config.discover {
         Some(target) => {
-            let client = crate::client::PredictionClient::discover(target).map_err(LoadError::Discover)?;
-            client.wait_for_endpoints(DISCOVER_WAIT).await.map_err(LoadError::Discover)?;
+            let client = crate::client::PredictionClient::discover(target).map_err(LoadgenError::Discover)?;
+            client.wait_for_endpoints(DISCOVER_WAIT).await.map_err(LoadgenError::Discover)?;
             let clients = vec![Grpc::new(client.channel())];
             _discovering = Some(client);
             (clients, None)
@@ -217,7 +217,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
             }
             // Lazy: an admin port that is not reachable only costs the server-side numbers.
             let admin = Channel::from_shared(config.admin_addr.clone())
-                .map_err(|e| LoadError::AdminAddr(e.to_string()))?
+                .map_err(|e| LoadgenError::AdminAddr(e.to_string()))?
                 .connect_lazy();
             (clients, Some(ModelAdminClient::new(admin)))
         }

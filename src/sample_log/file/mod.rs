@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::record::Record;
-use crate::config::SampleLogConfig;
+use crate::sample_log::config::SampleLogConfig;
 use crate::telemetry::{ReasonLabels, SampleMetrics};
 pub use reader::LogReader;
 use segment::{HEADER, Scanned, Scanner};

@@ -29,8 +29,8 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
-use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
+use crate::sample_log::config::SampleLogConfig;
 use crate::sample_log::file::{LogError, LogReader, SegmentLog};
 use crate::telemetry::SampleMetrics;
 

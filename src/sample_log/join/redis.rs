@@ -76,7 +76,7 @@ impl RedisJoinStore {
     /// Connects and pings; fails start-up naming the (redacted) URL.
     pub async fn connect(url: &str, namespace: &str, timeout_ms: u64) -> Result<Self, JoinError> {
         let unavailable =
-            |e: redis::RedisError| JoinError::Unavailable(format!("{}: {e}", crate::config::redact_url(url)));
+            |e: redis::RedisError| JoinError::Unavailable(format!("{}: {e}", crate::validate::redact_url(url)));
         let timeout = Duration::from_millis(timeout_ms);
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use super::properties::{Refusal, vet};
 use super::{ID_HEADER, SEQ_HEADER, SinkBuildError};
-use crate::config::KafkaSinkConfig;
 use crate::fetch::BoxFuture;
+use crate::sample_log::config::KafkaSinkConfig;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::{Delivered, Refused, SampleSink, SinkError};
 

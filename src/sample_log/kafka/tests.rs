@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::mock::{Fault, MockKafka};
 use super::*;
-use crate::config::{KafkaSinkConfig, SampleLogConfig};
 use crate::proto::{Label, LogRecord, Sample, log_record};
+use crate::sample_log::config::{KafkaSinkConfig, SampleLogConfig};
 use crate::sample_log::file::{LogReader, SegmentLog};
 use crate::sample_log::record::{self, Record};
 use crate::sample_log::sink::{SampleSink, SinkError};
@@ -316,7 +316,7 @@ fn config_defaults_the_message_timeout_and_bounds_it() {
     };
     let config = sink("properties = { \"linger.ms\" = \"20\" }").expect("parses");
     match &config.samples.sinks[..] {
-        [crate::config::SinkConfig::Kafka(k)] => {
+        [crate::sample_log::config::SinkConfig::Kafka(k)] => {
             assert_eq!((k.name.as_str(), k.message_timeout_ms), ("kafka", 30_000));
             assert_eq!(k.properties.get("linger.ms").map(String::as_str), Some("20"));
         }
@@ -440,9 +440,9 @@ async fn an_unreachable_cluster_is_reported_unhealthy_in_the_background() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_start_does_not_wait_for_an_unreachable_kafka() {
     let dir = tempfile::tempdir().unwrap();
-    let mut samples = crate::config::SamplesConfig { enabled: true, ..Default::default() };
+    let mut samples = crate::sample_log::config::SamplesConfig { enabled: true, ..Default::default() };
     samples.log.dir = dir.path().to_owned();
-    samples.sinks = vec![crate::config::SinkConfig::Kafka(config("127.0.0.1:1", 1_000, &[]))];
+    samples.sinks = vec![crate::sample_log::config::SinkConfig::Kafka(config("127.0.0.1:1", 1_000, &[]))];
     let metrics = SampleMetrics::default();
     let pipeline = crate::sample_log::pipeline::SamplePipeline::start(&samples, &metrics).await.expect("starts");
     let labels = SinkLabels { sink: "kafka".to_owned() };

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::{FIELD_ID, FIELD_KEY, FIELD_PAYLOAD, FIELD_SEQ, ReadError};
-use crate::config::redact_url;
 use crate::sample_log::record::Record;
+use crate::validate::redact_url;
 
 /// Entries per `XRANGE`: pages keep each reply (and Redis's time answering it) small however
 /// long the stream is.

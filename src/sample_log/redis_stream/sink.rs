@@ -6,10 +6,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{FIELD_ID, FIELD_KEY, FIELD_PAYLOAD, FIELD_SEQ, SinkBuildError};
-use crate::config::{RedisStreamSinkConfig, redact_url};
 use crate::fetch::BoxFuture;
+use crate::sample_log::config::RedisStreamSinkConfig;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::{Delivered, SampleSink, SinkError};
+use crate::validate::redact_url;
 
 /// Longest pause between reconnection attempts: once Redis is back, a retried batch finds a
 /// connection within about this long.

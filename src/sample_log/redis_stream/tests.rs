@@ -8,7 +8,7 @@ use redis::Value;
 
 use super::read::entries;
 use super::*;
-use crate::config::RedisStreamSinkConfig;
+use crate::sample_log::config::RedisStreamSinkConfig;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::SampleSink;
 
@@ -97,7 +97,7 @@ fn config_defaults_maxlen_and_timeout_and_bounds_them() {
         ))
     };
     match &sink("").expect("parses").samples.sinks[..] {
-        [crate::config::SinkConfig::RedisStream(r)] => {
+        [crate::sample_log::config::SinkConfig::RedisStream(r)] => {
             assert_eq!((r.name.as_str(), r.maxlen, r.timeout_ms), ("redis_stream", 1_000_000, 5_000));
         }
         other => panic!("{other:?}"),

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::*;
-use crate::config::SampleLogConfig;
 use crate::fetch::BoxFuture;
 use crate::proto::{LogRecord, Sample, log_record};
+use crate::sample_log::config::SampleLogConfig;
 use crate::sample_log::file::LogReader;
 use crate::sample_log::record::encode;
 use crate::sample_log::sink::{Delivered, Refused, SinkError};

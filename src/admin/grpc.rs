@@ -6,6 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use tonic::{Request, Response, Status};
 
+use super::status::{BoxFuture, ModelSource};
 use crate::assemble::FallbackReason;
 use crate::error::Error;
 use crate::predict::Predictor;
@@ -16,7 +17,6 @@ use crate::proto::{
 };
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
-use crate::telemetry::status::{BoxFuture, ModelSource};
 
 /// gRPC handler for `augur.v1.ModelAdmin`.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct AdminService {
 
 impl AdminService {
     /// Operates the predictor's repositories.
-    pub fn new(shared: super::Shared) -> Self {
+    pub fn new(shared: crate::server::ServiceState) -> Self {
         AdminService { predictor: shared.predictor, metrics: shared.metrics }
     }
 

@@ -24,9 +24,9 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Repository;
 use super::bucket::{self, Bucket, BucketError, Conditional, FetchError, MARKER, Reason, Rejection};
-use super::repository::Repository;
-use crate::config::SourceConfig;
+use crate::repository::config::SourceConfig;
 use crate::telemetry::{Metrics, SourcePollLabels, SourceRejectLabels};
 
 /// Rejections remembered for `ListModels` (the newest; older ones live in logs and counters).

@@ -23,8 +23,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::status::{self, ModelSource};
 use crate::telemetry::Metrics;
-use crate::telemetry::status::{self, ModelSource};
 
 /// Content type of the Prometheus text format that `prometheus-client` writes.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -9,6 +9,21 @@
 //! or mismatched model is rejected with a log line and a counter and the old version keeps
 //! serving; it is retried only when its file changes. A version whose directory is gone is
 //! unloaded.
+//!
+//! The model control plane, beside the scene router ([`crate::scene`]): [`settings`] is
+//! `model.yaml`, [`routing`] the traffic split swapped with each version set, [`warmup`] runs
+//! before a version takes traffic, [`watch`] rescans on file-system events, and [`source`]
+//! materialises versions published to a bucket ([`bucket`] is that layout) into the directory,
+//! so they take the same path. It composes the batcher and the model loader, so `model` stays
+//! the leaf both depend on.
+
+pub mod bucket;
+pub mod config;
+pub mod routing;
+pub mod settings;
+pub mod source;
+pub mod warmup;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,12 +33,12 @@ use std::time::{Duration, Instant, SystemTime};
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::task::TaskTracker;
 
-use super::routing::{RouteError, Routing};
-use super::settings::{Settings, VersionPolicy};
-use super::warmup::{Warmup, WarmupError, warm_up};
+use self::routing::{RouteError, Routing};
+use self::settings::{Settings, VersionPolicy};
+use self::warmup::{Warmup, WarmupError, warm_up};
 use crate::assemble::Spec;
 use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, Reopen};
-use crate::config::{LoadPriority, ModelConfig};
+use crate::model::config::{LoadPriority, ModelConfig};
 use crate::model::{Model, ModelError, ModelLoader};
 use crate::telemetry::{Metrics, ModelLabels, VersionLabels};
 
@@ -65,7 +80,7 @@ pub enum CanaryError {
 
 /// Why one version could not be loaded.
 #[derive(Debug, thiserror::Error)]
-enum LoadError {
+enum VersionLoadError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -327,7 +342,7 @@ impl Repository {
             .collect()
     }
 
-    async fn load(&self, number: u64, path: &Path, settings: &Settings) -> Result<Version, LoadError> {
+    async fn load(&self, number: u64, path: &Path, settings: &Settings) -> Result<Version, VersionLoadError> {
         let started = Instant::now();
         let threads = self.defaults.inference_threads;
         // Reading and optimising the graph takes a core for a while: never on the async workers,
@@ -350,7 +365,7 @@ impl Repository {
                 let _ = done.send(opened);
                 drop(token);
             })
-            .map_err(|source| LoadError::Thread { path: path.display().to_string(), source })?;
+            .map_err(|source| VersionLoadError::Thread { path: path.display().to_string(), source })?;
         let opened = match priority {
             LoadPriority::Idle => {
                 let limit = Duration::from_millis(self.defaults.load_idle_limit_ms);
@@ -371,7 +386,7 @@ impl Repository {
             LoadPriority::Low => loaded.await,
         };
         let (reopen, models): (Reopen, _) =
-            opened.map_err(|_| LoadError::ThreadDied { path: path.display().to_string() })??;
+            opened.map_err(|_| VersionLoadError::ThreadDied { path: path.display().to_string() })??;
         let config = BatchConfig {
             max_batch_rows: settings.max_batch_rows.unwrap_or(self.defaults.max_batch_rows),
             max_queue_delay: Duration::from_micros(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::repository::Repository;
+use super::Repository;
 
 /// Starts watching `repo`.
 pub fn watch(

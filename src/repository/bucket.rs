@@ -26,7 +26,7 @@ use object_store::{ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, Put
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::config::SourceConfig;
+use crate::repository::config::SourceConfig;
 
 /// The object naming the served version.
 pub const LATEST: &str = "LATEST";

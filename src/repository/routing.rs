@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::repository::Version;
+use super::Version;
 use super::settings::Settings;
 
 /// Why a request could not be routed to a version.

@@ -1,0 +1,213 @@
+//! `[server]`: the public listener's address, request limits, deadlines, HTTP/2 limits, TLS and
+//! token, owned by the module that enforces them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::validate::{Invalid, bearer_token, in_range, invalid};
+
+/// gRPC listener and request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Candidates per request above which Predict answers INVALID_ARGUMENT: bounds the work one
+    /// caller can ask for.
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: usize,
+    /// Longest string value (ids, string features), in bytes.
+    #[serde(default = "default_max_string_bytes")]
+    pub max_string_bytes: usize,
+    /// Longest list feature value accepted in a request.
+    #[serde(default = "default_max_list_len")]
+    pub max_list_len: usize,
+    /// Largest decoded gRPC message, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Prediction RPCs handled at once by the whole server; one more is answered
+    /// RESOURCE_EXHAUSTED at once (load shedding) instead of queueing. Health checks, reflection
+    /// and admin calls are not counted, so probes keep answering under overload.
+    #[serde(default = "default_concurrency_limit")]
+    pub concurrency_limit: usize,
+    /// augur answers DEADLINE_EXCEEDED this long before the caller's `grpc-timeout` runs out, so
+    /// the caller gets augur's status rather than a transport cancellation.
+    #[serde(default = "default_deadline_margin_us")]
+    pub deadline_margin_us: u64,
+    /// Deadline of a call that sends no `grpc-timeout`, in ms: nothing waits forever.
+    #[serde(default = "default_default_deadline_ms")]
+    pub default_deadline_ms: u64,
+    /// Longest deadline honoured, in ms; a longer `grpc-timeout` is clamped to it.
+    #[serde(default = "default_max_deadline_ms")]
+    pub max_deadline_ms: u64,
+    /// HTTP/2 and connection limits, set explicitly (tonic leaves several unlimited).
+    #[serde(default)]
+    pub http2: Http2Config,
+    /// Shutdown: after NOT_SERVING (and deregistration), keep accepting this long so clients and
+    /// load balancers move away before the listener closes, in ms.
+    #[serde(default)]
+    pub drain_delay_ms: u64,
+    /// Shutdown: the most the ordered drain may take after the signal, in ms; past it the process
+    /// exits and logs what was cut.
+    #[serde(default = "default_grace_ms")]
+    pub grace_ms: u64,
+    /// TLS on the public port (mTLS with `client_ca_path`); plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// When set, every call but health checks must carry `authorization: Bearer <token>`.
+    #[serde(default)]
+    pub auth_token: Option<String>,
+}
+
+const fn default_default_deadline_ms() -> u64 {
+    2_000
+}
+
+const fn default_max_deadline_ms() -> u64 {
+    60_000
+}
+
+const fn default_grace_ms() -> u64 {
+    10_000
+}
+
+/// `[server.tls]`: PEM files, read at start-up (a missing or unreadable file fails start-up
+/// naming the key). rustls (ring) through tonic; no OpenSSL at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate chain (PEM).
+    pub cert_path: PathBuf,
+    /// Its private key (PEM).
+    pub key_path: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    #[serde(default)]
+    pub client_ca_path: Option<PathBuf>,
+}
+
+/// `[server.http2]`: per-connection limits of the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Config {
+    /// Streams (RPCs) one connection may have open at once; tonic's default is unlimited.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Streams a client may reset before they are accepted (the HTTP/2 rapid-reset attack).
+    #[serde(default = "default_max_pending_accept_reset_streams")]
+    pub max_pending_accept_reset_streams: usize,
+    /// Largest request header block, in bytes.
+    #[serde(default = "default_max_header_list_size")]
+    pub max_header_list_size: u32,
+    /// PING an idle connection this often, in ms (0 = never), so dead peers are noticed.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// Close a connection whose PING is not answered within this, in ms.
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// Send GOAWAY after a connection lived this long, in ms (0 = never), so long-lived client
+    /// connections rebalance over new replicas.
+    #[serde(default = "default_max_connection_age_ms")]
+    pub max_connection_age_ms: u64,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: default_max_concurrent_streams(),
+            max_pending_accept_reset_streams: default_max_pending_accept_reset_streams(),
+            max_header_list_size: default_max_header_list_size(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            max_connection_age_ms: default_max_connection_age_ms(),
+        }
+    }
+}
+
+const fn default_max_concurrent_streams() -> u32 {
+    1024
+}
+
+const fn default_max_pending_accept_reset_streams() -> usize {
+    20
+}
+
+const fn default_max_header_list_size() -> u32 {
+    16 * 1024
+}
+
+const fn default_keepalive_interval_ms() -> u64 {
+    30_000
+}
+
+const fn default_keepalive_timeout_ms() -> u64 {
+    10_000
+}
+
+const fn default_max_connection_age_ms() -> u64 {
+    30 * 60 * 1000
+}
+
+const fn default_deadline_margin_us() -> u64 {
+    1000
+}
+
+const fn default_max_candidates() -> usize {
+    4000
+}
+
+const fn default_max_string_bytes() -> usize {
+    1024
+}
+
+const fn default_max_list_len() -> usize {
+    256
+}
+
+const fn default_max_message_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+const fn default_concurrency_limit() -> usize {
+    256
+}
+
+impl ServerConfig {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let s = self;
+        in_range("server.max_candidates", s.max_candidates, 1, 100_000)?;
+        in_range("server.max_string_bytes", s.max_string_bytes, 1, 1 << 20)?;
+        in_range("server.max_list_len", s.max_list_len, 1, 100_000)?;
+        in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
+        in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
+        in_range("server.deadline_margin_us", s.deadline_margin_us as usize, 0, 60_000_000)?;
+        in_range("server.max_deadline_ms", s.max_deadline_ms as usize, 1, 86_400_000)?;
+        in_range("server.default_deadline_ms", s.default_deadline_ms as usize, 1, s.max_deadline_ms as usize)?;
+        in_range("server.drain_delay_ms", s.drain_delay_ms as usize, 0, 600_000)?;
+        in_range("server.grace_ms", s.grace_ms as usize, 1, 3_600_000)?;
+        bearer_token("server.auth_token", s.auth_token.as_deref())?;
+        if let Some(tls) = &s.tls {
+            let files = [("cert_path", Some(&tls.cert_path)), ("key_path", Some(&tls.key_path))];
+            for (key, path) in files.into_iter().chain([("client_ca_path", tls.client_ca_path.as_ref())]) {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    return Err(invalid(
+                        &format!("server.tls.{key}"),
+                        &format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        let h = &s.http2;
+        in_range("server.http2.max_concurrent_streams", h.max_concurrent_streams as usize, 1, 1 << 20)?;
+        in_range("server.http2.max_pending_accept_reset_streams", h.max_pending_accept_reset_streams, 1, 1 << 20)?;
+        in_range("server.http2.max_header_list_size", h.max_header_list_size as usize, 1024, 1 << 24)?;
+        in_range("server.http2.keepalive_interval_ms", h.keepalive_interval_ms as usize, 0, 86_400_000)?;
+        in_range("server.http2.keepalive_timeout_ms", h.keepalive_timeout_ms as usize, 1, 86_400_000)?;
+        in_range("server.http2.max_connection_age_ms", h.max_connection_age_ms as usize, 0, 30 * 86_400_000)?;
+        Ok(())
+    }
+}
