@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Takes docs/status.png, the README's picture of the admin port's status page: starts
+# Takes docs/status.png, the picture of the admin port's status page in docs/operating.md: starts
 # `augur serve` on its embedded defaults, sends a few seconds of traffic (the load generator on
 # the ranking scene, one call with an unknown item so a fallback shows, one search suggestion),
 # then lets headless Chromium render http://127.0.0.1:9090/. Not part of CI.

@@ -4,7 +4,9 @@
 # the Kubernetes manifests (kubernetes-validate, offline schemas), the Prometheus alert
 # rules and scrape configs (promtool), docker-compose.yml (docker-compose config) and the
 # whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis
-# and Redis Cluster servers and etcd the tests start themselves, the Go resolver example), then scripts/loop.sh --short.
+# and Redis Cluster servers and etcd the tests start themselves, the Go resolver example), the docs
+# (every `augur` command and relative link in README.md and docs/: scripts/check_docs.py), then
+# scripts/loop.sh --short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,6 +28,7 @@ rm -rf "$compose_prom"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
+python3 scripts/check_docs.py target/debug/augur
 # The hourly loop end to end in its short mode (moto, serve, simulate, join, train, publish, swap).
 bash scripts/loop.sh --short
 # One closing line for the whole suite (cargo prints one per test binary).
