@@ -1,6 +1,6 @@
 //! Model-based crash test of the sample pipeline, against the real binary.
 //!
-//! The invariant (README, "Samples"): after any sequence of restarts and crashes,
+//! The invariant (docs/samples.md, "The promise"): after any sequence of restarts and crashes,
 //! - every event answered ACCEPTED ends in the labels of a sample (any revision) of its
 //!   (request_id, item_id), or in an orphan record of it;
 //! - every event answered ORPHAN ends in an orphan record;
