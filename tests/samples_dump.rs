@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use augur::config::SampleLogConfig;
 use augur::proto::{Event, Label, LogRecord, Sample, Tensor, log_record};
 use augur::sample_log::file::SegmentLog;
+use augur::sample_log::metrics::SampleMetrics;
 use augur::sample_log::record::encode;
-use augur::telemetry::SampleMetrics;
 
 fn sample(position: u32, revision: u32, labels: &[&str]) -> Vec<u8> {
     encode(&LogRecord {
