@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from augur_client import AdminClient, Candidate, Client, Event, EventStatus, RpcError
+from servers import free_ports, start_augur, wait_until
 
 ITEMS = ["i0", "i1", "i2", "i3", "i4"]
 CONTEXT = {"hour": 20, "device": "ios"}
@@ -84,13 +85,13 @@ def test_other_status_codes_come_through(client, augur):
 
 
 def test_nothing_listening_is_unavailable_after_one_retry(augur):
-    from servers import free_ports
-
     (dead,) = free_ports(1)
     with Client([f"127.0.0.1:{dead}"], scene="ranking", timeout=5) as c:
         with pytest.raises(RpcError) as raised:
             c.predict("u1", ["i0"])
-    assert raised.value.code is grpc.StatusCode.UNAVAILABLE
+        assert raised.value.code is grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(RpcError, match="not ready"):
+            c.wait_ready(timeout=0.5)
     # With a live endpoint beside the dead one, every call lands (the retry goes to the next one).
     with Client([f"127.0.0.1:{dead}", augur.addr], scene="ranking", timeout=30) as c:
         for _ in range(4):
@@ -121,8 +122,12 @@ def test_get_features_matches_the_spec_layout(client):
 def test_report_events_answers_each_event(client, augur):
     scores = client.predict("u1", ITEMS, context=CONTEXT, request_id=f"py-events-{time.time_ns()}")
     # The prediction's snapshot reaches the join store asynchronously (a bounded queue, then the
-    # joiner); an event that overtakes it would end as an orphan, as in `augur simulate`.
-    time.sleep(1.0)
+    # joiner); an event that overtakes it would end as an orphan, as in `augur simulate`. Wait
+    # until every snapshot queued so far is held (none leaves: no sample is due within the window).
+    def all_held() -> bool:
+        return augur.metric("augur_samples_pending") >= augur.metric('augur_samples_snapshots_total{scene="ranking"}') > 0
+
+    wait_until("the prediction held in the join store", 30, all_held, augur.log)
     first, second = scores[0], scores[1]
     results = client.report_events(
         [
@@ -151,8 +156,6 @@ def test_report_events_answers_each_event(client, augur):
 
 
 def test_report_events_without_sample_logging_is_failed_precondition(tmp_path):
-    from servers import start_augur
-
     server = start_augur(tmp_path, samples=False)
     try:
         with Client(server.addr, scene="ranking", timeout=30) as c:
@@ -171,11 +174,17 @@ def test_admin_lists_the_served_model(augur):
     assert models["ranking"].name == "ranking"
     assert [v.version for v in models["ranking"].versions] == [1]
     assert models["ranking"].version_labelled("stable") == 1
+    with AdminClient(augur.admin_addr) as admin:
+        assert {m.scene for m in admin.reload("ranking")} >= {"ranking"}
+        with pytest.raises(RpcError) as raised:
+            admin.set_canary("ranking", 1, 2.0)
+    assert raised.value.code is grpc.StatusCode.INVALID_ARGUMENT, raised.value
 
 
 def test_closed_client_refuses_calls(augur):
     c = Client(augur.addr, scene="ranking")
     with c:
+        c.wait_ready(timeout=10)
         assert c.addresses == [augur.addr]
     with pytest.raises(ValueError, match="closed"):
         c.predict("u1", ["i0"])
