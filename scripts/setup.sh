@@ -6,7 +6,8 @@
 #     resolver test builds examples/go/ offline), prometheus (only for `promtool` in
 #     scripts/test.sh; ~96 MB installed), docker-compose (only to parse docker-compose.yml).
 #   - A project-local Python venv (.venv, git-ignored) with the pinned onnxruntime wheel, whose
-#     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train.
+#     libonnxruntime.so augur loads at run time (ort `load-dynamic`), plus numpy/onnx for tools/train,
+#     and the Python client (clients/python, `augur_client`) installed editable, with its test pins.
 # Nothing is installed globally for Python; nothing is downloaded outside the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +69,15 @@ want=$(sha256sum tools/train/requirements.txt | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing tools/train/requirements.txt into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -r tools/train/requirements.txt
+  echo "$want" >"$stamp"
+fi
+# augur_client, editable: tools/train and scripts/loop.sh import it; edits to its code need no
+# reinstall, a changed pyproject.toml does. Its dependencies are the pins above.
+stamp=.venv/.augur-client.sha
+want=$(sha256sum clients/python/pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import augur_client' 2>/dev/null; then
+  echo "setup: installing clients/python (augur_client) into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e clients/python
   echo "$want" >"$stamp"
 fi
 
