@@ -12,7 +12,7 @@ target/debug/augur serve &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 echo "== augur predict: user u42, 8 candidates, evening on iOS"
-target/debug/augur predict --addr "http://127.0.0.1:$port" --user u42 \
+target/debug/augur predict --addr "http://127.0.0.1:$port" --wait 60 --user u42 \
   --items i0,i1,i2,i3,i17,i256,i1024,no-such-item --context hour=20 --context device=ios
 echo "== augur predict: search suggestions while user u42 types \"brév\""
 target/debug/augur predict --addr "http://127.0.0.1:$port" --scene search_suggest --user u42 \
