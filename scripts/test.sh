@@ -15,6 +15,8 @@ cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
 .venv/bin/python tools/train/samples.py --self-test
 python3 scripts/check_module_cycles.py
+# docs/config-reference.md is generated from the config structs: fail if it is stale.
+python3 scripts/config_reference.py --check
 .venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
