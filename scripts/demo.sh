@@ -4,7 +4,7 @@
 # prediction over gRPC. `scripts/demo.sh --serve` keeps the server running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --demo
 cargo build --locked --bin augur
 port=${AUGUR_DEMO_PORT:-50051}
 export AUGUR__SERVER__LISTEN="127.0.0.1:$port"
