@@ -80,11 +80,16 @@ pub async fn dump(source: &Source, options: DumpOptions, out: &mut impl Write) -
     let mut summary = DumpSummary::default();
     let remote = match source {
         Source::File(_) => None,
+        #[cfg(feature = "kafka")]
         Source::Kafka { brokers, topic } => Some(
             crate::sample_log::kafka::read_topic(brokers, topic, std::time::Duration::from_secs(5))
                 .await
                 .map_err(|e| DumpError::Source(e.to_string()))?,
         ),
+        #[cfg(not(feature = "kafka"))]
+        Source::Kafka { .. } => {
+            return Err(DumpError::Source("this build of augur lacks the `kafka` feature".to_owned()));
+        }
         Source::RedisStream { url, stream } => Some(
             crate::sample_log::redis_stream::read_stream(url, stream)
                 .await

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
@@ -21,8 +22,10 @@ use tonic::transport::channel::Change;
 use super::ClientError;
 use crate::registry::error_chain;
 
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 /// First wait before reading etcd again after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(100);
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 /// Cap of the backoff: a restarted etcd is found again within this.
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 /// Connecting to one augur endpoint: a dead one must not hold its balancer slot for long.
@@ -42,6 +45,7 @@ pub enum Discovery {
     Static(Vec<String>),
 }
 
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 /// The gRPC-Go `naming/endpoints` value; only `Addr` matters for balancing.
 #[derive(Debug, Deserialize)]
 struct Update {
@@ -73,6 +77,9 @@ impl std::str::FromStr for Discovery {
                 let service = service.trim_end_matches('/');
                 if service.is_empty() {
                     return Err(bad("the service name is empty"));
+                }
+                if !cfg!(feature = "etcd") {
+                    return Err(bad("etcd:// needs the `etcd` feature, which this build of augur lacks"));
                 }
                 let endpoints = host_ports(hosts)?.into_iter().map(|h| format!("http://{h}")).collect();
                 Ok(Discovery::Etcd { endpoints, service: service.to_owned() })
@@ -132,12 +139,14 @@ impl Sink {
         self.changes.send(Change::Insert(key.to_owned(), endpoint)).await.is_ok()
     }
 
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     async fn put(&self, key: String, addr: String) -> bool {
         let mut next = self.known.borrow().clone();
         next.insert(key, addr);
         self.apply(next).await
     }
 
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     async fn delete(&self, key: &str) -> bool {
         let mut next = self.known.borrow().clone();
         next.remove(key);
@@ -153,6 +162,12 @@ pub(super) async fn run(discovery: Discovery, sink: Sink) {
             let _ = sink.apply(hosts.iter().map(|h| (h.clone(), h.clone())).collect()).await;
             sink.changes.closed().await;
         }
+        #[cfg(not(feature = "etcd"))]
+        Discovery::Etcd { .. } => {
+            tracing::error!(discovery = %discovery, "client: etcd:// needs the `etcd` feature, which this build lacks");
+            sink.changes.closed().await;
+        }
+        #[cfg(feature = "etcd")]
         Discovery::Etcd { endpoints, service } => {
             let prefix = format!("{service}/");
             let mut backoff = BACKOFF_START;
@@ -177,6 +192,7 @@ pub(super) async fn run(discovery: Discovery, sink: Sink) {
 }
 
 /// One Get + Watch round; `Ok` only when the balancer is gone.
+#[cfg(feature = "etcd")]
 async fn follow(
     endpoints: &[String],
     prefix: &str,
@@ -226,6 +242,7 @@ async fn follow(
 }
 
 /// `(key, Addr)` of one key, or `None` (logged) when the value is not the Go naming JSON.
+#[cfg(feature = "etcd")]
 fn decode(key: &[u8], value: &[u8]) -> Option<(String, String)> {
     let key = String::from_utf8_lossy(key).into_owned();
     match serde_json::from_slice::<Update>(value) {

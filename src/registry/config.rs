@@ -132,6 +132,9 @@ impl RegistryConfig {
     /// Checks the registry; `listen` is the public port, advertised when `advertise` is unset.
     pub fn validate(&self, listen: SocketAddr) -> Result<(), Invalid> {
         match self {
+            RegistryConfig::Etcd(_) if !cfg!(feature = "etcd") => {
+                Err(invalid("registry.kind", "`etcd` needs the `etcd` feature, which this build of augur lacks"))
+            }
             RegistryConfig::Etcd(etcd) => etcd.validate(listen),
             RegistryConfig::None => Ok(()),
         }

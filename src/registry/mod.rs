@@ -6,6 +6,7 @@
 //! today; Consul or Nacos plug in behind the same three calls.
 
 pub mod config;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod metrics;
 
@@ -17,12 +18,14 @@ pub use crate::fetch::BoxFuture;
 use crate::registry::config::RegistryConfig;
 use crate::telemetry::Metrics;
 
+#[cfg(feature = "etcd")]
 pub use etcd::EtcdRegistry;
 
 /// Why registering or deregistering failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry did not answer within the start-up wait.
+    #[cfg(feature = "etcd")]
     #[error(
         "registry: etcd at {endpoints} did not answer within {waited_ms} ms (registry.endpoints, registry.connect_timeout_ms)"
     )]
@@ -36,6 +39,7 @@ pub enum RegistryError {
         source: Option<etcd_client::Error>,
     },
     /// An etcd call failed.
+    #[cfg(feature = "etcd")]
     #[error("registry: etcd {op} failed")]
     Etcd {
         /// The call: `lease grant`, `put <key>`, `delete <key>`, `lease revoke`, ...
@@ -63,6 +67,10 @@ pub enum RegistryError {
     /// The value could not be encoded (a bug).
     #[error("registry: encoding the endpoint value")]
     Encode(#[source] serde_json::Error),
+    /// `kind = "etcd"` in a build without the `etcd` feature (validation refuses it first).
+    #[cfg(not(feature = "etcd"))]
+    #[error("registry: kind = \"etcd\" needs the `etcd` feature, which this build of augur lacks")]
+    NotBuiltIn,
     /// Deregistration already ran: this instance is leaving and must not register again.
     #[error("registry: already deregistered")]
     Closed,
@@ -94,7 +102,13 @@ pub trait Registry: std::fmt::Debug + Send + Sync {
 pub async fn build(config: &RegistryConfig, metrics: &Metrics) -> Result<Option<Arc<dyn Registry>>, RegistryError> {
     match config {
         RegistryConfig::None => Ok(None),
+        #[cfg(feature = "etcd")]
         RegistryConfig::Etcd(etcd) => Ok(Some(Arc::new(EtcdRegistry::connect(etcd, metrics).await?))),
+        #[cfg(not(feature = "etcd"))]
+        RegistryConfig::Etcd(_) => {
+            let _ = metrics;
+            Err(RegistryError::NotBuiltIn)
+        }
     }
 }
 

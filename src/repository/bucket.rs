@@ -16,14 +16,21 @@
 //! conditional GET answered 304.
 
 use std::path::{Path as FsPath, PathBuf};
+#[cfg(feature = "bucket")]
 use std::sync::Arc;
+#[cfg(feature = "bucket")]
 use std::time::Duration;
 
+#[cfg(feature = "bucket")]
 use futures_util::StreamExt;
+#[cfg(feature = "bucket")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+#[cfg(feature = "bucket")]
 use object_store::path::Path;
+#[cfg(feature = "bucket")]
 use object_store::{ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "bucket")]
 use tokio::io::AsyncWriteExt;
 
 use crate::repository::config::SourceConfig;
@@ -49,6 +56,7 @@ pub enum BucketError {
         problem: String,
     },
     /// A request to the object store failed.
+    #[cfg(feature = "bucket")]
     #[error("{location}: {source}")]
     Store {
         /// The object or prefix.
@@ -249,6 +257,7 @@ pub enum Conditional {
 /// A marker read: `Ok((marker or None if absent, ETag))` or `Err((why unusable, ETag))`.
 pub type MarkerRead = Result<(Option<Marker>, Option<String>), (Rejection, Option<String>)>;
 
+#[cfg(feature = "bucket")]
 /// One model's objects in a bucket: `s3://bucket/<prefix>/<model>/`.
 #[derive(Debug, Clone)]
 pub struct Bucket {
@@ -259,6 +268,7 @@ pub struct Bucket {
 
 // === impl Bucket ===
 
+#[cfg(feature = "bucket")]
 impl Bucket {
     /// Opens model `model` under `config.url`. Credentials and other settings come from the
     /// `AWS_*` environment first, then the config's fields and `options`.
@@ -415,6 +425,7 @@ impl Bucket {
     }
 }
 
+#[cfg(feature = "bucket")]
 /// Makes ring rustls' process-wide default. reqwest (under `object_store`) is built without a
 /// crypto provider of its own and panics without a default; ring is the one tonic's TLS already
 /// links, so there is no second TLS stack. Idempotent; if another provider was installed first,
@@ -422,6 +433,48 @@ impl Bucket {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Built without the `bucket` feature there is no object-store client: [`Bucket::open`] refuses
+/// (config validation already refused `scenes[].source`), so no value exists and the other
+/// methods are never called. The layout above (markers, `LATEST`, checksums) stays: `augur
+/// models` publishes to a directory without the feature.
+#[cfg(not(feature = "bucket"))]
+#[derive(Debug)]
+pub struct Bucket(std::convert::Infallible);
+
+#[cfg(not(feature = "bucket"))]
+#[allow(missing_docs, clippy::unused_async)]
+impl Bucket {
+    pub fn open(config: &SourceConfig, _model: &str) -> Result<Self, BucketError> {
+        let problem = "this build of augur lacks the `bucket` feature".to_owned();
+        Err(BucketError::Config { url: config.url.clone(), problem })
+    }
+    pub fn url(&self) -> &str {
+        match self.0 {}
+    }
+    pub async fn get_if_changed(&self, _relative: &str, _etag: Option<&str>) -> Result<Conditional, BucketError> {
+        match self.0 {}
+    }
+    pub async fn latest(&self, _etag: Option<&str>) -> Result<Conditional, BucketError> {
+        match self.0 {}
+    }
+    pub async fn marker(&self, _version: u64) -> Result<MarkerRead, BucketError> {
+        match self.0 {}
+    }
+    pub async fn download(&self, _version: u64, _file: &MarkerFile, _dest: Option<&FsPath>) -> Result<(), FetchError> {
+        match self.0 {}
+    }
+    pub async fn put(&self, _relative: &str, _bytes: Vec<u8>) -> Result<(), BucketError> {
+        match self.0 {}
+    }
+    pub async fn versions(&self) -> Result<Vec<u64>, BucketError> {
+        match self.0 {}
+    }
+}
+
+/// Nothing to install without the object-store client.
+#[cfg(not(feature = "bucket"))]
+pub fn install_crypto_provider() {}
 
 /// Parses `LATEST`'s content.
 pub fn parse_latest(bytes: &[u8]) -> Result<u64, Rejection> {

@@ -96,6 +96,9 @@ impl SourceConfig {
 
     /// Checks the values serde cannot; `key` is the dotted path of this table.
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        if !cfg!(feature = "bucket") {
+            return Err(invalid(key, "needs the `bucket` feature, which this build of augur lacks"));
+        }
         let Some(rest) = self.url.strip_prefix("s3://") else {
             return Err(invalid(&format!("{key}.url"), &format!("`{}` is not an s3://bucket[/prefix] URL", self.url)));
         };

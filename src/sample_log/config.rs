@@ -478,6 +478,12 @@ impl SamplesConfig {
                 return Err(invalid(&format!("samples.sinks[{i}].name"), &format!("`{name}` is used twice")));
             }
             match sink {
+                SinkConfig::Kafka(_) if !cfg!(feature = "kafka") => {
+                    return Err(invalid(
+                        &format!("samples.sinks[{i}].kind"),
+                        "`kafka` needs the `kafka` feature, which this build of augur lacks",
+                    ));
+                }
                 SinkConfig::Kafka(k) => {
                     in_range(
                         &format!("samples.sinks[{i}].message_timeout_ms"),

@@ -15,6 +15,7 @@ pub mod config;
 pub mod file;
 pub mod join;
 pub mod joiner;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;

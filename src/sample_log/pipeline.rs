@@ -28,6 +28,7 @@ use super::join::memory::MemoryJoinStore;
 use super::join::redis::RedisJoinStore;
 use super::join::{JoinError, JoinStore};
 use super::joiner::{Joiner, RecordWriter};
+#[cfg(feature = "kafka")]
 use super::kafka::KafkaSink;
 use super::redis_stream::RedisStreamSink;
 use super::sink::SampleSink;
@@ -335,7 +336,13 @@ async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> 
         std::iter::successors(e.source(), |c| c.source()).fold(e.to_string(), |out, c| format!("{out}: {c}"))
     };
     Ok(match config {
+        #[cfg(feature = "kafka")]
         SinkConfig::Kafka(c) => Arc::new(KafkaSink::new(c).map_err(|e| message(&e))?),
+        // Validation refuses a kafka sink in a build without the feature.
+        #[cfg(not(feature = "kafka"))]
+        SinkConfig::Kafka(c) => {
+            return Err(format!("sink `{}`: this build of augur lacks the `kafka` feature", c.name));
+        }
         SinkConfig::RedisStream(c) => Arc::new(RedisStreamSink::new(c).await.map_err(|e| message(&e))?),
     })
 }

@@ -104,6 +104,9 @@ const fn default_trace_max_queue_spans() -> usize {
 impl TraceConfig {
     /// Checks the endpoint, ratio and bounds.
     pub fn validate(&self) -> Result<(), Invalid> {
+        if self.otlp_endpoint.is_some() && !cfg!(feature = "otel") {
+            return Err(invalid("trace.otlp_endpoint", "needs the `otel` feature, which this build of augur lacks"));
+        }
         if let Some(endpoint) = &self.otlp_endpoint {
             let uri = endpoint.parse::<http::Uri>().ok();
             if !uri.is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()) {

@@ -20,18 +20,28 @@
 //! [`OtlpTraces::shutdown`] is the last step of the app's ordered shutdown, after the inference
 //! threads ended their spans.
 
+#[cfg(feature = "otel")]
 use std::time::Duration;
 
+#[cfg(feature = "otel")]
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
+#[cfg(feature = "otel")]
 use opentelemetry::trace::TracerProvider as _;
+#[cfg(feature = "otel")]
 use opentelemetry_otlp::WithExportConfig;
+#[cfg(feature = "otel")]
 use opentelemetry_sdk::Resource;
+#[cfg(feature = "otel")]
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+#[cfg(feature = "otel")]
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider};
 use tonic::Code;
 use tracing::Subscriber;
+#[cfg(feature = "otel")]
 use tracing::level_filters::LevelFilter;
+#[cfg(feature = "otel")]
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+#[cfg(feature = "otel")]
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -43,6 +53,7 @@ use crate::telemetry::config::{DEFAULT_LOG_LEVEL, LogConfig, LogFormat, TraceCon
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// The OTLP exporter could not be built (a bad endpoint, no tokio runtime).
+    #[cfg(feature = "otel")]
     #[error("trace.otlp_endpoint: cannot build the OTLP exporter for `{endpoint}`: {source}")]
     Exporter {
         /// The configured endpoint.
@@ -54,11 +65,42 @@ pub enum TraceError {
 }
 
 /// The OTLP pipeline: present only when `trace.otlp_endpoint` is set.
+#[cfg(feature = "otel")]
 #[derive(Debug, Clone)]
 pub struct OtlpTraces {
     provider: SdkTracerProvider,
 }
 
+/// Built without the `otel` feature there is no OTLP pipeline: config validation refuses
+/// `trace.otlp_endpoint`, so this is never built and the subscriber has the log layer only.
+#[cfg(not(feature = "otel"))]
+#[derive(Debug, Clone)]
+pub struct OtlpTraces(std::convert::Infallible);
+
+#[cfg(not(feature = "otel"))]
+impl OtlpTraces {
+    /// Always `None`: validation already refused an endpoint.
+    pub fn from_config(_config: &TraceConfig) -> Result<Option<Self>, TraceError> {
+        Ok(None)
+    }
+
+    /// Never called: no value of this type exists.
+    pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        match self.0 {}
+        #[allow(unreachable_code)]
+        tracing_subscriber::layer::Identity::new()
+    }
+
+    /// Never called: no value of this type exists.
+    pub async fn shutdown(self) {
+        match self.0 {}
+    }
+}
+
+#[cfg(feature = "otel")]
 impl OtlpTraces {
     /// Builds the exporter and the tracer provider when an endpoint is configured, else `None`.
     /// Must run inside a tokio runtime: the exporter's channel spawns its connection there.
@@ -159,7 +201,10 @@ pub fn server_span(path: &str, headers: &http::HeaderMap) -> tracing::Span {
         rpc.grpc.status_code = tracing::field::Empty,
         rpc.response.status_code = tracing::field::Empty,
     );
+    #[cfg(not(feature = "otel"))]
+    let _ = headers;
     // Nobody records spans (tracing off): skip parsing the header.
+    #[cfg(feature = "otel")]
     if !span.is_disabled() {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         // Only fails when no OpenTelemetry layer is installed (spans for logs only).
@@ -192,8 +237,10 @@ pub fn record_status(span: &tracing::Span, code: Code) {
 }
 
 /// gRPC metadata as the propagator's carrier.
+#[cfg(feature = "otel")]
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
+#[cfg(feature = "otel")]
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
@@ -224,10 +271,12 @@ mod tests {
             let span = server_span("/augur.v1.Prediction/Predict", &http::HeaderMap::new());
             assert!(span.is_disabled(), "no layer wants the server span");
             assert!(tracing::debug_span!("fetch").is_disabled());
+            #[cfg(feature = "otel")]
             assert!(span.set_parent(opentelemetry::Context::new()).is_err(), "no OpenTelemetry layer");
         });
     }
 
+    #[cfg(feature = "otel")]
     #[tokio::test]
     async fn with_an_endpoint_the_exporter_layer_takes_request_spans_and_the_caller_parent() {
         // Nothing listens there: the channel connects lazily and these spans are never sent.
