@@ -3,15 +3,15 @@
 //! shutdown step 1, while in-flight calls still drain and `/metrics` stays scrapeable), and any
 //! other path is 404.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use augur::app::Parts;
-use common::fake_model::{FakeLoader, fake_config, fake_repository};
-use common::http::{get, sample};
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, fake_config, fake_repository};
+use crate::common::http::{get, sample};
 
 #[tokio::test]
 async fn metrics_health_and_readiness_over_http() {

@@ -3,8 +3,6 @@
 //! reflection listing exactly that, optionally behind its own bearer token; a busy admin port
 //! fails start-up naming the key.
 
-mod common;
-
 use augur::proto::ListModelsRequest;
 use augur::proto::model_admin_client::ModelAdminClient;
 use tonic::Code;
@@ -12,6 +10,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
 
 /// The services reflection lists, asked in v1 and in v1alpha (both must agree).
 async fn listed(channel: Channel) -> Vec<String> {
@@ -64,6 +64,7 @@ async fn health(channel: Channel, service: &str) -> Result<ServingStatus, Code> 
 
 #[tokio::test]
 async fn model_admin_is_served_only_on_the_admin_port() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     assert!(server.admin_addr.ip().is_loopback() && server.admin_addr.port() != 0);
     assert_ne!(server.admin_addr, server.addr);
@@ -95,6 +96,7 @@ async fn model_admin_is_served_only_on_the_admin_port() {
 
 #[tokio::test]
 async fn reflection_lists_only_what_each_port_serves() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     assert_eq!(listed(server.channel().await).await, ["augur.v1.Prediction", "grpc.health.v1.Health"]);
     assert_eq!(listed(server.admin_channel().await).await, ["augur.v1.ModelAdmin", "grpc.health.v1.Health"]);
@@ -103,6 +105,7 @@ async fn reflection_lists_only_what_each_port_serves() {
 
 #[tokio::test]
 async fn each_port_has_its_own_token() {
+    common::require!(Ort);
     let server =
         common::start(common::demo_config("[server]\nauth_token = \"public-t\"\n[admin]\nauth_token = \"admin-t\"\n"))
             .await;

@@ -2,14 +2,15 @@
 //! the limit: RESOURCE_EXHAUSTED when the inference queue is full, DEADLINE_EXCEEDED when the
 //! caller's grpc-timeout cannot be met.
 
-mod common;
-
 use std::time::Duration;
 
 use tonic::Code;
 
+use crate::common;
+
 #[tokio::test]
 async fn full_inference_queue_is_resource_exhausted() {
+    common::require!(Ort);
     // One chunk of one row may wait: a 200-candidate request needs 200 chunks at once.
     let server = common::start(common::demo_config(
         "[model]\nqueue_capacity = 1\nmax_batch_rows = 1\ninference_threads = 1\nwatch = false\npoll_interval_ms = 0\n",
@@ -39,6 +40,7 @@ async fn full_inference_queue_is_resource_exhausted() {
 
 #[tokio::test]
 async fn unmeetable_deadline_is_deadline_exceeded() {
+    common::require!(Ort);
     // A 20 s answering margin against a 10 s timeout: expired on arrival (the margin leaves no
     // time at all, whatever the clock says), rejected before any work. tonic's own timer, which
     // would answer CANCELLED, is 10 s away, so even a stalled machine does not race it.

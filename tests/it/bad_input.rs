@@ -1,11 +1,11 @@
 //! Every kind of bad input gets the right status and a message naming the field and the limit;
 //! none panics the server (it keeps answering afterwards).
 
-mod common;
-
 use augur::proto::feature_value::Kind;
 use augur::proto::{Candidate, FeatureValue, FloatList, PredictRequest, StringList};
 use tonic::Code;
+
+use crate::common;
 
 async fn expect(
     client: &mut augur::proto::prediction_client::PredictionClient<tonic::transport::Channel>,
@@ -22,6 +22,7 @@ async fn expect(
 
 #[tokio::test]
 async fn bad_requests_get_clear_statuses() {
+    common::require!(Ort);
     let server =
         common::start(common::demo_config("[server]\nmax_candidates = 10\nmax_string_bytes = 64\nmax_list_len = 4\n"))
             .await;
@@ -112,6 +113,7 @@ async fn bad_requests_get_clear_statuses() {
 
 #[tokio::test]
 async fn missing_entities_are_defaults_not_errors() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let mut request = common::ranking_request("no-such-user", &["no-such-item"]);

@@ -2,16 +2,17 @@
 //! counts (1 … 3x max_batch_rows, so some are merged and some split) each get the scores an
 //! unbatched ONNX Runtime run gives for exactly its rows, in order.
 
-mod common;
-
 use augur::proto::model_admin_client::ModelAdminClient;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::common;
 
 const MAX_BATCH_ROWS: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_and_split_requests_score_like_unbatched_runs() {
+    common::require!(Ort);
     let server = common::start(common::demo_config(&format!(
         "[model]\nmax_batch_rows = {MAX_BATCH_ROWS}\nmax_queue_delay_us = 5000\ninference_threads = 2\nwatch = false\npoll_interval_ms = 0\n"
     )))

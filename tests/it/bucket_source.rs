@@ -5,8 +5,6 @@
 //! keeps serving; an unchanged poll costs the bucket exactly one conditional GET; an unreachable
 //! bucket leaves the local version serving.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +14,10 @@ use augur::proto::{ListModelsRequest, ModelStatus};
 use augur::repository::bucket::{MARKER, MODEL_FILE, Marker};
 use augur::repository::source::PollOutcome;
 use augur::telemetry::SourceRejectLabels;
-use common::load::PredictLoad;
-use common::moto_server::MotoServer;
+
+use crate::common;
+use crate::common::load::PredictLoad;
+use crate::common::moto_server::MotoServer;
 
 const BUCKET: &str = "augur-models";
 
@@ -73,6 +73,7 @@ async fn status(admin: &mut ModelAdminClient<tonic::transport::Channel>) -> Mode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_version_swaps_in_under_load_and_flipping_latest_back_rolls_back() {
+    common::require!(Moto, Ort);
     let Fixture { moto: _moto, dir, config, repo } = Fixture::with_version_1(100, "").await;
     let local = dir.path().join("ranking");
 
@@ -109,6 +110,7 @@ async fn published_version_swaps_in_under_load_and_flipping_latest_back_rolls_ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_reported() {
+    common::require!(Moto, Ort);
     let Fixture { moto, dir: _dir, config, repo } = Fixture::with_version_1(100, "").await;
     let Repo::Bucket(bucket) = &repo else { panic!("the scene's source is a bucket") };
     let model = std::fs::read(ranking_model()).unwrap();
@@ -181,7 +183,7 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
 
     // The same through the binary, configured from the environment only.
     let augur = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_augur"))
+        common::process::cli()
             .args(args)
             .env("AWS_ACCESS_KEY_ID", common::moto_server::KEY)
             .env("AWS_SECRET_ACCESS_KEY", common::moto_server::KEY)
@@ -212,6 +214,7 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_poll_costs_one_conditional_get() {
+    common::require!(Moto, Ort);
     // The background poller waits an hour: the test drives the polls itself.
     let Fixture { moto, dir, config, repo } = Fixture::with_version_1(3_600_000, ", keep_versions = 1").await;
     let server = common::start(config).await;
@@ -238,8 +241,9 @@ async fn an_unchanged_poll_costs_one_conditional_get() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_bucket_leaves_the_local_version_serving() {
+    common::require!(Moto, Ort);
     // Nothing listens on this port: every poll fails, and is counted.
-    let port = common::redis_server::free_ports(1)[0];
+    let port = common::free_ports(1)[0];
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("ranking");
     let repo = Repo::Dir(local.clone());

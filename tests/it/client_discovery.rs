@@ -4,13 +4,13 @@
 //! static list, against a real (fake-model) augur; `augur predict --discover` and the load
 //! generator's discovering mode.
 
-mod common;
-
 use std::time::Duration;
 
 use augur::client::{ClientError, PredictionClient};
-use common::etcd_server::EtcdServer;
-use common::fake_model::{FakeLoader, start_fake};
+
+use crate::common;
+use crate::common::etcd_server::EtcdServer;
+use crate::common::fake_model::{FakeLoader, start_fake};
 
 const HANG: Duration = Duration::from_secs(60);
 
@@ -32,6 +32,7 @@ async fn wait_endpoints(client: &PredictionClient, want: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_etcd_resolver_follows_put_and_delete() {
+    common::require!(Etcd);
     let mut etcd = EtcdServer::start().await;
     let mut kv = etcd.client().await;
     // Present before the client starts: found by the initial Get.
@@ -111,6 +112,7 @@ async fn a_static_list_reaches_the_server_and_bad_targets_are_typed_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn augur_predict_discovers_through_etcd() {
+    common::require!(Etcd);
     let etcd = EtcdServer::start().await;
     let loader = FakeLoader::default();
     let toml = format!(
@@ -121,9 +123,7 @@ async fn augur_predict_discovers_through_etcd() {
     let target = format!("etcd://127.0.0.1:{}/{SERVICE}", etcd.client_port);
     let augur = |args: &[&str]| {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_augur")).args(&args).output().expect("run augur")
-        })
+        tokio::task::spawn_blocking(move || common::process::cli().args(&args).output().expect("run augur"))
     };
     let out = tokio::time::timeout(
         HANG,

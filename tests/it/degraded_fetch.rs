@@ -2,8 +2,6 @@
 //! within the fetch budget and the response names every degraded feature with its reason;
 //! features marked `required` turn that into FAILED_PRECONDITION naming the feature.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +10,8 @@ use augur::config::{Config, FetchConfig};
 use augur::fetch::{BoxFuture, FeatureStore, FetchError, Row};
 use augur::proto::FallbackReason;
 use augur::server::convert::fallback_reason_from_proto;
+
+use crate::common;
 
 #[derive(Debug)]
 enum Fault {
@@ -54,6 +54,7 @@ async fn start(config: &Config, store: FaultyStore) -> common::TestServer {
 
 #[tokio::test]
 async fn hung_and_failing_stores_serve_defaults_with_reasons() {
+    common::require!(Ort);
     let config = common::demo_config("[model]\nwatch = false\npoll_interval_ms = 0\n");
     for (fault, reason) in [(Fault::Hang, FallbackReason::Timeout), (Fault::Down, FallbackReason::StoreError)] {
         let server = start(&config, FaultyStore(fault)).await;
@@ -84,6 +85,7 @@ async fn hung_and_failing_stores_serve_defaults_with_reasons() {
 
 #[tokio::test]
 async fn required_feature_fallback_is_failed_precondition() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(common::root().join("features/ranking.yaml"))
         .unwrap()

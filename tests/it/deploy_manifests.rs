@@ -5,10 +5,10 @@
 //! Likewise for docker-compose.yml (parsed by `docker-compose config` in scripts/test.sh): its
 //! augur config validates, what it mounts exists, and Prometheus and Grafana point at augur.
 
-mod common;
-
 use augur::config::Config;
 use serde_yaml_ng::Value;
+
+use crate::common;
 
 fn manifest(name: &str) -> Value {
     yaml(&format!("deploy/k8s/{name}"))

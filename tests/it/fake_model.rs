@@ -3,16 +3,16 @@
 //! model applied to GetFeatures' tensors, and a panicking model run is answered INTERNAL while
 //! the inference thread reopens its model, so the version keeps serving.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use augur::app::Parts;
 use augur::assemble::{Tensor, TensorData};
-use common::fake_model::{FakeLoader, fake_config, fake_repository, row_score};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, fake_config, fake_repository, row_score};
 
 fn parts(loader: &FakeLoader) -> Parts {
     Parts { loader: Some(Arc::new(loader.clone())), ..Default::default() }

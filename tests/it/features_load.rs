@@ -1,14 +1,12 @@
 //! `augur features load` against a real `redis-server`: bad lines are reported by line number and
 //! skipped or stop the load; JSONL values round-trip exactly; re-loads are idempotent.
 
-mod common;
-
-use std::process::Command;
-
 use augur::cli::load::OnError;
 use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore};
-use common::redis_server::{RedisServer, load, redis_config, redis_demo_config};
+
+use crate::common;
+use crate::common::redis_server::{RedisServer, load, redis_config, redis_demo_config};
 
 const BAD_CSV: &str = "user_id,age,gender\nu1,30,f\nu2,40\nu3,50,m\n,60,f\nu5,70,f\n";
 
@@ -18,6 +16,7 @@ fn hget(redis: &RedisServer, key: &str, field: &str) -> Option<String> {
 
 #[tokio::test]
 async fn malformed_lines_are_reported_by_number_and_skipped() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     let dir = tempfile::tempdir().unwrap();
@@ -40,6 +39,7 @@ async fn malformed_lines_are_reported_by_number_and_skipped() {
 
 #[tokio::test]
 async fn stop_mode_stops_at_the_first_malformed_line() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +54,7 @@ async fn stop_mode_stops_at_the_first_malformed_line() {
 
 #[tokio::test]
 async fn jsonl_values_round_trip_and_reloads_are_idempotent() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     let dir = tempfile::tempdir().unwrap();
@@ -95,6 +96,7 @@ async fn jsonl_values_round_trip_and_reloads_are_idempotent() {
 
 #[test]
 fn cli_loads_prints_a_summary_and_fails_when_stopped() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.csv");
@@ -102,11 +104,10 @@ fn cli_loads_prints_a_summary_and_fails_when_stopped() {
     let config = dir.path().join("augur.toml");
     std::fs::write(&config, format!("[store]\nkind = \"redis\"\nurls = [\"{}\"]\n", redis.url())).unwrap();
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_augur"))
+        common::process::cli()
             .args(["features", "load", "--config", config.to_str().unwrap(), "--table", "users"])
             .args(["--file", file.to_str().unwrap(), "--batch", "2"])
             .args(extra)
-            .current_dir(common::root())
             .output()
             .unwrap()
     };
@@ -121,9 +122,8 @@ fn cli_loads_prints_a_summary_and_fails_when_stopped() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped at line 3"), "{out:?}");
 
     // With no --file, the table's entry in store.tables (the embedded demo tables) is used.
-    let out = Command::new(env!("CARGO_BIN_EXE_augur"))
+    let out = common::process::cli()
         .args(["features", "load", "--config", config.to_str().unwrap(), "--table", "items"])
-        .current_dir(common::root())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

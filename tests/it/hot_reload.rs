@@ -2,13 +2,13 @@
 //! with zero failed requests; a corrupt version is rejected while the old one keeps serving; a
 //! removed version directory is unloaded; the admin API reports all of it.
 
-mod common;
-
 use std::path::Path;
 
 use augur::proto::model_admin_client::ModelAdminClient;
 use augur::proto::{ListModelsRequest, SetCanaryRequest};
-use common::load::PredictLoad;
+
+use crate::common;
+use crate::common::load::PredictLoad;
 
 fn install(repo: &Path, version: u64, bytes: &[u8]) {
     // Write beside, then rename: the watcher never sees a half-written model.
@@ -20,6 +20,7 @@ fn install(repo: &Path, version: u64, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_version_swaps_in_under_load_and_corrupt_one_is_rejected() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("ranking");
     let model = std::fs::read(common::root().join("models/ranking/1/model.onnx")).unwrap();
@@ -68,6 +69,7 @@ async fn new_version_swaps_in_under_load_and_corrupt_one_is_rejected() {
 
 #[tokio::test]
 async fn canary_routes_a_sticky_share_of_users_and_pins_work() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("ranking");
     let model = std::fs::read(common::root().join("models/ranking/1/model.onnx")).unwrap();
@@ -122,6 +124,7 @@ async fn canary_routes_a_sticky_share_of_users_and_pins_work() {
 
 #[tokio::test]
 async fn admin_reload_picks_up_a_version_without_the_watcher() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("ranking");
     let model = std::fs::read(common::root().join("models/ranking/1/model.onnx")).unwrap();

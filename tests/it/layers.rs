@@ -3,16 +3,16 @@
 //! RESOURCE_EXHAUSTED at once while admitted calls succeed and health checks are not counted;
 //! the optional bearer token is enforced everywhere but health.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_model::{FakeLoader, start_fake};
 use prost::Message;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, start_fake};
 
 const HANG: Duration = Duration::from_secs(60);
 

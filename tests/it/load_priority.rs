@@ -3,16 +3,16 @@
 //! `model.load_idle_limit_ms`, so a host with no idle CPU cannot starve a new version.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use augur::assemble::Spec;
 use augur::model::{Model, ModelError, ModelLoader};
-use common::fake_model::{FakeLoader, fake_config, fake_repository};
 use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, fake_config, fake_repository};
 
 const IDLE: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
 const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);

@@ -3,14 +3,14 @@
 //! and the custom metric the Kubernetes HPA scales on. A rule or panel on a misspelt or renamed
 //! metric is silently empty, and neither promtool nor Grafana can tell.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::http::{families, scrape};
-use common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_demo_config};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
+
+use crate::common;
+use crate::common::http::{families, scrape};
+use crate::common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_demo_config};
 
 /// Prefixes of families that a feature off in the test config registers only when it is on.
 /// Keep this minimal: every entry is a name the test cannot check.
@@ -58,6 +58,7 @@ fn yaml(path: &str) -> Yaml {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_dashboard_and_hpa_query_only_exported_metrics() {
+    common::require!(Redis, Ort);
     // Redis with the local item cache: its families have series only when a cache is configured.
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);

@@ -6,12 +6,11 @@
 //! Warm-up runs go through the batcher before the server takes traffic, so every number is the
 //! difference between a scrape before and one after the workload.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::fake_model::{FakeLoader, start_fake};
-use common::http::{sample, scrape};
+use crate::common;
+use crate::common::fake_model::{FakeLoader, start_fake};
+use crate::common::http::{sample, scrape};
 
 const PREDICT: &str = "/augur.v1.Prediction/Predict";
 

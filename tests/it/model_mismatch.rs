@@ -1,9 +1,9 @@
 //! A model that does not match the feature spec fails start-up with a message naming the
 //! feature and the input; a missing runtime or model directory names what is missing.
 
-mod common;
-
 use augur::config::Config;
+
+use crate::common;
 
 fn config_with_spec(dir: &tempfile::TempDir, spec: &str) -> Config {
     let path = dir.path().join("ranking.yaml");
@@ -19,6 +19,7 @@ fn config_with_spec(dir: &tempfile::TempDir, spec: &str) -> Config {
 
 #[tokio::test]
 async fn spec_model_mismatches_fail_startup_naming_feature_and_input() {
+    common::require!(Ort);
     let original = std::fs::read_to_string(common::root().join("features/ranking.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
@@ -46,6 +47,7 @@ async fn spec_model_mismatches_fail_startup_naming_feature_and_input() {
 
 #[tokio::test]
 async fn missing_model_directory_and_corrupt_model_are_named() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n",

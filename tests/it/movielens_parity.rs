@@ -3,14 +3,14 @@
 //! served scores must equal the trainer's offline AUC and every score must match the offline
 //! ONNX Runtime score to 1e-6.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use augur::config::Config;
 use augur::proto::{Candidate, PredictRequest};
+
+use crate::common;
 
 fn run(cmd: &mut Command) {
     let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -53,12 +53,12 @@ fn auc_matches_a_hand_computed_case() {
 
 #[tokio::test]
 async fn movielens_served_auc_equals_offline_auc() {
+    common::require!(Python, MovieLens, Ort);
     let data = common::root().join("../shared/data/movielens-100k");
     assert!(data.join("u.data").exists(), "{} missing (shared data is part of the workspace)", data.display());
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     let python = common::venv_python();
-    let augur = env!("CARGO_BIN_EXE_augur");
     run(Command::new(&python).arg("tools/movielens/prepare.py").arg("--data").arg(&data).arg("--out").arg(work));
 
     let model_dir = work.join("models/movielens");
@@ -76,7 +76,7 @@ async fn movielens_served_auc_equals_offline_auc() {
     )
     .unwrap();
     for split in ["train", "test"] {
-        run(Command::new(augur)
+        run(common::process::cli()
             .args(["features", "export", "--scene", "movielens", "--config"])
             .arg(&config_path)
             .arg("--impressions")

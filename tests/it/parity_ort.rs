@@ -1,10 +1,11 @@
 //! Predict's scores equal a direct ONNX Runtime run on GetFeatures' tensors: nothing between the
 //! feature assembly and the model changes what the model sees.
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn predict_equals_direct_ort_on_get_features_output() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     // Mixed users, a missing item and a missing user, so fallbacks are part of the comparison.

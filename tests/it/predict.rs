@@ -1,14 +1,15 @@
 //! Predict, GetFeatures, health and reflection over real gRPC against the bundled demo model.
 
-mod common;
-
 use augur::proto::FallbackReason;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::common;
+
 #[tokio::test]
 async fn predict_scores_every_candidate_and_reports_fallbacks() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let items = ["i0", "i1", "i2", "i3", "no-such-item"];
@@ -51,6 +52,7 @@ async fn predict_scores_every_candidate_and_reports_fallbacks() {
 
 #[tokio::test]
 async fn get_features_returns_model_inputs_with_layout() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let request = common::ranking_request("u1", &["i0", "i1"]);
@@ -73,6 +75,7 @@ async fn get_features_returns_model_inputs_with_layout() {
 
 #[tokio::test]
 async fn health_serves_and_reflection_lists_the_service() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut health = HealthClient::new(server.channel().await);
     for service in ["", "augur.v1.Prediction"] {

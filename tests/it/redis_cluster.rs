@@ -1,13 +1,14 @@
 //! Redis Cluster as the feature store: a real 3-master cluster (`redis-cli --cluster create`),
 //! the demo tables loaded across all slots, scores identical to the in-memory store.
 
-mod common;
-
 use augur::fetch::{FeatureStore, RedisFeatureStore};
-use common::redis_server::{RedisCluster, load_demo, redis_config, redis_demo_config};
+
+use crate::common;
+use crate::common::redis_server::{RedisCluster, load_demo, redis_config, redis_demo_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_tables_in_a_three_master_cluster_score_exactly_like_memory() {
+    common::require!(Redis, Ort);
     let cluster = RedisCluster::start();
     let config = redis_demo_config(&cluster.urls()[..1], true, "");
     load_demo(&config).await;
@@ -43,6 +44,7 @@ async fn demo_tables_in_a_three_master_cluster_score_exactly_like_memory() {
 /// passing a cross-slot pipeline, `src/fetch/redis.rs` can go back to one pipeline per call.
 #[tokio::test]
 async fn redis_rs_async_cluster_does_not_split_cross_slot_pipelines() {
+    common::require!(Redis);
     let cluster = RedisCluster::start();
     let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
     let mut conn = client.get_async_connection().await.unwrap();

@@ -3,14 +3,15 @@
 //! rows), and a stored value that does not parse as its declared type is a PARSE_ERROR fallback
 //! for that candidate, never an error or a panic.
 
-mod common;
-
 use augur::assemble::Spec;
 use augur::proto::FallbackReason;
-use common::redis_server::{RedisServer, load_demo, redis_demo_config};
+
+use crate::common;
+use crate::common::redis_server::{RedisServer, load_demo, redis_demo_config};
 
 #[tokio::test]
 async fn export_from_redis_equals_export_from_memory() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     load_demo(&config).await;
@@ -41,6 +42,7 @@ async fn export_from_redis_equals_export_from_memory() {
 
 #[tokio::test]
 async fn unparsable_stored_values_fall_back_with_parse_error() {
+    common::require!(Redis, Ort);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     load_demo(&config).await;

@@ -7,15 +7,15 @@
 //! status fails the test. No assertion times a request: the machines are shared and noisy, so
 //! the tests check outcomes and order, and the only clocks are bounds that a hang trips.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use augur::proto::FallbackReason;
 use augur::proto::PredictResponse;
-use common::redis_server::{RedisServer, load_demo, redis_demo_config};
+
+use crate::common;
+use crate::common::redis_server::{RedisServer, load_demo, redis_demo_config};
 
 /// Far above `timeout_ms` (100 ms) and any scheduling hiccup: only a hang trips it.
 const HANG: Duration = Duration::from_secs(20);
@@ -59,6 +59,7 @@ async fn served_again(server: &common::TestServer, healthy: &PredictResponse, wh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_never_hangs_requests_and_a_restarted_one_is_served_again() {
+    common::require!(Redis, Ort);
     let mut redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "timeout_ms = 100");
     load_demo(&config).await;
@@ -119,6 +120,7 @@ async fn killed_redis_never_hangs_requests_and_a_restarted_one_is_served_again()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_redis_costs_a_request_about_the_timeout_not_the_stall() {
+    common::require!(Redis, Ort);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "timeout_ms = 100");
     load_demo(&config).await;

@@ -1,13 +1,13 @@
 //! Redis as the feature store: the demo tables loaded with `augur::cli::load` serve exactly the
 //! scores of the in-memory store, over real gRPC, against a real `redis-server`.
 
-mod common;
-
 use std::sync::Arc;
 
 use augur::fetch::Value;
 use augur::fetch::{FeatureStore, RedisFeatureStore, Row};
-use common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_config, redis_demo_config};
+
+use crate::common;
+use crate::common::redis_server::{ITEM_CACHE, RedisServer, load_demo, redis_config, redis_demo_config};
 
 /// Requests covering known and unknown users and items, duplicates and a long candidate list.
 fn requests() -> Vec<augur::proto::PredictRequest> {
@@ -34,6 +34,7 @@ async fn answers(server: &common::TestServer) -> Vec<(Vec<f32>, Vec<augur::proto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_tables_loaded_into_redis_score_exactly_like_memory() {
+    common::require!(Redis, Ort);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     load_demo(&config).await;
@@ -55,6 +56,7 @@ async fn demo_tables_loaded_into_redis_score_exactly_like_memory() {
 
 #[tokio::test]
 async fn rows_hold_the_requested_fields_and_missing_or_foreign_keys_are_none() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "");
     let store = RedisFeatureStore::connect(redis_config(&config)).await.unwrap();
@@ -82,7 +84,8 @@ async fn rows_hold_the_requested_fields_and_missing_or_foreign_keys_are_none() {
 
 #[tokio::test]
 async fn unreachable_redis_fails_start_up_naming_the_url() {
-    let port = common::redis_server::free_ports(1)[0];
+    common::require!(Redis);
+    let port = common::free_ports(1)[0];
     let config = redis_demo_config(&[format!("redis://127.0.0.1:{port}")], false, "connect_timeout_ms = 100");
     let err = augur::app::store(&config, &augur::telemetry::Metrics::new()).await.unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -90,6 +93,7 @@ async fn unreachable_redis_fails_start_up_naming_the_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_items_score_the_same_and_new_ids_appear_after_the_negative_ttl() {
+    common::require!(Redis, Ort);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);
     load_demo(&config).await;
@@ -138,6 +142,7 @@ async fn cached_items_score_the_same_and_new_ids_appear_after_the_negative_ttl()
 
 #[tokio::test]
 async fn successive_reads_take_the_configured_connections_in_turn() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let config = redis_demo_config(&[redis.url()], false, "connections = 3");
     let store = RedisFeatureStore::connect(redis_config(&config)).await.unwrap();

@@ -2,26 +2,14 @@
 //! `--tls-port`), trusting the private CA named by `store.tls_ca_path`; without that CA the
 //! server's certificate is not trusted and start-up fails naming the store.
 
-mod common;
-
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use augur::config::{Config, StoreConfig};
 use augur::fetch::{FeatureStore, RedisFeatureStore, Value};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::common;
+use crate::common::Need;
+use crate::common::child::{ChildServer, free_ports};
 
 fn redis_config(port: u16, ca: Option<&std::path::Path>) -> augur::config::RedisConfig {
     let ca = ca.map(|p| format!("tls_ca_path = \"{}\"\n", p.display())).unwrap_or_default();
@@ -35,33 +23,29 @@ fn redis_config(port: u16, ca: Option<&std::path::Path>) -> augur::config::Redis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_are_read_over_tls_from_a_redis_with_a_private_ca() {
+    common::require!(Redis);
     let dir = tempfile::tempdir().unwrap();
     common::certs::make_certs(dir.path());
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let port = free_port();
-    let _redis = Killed(
-        Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--tls-cert-file", &path("server.pem"), "--tls-key-file", &path("server.key")])
-            .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
+    let port = free_ports(1)[0];
+    let mut redis = ChildServer::new(Need::Redis, format!("redis-server with TLS on port {port}"), "redis-server");
+    let data = redis.dir().to_str().unwrap().to_owned();
+    redis
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--tls-cert-file", &path("server.pem"), "--tls-key-file", &path("server.key")])
+        .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no", "--dir", &data]);
+    redis.spawn();
     let ca = dir.path().join("ca.pem");
     // Wait for the TLS port, then write one row through augur's own connection.
-    let store = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match RedisFeatureStore::connect(&redis_config(port, Some(&ca))).await {
-                Ok(store) => break store,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await
-    .expect("augur never connected over TLS");
+    let mut store = None;
+    redis
+        .wait_ready_async(Duration::from_secs(30), async || {
+            store = RedisFeatureStore::connect(&redis_config(port, Some(&ca))).await.ok();
+            store.is_some()
+        })
+        .await;
+    let store = store.unwrap();
     let mut conn = redis::Client::build_with_tls(
         format!("rediss://127.0.0.1:{port}"),
         redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(&ca).unwrap()) },

@@ -2,12 +2,13 @@
 //! only v1alpha) lists augur's services and calls Predict knowing nothing but what reflection
 //! told it; the scores equal what the Rust client gets for the same request.
 
-mod common;
-
 use std::process::Command;
+
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpcio_reflection_client_lists_services_and_calls_predict() {
+    common::require!(Python, Ort);
     let server = common::start(common::demo_config("")).await;
     let addr = server.addr.to_string();
     let script = common::root().join("tests/python/reflection_client.py");

@@ -3,18 +3,19 @@
 //! re-registration by itself after the lease is revoked from outside or etcd is killed and
 //! restarted; start-up and config errors that name what is wrong.
 
-mod common;
-
 use std::time::Duration;
 
 use augur::app::{App, StartError};
 use augur::config::Config;
 use augur::telemetry::{RegistrationLabels, RegistryLabels};
-use common::etcd_server::EtcdServer;
 use etcd_client::{Client, GetOptions};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
+use crate::common::etcd_server::EtcdServer;
+use crate::common::process::AugurProcess;
 
 /// Guards a wait that should end on its own, so a bug fails the test instead of hanging it.
 const HANG: Duration = Duration::from_secs(60);
@@ -68,6 +69,7 @@ fn registrations(server: &common::TestServer, outcome: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_the_go_naming_value_under_a_kept_alive_lease() {
+    common::require!(Etcd, Ort);
     let etcd = EtcdServer::start().await;
     let metadata = r#"metadata = '{"version":"1","zone":"a"}'"#;
     let server = common::start(common::demo_config(&registry_toml(&etcd, 3, metadata))).await;
@@ -97,6 +99,7 @@ async fn registers_the_go_naming_value_under_a_kept_alive_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
+    common::require!(Etcd, Ort);
     let etcd = EtcdServer::start().await;
     // A long drain delay: the server keeps accepting after step (1), so the key must be gone
     // while health still answers (NOT_SERVING). A TTL far longer than the test: the lease can only
@@ -128,6 +131,7 @@ async fn shutdown_deregisters_while_the_server_still_answers_not_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_again_after_the_lease_is_revoked_from_outside() {
+    common::require!(Etcd, Ort);
     let etcd = EtcdServer::start().await;
     let server = common::start(common::demo_config(&registry_toml(&etcd, 3, ""))).await;
     let mut client = etcd.client().await;
@@ -149,6 +153,7 @@ async fn registers_again_after_the_lease_is_revoked_from_outside() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_again_after_etcd_is_killed_and_restarted() {
+    common::require!(Etcd, Ort);
     let mut etcd = EtcdServer::start().await;
     let server = common::start(common::demo_config(&registry_toml(&etcd, 3, ""))).await;
     let mut client = etcd.client().await;
@@ -186,7 +191,8 @@ async fn registers_again_after_etcd_is_killed_and_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_etcd_at_start_up_is_an_error_naming_the_endpoints() {
-    let port = common::redis_server::free_ports(1)[0];
+    common::require!(Etcd, Ort);
+    let port = common::free_ports(1)[0];
     let toml =
         format!("[registry]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:{port}\"]\nconnect_timeout_ms = 500\n");
     let config = common::demo_config(&toml);
@@ -209,6 +215,7 @@ fn config_validation_names_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_etcd_dead_is_bounded_and_clean() {
+    common::require!(Etcd, Ort);
     let mut etcd = EtcdServer::start().await;
     let toml = registry_toml(&etcd, 3, "deregister_timeout_ms = 500\n");
     let server = common::start(common::demo_config(&toml)).await;
@@ -225,33 +232,18 @@ async fn shutdown_with_etcd_dead_is_bounded_and_clean() {
 /// the elapsed time is printed, the hang guard is the bound).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_the_key_expires_with_its_lease() {
-    use std::process::{Command, Stdio};
+    common::require!(Etcd, Ort);
     let etcd = EtcdServer::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("augur.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n{}",
-            registry_toml(&etcd, 2, "")
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(common::root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn augur serve");
+    std::fs::write(&config, registry_toml(&etcd, 2, "")).unwrap();
+    // A fixed port: the real binary refuses port 0 with a registry (nothing to advertise).
+    let listen = format!("127.0.0.1:{}", common::free_ports(1)[0]);
+    let augur = AugurProcess::launch().config(&config).env("AUGUR__SERVER__LISTEN", listen).start().await;
     let mut client = etcd.client().await;
-    let key = format!("{SERVICE}/127.0.0.1:{port}");
+    let key = format!("{SERVICE}/{}", augur.addr);
     let (_, lease) = wait_for_key(&mut client, &key, |_, lease| lease != 0).await;
-    let killed = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let _ = child.wait();
+    augur.kill();
     let started = std::time::Instant::now();
     wait_for_no_key(&mut client, &key).await;
     eprintln!("key gone {:?} after SIGKILL (lease TTL 2 s)", started.elapsed());

@@ -5,18 +5,18 @@
 //! test's scratch GOPATH) and round-robins health checks and `augur.v1.Prediction/Predict` calls
 //! over what it resolved, getting the same scores the Rust client gets.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::etcd_server::EtcdServer;
+use crate::common;
+use crate::common::etcd_server::EtcdServer;
 
 const SERVICE: &str = "augur-go";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_resolver_reaches_both_registered_instances() {
+    common::require!(Etcd, Go, Ort);
     let etcd = EtcdServer::start().await;
     // Metadata as a JSON string, the form grpc-go accepts (an object makes it panic).
     let toml = format!(

@@ -4,17 +4,17 @@
 //! a new one on a new port, in turn. Not one request may fail; the old keys go, the new ones
 //! come, and the load reaches the new instances.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use augur::client::PredictionClient;
-use common::TestServer;
-use common::etcd_server::EtcdServer;
-use common::fake_model::{FakeLoader, fake_config, fake_repository};
 use etcd_client::{Client, GetOptions};
+
+use crate::common;
+use crate::common::TestServer;
+use crate::common::etcd_server::EtcdServer;
+use crate::common::fake_model::{FakeLoader, fake_config, fake_repository};
 
 /// Guards a wait that should end on its own, so a bug fails the test instead of hanging it.
 const HANG: Duration = Duration::from_secs(60);
@@ -113,6 +113,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_load_fails_no_request() {
+    common::require!(Etcd);
     let etcd = EtcdServer::start().await;
     let mut kv = etcd.client().await;
     let a = instance(&etcd).await;

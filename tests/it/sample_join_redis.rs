@@ -4,8 +4,6 @@
 //! recognised across replicas, a late label becomes a correction, and a stopped Redis fails
 //! ReportEvents whole (UNAVAILABLE: nothing acknowledged) instead of hanging.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +14,10 @@ use augur::sample_log::join::JoinStore;
 use augur::sample_log::join::redis::RedisJoinStore;
 use augur::sample_log::joiner::{Joiner, RecordWriter};
 use augur::sample_log::snapshot::{Served, now_ms};
-use common::redis_server::RedisServer;
 use prost::Message;
+
+use crate::common;
+use crate::common::redis_server::RedisServer;
 
 #[derive(Debug, Default)]
 struct Written(Mutex<Vec<proto::Sample>>);
@@ -81,6 +81,7 @@ fn statuses(results: &[proto::EventResult]) -> Vec<EventStatus> {
 
 #[tokio::test]
 async fn two_replicas_share_the_join_and_emit_each_candidate_once() {
+    common::require!(Redis);
     let redis = RedisServer::start();
     let (a, a_out) = replica(&redis.url()).await;
     let (b, b_out) = replica(&redis.url()).await;
@@ -133,6 +134,7 @@ async fn two_replicas_share_the_join_and_emit_each_candidate_once() {
 
 #[tokio::test]
 async fn a_stopped_redis_fails_the_call_whole_and_recovers() {
+    common::require!(Redis);
     let mut redis = RedisServer::start();
     let (a, _) = replica(&redis.url()).await;
     a.hold(served("r", 2)).await;

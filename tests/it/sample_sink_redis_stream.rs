@@ -6,8 +6,6 @@
 //!
 //! No assertion times anything (shared, noisy machines): the only clocks are bounds a hang trips.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -16,8 +14,10 @@ use augur::proto::{LogRecord, Sample, log_record};
 use augur::sample_log::record::{Record, encode};
 use augur::sample_log::redis_stream::{RedisStreamSink, read_stream};
 use augur::sample_log::sink::{SampleSink, SinkError};
-use common::redis_server::RedisServer;
 use tokio::time::Instant;
+
+use crate::common;
+use crate::common::redis_server::RedisServer;
 
 const STREAM: &str = "augur:samples";
 /// Far above the sink's 1 s batch timeout: only a hang trips it.
@@ -100,6 +100,7 @@ async fn check_read_back(server: &RedisServer, produced: &[Record]) -> (usize, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_fails_the_batch_in_bounded_time_and_the_retry_delivers_after_restart() {
+    common::require!(Redis);
     let mut server = RedisServer::start();
     let sink = RedisStreamSink::new(&sink_config(&server, 1_000_000)).await.expect("sink");
     sink.healthcheck().await.expect("redis answers");
@@ -135,6 +136,7 @@ async fn killed_redis_fails_the_batch_in_bounded_time_and_the_retry_delivers_aft
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxlen_keeps_the_stream_near_its_bound() {
+    common::require!(Redis);
     let server = RedisServer::start();
     let maxlen = 500;
     let sink = RedisStreamSink::new(&sink_config(&server, maxlen)).await.expect("sink");
@@ -155,6 +157,7 @@ async fn maxlen_keeps_the_stream_near_its_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_redis_times_the_batch_out_and_the_retry_delivers_after_it_thaws() {
+    common::require!(Redis);
     let server = RedisServer::start();
     let sink = RedisStreamSink::new(&sink_config(&server, 1_000_000)).await.expect("sink");
     let produced = log_records(900);

@@ -4,8 +4,8 @@
 //! back, intact and in order, and the sequence must continue after the crash.
 //!
 //! The child is this test binary itself, re-run on its ignored `writer` test with the log
-//! directory in an environment variable: `cargo test --test samplelog_crash` builds no examples,
-//! and a `[[bin]]` would ship a test helper with the package.
+//! directory in an environment variable: `cargo test --test it` builds no examples, and a
+//! `[[bin]]` would ship a test helper with the package.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -66,7 +66,7 @@ fn writer() {
 /// durable sequence it printed.
 fn run_writer_and_kill(dir: &Path, at_least: u64) -> u64 {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "writer", "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", "samplelog_crash::writer", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -3,16 +3,17 @@
 //! restart, gap-free; the restarted process resumes the sequence after the last intact record,
 //! and a torn tail is truncated and counted instead of failing start-up.
 
-mod common;
-
 use std::time::Duration;
 
 use augur::proto::{ReportEventsRequest, log_record};
-use common::process::{AugurProcess as Augur, field};
-use common::samples::{metric, read_log};
+
+use crate::common;
+use crate::common::process::{AugurProcess as Augur, field};
+use crate::common::samples::{metric, read_log};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("samples");
     let config = dir.path().join("augur.toml");
@@ -27,9 +28,7 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
     )
     .unwrap();
     let augur = Augur::start(&config).await;
-    let mut client = augur::proto::prediction_client::PredictionClient::connect(format!("http://{}", augur.addr))
-        .await
-        .expect("connect");
+    let mut client = augur.client().await;
     // Load: predictions and their impressions until well over 100 records are durable.
     let load = tokio::spawn(async move {
         for k in 0.. {
@@ -91,8 +90,8 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
     assert!(metric(&exposition, "augur_samples_log_truncated_bytes_total") > 0.0, "torn tail counted");
     // Read from the open line: by the first scrape the joiner may already have emitted
     // candidates whose claim had not reached the journal (emitted again: at least once).
-    let opened = augur.log.iter().find(|l| l.contains("sample log open")).expect("sample log open logged");
-    let resumed: usize = field(opened, "last_sequence=").expect("last_sequence").parse().unwrap();
+    let resumed = field(&augur.log, "sample log open", "last_sequence").expect("sample log open logged");
+    let resumed: usize = resumed.parse().unwrap();
     assert_eq!(resumed, records.len() - 1, "the sequence resumes after the last intact record");
     assert!(
         augur.log.iter().any(|l| l.contains("replayed from the journal")),
@@ -102,9 +101,7 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
 
     // Pending joins: P predictions nobody reported on yet, journaled and fsynced, then SIGKILL.
     let before = metric(&exposition, "augur_samples_pending");
-    let mut client = augur::proto::prediction_client::PredictionClient::connect(format!("http://{}", augur.addr))
-        .await
-        .expect("connect");
+    let mut client = augur.client().await;
     let p = 20;
     let mut pending = Vec::new();
     for k in 0..p {
@@ -134,9 +131,7 @@ async fn every_durable_record_survives_sigkill_and_a_torn_tail_is_counted() {
         before + p as f64,
         "every journaled, fsynced prediction is pending again"
     );
-    let mut client = augur::proto::prediction_client::PredictionClient::connect(format!("http://{}", augur.addr))
-        .await
-        .expect("connect");
+    let mut client = augur.client().await;
     let events = pending
         .iter()
         .map(|r| augur::proto::Event {

@@ -2,8 +2,6 @@
 //! prints a log's records as JSON lines, and `tools/train/samples.py` turns them into the
 //! `features export` layout that `train.py` loads.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -12,6 +10,8 @@ use augur::proto::{Event, Label, LogRecord, Sample, Tensor, log_record};
 use augur::sample_log::file::SegmentLog;
 use augur::sample_log::record::encode;
 use augur::telemetry::SampleMetrics;
+
+use crate::common;
 
 fn sample(position: u32, revision: u32, labels: &[&str]) -> Vec<u8> {
     encode(&LogRecord {
@@ -45,6 +45,7 @@ fn sample(position: u32, revision: u32, labels: &[&str]) -> Vec<u8> {
 
 #[test]
 fn dumped_samples_become_trainer_arrays() {
+    common::require!(Python);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("log");
     let config = SampleLogConfig { dir: log_dir.clone(), ..SampleLogConfig::default() };
@@ -67,7 +68,7 @@ fn dumped_samples_become_trainer_arrays() {
     .unwrap();
     log.sync().unwrap();
 
-    let dump = Command::new(env!("CARGO_BIN_EXE_augur"))
+    let dump = common::process::cli()
         .args(["samples", "dump", "--log"])
         .arg(&log_dir)
         .output()

@@ -4,19 +4,20 @@
 //! Then the same with the Redis join store and two augur instances (events reported to the one
 //! that did not serve the prediction), and a restart that keeps pending joins.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use augur::proto::{EventStatus, ReportEventsRequest};
-use common::redis_server::RedisServer;
-use common::samples::{
+
+use crate::common;
+use crate::common::redis_server::RedisServer;
+use crate::common::samples::{
     EMITTED, check_samples, event, events, features_request, latest_samples, metric, read_log, request, samples_config,
     wait_for,
 };
 
 #[tokio::test]
 async fn predictions_and_events_become_exactly_the_expected_samples() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(samples_config(dir.path(), "")).await;
     let mut client = server.client().await;
@@ -55,6 +56,7 @@ async fn predictions_and_events_become_exactly_the_expected_samples() {
 
 #[tokio::test]
 async fn a_restart_keeps_pending_joins() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(samples_config(dir.path(), "")).await;
     let mut client = server.client().await;
@@ -110,6 +112,7 @@ async fn a_restart_keeps_pending_joins() {
 
 #[tokio::test]
 async fn two_instances_share_the_redis_join_store() {
+    common::require!(Redis, Ort);
     let redis = RedisServer::start();
     let store = format!("[samples.join.store]\nkind = \"redis\"\nurl = \"{}\"\nnamespace = \"e2e\"\n", redis.url());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -18,19 +18,19 @@
 //! SIGKILL alone loses nothing written (the log and the journal are appended to the page
 //! cache before a call is answered), so the checker holds every acknowledgement to account.
 //!
-//! Replay a seed: `AUGUR_MODEL_SEEDS=<seed> cargo test --test samples_model`; more rounds:
-//! `AUGUR_MODEL_ROUNDS=<n>`; many seeds: `scripts/samples_model.sh`.
-
-mod common;
+//! Replay a seed: `AUGUR_IT_EXTERNAL=1 AUGUR_MODEL_SEEDS=<seed> cargo test --test it samples_model::`;
+//! more rounds: `AUGUR_MODEL_ROUNDS=<n>`; many seeds: `scripts/samples_model.sh`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use augur::proto::{EventStatus, PredictRequest, ReportEventsRequest, log_record};
-use common::process::AugurProcess;
-use common::samples::{metric, read_log};
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
+
+use crate::common;
+use crate::common::process::AugurProcess;
+use crate::common::samples::{metric, read_log};
 
 const WINDOW_MS: i64 = 3_000;
 const WAIT_MS: i64 = 2_000;
@@ -277,7 +277,7 @@ async fn run_seed(seed: u64, rounds: usize) {
 
 /// The invariant of the module doc.
 fn check(seed: u64, record: &Record, log: &[augur::proto::LogRecord]) {
-    let replay = format!("replay: AUGUR_MODEL_SEEDS={seed} cargo test --test samples_model");
+    let replay = format!("replay: AUGUR_IT_EXTERNAL=1 AUGUR_MODEL_SEEDS={seed} cargo test --test it samples_model::");
     let mut labelled: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut orphans: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut written: HashMap<(String, u32), usize> = HashMap::new();
@@ -322,6 +322,7 @@ fn check(seed: u64, record: &Record, log: &[augur::proto::LogRecord]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_survives_kills_and_window_closes() {
+    common::require!(Ort);
     let seeds: Vec<u64> = std::env::var("AUGUR_MODEL_SEEDS")
         .unwrap_or_else(|_| "1,2,3".into())
         .split(',')

@@ -4,16 +4,16 @@
 //! wait in the log, and after recovery each sink holds exactly the expected samples, with the
 //! labels and the features GetFeatures gives for the same request.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use augur::proto::{LogRecord, ReportEventsRequest};
 use augur::sample_log::kafka::mock::{Fault, MockKafka};
 use augur::sample_log::record::Record;
-use common::redis_server::RedisServer;
-use common::samples::{
+
+use crate::common;
+use crate::common::redis_server::RedisServer;
+use crate::common::samples::{
     EMITTED, check_samples, events, features_request, latest_samples, metric, request, samples_config, wait_for,
 };
 
@@ -23,6 +23,7 @@ fn decode(records: &[Record]) -> Vec<LogRecord> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_down_cost_serving_nothing_and_deliver_after_recovery() {
+    common::require!(Redis, Ort);
     let kafka = MockKafka::start("samples", 3);
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();

@@ -2,11 +2,11 @@
 //! derived (cross, prefix length) features end to end, and Predict equal to ONNX Runtime run
 //! directly on GetFeatures' tensors.
 
-mod common;
-
 use augur::proto::{Candidate, FallbackReason, GetFeaturesRequest, GetFeaturesResponse, PredictRequest};
 use ort::session::Session;
 use ort::value::TensorRef;
+
+use crate::common;
 
 /// Suggestions of the committed catalogue (demo/suggestions.csv) and one it does not hold.
 const ITEMS: [&str; 5] = ["brévepa vs gift", "brévepa xl black", "revé review set", "stigive white", "not listed"];
@@ -42,6 +42,7 @@ fn fallbacks(list: &[augur::proto::Fallback]) -> Vec<(&str, FallbackReason, Vec<
 
 #[tokio::test]
 async fn predict_scores_every_suggestion_and_follows_the_query() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let brev = client.predict(suggest_request("u1", Some("brév"), &ITEMS)).await.unwrap().into_inner();
@@ -72,6 +73,7 @@ async fn predict_scores_every_suggestion_and_follows_the_query() {
 
 #[tokio::test]
 async fn get_features_shows_the_prefix_length_of_a_known_pair() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     // "BRÉV" and "brévepa vs gift" share 4 characters case-insensitively (5 bytes: é is two).
@@ -109,6 +111,7 @@ async fn get_features_shows_the_prefix_length_of_a_known_pair() {
 
 #[tokio::test]
 async fn query_is_validated_as_text_and_a_missing_query_falls_back() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let mut request = suggest_request("u1", None, &ITEMS[..2]);
@@ -151,6 +154,7 @@ fn run_direct(session: &mut Session, features: &GetFeaturesResponse) -> Vec<f32>
 
 #[tokio::test]
 async fn predict_equals_direct_ort_on_get_features_output() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let catalogue = std::fs::read_to_string(common::root().join("demo/suggestions.csv")).unwrap();

@@ -4,8 +4,6 @@
 //! bundled ranking model (its initializers are under the service's 1 MiB threshold, so the tests
 //! that exercise sharing lower it).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +13,8 @@ use augur::model::weights::{SHARE_MIN_BYTES, SharedWeights};
 use augur::model::{ModelError, ModelLoader};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::common;
 
 fn ranking_model() -> PathBuf {
     common::root().join("models/ranking/1/model.onnx")
@@ -52,6 +52,7 @@ fn bits(scores: &[f32]) -> Vec<u32> {
 
 #[test]
 fn sessions_on_shared_weights_score_bit_identically_to_a_plain_session() {
+    common::require!(Ort);
     let path = ranking_model();
     // 1 KiB: the embedding table, the first-order weights and the MLP's first two weight
     // matrices (which ORT prepacks, so the shared container is exercised too).
@@ -75,6 +76,7 @@ fn sessions_on_shared_weights_score_bit_identically_to_a_plain_session() {
 
 #[test]
 fn sessions_score_with_the_shared_values_not_the_files_own() {
+    common::require!(Ort);
     // Model B: the ranking model with bytes in the middle of its embedding table changed. Built
     // on the weights read from the original A, B's sessions must score exactly as A does: ORT
     // used the shared values in place of the file's.
@@ -97,6 +99,7 @@ fn sessions_score_with_the_shared_values_not_the_files_own() {
 
 #[test]
 fn every_initializer_shared_still_scores_the_same() {
+    common::require!(Ort);
     // Threshold 1 byte: the small int64 constants (a Reshape's shape, a ReduceSum's axes) too.
     let path = ranking_model();
     let shared = SharedWeights::read(&path, &options(), 1).unwrap();
@@ -112,6 +115,7 @@ fn every_initializer_shared_still_scores_the_same() {
 
 #[test]
 fn the_loaders_opener_gives_checked_models_that_score_like_open() {
+    common::require!(Ort);
     let loader = Arc::new(OnnxLoader::new(options()));
     let spec = Arc::new(spec());
     let path = ranking_model();
@@ -135,6 +139,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn a_truncated_or_corrupt_file_is_a_load_error() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     let model = std::fs::read(ranking_model()).unwrap();
     let truncated = write(dir.path(), "truncated.onnx", &model[..model.len() / 2]);

@@ -3,18 +3,18 @@
 //! down within `server.grace_ms`. When the grace runs out (or a second request comes), the drain
 //! is cut and says what it cut. A fake model with a gate holds calls in flight on demand.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use augur::server::ServeError;
-use common::fake_model::{FakeLoader, start_fake};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, start_fake};
 
 /// Guards a wait that should end on its own, so a bug fails the test instead of hanging it.
 const HANG: Duration = Duration::from_secs(60);

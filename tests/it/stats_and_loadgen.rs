@@ -1,16 +1,17 @@
 //! ModelAdmin.GetStats reports per-stage latency and fallback counts, and the load generator
 //! drives a server in both modes and folds the server's stage numbers into its report.
 
-mod common;
-
 use std::time::Duration;
 
 use augur::cli::loadgen::{LoadConfig, Mode};
 use augur::proto::GetStatsRequest;
 use augur::proto::model_admin_client::ModelAdminClient;
 
+use crate::common;
+
 #[tokio::test]
 async fn stats_count_stages_and_fallbacks_and_reset() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     for _ in 0..5 {
@@ -35,6 +36,7 @@ async fn stats_count_stages_and_fallbacks_and_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_reports_closed_and_open_loop_runs() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let base = LoadConfig {
         addr: format!("http://{}", server.addr),
@@ -70,6 +72,7 @@ async fn load_generator_reports_closed_and_open_loop_runs() {
 
 #[tokio::test]
 async fn framed_request_is_one_grpc_message_the_server_scores() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let config = LoadConfig {
         addr: String::new(),

@@ -3,12 +3,12 @@
 //! latency, the batch-size distribution, the fallback the unknown item caused, and a sample
 //! pipeline section that agrees with what `/metrics` declares.
 
-mod common;
-
-use common::http::{families, get, scrape};
+use crate::common;
+use crate::common::http::{families, get, scrape};
 
 #[tokio::test]
 async fn the_status_page_shows_scenes_traffic_batches_and_fallbacks() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("[model]\nwatch = false\npoll_interval_ms = 0\n")).await;
     let admin = server.admin_http_addr.expect("admin HTTP port enabled by default");
     let mut client = server.client().await;

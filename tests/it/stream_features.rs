@@ -1,9 +1,9 @@
 //! StreamFeatures: a backfill job streams many requests and gets, in order, exactly what unary
 //! GetFeatures returns for each; a bad request gets an error response and the stream goes on.
 
-mod common;
-
 use augur::proto::GetFeaturesRequest;
+
+use crate::common;
 
 fn request(i: usize) -> GetFeaturesRequest {
     let r = common::ranking_request(
@@ -20,6 +20,7 @@ fn request(i: usize) -> GetFeaturesRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_features_match_unary_in_order() {
+    common::require!(Ort);
     let server = common::start(common::demo_config("")).await;
     let mut client = server.client().await;
     let n = 600;

@@ -3,9 +3,9 @@
 //! client certificate). With `client_ca_path` set, a client with a certificate from that CA gets
 //! scores; one without a certificate, and a plaintext client, get nothing.
 
-mod common;
-
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::common;
 
 async fn connect(addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -18,6 +18,7 @@ async fn connect(addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
+    common::require!(Ort);
     let dir = tempfile::tempdir().unwrap();
     common::certs::make_certs(dir.path());
     let p = |name: &str| dir.path().join(name).display().to_string();

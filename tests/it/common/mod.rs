@@ -141,19 +141,152 @@ pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 /// The Python interpreter of the project venv (`scripts/setup.sh`).
 pub fn venv_python() -> PathBuf {
+    assert!(external_enabled(), "the test runs the venv's Python without `require!(Python)`");
     let python = root().join(".venv/bin/python");
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
     python
 }
+
 pub mod certs;
+pub mod child;
 pub mod etcd_server;
 pub mod fake_model;
 pub mod http;
 pub mod load;
 pub mod moto_server;
+pub mod otlp_sink;
 pub mod process;
 pub mod redis_server;
 pub mod samples;
+
+pub use child::free_ports;
+
+// === the fast tier and the external tier ===
+
+/// The variable that turns on the tests needing programs outside the Rust toolchain.
+pub const EXTERNAL: &str = "AUGUR_IT_EXTERNAL";
+
+/// Something outside the crate a test needs. Without `AUGUR_IT_EXTERNAL=1` a test that needs
+/// any of these is skipped (the fast tier); with it, each must be there (CI, `scripts/test.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// `redis-server` (and `redis-cli` for a cluster) on PATH.
+    Redis,
+    /// `etcd` on PATH.
+    Etcd,
+    /// The venv's `moto_server` (an S3-compatible server).
+    Moto,
+    /// The venv's Python with the project's packages (numpy, grpcio, the training tools).
+    Python,
+    /// `go` and `protoc` on PATH, with Debian's Go etcd and gRPC sources.
+    Go,
+    /// The ONNX Runtime library: a test that loads a real model (the demo config's bundled
+    /// models, or an ORT session of its own). Fake-model tests do not need it.
+    Ort,
+    /// The MovieLens-100K data beside the repository (`../shared/data/movielens-100k`).
+    MovieLens,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Need::Redis => "redis-server",
+            Need::Etcd => "etcd",
+            Need::Moto => "moto_server (.venv)",
+            Need::Python => "the Python venv",
+            Need::Go => "the Go toolchain",
+            Need::Ort => "ONNX Runtime (.venv)",
+            Need::MovieLens => "the MovieLens-100K data",
+        })
+    }
+}
+
+impl Need {
+    /// Why it is missing, or `None` when it is there.
+    fn missing(self) -> Option<String> {
+        let venv = |file: &str| {
+            let path = root().join(".venv/bin").join(file);
+            (!path.exists()).then(|| format!("{} missing", path.display()))
+        };
+        match self {
+            Need::Redis => on_path(&["redis-server", "redis-cli"]),
+            Need::Etcd => on_path(&["etcd"]),
+            Need::Moto => venv("moto_server"),
+            Need::Python => venv("python"),
+            Need::Go => on_path(&["go", "protoc"]),
+            Need::Ort => {
+                augur::model::runtime::find_library().is_none().then(|| augur::model::runtime::HOW_TO_GET_IT.to_owned())
+            }
+            Need::MovieLens => {
+                let data = root().join("../shared/data/movielens-100k/u.data");
+                (!data.exists()).then(|| format!("{} missing", data.display()))
+            }
+        }
+    }
+}
+
+/// The programs not found on PATH, as one message.
+fn on_path(programs: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> =
+        programs.iter().copied().filter(|p| !std::env::split_paths(&path).any(|dir| dir.join(p).is_file())).collect();
+    (!missing.is_empty()).then(|| format!("{} not on PATH", missing.join(", ")))
+}
+
+/// Whether the external tier is on (`AUGUR_IT_EXTERNAL=1`).
+pub fn external_enabled() -> bool {
+    std::env::var(EXTERNAL).is_ok_and(|v| v == "1")
+}
+
+/// `false` (after one line on stderr saying why) when the calling test must be skipped: it needs
+/// something external and the external tier is off. With the tier on, something missing fails
+/// the test: CI never skips. Use through [`require!`].
+pub fn required(needs: &[Need]) -> bool {
+    if !external_enabled() {
+        let names: Vec<String> = needs.iter().map(Need::to_string).collect();
+        eprintln!("skipped: needs {} (set {EXTERNAL}=1 or run scripts/test.sh)", names.join(", "));
+        return false;
+    }
+    let missing: Vec<String> = needs.iter().filter_map(|n| n.missing().map(|why| format!("{n}: {why}"))).collect();
+    assert!(missing.is_empty(), "{EXTERNAL}=1 but {} (scripts/setup.sh installs them)", missing.join("; "));
+    true
+}
+
+/// `require!(Redis, Ort);` first in a test that needs them: returns from the test (skipped)
+/// unless the external tier is on. See [`Need`].
+macro_rules! require {
+    ($($need:ident),+ $(,)?) => {
+        if !$crate::common::required(&[$($crate::common::Need::$need),+]) {
+            return;
+        }
+    };
+}
+pub(crate) use require;
+
+/// For a test that changes state of the whole process (the global tracing subscriber): `true`
+/// where the test body should run, in a process of its own. Under `cargo test`, where every test
+/// shares one process, the first call re-runs this same test binary on exactly the calling test
+/// (libtest names each test's thread after it) and returns `false` once that child passed; the
+/// child gets `true`. Under nextest, which runs every test in a process of its own, `true` at once.
+pub fn own_process() -> bool {
+    const CHILD: &str = "AUGUR_IT_OWN_PROCESS";
+    let thread = std::thread::current();
+    let test = thread.name().filter(|n| n.contains("::")).expect("called on the test's own thread");
+    if std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test")
+        || std::env::var(CHILD).is_ok_and(|t| t == test)
+    {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .expect("re-run the test binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test} in its own process failed:\n{text}");
+    assert!(text.contains("1 passed"), "{test} did not run in its own process:\n{text}");
+    false
+}
 
 /// The GetFeatures request for exactly what a Predict request would score.
 pub fn features_request(request: &PredictRequest) -> augur::proto::GetFeaturesRequest {
@@ -192,6 +325,7 @@ pub fn direct_ort(
 
 /// An ORT session on a repository model file, through augur's runtime discovery.
 pub fn ort_session(model: &Path) -> ort::session::Session {
+    assert!(external_enabled(), "the test opens an ORT session without `require!(Ort)`");
     let env = augur::model::runtime::environment(None).expect("ort runtime");
     ort::session::Session::builder(env).unwrap().commit_from_file(model).unwrap()
 }

@@ -4,12 +4,10 @@
 //! at the server, not in the client under test.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tempfile::TempDir;
-
-use super::redis_server::free_ports;
+use super::Need;
+use super::child::{ChildServer, free_ports};
 
 /// Credentials moto accepts (any non-empty pair).
 pub const KEY: &str = "testing";
@@ -17,8 +15,7 @@ pub const KEY: &str = "testing";
 /// One `moto_server` child process.
 pub struct MotoServer {
     pub port: u16,
-    child: Child,
-    dir: TempDir,
+    server: ChildServer,
 }
 
 /// One request as moto recorded it.
@@ -33,30 +30,17 @@ pub struct Recorded {
 impl MotoServer {
     /// Starts moto and waits until it answers HTTP.
     pub fn start() -> Self {
-        let moto = super::root().join(".venv/bin/moto_server");
-        assert!(moto.exists(), "{} missing: run scripts/setup.sh", moto.display());
-        let dir = TempDir::new().expect("tempdir");
         let port = free_ports(1)[0];
-        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
-        let child = Command::new(moto)
+        let moto = super::root().join(".venv/bin/moto_server");
+        let mut server = ChildServer::new(Need::Moto, format!("moto_server on port {port}"), moto);
+        let recording = server.dir().join("recording.jsonl");
+        server
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_ENABLE_RECORDING", "True")
-            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("moto_server");
-        let mut server = MotoServer { port, child, dir };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = server.child.try_wait().unwrap();
-            if exited.is_some() || started.elapsed() > Duration::from_secs(60) {
-                panic!("moto_server on port {port} did not come up ({exited:?}):\n{}", server.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+            .env("MOTO_RECORDER_FILEPATH", recording);
+        server.spawn();
+        server.wait_ready(Duration::from_secs(60), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        MotoServer { port, server }
     }
 
     pub fn endpoint(&self) -> String {
@@ -64,7 +48,7 @@ impl MotoServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// Creates a bucket (moto lets an unsigned request do it).
@@ -76,7 +60,7 @@ impl MotoServer {
     }
 
     fn recording(&self) -> PathBuf {
-        self.dir.path().join("recording.jsonl")
+        self.server.dir().join("recording.jsonl")
     }
 
     /// Every request received so far, in order.
@@ -104,12 +88,5 @@ impl MotoServer {
             "{{ url = \"{url}\", endpoint = \"{}\", region = \"us-east-1\", allow_http = true, poll_interval_ms = {poll_interval_ms}, options = {{ aws_access_key_id = \"{KEY}\", aws_secret_access_key = \"{KEY}\" }}{extra} }}",
             self.endpoint()
         )
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

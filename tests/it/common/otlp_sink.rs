@@ -1,7 +1,6 @@
 //! A minimal OTLP/gRPC trace receiver (the collector's `TraceService`, from `opentelemetry-proto`):
-//! keeps every span it is sent. Included by `#[path]` (not from `common/mod.rs`, so the other
-//! test binaries do not compile it) in `tests/tracing_otlp.rs` and `examples/otlp_sink.rs`, the
-//! receiver of the export-on benchmark.
+//! keeps every span it is sent. The receiver of the `tracing_otlp` tests, and included by
+//! `#[path]` in `examples/otlp_sink.rs`, the receiver of the export-on benchmark.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;

@@ -1,28 +1,20 @@
 //! Real Redis for tests: `redis-server` processes on free ports, killed on drop (also on panic),
 //! and a 3-master Redis Cluster built with `redis-cli --cluster create`.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use augur::cli::load::{LoadOptions, LoadSummary, OnError, load_file};
 use augur::config::{Config, RedisConfig, StoreConfig};
-use tempfile::TempDir;
+
+use super::Need;
+use super::child::{ChildServer, free_ports};
 
 /// One `redis-server` child process.
 pub struct RedisServer {
     pub port: u16,
-    /// Cluster bus port, for cluster nodes.
-    bus_port: Option<u16>,
-    child: Option<Child>,
-    dir: TempDir,
-}
-
-/// Free TCP ports on 127.0.0.1, all held at once while picking so they differ.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    server: ChildServer,
 }
 
 impl RedisServer {
@@ -32,58 +24,34 @@ impl RedisServer {
     }
 
     fn start_on(port: u16, bus_port: Option<u16>) -> Self {
-        let mut server = RedisServer { port, bus_port, child: None, dir: TempDir::new().expect("tempdir") };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = self.log_path();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .args(["--dir", self.dir.path().to_str().unwrap(), "--logfile", log.to_str().unwrap()]);
-        if let Some(bus) = self.bus_port {
-            let conf = self.dir.path().join(format!("nodes-{}.conf", self.port));
-            cmd.args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()]).args([
+        let mut server = ChildServer::new(Need::Redis, format!("redis-server on port {port}"), "redis-server");
+        let dir = server.dir().to_str().unwrap().to_owned();
+        server.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).args([
+            "--daemonize",
+            "no",
+            "--dir",
+            &dir,
+        ]);
+        if let Some(bus) = bus_port {
+            let conf = format!("{dir}/nodes-{port}.conf");
+            server.args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()]).args([
                 "--cluster-config-file",
-                conf.to_str().unwrap(),
+                &conf,
                 "--cluster-node-timeout",
                 "5000",
             ]);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/setup.sh installs it)");
-        self.child = Some(child);
-        self.wait_for_ping();
+        let mut redis = RedisServer { port, server };
+        redis.spawn();
+        redis
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
-    fn wait_for_ping(&mut self) {
-        let started = Instant::now();
-        loop {
-            if let Ok(pong) = self.query::<String>(&mut redis::cmd("PING")) {
-                assert_eq!(pong, "PONG");
-                return;
-            }
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            if exited.is_some() || started.elapsed() > Duration::from_secs(10) {
-                panic!(
-                    "redis-server on port {} did not come up ({exited:?}):\n{}",
-                    self.port,
-                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn spawn(&mut self) {
+        self.server.spawn();
+        let url = self.url();
+        self.server.wait_ready(Duration::from_secs(10), || {
+            query::<String>(&url, &mut redis::cmd("PING")).is_ok_and(|pong| pong == "PONG")
+        });
     }
 
     pub fn url(&self) -> String {
@@ -92,46 +60,23 @@ impl RedisServer {
 
     /// Runs one command on a fresh blocking connection.
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> redis::RedisResult<T> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        cmd.query(&mut conn)
+        query(&self.url(), cmd)
     }
 
     /// SIGKILL: the fault, not a shutdown.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
     /// SIGSTOP: the server freezes with its connections open and answers nothing until
-    /// [`Self::resume`] — a stall that lasts exactly as long as the test wants. Returns once the
-    /// kernel reports the process stopped.
+    /// [`Self::resume`].
     pub fn freeze(&self) {
-        let pid = self.signal("-STOP");
-        let started = Instant::now();
-        // /proc/<pid>/stat: "<pid> (<comm>) <state> ...", state T when stopped by a signal.
-        let stopped = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
-        };
-        while !stopped() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server {pid} did not stop");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.server.freeze();
     }
 
     /// SIGCONT after [`Self::freeze`]: the server answers what queued up meanwhile and goes on.
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) -> u32 {
-        let pid = self.child.as_ref().expect("redis-server running").id();
-        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
-        assert!(status.success(), "kill {signal} {pid}: {status}");
-        pid
+        self.server.resume();
     }
 
     /// A new, empty server on the same port (after [`Self::kill`]).
@@ -141,10 +86,10 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn query<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    cmd.query(&mut conn)
 }
 
 /// Three masters, no replicas, all slots assigned and `cluster_state:ok` on every node.
@@ -188,13 +133,24 @@ impl RedisCluster {
 /// A local cache in front of the items table: 60 s entries, 2 s for ids the store lacks.
 pub const ITEM_CACHE: &str = "[store.cache.tables.items]\nmax_entries = 1000\nttl_ms = 60000\nnegative_ttl_ms = 2000\n";
 
-/// The demo config (embedded defaults, bundled model, free port) with the store switched to Redis.
+/// The demo config (embedded defaults, bundled model, free port) with the store switched to Redis,
+/// plus `extra` keys of `[store]`.
+///
+/// Unless `extra` sets a `timeout_ms` of its own (the fault tests, which are about timing), the
+/// fetch budget and the store's call timeout are seconds, not the production 100 ms and 50 ms:
+/// tests that compare scores with the in-memory store's must not get a default for a fetch that
+/// a busy 2-core machine (other tests' servers, a training run) made late.
 pub fn redis_demo_config(urls: &[String], cluster: bool, extra: &str) -> Config {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
-    super::demo_config(&format!(
-        "[store]\nkind = \"redis\"\ncluster = {cluster}\nurls = [{}]\n{extra}",
+    let timeout = if extra.contains("timeout_ms") { "" } else { "timeout_ms = 10000\n" };
+    let mut config = super::demo_config(&format!(
+        "[store]\nkind = \"redis\"\ncluster = {cluster}\nurls = [{}]\n{timeout}{extra}",
         urls.join(", ")
-    ))
+    ));
+    if !extra.contains("timeout_ms") {
+        config.fetch.max_budget_ms = 10_000;
+    }
+    config
 }
 
 pub fn redis_config(config: &Config) -> &RedisConfig {
