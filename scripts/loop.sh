@@ -4,14 +4,18 @@
 #   -> `augur simulate` (demo users, clicks from the demo's true click model, ReportEvents)
 #   -> sample log -> `augur samples dump` | tools/train/samples.py -> tools/train/train.py
 #   -> held-out AUC of old and new (tools/train/score.py on a fresh demo impression log)
-#   -> `augur models publish` v2 while traffic runs -> served with zero failed requests.
+#   -> `augur models publish` v2 while traffic runs -> served with zero failed requests
+#   -> tools/train/check_served.py (through augur_client, the Python client): every answer is v2's
+#      and equals the new model file's scores on augur's own GetFeatures inputs (also run for v1
+#      right after the start).
 # Prints each step's seconds and "AUC old X / new Y".
 #
 #   scripts/loop.sh           full: release build, 20k requests, 2 epochs, 20k held-out events
 #   scripts/loop.sh --short   CI: debug build, 300 requests, 1 epoch; AUCs printed, not asserted
 #
-# LOOP_PROFILE=debug|release overrides the build profile. Everything runs in a temp dir that is
-# removed on exit, with every process the script started.
+# LOOP_PROFILE=debug|release overrides the build profile; AUGUR_BIN=path runs that binary and
+# skips the build. Everything runs in a temp dir that is removed on exit, with every process the
+# script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,8 +57,12 @@ py=.venv/bin/python
 
 t=$(now)
 bash scripts/setup.sh >/dev/null
-if [ "$profile" = release ]; then cargo build --locked --release --bin augur; else cargo build --locked --bin augur; fi
-augur=$root/target/$profile/augur
+if [ -n "${AUGUR_BIN:-}" ]; then
+  augur=$(realpath "$AUGUR_BIN")
+else
+  if [ "$profile" = release ]; then cargo build --locked --release --bin augur; else cargo build --locked --bin augur; fi
+  augur=$root/target/$profile/augur
+fi
 record "setup+build" "$t"
 
 read -r moto_port grpc_port admin_port admin_grpc_port < <(python3 -c '
@@ -111,6 +119,9 @@ EOF
 "$augur" serve --config "$work/augur.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
 wait_for "augur ready" 120 curl -sf "http://127.0.0.1:$admin_port/readyz"
+# What answers is the file published as v1: Predict and GetFeatures through augur_client, the
+# features scored locally with onnxruntime.
+$py tools/train/check_served.py --addr "127.0.0.1:$grpc_port" --model models/ranking/1/model.onnx --expect-version 1
 record "start (moto, publish v1, serve)" "$t"
 
 echo "== serve + traffic: $requests requests"
@@ -161,11 +172,13 @@ record "held-out AUC" "$t"
 
 echo "== publish + swap: v2 to the bucket under traffic"
 t=$(now)
+# Predictions logged so far (the traffic step's and check_served's): the swap traffic's come after.
+before_swap=$(metric 'augur_samples_snapshots_total{scene="ranking"}' | cut -d. -f1)
 "${simulate[@]}" --requests "$swap_min" --seed 2 --until-version 2 --max-seconds 300 --json >"$work/swap.json" &
 swap_pid=$!
 pids+=("$swap_pid")
 # Publish while the traffic runs: wait until it has answers from v1.
-swapping() { [ "$(metric 'augur_samples_snapshots_total{scene="ranking"}' | cut -d. -f1)" -gt "$requests" ]; }
+swapping() { [ "$(metric 'augur_samples_snapshots_total{scene="ranking"}' | cut -d. -f1)" -gt "${before_swap:-0}" ]; }
 wait_for "swap traffic" 60 swapping
 "$augur" models publish --config "$work/augur.toml" --scene ranking --model "$work/new/model.onnx" \
   --file "$work/new/train_report.json" --to "$bucket" --version 2
@@ -174,6 +187,11 @@ wait "$swap_pid" || swap_status=$?
 $py -c 'import json,sys; r=json.load(open(sys.argv[1])); print("swap:", {k: r[k] for k in ("requests","failures","versions","seconds")})' "$work/swap.json"
 [ "$swap_status" -eq 0 ] || { echo "loop: failed requests during the swap, or v2 never answered" >&2; exit 1; }
 record "publish + swap" "$t"
+
+echo "== check served: v2 answers with the model just trained (augur_client)"
+t=$(now)
+$py tools/train/check_served.py --addr "127.0.0.1:$grpc_port" --model "$work/new/model.onnx" --expect-version 2 --seed 2
+record "check served v2" "$t"
 
 echo
 echo "step                              seconds"

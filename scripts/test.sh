@@ -5,8 +5,8 @@
 # rules and scrape configs (promtool), docker-compose.yml (docker-compose config) and the
 # whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis
 # and Redis Cluster servers and etcd the tests start themselves, the Go resolver example), the docs
-# (every `augur` command and relative link in README.md and docs/: scripts/check_docs.py), then
-# scripts/loop.sh --short.
+# (every `augur` command and relative link in README.md and docs/: scripts/check_docs.py), the
+# Python client's tests (clients/python: a real augur and etcd), then scripts/loop.sh --short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,6 +15,8 @@ cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
 .venv/bin/python tools/train/samples.py --self-test
 python3 scripts/check_module_cycles.py
+# docs/config-reference.md is generated from the config structs: fail if it is stale.
+python3 scripts/config_reference.py --check
 .venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
@@ -26,13 +28,17 @@ cp deploy/compose/prometheus.yml deploy/prometheus/alerts.yml "$compose_prom"/
 promtool check config "$compose_prom/prometheus.yml"
 rm -rf "$compose_prom"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+py_log=$(mktemp)
+trap 'rm -f "$log" "$py_log"' EXIT
 # AUGUR_IT_EXTERNAL=1: the integration tests that need Redis, etcd, moto, Python, Go or ONNX Runtime
 # run too (without it they skip; a plain `cargo test` is the fast tier), and fail if one is missing.
 AUGUR_IT_EXTERNAL=1 cargo test --locked 2>&1 | tee "$log"
 python3 scripts/check_docs.py target/debug/augur
+# The Python client against the augur binary cargo test just built (and an etcd the tests start).
+AUGUR_BIN=$PWD/target/debug/augur .venv/bin/python -m pytest -q clients/python/tests 2>&1 | tee "$py_log"
 # The hourly loop end to end in its short mode (moto, serve, simulate, join, train, publish, swap).
 bash scripts/loop.sh --short
-# One closing line for the whole suite (cargo prints one per test binary).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# One closing line for the whole suite (cargo prints one per test binary; pytest one, "N passed, ... in Xs").
+awk '/^test result:/ || (FILENAME == py && / in [0-9.]+s/) {
+       for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' py="$py_log" "$log" "$py_log"

@@ -33,19 +33,25 @@ use crate::admin::{
     self,
     http::{self as admin_http, Readiness},
 };
+use crate::batch::metrics::BatchMetrics;
 use crate::config::{Config, RegistryConfig, StoreConfig};
+use crate::fetch::metrics::CacheMetrics;
 use crate::fetch::{FeatureStore, MemoryStore, StoreOpenError};
 use crate::model::ModelLoader;
 use crate::model::onnx::{OnnxLoader, SessionOptions};
 use crate::predict::Predictor;
+use crate::registry::metrics::RegistryMetrics;
 use crate::registry::{Registry, RegistryError};
+use crate::repository::metrics::ModelMetrics;
 use crate::repository::{RepositoryContext, source, watch};
 use crate::sample_log::pipeline::{SampleError, SamplePipeline};
+use crate::scene::metrics::PathMetrics;
 use crate::scene::{Scene, SceneError};
+use crate::server::metrics::RpcMetrics;
 use crate::server::{self, ServeError, ServiceState};
 use crate::shutdown::Requests;
-use crate::telemetry::Metrics;
 use crate::telemetry::trace::OtlpTraces;
+use crate::telemetry::{Metrics, StageMetrics};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +119,7 @@ pub async fn store(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Feature
         StoreConfig::Redis(redis) => {
             let store = crate::fetch::RedisFeatureStore::connect(redis).await?;
             if redis.cache.tables.values().any(|t| t.enabled) {
-                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables, &metrics.cache)))
+                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables, &metrics.of())))
             } else {
                 Ok(Arc::new(store))
             }
@@ -171,7 +177,13 @@ impl App {
     /// Builds with some parts supplied. Scenes load one after another (each already uses the
     /// cores); start-up fails if a scene has no servable version.
     pub async fn build_with(config: Config, parts: Parts) -> Result<App, StartError> {
-        let metrics = parts.metrics.unwrap_or_else(|| Metrics::with_samples(config.samples.enabled));
+        let metrics = parts.metrics.unwrap_or_default();
+        // Every module's families are in the first scrape, zero until used, so an alert or a
+        // dashboard never mistakes "absent" for "fine". The sample pipeline registers its own
+        // when it starts: absent means sample logging is off.
+        let _ = (metrics.of::<RpcMetrics>(), metrics.of::<StageMetrics>(), metrics.of::<PathMetrics>());
+        let _ = (metrics.of::<BatchMetrics>(), metrics.of::<ModelMetrics>(), metrics.of::<CacheMetrics>());
+        let _ = metrics.of::<RegistryMetrics>();
         let admin_http = if config.admin.enabled {
             let addr = config.admin.listen;
             Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?)
@@ -207,7 +219,7 @@ impl App {
         }
         let mut predictor = Predictor::new(scenes, store, config.fetch.clone());
         let samples = if config.samples.enabled {
-            let pipeline = SamplePipeline::start(&config.samples, &metrics.samples).await?;
+            let pipeline = SamplePipeline::start(&config.samples, &metrics.of()).await?;
             predictor = predictor.with_samples(pipeline.samples());
             Some(pipeline)
         } else {
@@ -387,7 +399,7 @@ impl App {
         let mut health = health;
         health.clear().await;
         // (4) In-flight RPCs finish (tonic's graceful shutdown waits for every connection).
-        tracing::info!(in_flight = metrics.rpc.in_flight.get(), "shutdown 4/6: in-flight calls finish");
+        tracing::info!(in_flight = metrics.of::<RpcMetrics>().in_flight.get(), "shutdown 4/6: in-flight calls finish");
         let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };
         let finished = tokio::select! {
             r = tokio::time::timeout(remaining, &mut server) => r.ok(),
@@ -402,7 +414,7 @@ impl App {
             }
             None => {
                 server.abort();
-                cut.push(format!("{} in-flight calls", metrics.rpc.in_flight.get()));
+                cut.push(format!("{} in-flight calls", metrics.of::<RpcMetrics>().in_flight.get()));
             }
         }
         // The drain is over: the admin port closes with the other tasks.

@@ -39,7 +39,7 @@ pub async fn serve_admin(
         tracing::info!(%addr, "admin gRPC listening: ModelAdmin, health, reflection");
     }
     server::builder(config)
-        .layer(server::layers::stack(config, auth_token, &admin.metrics().rpc))
+        .layer(server::layers::stack(config, auth_token, &admin.metrics().of::<server::metrics::RpcMetrics>()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -371,7 +371,7 @@ mod tests {
 
     use super::*;
     use crate::proto::VersionStatus;
-    use crate::telemetry::FallbackLabels;
+    use crate::scene::metrics::FallbackLabels;
 
     const HOSTILE: &str = "<script>alert(\"x&y\")</script>'";
 
@@ -397,7 +397,7 @@ mod tests {
         let metrics = Metrics::new();
         let labels =
             FallbackLabels { scene: HOSTILE.into(), feature: format!("f{HOSTILE}"), reason: "missing_row".into() };
-        metrics.path.fallbacks.get_or_create(&labels).inc_by(7);
+        metrics.of::<crate::scene::metrics::PathMetrics>().fallbacks.get_or_create(&labels).inc_by(7);
         let models = vec![ModelStatus {
             name: format!("m{HOSTILE}"),
             scene: HOSTILE.into(),

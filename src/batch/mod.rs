@@ -36,6 +36,7 @@
 //! explicit parent of the `inference` span the thread opens per chunk around the model run (one
 //! run serves several requests, so each request's trace gets its own copy of the run).
 
+pub mod metrics;
 mod worker;
 
 use std::ops::Range;
@@ -53,6 +54,7 @@ use tokio_util::task::TaskTracker;
 use crate::assemble::{Tensor, TensorData};
 use crate::model::{Model, ModelError};
 use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, VersionLabels};
+use metrics::BatchMetrics;
 
 /// Why rows were not scored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -128,7 +130,7 @@ impl BatchContext {
     /// histogram of `scene`), with threads tracked by `tracker`.
     pub fn new(metrics: &Metrics, scene: &str, model: &str, version: u64, tracker: &TaskTracker) -> Self {
         let labels = VersionLabels { model: model.to_owned(), version: version.to_string() };
-        let b = &metrics.batch;
+        let b = metrics.of::<BatchMetrics>();
         let handles = Handles {
             runs: b.runs.get_or_create(&labels).clone(),
             rows: b.rows.get_or_create(&labels).clone(),

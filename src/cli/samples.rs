@@ -197,8 +197,8 @@ mod tests {
     use crate::config::SampleLogConfig;
     use crate::proto::{Fallback, Label, LogRecord};
     use crate::sample_log::file::SegmentLog;
+    use crate::sample_log::metrics::SampleMetrics;
     use crate::sample_log::record::encode;
-    use crate::telemetry::SampleMetrics;
 
     fn sample(i: u32, labels: &[&str]) -> LogRecord {
         LogRecord {

@@ -33,7 +33,7 @@ use tokio::sync::OnceCell;
 
 use super::{BoxFuture, FeatureStore, FetchError, Row};
 use crate::fetch::config::TableCacheConfig;
-use crate::telemetry::{CacheLabels, CacheMetrics, TableLabels};
+use crate::fetch::metrics::{CacheLabels, CacheMetrics, TableLabels};
 
 /// What the cache did, since start-up. Plain numbers, read with [`CachedStore::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

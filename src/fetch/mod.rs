@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod config;
 pub mod memory;
+pub mod metrics;
 pub mod redis;
 mod row;
 mod value;

@@ -40,8 +40,9 @@ pub fn check(spec: &Spec, inputs: &[ModelInput], outputs: &[ModelInput]) -> Resu
             Some([_, w]) if *w == width || *w < 0 => {}
             other => {
                 return Err(format!(
-                    "input `{}` (features {fed_by}) has {width} columns in the spec but shape {:?} in the model (want [N, {width}])",
-                    input.name, other
+                    "input `{}` (features {fed_by}) has {width} columns in the spec but shape {} in the model (want [N, {width}])",
+                    input.name,
+                    shape_text(other)
                 ));
             }
         }
@@ -53,11 +54,25 @@ pub fn check(spec: &Spec, inputs: &[ModelInput], outputs: &[ModelInput]) -> Resu
         return Err(format!("output `{}` is not a model output", spec.output));
     };
     if output.dtype.as_deref() != Some("float32") {
-        return Err(format!("output `{}` must be float32, the model declares {:?}", spec.output, output.dtype));
+        let declared = output.dtype.as_deref().unwrap_or("no tensor type");
+        return Err(format!("output `{}` must be float32, the model declares {declared}", spec.output));
     }
     match output.shape.as_deref() {
         Some([_]) | Some([_, 1]) => Ok(()),
-        other => Err(format!("output `{}` must be [N] or [N, 1], the model declares {other:?}", spec.output)),
+        other => {
+            Err(format!("output `{}` must be [N] or [N, 1], the model declares {}", spec.output, shape_text(other)))
+        }
+    }
+}
+
+/// A tensor shape as an operator writes it: `[N, 13]` (a dynamic dimension is `N`), or `no shape`.
+fn shape_text(shape: Option<&[i64]>) -> String {
+    match shape {
+        None => "no shape".to_owned(),
+        Some(dims) => {
+            let dims: Vec<String> = dims.iter().map(|&d| if d < 0 { "N".to_owned() } else { d.to_string() }).collect();
+            format!("[{}]", dims.join(", "))
+        }
     }
 }
 

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BoxFuture, Registry, RegistryError, error_chain};
 use crate::registry::config::EtcdConfig;
-use crate::telemetry::{Metrics, RegistrationLabels, RegistryLabels};
+use crate::registry::metrics::{RegistrationLabels, RegistryLabels, RegistryMetrics};
+use crate::telemetry::Metrics;
 
 /// First wait before registering again after a loss or a failed attempt.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -102,15 +103,15 @@ impl EtcdRegistry {
             }
             tokio::time::sleep(BACKOFF_START).await;
         }
+        let registration = metrics.of::<RegistryMetrics>();
         let label = |outcome: &str| {
-            metrics
-                .registration
+            registration
                 .registrations
                 .get_or_create(&RegistrationLabels { registry: "etcd".into(), outcome: outcome.into() })
                 .clone()
         };
         let handles = Handles {
-            state: metrics.registration.state.get_or_create(&RegistryLabels { registry: "etcd".into() }).clone(),
+            state: registration.state.get_or_create(&RegistryLabels { registry: "etcd".into() }).clone(),
             registered: label("registered"),
             lost: label("lost"),
             failed: label("failed"),

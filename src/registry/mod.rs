@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod etcd;
+pub mod metrics;
 
 use std::sync::Arc;
 

@@ -19,6 +19,7 @@
 
 pub mod bucket;
 pub mod config;
+pub mod metrics;
 pub mod routing;
 pub mod settings;
 pub mod source;
@@ -41,6 +42,7 @@ use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, Reopen};
 use crate::model::config::{LoadPriority, ModelConfig};
 use crate::model::{Model, ModelError, ModelLoader};
 use crate::telemetry::{Metrics, ModelLabels, VersionLabels};
+use metrics::ModelMetrics;
 
 /// One loaded, warmed-up model version.
 #[derive(Debug)]
@@ -162,7 +164,7 @@ impl Repository {
     ) -> Self {
         let name = dir.file_name().map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
         let labels = ModelLabels { model: name.clone() };
-        let m = &context.metrics.model;
+        let m = context.metrics.of::<ModelMetrics>();
         let counters = Counters {
             rescans: m.rescans.get_or_create(&labels).clone(),
             loads: m.loads.get_or_create(&labels).clone(),
@@ -258,7 +260,7 @@ impl Repository {
 
     fn version_gone(&self, number: u64) {
         let labels = VersionLabels { model: self.name.clone(), version: number.to_string() };
-        self.context.metrics.model.version_info.get_or_create(&labels).set(0);
+        self.context.metrics.of::<ModelMetrics>().version_info.get_or_create(&labels).set(0);
     }
 
     /// Makes the loaded versions match the directory. Errors of single versions are logged and
@@ -295,7 +297,7 @@ impl Repository {
                     Ok(version) => {
                         self.counters.loads.inc();
                         let labels = VersionLabels { model: self.name.clone(), version: number.to_string() };
-                        self.context.metrics.model.version_info.get_or_create(&labels).set(1);
+                        self.context.metrics.of::<ModelMetrics>().version_info.get_or_create(&labels).set(1);
                         tracing::info!(
                             model = %self.name, version = number,
                             load_ms = version.load_time.as_secs_f64() * 1e3,

@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 use super::Repository;
 use super::bucket::{self, Bucket, BucketError, Conditional, FetchError, MARKER, Reason, Rejection};
 use crate::repository::config::SourceConfig;
-use crate::telemetry::{Metrics, SourcePollLabels, SourceRejectLabels};
+use crate::repository::metrics::{ModelMetrics, SourcePollLabels, SourceRejectLabels};
+use crate::telemetry::Metrics;
 
 /// Rejections remembered for `ListModels` (the newest; older ones live in logs and counters).
 const REMEMBERED_REJECTIONS: usize = 16;
@@ -94,11 +95,11 @@ impl Source {
         // Every series exists from the start at 0, so `increase()` sees the first refusal.
         for reason in Reason::ALL {
             let labels = SourceRejectLabels { model: model.clone(), reason: reason.as_str().to_owned() };
-            drop(metrics.model.source_rejected.get_or_create(&labels));
+            drop(metrics.of::<ModelMetrics>().source_rejected.get_or_create(&labels));
         }
         for outcome in ["not_modified", "changed", "missing", "error"] {
             let labels = SourcePollLabels { model: model.clone(), outcome: outcome.into() };
-            drop(metrics.model.source_polls.get_or_create(&labels));
+            drop(metrics.of::<ModelMetrics>().source_polls.get_or_create(&labels));
         }
         Ok(Source {
             model,
@@ -130,7 +131,7 @@ impl Source {
 
     fn polls(&self, outcome: &str) -> Counter {
         let labels = SourcePollLabels { model: self.model.clone(), outcome: outcome.to_owned() };
-        self.metrics.model.source_polls.get_or_create(&labels).clone()
+        self.metrics.of::<ModelMetrics>().source_polls.get_or_create(&labels).clone()
     }
 
     /// The next wait: the interval times `1 ± jitter`.
@@ -216,7 +217,7 @@ impl Source {
 
     fn reject(&self, state: &mut State, rejection: Rejection) -> PollOutcome {
         let labels = SourceRejectLabels { model: self.model.clone(), reason: rejection.reason.as_str().to_owned() };
-        self.metrics.model.source_rejected.get_or_create(&labels).inc();
+        self.metrics.of::<ModelMetrics>().source_rejected.get_or_create(&labels).inc();
         tracing::error!(
             model = %self.model, version = rejection.version, reason = rejection.reason.as_str(), detail = %rejection.detail,
             "bucket model version rejected; loaded versions keep serving"

@@ -11,7 +11,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::snapshot::Served;
 use crate::sample_log::config::{SamplesConfig, WhenFull};
-use crate::telemetry::{ReasonLabels, SampleMetrics, SceneLabels};
+use crate::sample_log::metrics::{ReasonLabels, SampleMetrics};
+use crate::telemetry::SceneLabels;
 
 /// Predict's handle: decides whether a request is logged and queues its snapshot.
 #[derive(Debug, Clone)]

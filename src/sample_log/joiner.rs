@@ -16,7 +16,7 @@ use super::join::{Added, Event, JoinError, JoinStore, Joined};
 use super::snapshot::{self, Served, now_ms};
 use crate::proto::{self, EventResult, EventStatus, LogRecord, Snapshot};
 use crate::sample_log::config::SamplesConfig;
-use crate::telemetry::{EventLabels, ReasonLabels, RecordKindLabels, SampleMetrics};
+use crate::sample_log::metrics::{EventLabels, ReasonLabels, RecordKindLabels, SampleMetrics};
 
 /// Where joined records go: the segment log (a trait so the joiner is tested without disk).
 pub trait RecordWriter: Send + Sync + std::fmt::Debug {

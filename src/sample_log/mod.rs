@@ -16,6 +16,7 @@ pub mod file;
 pub mod join;
 pub mod joiner;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod redis_stream;

@@ -34,7 +34,7 @@ use super::sink::SampleSink;
 use super::snapshot::now_ms;
 use super::tail::spawn_tail;
 use crate::sample_log::config::{JoinStoreConfig, SamplesConfig, SinkConfig};
-use crate::telemetry::SampleMetrics;
+use crate::sample_log::metrics::SampleMetrics;
 
 /// File of the in-memory join store's content between a graceful shutdown and the next start.
 const PENDING_FILE: &str = "pending.bin";
@@ -316,7 +316,10 @@ fn settle(
     let again = memory.settle(&replayed.in_doubt, &found, now_ms());
     let in_log = replayed.in_doubt.len() - again;
     let count = |reason: &str, n: usize| {
-        metrics.recovered.get_or_create(&crate::telemetry::ReasonLabels { reason: reason.to_owned() }).inc_by(n as u64)
+        metrics
+            .recovered
+            .get_or_create(&crate::sample_log::metrics::ReasonLabels { reason: reason.to_owned() })
+            .inc_by(n as u64)
     };
     count("in_log", in_log);
     count("emitted_again", again);

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use super::file::{LogError, SegmentLog};
 use super::record::Record;
 use super::sink::{Delivered, SampleSink, SinkError};
+use crate::sample_log::metrics::{DeadLetterLabels, SampleMetrics, SinkLabels};
 use crate::telemetry::LogEvery;
-use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 
 /// A sink's tail settings (`[samples.sinks.tail]`), defined with the rest of the config tree.
 pub use crate::sample_log::config::TailConfig;

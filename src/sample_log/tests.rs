@@ -60,7 +60,7 @@ fn joiner(config: SamplesConfig, store: Arc<dyn JoinStore>) -> (Joiner, Arc<Writ
 fn joiner_with(config: SamplesConfig, store: Arc<dyn JoinStore>, metrics: Metrics) -> (Joiner, Arc<Written>) {
     let written = Arc::new(Written::default());
     let writer: Arc<dyn RecordWriter> = Arc::clone(&written) as _;
-    (Joiner::new(Arc::new(config), store, writer, metrics.samples), written)
+    (Joiner::new(Arc::new(config), store, writer, metrics.of::<crate::sample_log::metrics::SampleMetrics>()), written)
 }
 
 /// Three candidates; input `ids` holds 10·position+1, 10·position+2; `dense` one float.
@@ -211,7 +211,7 @@ async fn a_full_store_refuses_and_counts_and_a_saved_store_restores() {
     let one = held_bytes(&served("r1")).await;
     // Room for one prediction and its labels, not for two.
     let store = Arc::new(MemoryJoinStore::new(one + one / 2));
-    let metrics = Metrics::with_samples(true);
+    let metrics = Metrics::new();
     let (first, _) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     first.hold(served("r1")).await;
     first.hold(served("r2")).await;
@@ -244,7 +244,7 @@ async fn an_event_whose_wait_outlives_the_window_is_emitted_at_the_close() {
     c.join.window_s = 6;
     c.join.positive_wait_s = BTreeMap::from([("click".to_owned(), 3)]);
     let store = Arc::new(MemoryJoinStore::new(1 << 20));
-    let metrics = Metrics::with_samples(true);
+    let metrics = Metrics::new();
     let (joiner, written) = joiner_with(c, Arc::clone(&store) as _, metrics.clone());
     let now = now_ms();
     let mut w1 = served("w1");
@@ -301,7 +301,7 @@ async fn a_batch_the_log_refuses_is_due_again_not_lost() {
         Arc::new(config()),
         Arc::new(MemoryJoinStore::new(1 << 20)),
         Arc::clone(&writer) as _,
-        Metrics::new().samples,
+        Metrics::new().of::<crate::sample_log::metrics::SampleMetrics>(),
     );
     joiner.hold(served("r1")).await;
     joiner.report(vec![event("r1", "a", "impression"), event("r1", "b", "impression")], 256).await.unwrap();
@@ -319,7 +319,9 @@ async fn claims_in_doubt_after_a_crash_settle_against_the_log() {
     let journal = dir.path().join("journal");
     let log_config = crate::sample_log::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
     let store = MemoryJoinStore::new(1 << 20);
-    store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
+    store
+        .attach_journal(&journal, &log_config, Metrics::new().of::<crate::sample_log::metrics::SampleMetrics>())
+        .unwrap();
     let snapshot = bytes::Bytes::from(served("r1").to_proto().encode_to_vec());
     let items = served("r1").item_ids;
     let now = now_ms();
@@ -365,7 +367,7 @@ async fn a_full_store_answers_per_event_and_keeps_what_it_acknowledged() {
     let one = held_bytes(&served("r1")).await;
     // Room for the prediction and two labels ("impression": 96 + 10 bytes each), not three.
     let store = Arc::new(MemoryJoinStore::new(one + 2 * 106 + 50));
-    let metrics = Metrics::with_samples(true);
+    let metrics = Metrics::new();
     let (joiner, written) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     joiner.hold(served("r1")).await;
     let results = joiner
@@ -391,7 +393,7 @@ async fn a_full_store_answers_per_event_and_keeps_what_it_acknowledged() {
 async fn a_reused_request_id_with_other_candidates_is_refused_and_a_retry_is_not() {
     use crate::sample_log::join::Reuse;
     let store = Arc::new(MemoryJoinStore::new(1 << 20));
-    let metrics = Metrics::with_samples(true);
+    let metrics = Metrics::new();
     let (joiner, _) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     joiner.hold(served("r1")).await;
     let same = served("r1").item_ids;
@@ -428,8 +430,9 @@ async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything()
             tail: Default::default(),
         })];
     for (k, cut) in [(0, true), (1, false)] {
-        let metrics = Metrics::with_samples(true);
-        let pipeline = SamplePipeline::start(&c, &metrics.samples).await.unwrap();
+        let metrics = Metrics::new();
+        let pipeline =
+            SamplePipeline::start(&c, &metrics.of::<crate::sample_log::metrics::SampleMetrics>()).await.unwrap();
         let samples = pipeline.samples();
         for i in 0..5 {
             samples.queue.offer(served(&format!("run{k}-{i}"))).await;
@@ -445,8 +448,9 @@ async fn a_cut_samples_flush_says_where_and_the_next_start_restores_everything()
             pipeline.shutdown(std::time::Duration::ZERO, std::future::pending()).await
         };
         assert!(flushed.cut.is_some(), "run {k}: the flush was cut: {flushed:?}");
-        let metrics = Metrics::with_samples(true);
-        let again = SamplePipeline::start(&c, &metrics.samples).await.unwrap();
+        let metrics = Metrics::new();
+        let again =
+            SamplePipeline::start(&c, &metrics.of::<crate::sample_log::metrics::SampleMetrics>()).await.unwrap();
         let pending = metric(&metrics.render(), "augur_samples_pending");
         assert_eq!(pending, 5.0 * (k + 1) as f64, "run {k}: every held prediction is back");
         let dup = again.samples().joiner.report(vec![event(&format!("run{k}-0"), "a", "impression")], 256).await;
@@ -546,7 +550,9 @@ async fn a_replay_after_the_window_closed_keeps_what_is_scheduled() {
     let journal = dir.path().join("journal");
     let log_config = crate::sample_log::config::SampleLogConfig { dir: dir.path().join("log"), ..Default::default() };
     let store = MemoryJoinStore::new(1 << 20);
-    store.attach_journal(&journal, &log_config, Metrics::new().samples).unwrap();
+    store
+        .attach_journal(&journal, &log_config, Metrics::new().of::<crate::sample_log::metrics::SampleMetrics>())
+        .unwrap();
     let now = now_ms();
     let snapshot = bytes::Bytes::from(served("r1").to_proto().encode_to_vec());
     for request_id in ["r1", "r2"] {

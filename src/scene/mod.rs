@@ -4,6 +4,7 @@
 //! stage of the path.
 
 pub mod config;
+pub mod metrics;
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
@@ -14,7 +15,8 @@ use crate::assemble::{Fallback, FallbackReason, Spec, SpecError};
 use crate::model::ModelLoader;
 use crate::model::config::ModelConfig;
 use crate::scene::config::SceneConfig;
-use crate::telemetry::{FallbackLabels, LatencyHistogram, SceneLabels};
+use crate::scene::metrics::{FallbackLabels, PathMetrics};
+use crate::telemetry::{LatencyHistogram, SceneLabels};
 
 /// A stage of the request path, timed per scene.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +129,7 @@ impl Scene {
                 error,
             });
         }
+        let path = metrics.of::<PathMetrics>();
         let fallbacks = spec
             .features
             .iter()
@@ -137,12 +140,12 @@ impl Scene {
                         feature: f.name.clone(),
                         reason: reason.as_str().to_owned(),
                     };
-                    metrics.path.fallbacks.get_or_create(&labels).clone()
+                    path.fallbacks.get_or_create(&labels).clone()
                 })
             })
             .collect();
         let stages = Stage::ALL.map(|stage| metrics.stage(&spec.scene, stage.name()));
-        let scored = metrics.path.scored.get_or_create(&SceneLabels { scene: spec.scene.clone() }).clone();
+        let scored = path.scored.get_or_create(&SceneLabels { scene: spec.scene.clone() }).clone();
 
         Ok(Scene { spec, repo, source, fallbacks, stages, scored })
     }

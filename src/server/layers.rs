@@ -38,7 +38,8 @@ use tracing::Instrument;
 
 use crate::error::{Error, RequestError};
 use crate::server::config::ServerConfig;
-use crate::telemetry::{MethodLabels, RpcLabels, RpcMetrics, trace};
+use crate::server::metrics::{MethodLabels, RpcLabels, RpcMetrics};
+use crate::telemetry::trace;
 
 /// Path prefix of the public scoring service: the calls the deadline default and the
 /// concurrency limit apply to.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod convert;
 pub mod grpc;
 pub mod layers;
+pub mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (reflection_v1, reflection_v1alpha) = reflection(PREDICTION)?;
     let max_message = config.max_message_bytes;
-    let rpc = shared.metrics.rpc.clone();
+    let rpc = shared.metrics.of::<metrics::RpcMetrics>();
     let prediction = grpc::PredictionService::new(shared, config.clone());
     let mut server = builder(config);
     if let Some(tls) = &config.tls {

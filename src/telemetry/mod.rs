@@ -1,8 +1,9 @@
-//! The one metrics registry of the process, and the typed handles every module records into.
+//! The one metrics registry of the process, and what every module's metrics are made of.
 //!
 //! Metrics are emitted where things happen (the layer stack counts RPCs, `predict` times its
 //! stages, the batcher counts runs, the repository counts loads, the cache counts lookups) into
-//! handles cloned out of one [`Metrics`]; `/metrics`-style exposition ([`Metrics::render`]) and
+//! handles each module defines in its own `metrics.rs` ([`ModuleMetrics`]) and gets from the one
+//! [`Metrics`], which registers them on first use; `/metrics`-style exposition ([`Metrics::render`]) and
 //! the `ModelAdmin.GetStats`/`ListModels` RPCs read the same handles, so the numbers an operator
 //! scrapes and the numbers `augur bench` prints cannot disagree.
 //!
@@ -10,22 +11,22 @@
 //! (no process-global recorder), so several servers in one test binary keep their own numbers,
 //! and the typed handles are read back without parsing text. Label values are bounded: scene,
 //! model, version, stage, table, feature, reason, method and status code — never user or item ids.
-//! [`http`] serves the exposition on the operator's port, beside `/healthz`, `/readyz` and the
-//! HTML [`status`] page; [`trace`] sets up the `tracing` subscriber and, when an OTLP endpoint
+//! Here live only the shared parts: the latency histogram, the label sets several modules use,
+//! the process metrics. [`crate::admin`] serves the exposition; [`trace`] sets up the `tracing` subscriber and, when an OTLP endpoint
 //! is configured, the OpenTelemetry export of each request's spans.
 
 pub mod config;
 pub mod trace;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram as Hdr;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
@@ -35,52 +36,11 @@ const LATENCY_BUCKETS: [f64; 20] = [
     0.1, 0.25, 0.5, 1.0, 10.0,
 ];
 
-/// Rows per model run: powers of two up to the largest `max_batch_rows`.
-fn batch_rows_buckets() -> impl Iterator<Item = f64> {
-    (0..=16).map(|i| f64::from(1u32 << i))
-}
-
-/// `{method, code}` of one RPC.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RpcLabels {
-    /// `/package.Service/Method`.
-    pub method: String,
-    /// gRPC status code name (`OK`, `RESOURCE_EXHAUSTED`, ...).
-    pub code: String,
-}
-
-/// `{method}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabels {
-    /// `/package.Service/Method`.
-    pub method: String,
-}
-
 /// `{scene}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SceneLabels {
     /// Scene.
     pub scene: String,
-}
-
-/// `{scene, stage}` of the request path.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabels {
-    /// Scene.
-    pub scene: String,
-    /// `fetch`, `assemble`, `queue`, `infer` or `total`.
-    pub stage: String,
-}
-
-/// `{scene, feature, reason}` of a fallback.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FallbackLabels {
-    /// Scene.
-    pub scene: String,
-    /// Feature name from the spec.
-    pub feature: String,
-    /// `missing_row`, `missing_field`, `parse_error`, `timeout` or `store_error`.
-    pub reason: String,
 }
 
 /// `{model}`: one repository.
@@ -99,54 +59,27 @@ pub struct VersionLabels {
     pub version: String,
 }
 
-/// `{model, outcome}` of a bucket poll.
+/// `{scene, stage}` of the request path.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourcePollLabels {
-    /// Repository name.
-    pub model: String,
-    /// `not_modified`, `changed`, `missing` (no `LATEST`) or `error`.
-    pub outcome: String,
+pub struct StageLabels {
+    /// Scene.
+    pub scene: String,
+    /// `fetch`, `assemble`, `queue`, `infer` or `total`.
+    pub stage: String,
 }
 
-/// `{model, reason}` of a bucket version refused before loading.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceRejectLabels {
-    /// Repository name.
-    pub model: String,
-    /// `no_marker`, `bad_marker`, `missing_file`, `size`, `checksum` or `too_large`.
-    pub reason: String,
+/// Stage latencies of the request path, per scene: recorded by `predict` (fetch, assemble, infer,
+/// total) and by the batcher (queue), so they live here rather than in either.
+#[derive(Debug, Clone, Default)]
+pub struct StageMetrics {
+    /// `augur_stage_duration_seconds{scene, stage}`.
+    pub stages: Family<StageLabels, LatencyHistogram>,
 }
 
-/// `{table, result}` of a cache lookup.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CacheLabels {
-    /// Store table.
-    pub table: String,
-    /// `hit`, `negative_hit`, `miss` or `coalesced`.
-    pub result: String,
-}
-
-/// `{table}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableLabels {
-    /// Store table.
-    pub table: String,
-}
-
-/// `{registry}`: one service registry kind.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RegistryLabels {
-    /// `etcd`.
-    pub registry: String,
-}
-
-/// `{registry, outcome}` of a registration attempt or loss.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RegistrationLabels {
-    /// `etcd`.
-    pub registry: String,
-    /// `registered`, `lost` or `failed`.
-    pub outcome: String,
+impl ModuleMetrics for StageMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("stage_duration_seconds", "Request-path stage latency by scene", self.stages.clone());
+    }
 }
 
 /// A latency histogram that is both a Prometheus histogram (cumulative since start, fixed
@@ -249,96 +182,6 @@ impl EncodeMetric for LatencyHistogram {
     fn metric_type(&self) -> MetricType {
         Self::TYPE
     }
-}
-
-/// RPC-level metrics, recorded by the layer stack.
-#[derive(Debug, Clone, Default)]
-pub struct RpcMetrics {
-    /// `augur_rpc_requests_total{method, code}`.
-    pub requests: Family<RpcLabels, Counter>,
-    /// `augur_rpc_duration_seconds{method}`: until the response headers (the whole call for
-    /// unary RPCs).
-    pub duration: Family<MethodLabels, LatencyHistogram>,
-    /// `augur_rpc_in_flight`: RPCs being handled now.
-    pub in_flight: Gauge,
-    /// `augur_rpc_shed_total`: Prediction calls refused by the global concurrency limit.
-    pub shed: Counter,
-}
-
-/// The request path's metrics, per scene.
-#[derive(Debug, Clone, Default)]
-pub struct PathMetrics {
-    /// `augur_stage_duration_seconds{scene, stage}`.
-    pub stages: Family<StageLabels, LatencyHistogram>,
-    /// `augur_feature_fallbacks_total{scene, feature, reason}`: rows served from a default.
-    pub fallbacks: Family<FallbackLabels, Counter>,
-    /// `augur_candidates_scored_total{scene}`: candidates answered with a score by Predict
-    /// (requests count calls; this counts the rows they carried).
-    pub scored: Family<SceneLabels, Counter>,
-}
-
-/// Batcher and inference metrics, per model version.
-#[derive(Debug, Clone)]
-pub struct BatchMetrics {
-    /// `augur_batch_runs_total{model, version}`: model runs.
-    pub runs: Family<VersionLabels, Counter>,
-    /// `augur_batch_rows_total{model, version}`: rows scored.
-    pub rows: Family<VersionLabels, Counter>,
-    /// `augur_batch_size_rows{model}`: rows per model run (is dynamic batching working?).
-    pub size: Family<ModelLabels, Histogram>,
-    /// `augur_batch_expired_total{model, version}`: chunks whose deadline passed in the queue.
-    pub expired: Family<VersionLabels, Counter>,
-    /// `augur_batch_rejected_total{model, version}`: chunks refused by a full queue.
-    pub rejected: Family<VersionLabels, Counter>,
-    /// `augur_batch_queue_depth{model, version}`: chunks waiting for an inference thread.
-    pub queue_depth: Family<VersionLabels, Gauge>,
-    /// `augur_inference_panics_total{model, version}`: model runs that panicked (thread replaced).
-    pub panics: Family<VersionLabels, Counter>,
-}
-
-impl Default for BatchMetrics {
-    fn default() -> Self {
-        BatchMetrics {
-            runs: Family::default(),
-            rows: Family::default(),
-            size: Family::new_with_constructor(|| Histogram::new(batch_rows_buckets())),
-            expired: Family::default(),
-            rejected: Family::default(),
-            queue_depth: Family::default(),
-            panics: Family::default(),
-        }
-    }
-}
-
-/// Model repository metrics.
-#[derive(Debug, Clone, Default)]
-pub struct ModelMetrics {
-    /// `augur_model_rescans_total{model}`.
-    pub rescans: Family<ModelLabels, Counter>,
-    /// `augur_model_loads_total{model}`: versions loaded, validated and warmed up.
-    pub loads: Family<ModelLabels, Counter>,
-    /// `augur_model_rejected_total{model}`: versions (or model.yaml) refused.
-    pub rejected: Family<ModelLabels, Counter>,
-    /// `augur_model_unloads_total{model}`.
-    pub unloads: Family<ModelLabels, Counter>,
-    /// `augur_model_version_info{model, version}`: 1 while the version is loaded.
-    pub version_info: Family<VersionLabels, Gauge>,
-    /// `augur_model_source_polls_total{model, outcome}`: polls of a bucket's `LATEST`.
-    pub source_polls: Family<SourcePollLabels, Counter>,
-    /// `augur_model_source_rejected_total{model, reason}`: bucket versions refused before
-    /// loading (no marker, bad checksum, ...); the loaded versions keep serving.
-    pub source_rejected: Family<SourceRejectLabels, Counter>,
-}
-
-/// Local feature-cache metrics.
-#[derive(Debug, Clone, Default)]
-pub struct CacheMetrics {
-    /// `augur_cache_lookups_total{table, result}`.
-    pub lookups: Family<CacheLabels, Counter>,
-    /// `augur_cache_store_reads_total{table}`: reads sent to the wrapped store.
-    pub store_reads: Family<TableLabels, Counter>,
-    /// `augur_cache_evictions_total{table}`: entries dropped to stay within `max_entries`.
-    pub evictions: Family<TableLabels, Counter>,
 }
 
 /// `{version}` of `augur_build_info`.
@@ -449,126 +292,34 @@ process_metric!(ProcessResident, Gauge, process_resident_bytes(), gauge);
 process_metric!(ProcessOpenFds, Gauge, process_open_fds(), gauge);
 process_metric!(ProcessStartTime, Gauge, process_start_time_seconds(), gauge);
 
-/// Service-registry metrics.
-#[derive(Debug, Clone, Default)]
-pub struct RegistryMetrics {
-    /// `augur_registration_state{registry}`: 1 while registered, 0 otherwise.
-    pub state: Family<RegistryLabels, Gauge>,
-    /// `augur_registrations_total{registry, outcome}`: registrations made, lost and failed.
-    pub registrations: Family<RegistrationLabels, Counter>,
+/// A module's metrics: the typed handles it records into, and how they register. Each module
+/// defines its own (`server::metrics`, `batch::metrics`, ...), so adding a metric touches only
+/// that module; [`Metrics::of`] registers a module's set the first time it is asked for.
+pub trait ModuleMetrics: Clone + Default + Send + Sync + 'static {
+    /// Registers every handle into `registry` (already prefixed `augur_`; a module adds its own
+    /// sub-prefix with `sub_registry_with_prefix` where its names share one).
+    fn register(&self, registry: &mut Registry);
 }
 
-/// `{reason}` of a refused or lost sample-pipeline item.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    /// Bounded set chosen by the caller (`queue_full`, `join_store_full`, `log_full`, ...).
-    pub reason: String,
-}
-
-/// `{type, result}` of a reported event.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventLabels {
-    /// Event type (built-in or configured: bounded); `invalid` for rejected unknown types.
-    pub r#type: String,
-    /// `accepted`, `duplicate`, `orphan` or `rejected`.
-    pub result: String,
-}
-
-/// `{kind}` of an emitted log record.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RecordKindLabels {
-    /// `sample`, `correction` or `orphan`.
-    pub kind: String,
-}
-
-/// `{sink}`: one configured sample sink.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SinkLabels {
-    /// Sink name from the config.
-    pub sink: String,
-}
-
-/// `{sink, reason}` of a record a sink refused for good.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeadLetterLabels {
-    /// Sink name from the config.
-    pub sink: String,
-    /// Why the sink refused it (`too_large`, `invalid`: bounded by the sinks).
-    pub reason: String,
-}
-
-/// The sample pipeline (`src/sample_log/`): snapshots, joins, the segment log and its sinks.
-#[derive(Debug, Clone, Default)]
-pub struct SampleMetrics {
-    /// Snapshots queued for the joiner, by scene.
-    pub snapshots: Family<SceneLabels, Counter>,
-    /// Snapshots, records or labels lost to a bound or a failure, by reason.
-    pub dropped: Family<ReasonLabels, Counter>,
-    /// Snapshots waiting in the queue between Predict and the joiner.
-    pub queue_depth: Gauge,
-    /// Reported events by type and result.
-    pub events: Family<EventLabels, Counter>,
-    /// Predictions waiting for their labels in the join store (this process's view).
-    pub pending: Gauge,
-    /// Bytes the in-memory join store holds.
-    pub pending_bytes: Gauge,
-    /// `samples.join.store.max_bytes` of the in-memory store (0 with Redis): the fill level is
-    /// `pending_bytes / join_store_max_bytes`, alerted on before snapshots are refused.
-    pub join_store_max_bytes: Gauge,
-    /// Records appended to the segment log, by kind.
-    pub emitted: Family<RecordKindLabels, Counter>,
-    /// Candidates that left the join store with their prediction's window without an event
-    /// (never impressed; `emit_unimpressed` off): the one way a held candidate yields no record.
-    pub expired_unlabelled: Counter,
-    /// Claimed candidates found in doubt after a crash (claimed, not confirmed), by outcome:
-    /// `in_log` (their sample made it) or `emitted_again` (it did not: due again).
-    pub recovered: Family<ReasonLabels, Counter>,
-    /// Bytes of segment files on disk.
-    pub log_disk_bytes: Gauge,
-    /// Last sequence fsynced: what a power loss cannot take.
-    pub log_durable_sequence: Gauge,
-    /// Last sequence written.
-    pub log_sequence: Gauge,
-    /// Last sequence written to the in-memory join store's journal.
-    pub journal_sequence: Gauge,
-    /// Last journal sequence fsynced: pending joins up to it survive a crash.
-    pub journal_durable_sequence: Gauge,
-    /// Corrupt records skipped when reading the log (bad checksum, torn tail, impossible length).
-    pub log_corrupt: Counter,
-    /// Bytes of torn tail truncated when the log was opened.
-    pub log_truncated_bytes: Counter,
-    /// Records acknowledged by each sink.
-    pub sink_delivered: Family<SinkLabels, Counter>,
-    /// Failed delivery attempts per sink (retried).
-    pub sink_errors: Family<SinkLabels, Counter>,
-    /// Records written to the log but not yet acknowledged by the sink.
-    pub sink_lag: Family<SinkLabels, Gauge>,
-    /// 1 when the sink's last word (start-up health check, then each delivery attempt) was good.
-    pub sink_up: Family<SinkLabels, Gauge>,
-    /// Start-up health checks that failed (the sink is unreachable or misconfigured).
-    pub sink_healthcheck_failures: Family<SinkLabels, Counter>,
-    /// Records a sink refused for good, kept in its dead-letter log instead of retried forever.
-    pub dead_letter: Family<DeadLetterLabels, Counter>,
-}
-
-/// Every metric of the process, registered once. Cheap to clone (handles share storage).
-#[derive(Debug, Clone)]
+/// The process's metrics: one registry, and each module's handles registered into it once.
+/// Cheap to clone (handles share storage). Modules resolve their handles at construction, never
+/// per request: [`Metrics::of`] takes a lock.
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
-    /// RPCs (layer stack).
-    pub rpc: RpcMetrics,
-    /// Stages and fallbacks (predict).
-    pub path: PathMetrics,
-    /// Batching and inference.
-    pub batch: BatchMetrics,
-    /// Model repositories.
-    pub model: ModelMetrics,
-    /// Local feature cache.
-    pub cache: CacheMetrics,
-    /// Service registration.
-    pub registration: RegistryMetrics,
-    /// The sample pipeline.
-    pub samples: SampleMetrics,
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: Mutex<Registry>,
+    /// Each module's handles by type; always locked before `registry`.
+    modules: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let modules = self.inner.modules.lock().map(|m| m.len()).unwrap_or_default();
+        f.debug_struct("Metrics").field("modules", &modules).finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -578,56 +329,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every family registered under the `augur_` prefix, but the sample
-    /// pipeline's.
+    /// A fresh registry under the `augur_` prefix with the process and build metrics; each
+    /// module's families join it when the module first asks for its handles.
     pub fn new() -> Self {
-        Self::with_samples(false)
-    }
-
-    /// A fresh registry; `samples`: also the `augur_samples_*` families (only when sample logging
-    /// is on, so a scrape and the status page say "off" rather than show zeros).
-    pub fn with_samples(samples_on: bool) -> Self {
-        let (rpc, path, batch, model, cache) = (
-            RpcMetrics::default(),
-            PathMetrics::default(),
-            BatchMetrics::default(),
-            ModelMetrics::default(),
-            CacheMetrics::default(),
-        );
-        let registration = RegistryMetrics::default();
         let mut r = Registry::with_prefix("augur");
-        r.register("rpc_requests", "RPCs handled, by method and status code", rpc.requests.clone());
-        r.register("rpc_duration_seconds", "RPC latency until response headers", rpc.duration.clone());
-        r.register("rpc_in_flight", "RPCs being handled now", rpc.in_flight.clone());
-        r.register("rpc_shed", "Prediction calls refused by the global concurrency limit", rpc.shed.clone());
-        r.register("stage_duration_seconds", "Request-path stage latency by scene", path.stages.clone());
-        r.register("feature_fallbacks", "Rows served from a feature default, by reason", path.fallbacks.clone());
-        r.register("candidates_scored", "Candidates answered with a score by Predict", path.scored.clone());
-        r.register("batch_runs", "Model runs", batch.runs.clone());
-        r.register("batch_rows", "Rows scored", batch.rows.clone());
-        r.register("batch_size_rows", "Rows per model run", batch.size.clone());
-        r.register("batch_expired", "Queued chunks whose deadline passed", batch.expired.clone());
-        r.register("batch_rejected", "Chunks refused by a full inference queue", batch.rejected.clone());
-        r.register("batch_queue_depth", "Chunks waiting for an inference thread", batch.queue_depth.clone());
-        r.register(
-            "inference_panics",
-            "Model runs that panicked; the thread's model was reopened",
-            batch.panics.clone(),
-        );
-        r.register("model_rescans", "Model repository rescans", model.rescans.clone());
-        r.register("model_loads", "Model versions loaded, validated and warmed up", model.loads.clone());
-        r.register("model_rejected", "Model versions or model.yaml refused", model.rejected.clone());
-        r.register("model_unloads", "Model versions unloaded", model.unloads.clone());
-        r.register("model_version_info", "1 for each loaded model version", model.version_info.clone());
-        r.register("model_source_polls", "Polls of a model bucket's LATEST by outcome", model.source_polls.clone());
-        r.register(
-            "model_source_rejected",
-            "Bucket model versions refused before loading, by reason",
-            model.source_rejected.clone(),
-        );
-        r.register("cache_lookups", "Local feature cache lookups by result", cache.lookups.clone());
-        r.register("cache_store_reads", "Reads the local cache sent to the store", cache.store_reads.clone());
-        r.register("cache_evictions", "Cache entries evicted by the size bound", cache.evictions.clone());
         r.register("process_cpu_seconds", "User and system CPU time of the process", ProcessCpu);
         r.register("process_resident_memory_bytes", "Resident memory size in bytes", ProcessResident);
         r.register("process_open_fds", "Open file descriptors", ProcessOpenFds);
@@ -635,32 +340,42 @@ impl Metrics {
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
         r.register("build_info", "1, labelled with the running build", build);
-        r.register("registration_state", "1 while registered in the service registry", registration.state.clone());
-        r.register(
-            "registrations",
-            "Service-registry registrations by outcome (registered, lost, failed)",
-            registration.registrations.clone(),
-        );
-        let samples = SampleMetrics::default();
-        if samples_on {
-            register_samples(&mut r, &samples);
+        Metrics { inner: Arc::new(MetricsInner { registry: Mutex::new(r), modules: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// `M`'s handles, registered on first use: every caller gets the same storage.
+    pub fn of<M: ModuleMetrics>(&self) -> M {
+        let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = modules.get(&TypeId::of::<M>()).and_then(|m| m.downcast_ref::<M>()) {
+            return m.clone();
         }
-        Metrics { registry: Arc::new(r), rpc, path, batch, model, cache, registration, samples }
+        let m = M::default();
+        m.register(&mut self.inner.registry.lock().unwrap_or_else(|e| e.into_inner()));
+        modules.insert(TypeId::of::<M>(), Box::new(m.clone()));
+        m
+    }
+
+    /// `M`'s handles if its module registered them (the status page asks without registering).
+    pub fn get<M: ModuleMetrics>(&self) -> Option<M> {
+        let modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules.get(&TypeId::of::<M>()).and_then(|m| m.downcast_ref::<M>()).cloned()
+    }
+
+    /// The stage histogram of `scene`.
+    pub fn stage(&self, scene: &str, stage: &str) -> LatencyHistogram {
+        let labels = StageLabels { scene: scene.to_owned(), stage: stage.to_owned() };
+        self.of::<StageMetrics>().stages.get_or_create(&labels).clone()
     }
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let registry = self.inner.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing into a String cannot fail; an encoding error would be a bug in a label set.
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
-    }
-
-    /// The stage histogram of `scene`.
-    pub fn stage(&self, scene: &str, stage: &str) -> LatencyHistogram {
-        self.path.stages.get_or_create(&StageLabels { scene: scene.to_owned(), stage: stage.to_owned() }).clone()
     }
 }
 
@@ -722,64 +437,6 @@ impl LogEvery {
     }
 }
 
-fn register_samples(r: &mut Registry, s: &SampleMetrics) {
-    r.register("samples_snapshots", "Prediction snapshots queued for the label join, by scene", s.snapshots.clone());
-    r.register(
-        "samples_dropped",
-        "Snapshots, labels or records lost to a bound or failure, by reason",
-        s.dropped.clone(),
-    );
-    r.register("samples_queue_depth", "Snapshots waiting between Predict and the joiner", s.queue_depth.clone());
-    r.register("samples_events", "Reported events by type and result", s.events.clone());
-    r.register("samples_pending", "Predictions waiting for labels in the join store", s.pending.clone());
-    r.register("samples_pending_bytes", "Bytes held by the in-memory join store", s.pending_bytes.clone());
-    r.register(
-        "samples_join_store_max_bytes",
-        "Bound of the in-memory join store (samples.join.store.max_bytes; 0 with Redis)",
-        s.join_store_max_bytes.clone(),
-    );
-    r.register("samples_emitted", "Records appended to the sample log, by kind", s.emitted.clone());
-    r.register(
-        "samples_expired_unlabelled",
-        "Held candidates that left with their prediction's join window without any event",
-        s.expired_unlabelled.clone(),
-    );
-    r.register(
-        "samples_recovered_claims",
-        "Claims in doubt after a crash, by outcome (in_log | emitted_again)",
-        s.recovered.clone(),
-    );
-    r.register("samples_log_disk_bytes", "Bytes of sample-log segments on disk", s.log_disk_bytes.clone());
-    r.register("samples_log_durable_sequence", "Last sample-log sequence fsynced", s.log_durable_sequence.clone());
-    r.register("samples_log_sequence", "Last sample-log sequence written", s.log_sequence.clone());
-    r.register("samples_journal_sequence", "Last join-journal sequence written", s.journal_sequence.clone());
-    r.register(
-        "samples_journal_durable_sequence",
-        "Last join-journal sequence fsynced (pending joins up to it survive a crash)",
-        s.journal_durable_sequence.clone(),
-    );
-    r.register("samples_log_corrupt_records", "Corrupt sample-log records detected and skipped", s.log_corrupt.clone());
-    r.register(
-        "samples_log_truncated_bytes",
-        "Torn sample-log tail bytes truncated at open",
-        s.log_truncated_bytes.clone(),
-    );
-    r.register("samples_sink_delivered", "Records acknowledged by a sink", s.sink_delivered.clone());
-    r.register("samples_sink_errors", "Failed sink delivery attempts (retried)", s.sink_errors.clone());
-    r.register("samples_sink_lag_records", "Records in the log not yet acknowledged by the sink", s.sink_lag.clone());
-    r.register("samples_sink_up", "1 if the sink's health check or last delivery attempt succeeded", s.sink_up.clone());
-    r.register(
-        "samples_sink_healthcheck_failures",
-        "Failed start-up health checks of a sink",
-        s.sink_healthcheck_failures.clone(),
-    );
-    r.register(
-        "samples_dead_letter",
-        "Records a sink refused for good, kept in <log dir>/dead_letter/<sink>/, by reason",
-        s.dead_letter.clone(),
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -820,12 +477,35 @@ mod tests {
         );
     }
 
+    /// A module's own metrics, as a module defines them.
+    #[derive(Debug, Clone, Default)]
+    struct Calls {
+        calls: Family<SceneLabels, prometheus_client::metrics::counter::Counter>,
+    }
+
+    impl ModuleMetrics for Calls {
+        fn register(&self, r: &mut Registry) {
+            r.sub_registry_with_prefix("test").register("calls", "Calls by scene", self.calls.clone());
+        }
+    }
+
     #[test]
-    fn counters_render_with_bounded_labels() {
+    fn a_module_registers_once_and_every_caller_shares_its_handles() {
         let metrics = Metrics::new();
-        metrics.rpc.requests.get_or_create(&RpcLabels { method: "/x.Y/Z".into(), code: "OK".into() }).inc();
-        let text = metrics.render();
-        assert!(text.contains("augur_rpc_requests_total{method=\"/x.Y/Z\",code=\"OK\"} 1"), "{text}");
+        assert!(metrics.get::<Calls>().is_none(), "nothing registered before the module asks");
+        assert!(!metrics.render().contains("augur_test_calls"));
+        metrics.of::<Calls>().calls.get_or_create(&SceneLabels { scene: "ranking".into() }).inc();
+        metrics.of::<Calls>().calls.get_or_create(&SceneLabels { scene: "ranking".into() }).inc();
+        let seen = metrics
+            .get::<Calls>()
+            .expect("registered")
+            .calls
+            .get_or_create(&SceneLabels { scene: "ranking".into() })
+            .get();
+        assert_eq!(seen, 2);
+        let text = metrics.clone().render();
+        assert_eq!(text.matches("# TYPE augur_test_calls counter").count(), 1, "{text}");
+        assert!(text.contains("augur_test_calls_total{scene=\"ranking\"} 2"), "{text}");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use augur::cli::models::{self, ModelsError, Repo};
 use augur::proto::model_admin_client::ModelAdminClient;
 use augur::proto::{ListModelsRequest, ModelStatus};
 use augur::repository::bucket::{MARKER, MODEL_FILE, Marker};
+use augur::repository::metrics::SourceRejectLabels;
 use augur::repository::source::PollOutcome;
-use augur::telemetry::SourceRejectLabels;
 
 use crate::common;
 use crate::common::load::PredictLoad;
@@ -127,7 +127,7 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     load.wait_more("1", 20).await;
     let rejected = |reason: &str| {
         let labels = SourceRejectLabels { model: "ranking".into(), reason: reason.into() };
-        server.metrics.model.source_rejected.get_or_create(&labels).get()
+        server.metrics.of::<augur::repository::metrics::ModelMetrics>().source_rejected.get_or_create(&labels).get()
     };
     let reported = async |admin: &mut ModelAdminClient<_>, version: u64, reason: &str| {
         status(admin).await.rejected_versions.iter().any(|r| r.version == version && r.reason == reason)
@@ -164,8 +164,8 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     assert_eq!((rejected("no_marker"), rejected("checksum")), (1, 1), "each refusal counted once");
     // Not retried while nothing changes: more polls, no more refusals.
     let polls = |outcome: &str| {
-        let labels = augur::telemetry::SourcePollLabels { model: "ranking".into(), outcome: outcome.into() };
-        server.metrics.model.source_polls.get_or_create(&labels).get()
+        let labels = augur::repository::metrics::SourcePollLabels { model: "ranking".into(), outcome: outcome.into() };
+        server.metrics.of::<augur::repository::metrics::ModelMetrics>().source_polls.get_or_create(&labels).get()
     };
     let before = polls("not_modified");
     common::wait_for("more polls", async || polls("not_modified") >= before + 5).await;
@@ -254,8 +254,8 @@ async fn an_unreachable_bucket_leaves_the_local_version_serving() {
     ));
     let server = common::start(config).await;
     let errors = || {
-        let labels = augur::telemetry::SourcePollLabels { model: "ranking".into(), outcome: "error".into() };
-        server.metrics.model.source_polls.get_or_create(&labels).get()
+        let labels = augur::repository::metrics::SourcePollLabels { model: "ranking".into(), outcome: "error".into() };
+        server.metrics.of::<augur::repository::metrics::ModelMetrics>().source_polls.get_or_create(&labels).get()
     };
     common::wait_for("failed polls counted", async || errors() >= 3).await;
     let response = server.client().await.predict(common::ranking_request("u1", &["i1"])).await.unwrap().into_inner();

@@ -91,7 +91,7 @@ async fn the_excess_over_the_global_limit_is_shed_and_health_is_not_counted() {
         })
         .collect();
     tokio::time::timeout(HANG, async {
-        while server.metrics.rpc.in_flight.get() < 2 {
+        while server.metrics.of::<augur::server::metrics::RpcMetrics>().in_flight.get() < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -114,7 +114,7 @@ async fn the_excess_over_the_global_limit_is_shed_and_health_is_not_counted() {
     for call in admitted {
         assert_eq!(call.await.unwrap().unwrap().into_inner().scores.len(), 2);
     }
-    assert_eq!(server.metrics.rpc.shed.get(), 1);
+    assert_eq!(server.metrics.of::<augur::server::metrics::RpcMetrics>().shed.get(), 1);
     let text = server.metrics.render();
     assert!(text.contains("code=\"RESOURCE_EXHAUSTED\"} 1"), "{text}");
     server.stop().await;

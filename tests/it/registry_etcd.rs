@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use augur::app::{App, StartError};
 use augur::config::Config;
-use augur::telemetry::{RegistrationLabels, RegistryLabels};
+use augur::registry::metrics::{RegistrationLabels, RegistryLabels};
 use etcd_client::{Client, GetOptions};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -59,12 +59,17 @@ async fn wait_for_no_key(client: &mut Client, key: &str) {
 }
 
 fn state(server: &common::TestServer) -> i64 {
-    server.metrics.registration.state.get_or_create(&RegistryLabels { registry: "etcd".into() }).get()
+    server
+        .metrics
+        .of::<augur::registry::metrics::RegistryMetrics>()
+        .state
+        .get_or_create(&RegistryLabels { registry: "etcd".into() })
+        .get()
 }
 
 fn registrations(server: &common::TestServer, outcome: &str) -> u64 {
     let labels = RegistrationLabels { registry: "etcd".into(), outcome: outcome.into() };
-    server.metrics.registration.registrations.get_or_create(&labels).get()
+    server.metrics.of::<augur::registry::metrics::RegistryMetrics>().registrations.get_or_create(&labels).get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,15 @@ async fn replica(url: &str) -> (Joiner, Arc<Written>) {
     let store: Arc<dyn JoinStore> = Arc::new(RedisJoinStore::connect(url, "t", 500).await.expect("connect"));
     let written = Arc::new(Written::default());
     let writer: Arc<dyn RecordWriter> = Arc::clone(&written) as _;
-    (Joiner::new(Arc::new(config), store, writer, augur::telemetry::Metrics::new().samples), written)
+    (
+        Joiner::new(
+            Arc::new(config),
+            store,
+            writer,
+            augur::telemetry::Metrics::new().of::<augur::sample_log::metrics::SampleMetrics>(),
+        ),
+        written,
+    )
 }
 
 fn served(request_id: &str, items: usize) -> Served {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use augur::config::SampleLogConfig;
 use augur::proto::{LogRecord, Sample, log_record};
 use augur::sample_log::file::SegmentLog;
-use augur::telemetry::SampleMetrics;
+use augur::sample_log::metrics::SampleMetrics;
 
 const CHILD_DIR: &str = "AUGUR_SAMPLELOG_CRASH_DIR";
 

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use augur::config::SampleLogConfig;
 use augur::proto::{Event, Label, LogRecord, Sample, Tensor, log_record};
 use augur::sample_log::file::SegmentLog;
+use augur::sample_log::metrics::SampleMetrics;
 use augur::sample_log::record::encode;
-use augur::telemetry::SampleMetrics;
 
 use crate::common;
 

@@ -35,7 +35,9 @@ async fn hold_in_flight(
         }));
     }
     tokio::time::timeout(HANG, async {
-        while server.metrics.rpc.in_flight.get() < n as i64 || loader.controls.waiting.load(Ordering::SeqCst) == 0 {
+        while server.metrics.of::<augur::server::metrics::RpcMetrics>().in_flight.get() < n as i64
+            || loader.controls.waiting.load(Ordering::SeqCst) == 0
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "augur", version, about = "Online CTR prediction service over gRPC")]
 pub(crate) struct Cli {
+    /// The tools log warnings only; `-v` adds their progress (INFO), `-vv` debug. `augur serve`
+    /// logs as its config's `[log]` says.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -157,8 +161,9 @@ pub(crate) struct PredictArgs {
     /// Context values as key=value (ints, floats, else strings); repeatable.
     #[arg(long = "context")]
     pub(crate) context: Vec<String>,
-    /// Seconds to keep retrying the connection while the server starts.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds to keep retrying the connection while the server starts; 0 (the default) fails at
+    /// once when nothing listens.
+    #[arg(long, default_value_t = 0)]
     pub(crate) wait: u64,
 }
 

@@ -20,7 +20,33 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use args::{Cli, Command, FeaturesCommand, ModelsCommand, SamplesCommand};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match try_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("augur: {}", said_once(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes in one line, each said once: a cause whose words its parent already
+/// carries (`not published: <the model error>`) is not repeated.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `serve` reads its config first (a bad file is reported on stderr before any log line), so
     // `[log]` decides the format; the tools keep human logs.
@@ -30,7 +56,7 @@ fn main() -> anyhow::Result<()> {
             let log = config.log.clone();
             (Some(config), log)
         }
-        _ => (None, LogConfig::default()),
+        _ => (None, tool_log(cli.verbose)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The OTLP exporter's channel lives on the runtime, so it is built inside it; only `serve`
@@ -42,6 +68,17 @@ fn main() -> anyhow::Result<()> {
     // Dropping the guard flushes what the writer thread still holds: keep it until main returns.
     let _log_guard = init_tracing(&log, traces.as_ref());
     runtime.block_on(run(cli.command, config, traces))
+}
+
+/// The tools' logs: warnings only unless asked (`-v`), so a command's output is its answer, not
+/// the runtime's progress lines.
+fn tool_log(verbose: u8) -> LogConfig {
+    let level = match verbose {
+        0 => "warn",
+        1 => augur::config::DEFAULT_LOG_LEVEL,
+        _ => "debug,h2=info,hyper=info,tower=info",
+    };
+    LogConfig { level: level.to_owned(), ..LogConfig::default() }
 }
 
 /// Logs go to stderr through `tracing-appender`'s writer thread, so an async worker never blocks

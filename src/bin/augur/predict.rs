@@ -22,9 +22,11 @@ pub(crate) async fn run(
             })?
         }
         None => {
-            let mut client = augur::cli::predict::connect(&addr, Duration::from_secs(wait))
-                .await
-                .with_context(|| format!("cannot connect to {addr}"))?;
+            let mut client =
+                augur::cli::predict::connect(&addr, Duration::from_secs(wait)).await.with_context(|| {
+                    let retry = if wait == 0 { " (`--wait SECS` retries while it starts)" } else { "" };
+                    format!("cannot connect to {addr}: is `augur serve` running there?{retry}")
+                })?;
             client.predict(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner()
         }
     };

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Record;
 use crate::sample_log::config::SampleLogConfig;
-use crate::telemetry::{ReasonLabels, SampleMetrics};
+use crate::sample_log::metrics::{ReasonLabels, SampleMetrics};
 pub use reader::LogReader;
 use segment::{HEADER, Scanned, Scanner};
 

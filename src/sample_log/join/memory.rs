@@ -32,7 +32,7 @@ use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
 use crate::fetch::BoxFuture;
 use crate::sample_log::config::SampleLogConfig;
 use crate::sample_log::file::{LogError, LogReader, SegmentLog};
-use crate::telemetry::SampleMetrics;
+use crate::sample_log::metrics::SampleMetrics;
 
 /// The journal's only reader: compaction advances it past expired predictions.
 const COMPACTION: &str = "compaction";
@@ -447,7 +447,7 @@ impl Journal {
                 // The store keeps working; only a crash before the next checkpoint would lose it.
                 self.metrics
                     .dropped
-                    .get_or_create(&crate::telemetry::ReasonLabels { reason: "journal_write".to_owned() })
+                    .get_or_create(&crate::sample_log::metrics::ReasonLabels { reason: "journal_write".to_owned() })
                     .inc();
                 tracing::warn!(error = %e, "join journal write failed");
                 None

@@ -16,10 +16,10 @@ use super::*;
 use crate::proto::{Label, LogRecord, Sample, log_record};
 use crate::sample_log::config::{KafkaSinkConfig, SampleLogConfig};
 use crate::sample_log::file::{LogReader, SegmentLog};
+use crate::sample_log::metrics::{DeadLetterLabels, SampleMetrics, SinkLabels};
 use crate::sample_log::record::{self, Record};
 use crate::sample_log::sink::{SampleSink, SinkError};
 use crate::sample_log::tail::{TailConfig, spawn_tail};
-use crate::telemetry::{DeadLetterLabels, SampleMetrics, SinkLabels};
 
 const TOPIC: &str = "samples";
 /// Overall bound on one batch's retries: far beyond any injected fault, so only a sink that

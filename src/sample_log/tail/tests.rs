@@ -12,9 +12,9 @@ use crate::fetch::BoxFuture;
 use crate::proto::{LogRecord, Sample, log_record};
 use crate::sample_log::config::SampleLogConfig;
 use crate::sample_log::file::LogReader;
+use crate::sample_log::metrics::ReasonLabels;
 use crate::sample_log::record::encode;
 use crate::sample_log::sink::{Delivered, Refused, SinkError};
-use crate::telemetry::ReasonLabels;
 
 /// A sink that is up or down at the test's word, or never answers, and records what it
 /// acknowledged.

@@ -22,7 +22,12 @@ pub fn samples_config(dir: &Path, extra: &str) -> Config {
 /// Every record of the log in `dir`, in order (opens it as a restart would).
 pub fn read_log(dir: &Path) -> Vec<LogRecord> {
     let config = SampleLogConfig { dir: dir.to_owned(), ..SampleLogConfig::default() };
-    let (log, _) = SegmentLog::open(&config, &[], augur::telemetry::Metrics::new().samples).expect("open log");
+    let (log, _) = SegmentLog::open(
+        &config,
+        &[],
+        augur::telemetry::Metrics::new().of::<augur::sample_log::metrics::SampleMetrics>(),
+    )
+    .expect("open log");
     let mut out = Vec::new();
     let mut after = 0;
     loop {

@@ -1,0 +1,173 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("reset",)
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    reset: bool
+    def __init__(self, reset: _Optional[bool] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("scenes", "cache")
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    scenes: _containers.RepeatedCompositeFieldContainer[SceneStats]
+    cache: CacheStats
+    def __init__(self, scenes: _Optional[_Iterable[_Union[SceneStats, _Mapping]]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ...) -> None: ...
+
+class CacheStats(_message.Message):
+    __slots__ = ("hits", "negative_hits", "misses", "coalesced", "store_reads", "evictions", "hit_ratio")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    COALESCED_FIELD_NUMBER: _ClassVar[int]
+    STORE_READS_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    HIT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    hits: int
+    negative_hits: int
+    misses: int
+    coalesced: int
+    store_reads: int
+    evictions: int
+    hit_ratio: float
+    def __init__(self, hits: _Optional[int] = ..., negative_hits: _Optional[int] = ..., misses: _Optional[int] = ..., coalesced: _Optional[int] = ..., store_reads: _Optional[int] = ..., evictions: _Optional[int] = ..., hit_ratio: _Optional[float] = ...) -> None: ...
+
+class SceneStats(_message.Message):
+    __slots__ = ("scene", "stages", "fallbacks")
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    scene: str
+    stages: _containers.RepeatedCompositeFieldContainer[StageLatency]
+    fallbacks: _containers.RepeatedCompositeFieldContainer[FeatureFallbacks]
+    def __init__(self, scene: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[StageLatency, _Mapping]]] = ..., fallbacks: _Optional[_Iterable[_Union[FeatureFallbacks, _Mapping]]] = ...) -> None: ...
+
+class StageLatency(_message.Message):
+    __slots__ = ("stage", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P90_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    def __init__(self, stage: _Optional[str] = ..., count: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., max_ms: _Optional[float] = ...) -> None: ...
+
+class FeatureFallbacks(_message.Message):
+    __slots__ = ("feature", "reason", "count")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    reason: str
+    count: int
+    def __init__(self, feature: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class SetCanaryRequest(_message.Message):
+    __slots__ = ("model", "version", "weight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    weight: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
+
+class ModelStatus(_message.Message):
+    __slots__ = ("name", "scene", "directory", "versions", "rescans", "loads", "rejected", "unloads", "last_error", "source", "source_latest", "rejected_versions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RESCANS_FIELD_NUMBER: _ClassVar[int]
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    UNLOADS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LATEST_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scene: str
+    directory: str
+    versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
+    rescans: int
+    loads: int
+    rejected: int
+    unloads: int
+    last_error: str
+    source: str
+    source_latest: int
+    rejected_versions: _containers.RepeatedCompositeFieldContainer[RejectedVersion]
+    def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ...) -> None: ...
+
+class RejectedVersion(_message.Message):
+    __slots__ = ("version", "stage", "reason", "detail")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    stage: str
+    reason: str
+    detail: str
+    def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class VersionStatus(_message.Message):
+    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_MS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_MS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_ROWS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    state: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    traffic_weight: float
+    loaded_at_unix_ms: int
+    load_ms: float
+    warmup_ms: float
+    warmup_rows: int
+    batches: int
+    rows: int
+    expired: int
+    rejected: int
+    max_batch_rows: int
+    max_queue_delay_us: int
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ...) -> None: ...
