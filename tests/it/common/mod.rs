@@ -214,9 +214,9 @@ impl Need {
             Need::Moto => venv("moto_server"),
             Need::Python => venv("python"),
             Need::Go => on_path(&["go", "protoc"]),
-            Need::Ort => {
-                augur::model::runtime::find_library().is_none().then(|| augur::model::runtime::HOW_TO_GET_IT.to_owned())
-            }
+            Need::Ort => augur::model::runtime::find_library()
+                .is_none()
+                .then(|| "no libonnxruntime.so at ORT_DYLIB_PATH or in .venv".to_owned()),
             Need::MovieLens => {
                 let data = root().join("../shared/data/movielens-100k/u.data");
                 (!data.exists()).then(|| format!("{} missing", data.display()))
