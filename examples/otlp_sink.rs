@@ -5,7 +5,7 @@
 //! `cargo run --release --example otlp_sink -- 127.0.0.1:4317` prints the listening address,
 //! then the total number of spans received once a second.
 
-#[path = "../tests/common/otlp_sink.rs"]
+#[path = "../tests/it/common/otlp_sink.rs"]
 mod otlp_sink;
 
 use std::time::Duration;

@@ -35,7 +35,6 @@ pub async fn serve_admin(
 ) -> Result<(), server::ServeError> {
     let (reflection_v1, reflection_v1alpha) = server::reflection(MODEL_ADMIN)?;
     let admin = grpc::AdminService::new(shared);
-    // `addr=` without `Some(`: the public port's "serving" line is the one scripts look for.
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin gRPC listening: ModelAdmin, health, reflection");
     }

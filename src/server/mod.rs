@@ -87,7 +87,8 @@ pub async fn serve(
     if let Some(tls) = &config.tls {
         server = server.tls_config(tls_config(tls)?)?;
     }
-    tracing::info!(addr = ?listener.local_addr().ok(), tls = config.tls.is_some(), "serving");
+    let addr = listener.local_addr().map_err(ServeError::Listener)?;
+    tracing::info!(%addr, tls = config.tls.is_some(), "serving");
     server
         .layer(layers::stack(config, config.auth_token.as_deref(), &rpc))
         .add_service(health)
