@@ -258,6 +258,7 @@ fn decode(key: &[u8], value: &[u8]) -> Option<(String, String)> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "etcd")]
     #[test]
     fn targets_parse() {
         let etcd: Discovery = "etcd://127.0.0.1:2379,10.0.0.2:2379/augur".parse().unwrap();
@@ -276,6 +277,16 @@ mod tests {
         }
     }
 
+    /// Without the feature an etcd target is refused when parsed, saying why; a static list is not.
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn an_etcd_target_names_the_missing_feature() {
+        let error = "etcd://127.0.0.1:2379/augur".parse::<Discovery>().unwrap_err().to_string();
+        assert!(error.contains("`etcd` feature"), "{error}");
+        assert!("127.0.0.1:1".parse::<Discovery>().is_ok());
+    }
+
+    #[cfg(feature = "etcd")]
     #[test]
     fn the_go_naming_value_decodes() {
         let value = br#"{"Op":0,"Addr":"10.0.0.7:50051","Metadata":"{\"zone\":\"a\"}"}"#;

@@ -90,6 +90,7 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
     }
 }
 
+#[cfg(feature = "otel")]
 #[test]
 fn tracing_is_off_by_default_and_its_validation_names_the_key() {
     let trace = Config::from_toml("").unwrap().trace;
@@ -107,6 +108,7 @@ fn tracing_is_off_by_default_and_its_validation_names_the_key() {
     assert!(err("[trace]\nexport_delay_ms = 0\n").contains("`trace.export_delay_ms`"));
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn registry_is_off_by_default_and_etcd_defaults_apply() {
     assert!(matches!(Config::from_toml("").unwrap().registry, RegistryConfig::None));
@@ -116,6 +118,7 @@ fn registry_is_off_by_default_and_etcd_defaults_apply() {
     assert_eq!(etcd.lease_ttl_s, 10);
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn registry_validation_names_the_key() {
     let etcd = "[registry]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n";
@@ -253,6 +256,7 @@ fn load_priority_defaults_to_idle_and_names_its_key_when_bad() {
     assert!(err.contains("load_priority") && err.contains("realtime"), "{err}");
 }
 
+#[cfg(feature = "bucket")]
 #[test]
 fn bucket_source_defaults_apply_and_bad_values_name_their_key() {
     let scene = "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"models/ranking\"\n";
@@ -268,5 +272,39 @@ fn bucket_source_defaults_apply_and_bad_values_name_their_key() {
     ] {
         let err = Config::from_toml(&format!("{scene}{bad}\n")).unwrap_err().to_string();
         assert!(err.contains(key), "{bad}: {err}");
+    }
+}
+
+/// A build without one of the heavy integrations refuses, at start-up and naming the key, the
+/// config that would need it; with the feature the same config passes validation.
+#[test]
+fn a_feature_left_out_of_the_build_is_refused_naming_its_key() {
+    let scene_with_source = "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\n\
+                             model = \"models/ranking\"\nsource = { url = \"s3://models/deploy\" }\n";
+    let cases = [
+        (
+            "kafka",
+            cfg!(feature = "kafka"),
+            "[samples]\nenabled = true\n[[samples.sinks]]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"s\"\n",
+            "samples.sinks[0].kind",
+        ),
+        ("bucket", cfg!(feature = "bucket"), scene_with_source, "scenes[0].source"),
+        (
+            "etcd",
+            cfg!(feature = "etcd"),
+            "[registry]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"10.0.0.1:50051\"\n",
+            "registry.kind",
+        ),
+        ("otel", cfg!(feature = "otel"), "[trace]\notlp_endpoint = \"http://127.0.0.1:4317\"\n", "trace.otlp_endpoint"),
+    ];
+    for (feature, built, toml, key) in cases {
+        match Config::from_toml(toml) {
+            Ok(_) => assert!(built, "{feature}: accepted without the feature"),
+            Err(e) => {
+                assert!(!built, "{feature}: refused with the feature: {e}");
+                let text = e.to_string();
+                assert!(text.contains(key) && text.contains(&format!("`{feature}` feature")), "{text}");
+            }
+        }
     }
 }

@@ -59,7 +59,7 @@
 //! redis-rs 1.x does **not** split a pipeline across nodes in cluster mode: the async cluster
 //! connection routes a whole pipeline by its first keyed command and fails it client-side with
 //! `CrossSlot` ("Received crossed slots in pipeline") when commands hash to different slots
-//! (`route_for_pipeline` in redis-rs; `tests/redis_cluster.rs` pins this behaviour). So in
+//! (`route_for_pipeline` in redis-rs; `tests/it/redis_cluster.rs` pins this behaviour). So in
 //! cluster mode a call sends one `HMGET` per key, all at once: redis-rs routes each by its slot,
 //! follows `MOVED`/`ASK`, and each node's multiplexed connection coalesces the commands queued for
 //! it into shared socket writes — per node, that is a pipeline in all but name, and the call still

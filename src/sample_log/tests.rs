@@ -1,5 +1,5 @@
 //! The joiner over the in-memory join store, writing into a vector: the join semantics without
-//! disk or network (the Redis store runs the same cases in `tests/sample_join_redis.rs`).
+//! disk or network (the Redis store runs the same cases in `tests/it/sample_join_redis.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! What needs no server: reading replies of any shape without panicking, and a sink that builds
 //! while Redis is down. The end-to-end test against a real redis-server (kill, restart, trim) is
-//! `tests/sample_sink_redis_stream.rs`.
+//! `tests/it/sample_sink_redis_stream.rs`.
 
 use std::time::Duration;
 

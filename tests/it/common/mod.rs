@@ -149,10 +149,12 @@ pub fn venv_python() -> PathBuf {
 
 pub mod certs;
 pub mod child;
+#[cfg(feature = "etcd")]
 pub mod etcd_server;
 pub mod fake_model;
 pub mod http;
 pub mod load;
+#[cfg(feature = "bucket")]
 pub mod moto_server;
 pub mod otlp_sink;
 pub mod process;
