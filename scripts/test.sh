@@ -33,14 +33,17 @@ trap 'rm -f "$log" "$py_log"' EXIT
 # AUGUR_IT_EXTERNAL=1: the integration tests that need Redis, etcd, moto, Python, Go or ONNX Runtime
 # run too (without it they skip; a plain `cargo test` is the fast tier), and fail if one is missing.
 AUGUR_IT_EXTERNAL=1 cargo test --locked 2>&1 | tee "$log"
-# The build without the heavy integrations (no librdkafka, object_store, etcd-client or
-# OpenTelemetry): it compiles, and its unit tests and fast-tier integration tests pass.
-cargo test --locked --no-default-features 2>&1 | tee -a "$log"
 python3 scripts/check_docs.py target/debug/augur
 # The Python client against the augur binary cargo test just built (and an etcd the tests start).
 AUGUR_BIN=$PWD/target/debug/augur .venv/bin/python -m pytest -q clients/python/tests 2>&1 | tee "$py_log"
 # The hourly loop end to end in its short mode (moto, serve, simulate, join, train, publish, swap).
 bash scripts/loop.sh --short
+# The build without the heavy integrations (no librdkafka, object_store, etcd-client or
+# OpenTelemetry): it compiles, and its unit tests and fast-tier integration tests pass. Last,
+# because it replaces target/debug/augur, which the steps above run; the default build's binary
+# is put back after (its artifacts are cached: a relink).
+cargo test --locked --no-default-features 2>&1 | tee -a "$log"
+cargo build --locked --bin augur
 # One closing line for the whole suite (cargo prints one per test binary; pytest one, "N passed, ... in Xs").
 awk '/^test result:/ || (FILENAME == py && / in [0-9.]+s/) {
        for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
