@@ -38,6 +38,8 @@ python3 scripts/check_docs.py target/debug/augur
 AUGUR_BIN=$PWD/target/debug/augur .venv/bin/python -m pytest -q clients/python/tests 2>&1 | tee "$py_log"
 # The hourly loop end to end in its short mode (moto, serve, simulate, join, train, publish, swap).
 bash scripts/loop.sh --short
+# README.md's five-minute tour, run as written (its sh blocks, on the tour's ports).
+bash scripts/check_tour.sh
 # The build without the heavy integrations (no librdkafka, object_store, etcd-client or
 # OpenTelemetry): it compiles, and its unit tests and fast-tier integration tests pass. Last,
 # because it replaces target/debug/augur, which the steps above run; the default build's binary

@@ -11,7 +11,7 @@ async fn a_grpcio_reflection_client_lists_services_and_calls_predict() {
     common::require!(Python, Ort);
     let server = common::start(common::demo_config("")).await;
     let addr = server.addr.to_string();
-    let script = common::root().join("tests/python/reflection_client.py");
+    let script = common::root().join("tests/it/python/reflection_client.py");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(common::venv_python()).arg(script).arg(addr).output().expect("run the python client")
     })
