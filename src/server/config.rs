@@ -97,6 +97,11 @@ pub struct Http2Config {
     /// Streams a client may reset before they are accepted (the HTTP/2 rapid-reset attack).
     #[serde(default = "default_max_pending_accept_reset_streams")]
     pub max_pending_accept_reset_streams: usize,
+    /// Streams augur may reset on one connection for the client's protocol errors (flow-control
+    /// violations, malformed frames) before it sends GOAWAY: the guard against the
+    /// "MadeYouReset" class of attack. tonic sets no limit unless asked.
+    #[serde(default = "default_max_local_error_reset_streams")]
+    pub max_local_error_reset_streams: usize,
     /// Largest request header block, in bytes.
     #[serde(default = "default_max_header_list_size")]
     pub max_header_list_size: u32,
@@ -117,6 +122,7 @@ impl Default for Http2Config {
         Http2Config {
             max_concurrent_streams: default_max_concurrent_streams(),
             max_pending_accept_reset_streams: default_max_pending_accept_reset_streams(),
+            max_local_error_reset_streams: default_max_local_error_reset_streams(),
             max_header_list_size: default_max_header_list_size(),
             keepalive_interval_ms: default_keepalive_interval_ms(),
             keepalive_timeout_ms: default_keepalive_timeout_ms(),
@@ -133,6 +139,9 @@ const fn default_max_pending_accept_reset_streams() -> usize {
     20
 }
 
+const fn default_max_local_error_reset_streams() -> usize {
+    1024
+}
 const fn default_max_header_list_size() -> u32 {
     16 * 1024
 }
@@ -204,6 +213,7 @@ impl ServerConfig {
         let h = &s.http2;
         in_range("server.http2.max_concurrent_streams", h.max_concurrent_streams as usize, 1, 1 << 20)?;
         in_range("server.http2.max_pending_accept_reset_streams", h.max_pending_accept_reset_streams, 1, 1 << 20)?;
+        in_range("server.http2.max_local_error_reset_streams", h.max_local_error_reset_streams, 1, 1 << 20)?;
         in_range("server.http2.max_header_list_size", h.max_header_list_size as usize, 1024, 1 << 24)?;
         in_range("server.http2.keepalive_interval_ms", h.keepalive_interval_ms as usize, 0, 86_400_000)?;
         in_range("server.http2.keepalive_timeout_ms", h.keepalive_timeout_ms as usize, 1, 86_400_000)?;

@@ -383,6 +383,14 @@ where
 
 // === BearerAuth ===
 
+/// Whether `presented` is `token`, in time that does not depend on where they differ: `==` stops
+/// at the first differing byte, which lets a caller who can time the refusals guess the token
+/// byte by byte. The length is not secret (it is a config value's length).
+fn same_token(presented: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    presented.len() == token.len() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
 /// Layer of [`BearerAuth`].
 #[derive(Debug, Clone)]
 pub struct BearerAuthLayer {
@@ -423,7 +431,7 @@ where
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if request.uri().path().starts_with(HEALTH) || presented == Some(&*self.token) {
+        if request.uri().path().starts_with(HEALTH) || presented.is_some_and(|p| same_token(p, &self.token)) {
             return Box::pin(self.inner.call(request));
         }
         Box::pin(std::future::ready(Ok(refuse(Error::Unauthenticated))))
@@ -487,6 +495,14 @@ mod tests {
         let (response, seen) = call_taking(Duration::from_millis(98), "100m").await;
         assert_eq!(response_code(response.headers()), Code::Ok);
         assert!(seen.is_some());
+    }
+
+    #[test]
+    fn a_token_matches_only_itself_whatever_its_prefix() {
+        assert!(same_token("s3cret-token", "s3cret-token"));
+        for other in ["", "s", "s3cret-toke", "s3cret-tokeN", "s3cret-token ", "x3cret-token", "s3cret-token2"] {
+            assert!(!same_token(other, "s3cret-token"), "{other:?}");
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub(crate) fn builder(config: &ServerConfig) -> Server {
     let server = Server::builder()
         .max_concurrent_streams(h2.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(h2.max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
         .http2_max_header_list_size(h2.max_header_list_size)
         .http2_keepalive_interval((h2.keepalive_interval_ms > 0).then(|| ms(h2.keepalive_interval_ms)))
         .http2_keepalive_timeout(Some(ms(h2.keepalive_timeout_ms)));

@@ -79,3 +79,34 @@ fn the_compose_config_is_valid_and_prometheus_and_grafana_reach_augur() {
         assert_eq!(panel["datasource"]["uid"].as_str(), Some(uid), "{}", panel["title"]);
     }
 }
+
+/// The memory alert fires before the kubelet's OOM kill: at 70–90% of the container's limit
+/// (it was set at 3 GiB while the limit is 2 GiB, so it could never fire).
+#[test]
+fn the_memory_alert_fires_below_the_containers_memory_limit() {
+    let deployment = manifest("deployment.yaml");
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_sequence().unwrap();
+    let augur = containers.iter().find(|c| c["name"].as_str() == Some("augur")).expect("the augur container");
+    let limit = augur["resources"]["limits"]["memory"].as_str().expect("a memory limit");
+    let gib = |s: &str| -> f64 {
+        match s.strip_suffix("Gi") {
+            Some(n) => n.parse::<f64>().unwrap(),
+            None => s.strip_suffix("Mi").expect("Gi or Mi").parse::<f64>().unwrap() / 1024.0,
+        }
+    };
+    let alerts = yaml("deploy/prometheus/alerts.yml");
+    let rule = alerts["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+        .find(|r| r["alert"].as_str() == Some("AugurMemoryHigh"))
+        .expect("AugurMemoryHigh");
+    let expr = rule["expr"].as_str().unwrap();
+    let threshold = expr.split('>').nth(1).expect("a > threshold").trim();
+    // `X * 1024 * 1024 * 1024` bytes.
+    let factors: Vec<f64> = threshold.split('*').map(|f| f.trim().parse::<f64>().unwrap()).collect();
+    let bytes: f64 = factors.iter().product();
+    let share = bytes / (gib(limit) * 1024.0 * 1024.0 * 1024.0);
+    assert!((0.7..=0.9).contains(&share), "AugurMemoryHigh at {share:.2} of the {limit} limit: {expr}");
+}
