@@ -113,7 +113,7 @@ def anchors(path, cache={}):
 # === Links ===
 
 
-def check_links(page, problems, notes):
+def check_links(page, problems):
     for block in split_blocks(page.read_text(encoding="utf-8")):
         if block[0] != "text":
             continue
@@ -293,13 +293,11 @@ def main(argv):
         print(f"check_docs: `{binary_path} --help` failed", file=sys.stderr)
         return 2
 
-    problems, notes, commands = [], [], 0
+    problems, commands = [], 0
     checked = pages()
     for page in checked:
         commands += check_commands(page, binary, problems)
-        check_links(page, problems, notes)
-    for note in notes:
-        print(f"check_docs: note: {note}", file=sys.stderr)
+        check_links(page, problems)
     if problems:
         print(f"check_docs: {len(problems)} problem(s) in {len(checked)} pages:", file=sys.stderr)
         for problem in problems:

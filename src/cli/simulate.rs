@@ -21,7 +21,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::demo::{DEVICES, DemoSpec, World, draw_item, popularity};
-use super::predict as client;
+use super::predict;
 use crate::proto::feature_value::Kind;
 use crate::proto::prediction_client::PredictionClient;
 use crate::proto::{Event, EventStatus, FeatureValue, ReportEventsRequest};
@@ -171,7 +171,7 @@ pub async fn run(config: &SimulateConfig) -> Result<SimulateReport, SimulateErro
     if !sizes_ok || !(0.0..=1.0).contains(&config.explore) {
         return Err(SimulateError::Sizes { items: world.items() });
     }
-    let client = client::connect(&config.addr, Duration::from_secs(30))
+    let client = predict::connect(&config.addr, Duration::from_secs(30))
         .await
         .map_err(|source| SimulateError::Connect { addr: config.addr.clone(), source })?;
     let shared = Arc::new(SimState {
@@ -243,7 +243,7 @@ async fn worker(
             ("device".to_owned(), FeatureValue { kind: Some(Kind::StringValue(device.to_owned())) }),
         ];
         let ids: Vec<String> = items.iter().map(|i| format!("i{i}")).collect();
-        let request = client::request(&config.scene, &format!("u{user}"), &ids, context.into_iter().collect());
+        let request = predict::request(&config.scene, &format!("u{user}"), &ids, context.into_iter().collect());
         tally.requests += 1;
         let response = match client.predict(request).await {
             Ok(response) => response.into_inner(),
