@@ -159,14 +159,28 @@ pub enum JoinStoreConfig {
     },
     /// Redis (every replica reaches the same snapshots, so a callback may land anywhere).
     Redis {
-        /// `redis://` or `rediss://` URL of one node.
+        /// `redis://` or `rediss://` URL of one node (with `cluster`, any node: the others are
+        /// discovered from it).
         url: String,
+        /// Redis Cluster: every key of a prediction and its shard's indexes share one hash tag,
+        /// so each script touches one slot.
+        #[serde(default)]
+        cluster: bool,
         /// First part of every key.
         #[serde(default = "crate::fetch::config::default_redis_namespace")]
         namespace: String,
         /// Bound on one Redis call, in ms.
         #[serde(default = "default_join_redis_timeout_ms")]
         timeout_ms: u64,
+        /// Due indexes the predictions are spread over (one hash tag each): on a cluster, how
+        /// many slots — and so masters — share the join's load.
+        #[serde(default = "default_join_redis_shards")]
+        shards: u32,
+        /// How long a replica holds a claim before it must have confirmed it, in ms: a claim
+        /// not confirmed by then (the replica died between claim and sample log write) is
+        /// claimed again by any replica.
+        #[serde(default = "default_join_redis_lease_ms")]
+        lease_ms: u64,
     },
 }
 
@@ -182,6 +196,14 @@ const fn default_join_max_bytes() -> usize {
 
 const fn default_join_redis_timeout_ms() -> u64 {
     200
+}
+
+const fn default_join_redis_shards() -> u32 {
+    16
+}
+
+const fn default_join_redis_lease_ms() -> u64 {
+    30_000
 }
 
 /// `[samples.log]`: the local segment log (records `length | crc32c | sequence | payload`).
@@ -446,11 +468,13 @@ impl SamplesConfig {
             JoinStoreConfig::Memory { max_bytes } => {
                 in_range("samples.join.store.max_bytes", *max_bytes, 1 << 16, usize::MAX)?
             }
-            JoinStoreConfig::Redis { url, timeout_ms, .. } => {
+            JoinStoreConfig::Redis { url, timeout_ms, shards, lease_ms, .. } => {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err(invalid("samples.join.store.url", "must be a redis:// or rediss:// URL"));
                 }
                 in_range("samples.join.store.timeout_ms", *timeout_ms as usize, 1, 60_000)?;
+                in_range("samples.join.store.shards", *shards as usize, 1, 1024)?;
+                in_range("samples.join.store.lease_ms", *lease_ms as usize, 1_000, 3_600_000)?;
             }
         }
         let l = &self.log;

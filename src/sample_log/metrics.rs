@@ -72,7 +72,8 @@ pub struct SampleMetrics {
     /// (never impressed; `emit_unimpressed` off): the one way a held candidate yields no record.
     pub expired_unlabelled: Counter,
     /// Claimed candidates found in doubt after a crash (claimed, not confirmed), by outcome:
-    /// `in_log` (their sample made it) or `emitted_again` (it did not: due again).
+    /// `in_log` (their sample made it) or `emitted_again` (it did not: due again); with the
+    /// Redis store, `lease_expired` (a replica's claim never confirmed: claimed again).
     pub recovered: Family<ReasonLabels, Counter>,
     /// Bytes of segment files on disk.
     pub log_disk_bytes: Gauge,
@@ -128,7 +129,7 @@ impl ModuleMetrics for SampleMetrics {
         );
         r.register(
             "recovered_claims",
-            "Claims in doubt after a crash, by outcome (in_log | emitted_again)",
+            "Claims in doubt after a crash, by outcome (in_log | emitted_again | lease_expired)",
             self.recovered.clone(),
         );
         r.register("log_disk_bytes", "Bytes of sample-log segments on disk", self.log_disk_bytes.clone());

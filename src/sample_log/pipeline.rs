@@ -25,7 +25,7 @@ use super::Samples;
 use super::buffer::SnapshotQueue;
 use super::file::{LogError, SegmentLog, spawn_syncer};
 use super::join::memory::MemoryJoinStore;
-use super::join::redis::RedisJoinStore;
+use super::join::redis::{RedisJoinConfig, RedisJoinStore};
 use super::join::{JoinError, JoinStore};
 use super::joiner::{Joiner, RecordWriter};
 #[cfg(feature = "kafka")]
@@ -164,8 +164,16 @@ impl SamplePipeline {
                 }
                 (Arc::clone(&memory) as _, Some(memory))
             }
-            JoinStoreConfig::Redis { url, namespace, timeout_ms } => {
-                (Arc::new(RedisJoinStore::connect(url, namespace, *timeout_ms).await?) as _, None)
+            JoinStoreConfig::Redis { url, cluster, namespace, timeout_ms, shards, lease_ms } => {
+                let redis = RedisJoinConfig {
+                    url,
+                    cluster: *cluster,
+                    namespace,
+                    timeout_ms: *timeout_ms,
+                    shards: *shards,
+                    lease_ms: *lease_ms,
+                };
+                (Arc::new(RedisJoinStore::connect(&redis, metrics.clone()).await?) as _, None)
             }
         };
         let writer: Arc<dyn RecordWriter> = Arc::clone(&log) as _;

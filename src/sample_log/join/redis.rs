@@ -1,25 +1,46 @@
 //! The Redis join store: every replica reaches the same snapshots, so a callback may land on any
-//! of them, and due candidates are claimed exactly once across replicas.
+//! of them, and due candidates are claimed exactly once across replicas. Works on one node and on
+//! Redis Cluster.
 //!
-//! Layout (one node; Redis Cluster is not supported for the join store because a claim touches
-//! the due index and a prediction's hash in one script):
-//! - `{ns}:join:{request_id}`: a hash, expiring [`CLOSE_GRACE_MS`] after the join window closes
-//!   (so candidates due at the close are still there when a replica claims them): `s` = the
+//! Layout. A prediction belongs to shard `k = crc32c(request_id) % shards`; every key of shard
+//! `k` carries the hash tag `{k}`, so a prediction's hash and its shard's indexes live in one slot
+//! and each script below touches one slot (what Redis Cluster requires of a script):
+//! - `{ns}:join:{k}:r:{request_id}`: a hash, expiring [`CLOSE_GRACE_MS`] after the join window
+//!   closes (so candidates due at the close are still there when a replica claims them): `s` = the
 //!   encoded `augur.v1.Snapshot`; `x` = when the window closes; `i:{item}` = 1 per candidate;
-//!   `e:{type}\0{item}` = `"{ts_ms} {value}"` per label (HSETNX: the dedup); `d:{item}` = its
-//!   due time once scheduled, never after `x`; `r:{item}` = the revision emitted last.
-//! - `{ns}:join:due`: a sorted set of `"{len(request_id)}:{request_id}{item}"` by due time.
-//!   Claiming removes members and marks them emitted in one script, so two replicas never emit
-//!   the same candidate and a label racing the claim becomes a correction, never lost.
+//!   `e:{type}\0{item}` = `"{ts_ms} {value}"` per label (HSETNX: the dedup); `d:{item}` = its due
+//!   time once scheduled, never after `x`; `r:{item}` = the revision emitted last.
+//! - `{ns}:join:{k}:due`: a sorted set of `"{len(request_id)}:{request_id}{item}"` by due time.
+//! - `{ns}:join:{k}:lease`: the same members once claimed, by when the claim's lease ends.
+//!
+//! Claims. Claiming moves members from `due` to `lease` and marks them emitted in one script, so
+//! two replicas never claim the same candidate and a label racing the claim becomes a correction.
+//! The joiner confirms once the samples are in its sample log; confirming removes them from
+//! `lease`. A replica that dies in between leaves them there: when the lease ends, any replica's
+//! next claim takes them again (counted as `recovered{reason="lease_expired"}`). So nothing
+//! claimed is lost; the price is that a replica killed after its sample log write and before its
+//! confirm has those samples emitted twice with the same `(sample_id, revision)` — the one
+//! duplicate a consumer must tolerate, where the in-memory store (which can read its own log after
+//! a crash) has none. A lease shorter than a replica's pause between claim and confirm would
+//! emit twice too; the default (30 s) is far beyond a sample log append.
+//!
+//! Shards spread the load: on a cluster each shard's slot lands on some master, so `shards`
+//! (default 16) well above the master count keeps them evenly used. A replica's claim visits every
+//! shard each tick, starting from a rotating one.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
 use crate::fetch::BoxFuture;
+use crate::sample_log::metrics::{ReasonLabels, SampleMetrics};
 
 const ADD_EVENT: &str = r"
 if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then return -1 end
@@ -38,20 +59,32 @@ end
 return 0
 ";
 
+/// KEYS: due, lease. ARGV: now, limit, hash key prefix, lease end. Returns the members whose
+/// lease ran out (claimed again), then the newly claimed ones, with the count of the first part.
 const TAKE_DUE: &str = r"
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local limit = tonumber(ARGV[2])
 local out = {}
-for _, m in ipairs(members) do
-  redis.call('ZREM', KEYS[1], m)
-  local n = tonumber(string.match(m, '^(%d+):'))
-  local head = string.len(tostring(n)) + 1
-  local request = string.sub(m, head + 1, head + n)
-  local item = string.sub(m, head + n + 1)
-  local key = ARGV[3] .. request
-  if redis.call('HSETNX', key, 'r:' .. item, 0) == 1 then
-    table.insert(out, m)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)
+for _, m in ipairs(stale) do
+  redis.call('ZADD', KEYS[2], ARGV[4], m)
+  table.insert(out, m)
+end
+local again = #out
+if #out < limit then
+  local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, limit - #out)
+  for _, m in ipairs(members) do
+    redis.call('ZREM', KEYS[1], m)
+    local n = tonumber(string.match(m, '^(%d+):'))
+    local head = string.len(tostring(n)) + 1
+    local request = string.sub(m, head + 1, head + n)
+    local item = string.sub(m, head + n + 1)
+    if redis.call('HSETNX', ARGV[3] .. request, 'r:' .. item, 0) == 1 then
+      redis.call('ZADD', KEYS[2], ARGV[4], m)
+      table.insert(out, m)
+    end
   end
 end
+table.insert(out, 1, again)
 return out
 ";
 
@@ -59,46 +92,145 @@ return out
 /// at the close. A candidate still unclaimed after it (every replica down that long) is lost.
 pub const CLOSE_GRACE_MS: i64 = 10 * 60 * 1000;
 
-/// See the module doc.
+/// What [`RedisJoinStore::connect`] needs.
 #[derive(Debug, Clone)]
+pub struct RedisJoinConfig<'a> {
+    /// One node's URL (any node of a cluster).
+    pub url: &'a str,
+    /// Redis Cluster.
+    pub cluster: bool,
+    /// First part of every key.
+    pub namespace: &'a str,
+    /// Bound on one call, in ms.
+    pub timeout_ms: u64,
+    /// Due indexes (hash tags).
+    pub shards: u32,
+    /// Claim lease, in ms.
+    pub lease_ms: u64,
+}
+
+/// See the module doc.
+#[derive(Debug)]
 pub struct RedisJoinStore {
-    conn: ConnectionManager,
-    prefix: String,
-    due_key: String,
+    conn: Conn,
+    namespace: String,
+    shards: u32,
     timeout: Duration,
+    lease_ms: i64,
     add_event: Script,
     take_due: Script,
+    /// Where the next claim starts, so no shard waits behind the others under a full batch.
+    next_shard: AtomicUsize,
+    /// Claimed and not yet confirmed: (shard, member).
+    unconfirmed: Mutex<Vec<(u32, String)>>,
+    metrics: SampleMetrics,
+}
+
+/// One node (reconnecting in the background) or a cluster (slot map kept by redis-rs).
+#[derive(Clone)]
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Node(_) => "Node",
+            Conn::Cluster(_) => "Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 // === impl RedisJoinStore ===
 
 impl RedisJoinStore {
     /// Connects and pings; fails start-up naming the (redacted) URL.
-    pub async fn connect(url: &str, namespace: &str, timeout_ms: u64) -> Result<Self, JoinError> {
+    pub async fn connect(config: &RedisJoinConfig<'_>, metrics: SampleMetrics) -> Result<Self, JoinError> {
         let unavailable =
-            |e: redis::RedisError| JoinError::Unavailable(format!("{}: {e}", crate::validate::redact_url(url)));
-        let timeout = Duration::from_millis(timeout_ms);
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+            |e: redis::RedisError| JoinError::Unavailable(format!("{}: {e}", crate::validate::redact_url(config.url)));
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let connect_timeout = timeout.max(Duration::from_secs(1));
+        let conn = if config.cluster {
+            let client = ClusterClientBuilder::new([config.url])
+                .connection_timeout(connect_timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(config.url).map_err(unavailable)?;
+            let manager = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(connect_timeout))
+                .set_max_delay(Duration::from_secs(2));
+            Conn::Node(ConnectionManager::new_with_config(client, manager).await.map_err(unavailable)?)
+        };
         let store = RedisJoinStore {
             conn,
-            prefix: format!("{namespace}:join:"),
-            due_key: format!("{namespace}:join:due"),
+            namespace: config.namespace.to_owned(),
+            shards: config.shards.max(1),
             timeout,
+            lease_ms: i64::try_from(config.lease_ms).unwrap_or(i64::MAX),
             add_event: Script::new(ADD_EVENT),
             take_due: Script::new(TAKE_DUE),
+            next_shard: AtomicUsize::new(0),
+            unconfirmed: Mutex::new(Vec::new()),
+            metrics,
         };
         let mut conn = store.conn.clone();
         store.bounded(redis::cmd("PING").query_async::<String>(&mut conn)).await?;
         Ok(store)
     }
 
+    fn shard(&self, request_id: &str) -> u32 {
+        crc32c::crc32c(request_id.as_bytes()) % self.shards
+    }
+
+    /// Every key of shard `k` starts with this: its hash tag pins them to one slot.
+    fn shard_prefix(&self, shard: u32) -> String {
+        format!("{}:join:{{{shard}}}:", self.namespace)
+    }
+
     fn key(&self, request_id: &str) -> String {
-        format!("{}{request_id}", self.prefix)
+        format!("{}r:{request_id}", self.shard_prefix(self.shard(request_id)))
+    }
+
+    fn due_key(&self, shard: u32) -> String {
+        format!("{}due", self.shard_prefix(shard))
+    }
+
+    fn lease_key(&self, shard: u32) -> String {
+        format!("{}lease", self.shard_prefix(shard))
     }
 
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, JoinError> {
@@ -107,6 +239,27 @@ impl RedisJoinStore {
             Ok(Err(e)) => Err(JoinError::Unavailable(e.to_string())),
             Err(_) => Err(JoinError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
         }
+    }
+
+    /// One shard's claim: `(claimed again after a lapsed lease, members)`.
+    async fn take_due_in(&self, shard: u32, now_ms: i64, limit: usize) -> Result<(usize, Vec<String>), JoinError> {
+        let mut invocation = self.take_due.prepare_invoke();
+        invocation
+            .key(self.due_key(shard))
+            .key(self.lease_key(shard))
+            .arg(now_ms)
+            .arg(limit)
+            .arg(format!("{}r:", self.shard_prefix(shard)))
+            .arg(now_ms.saturating_add(self.lease_ms));
+        let mut conn = self.conn.clone();
+        let mut reply: Vec<Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if reply.is_empty() {
+            return Err(JoinError::Corrupt("claim script answered nothing".into()));
+        }
+        let again: usize = redis::from_redis_value(reply.remove(0)).map_err(|e| JoinError::Corrupt(e.to_string()))?;
+        let members: Vec<String> =
+            redis::from_redis_value(Value::Array(reply)).map_err(|e| JoinError::Corrupt(e.to_string()))?;
+        Ok((again, members))
     }
 
     /// The held prediction's candidate with its labels, from one HGETALL.
@@ -136,6 +289,18 @@ impl RedisJoinStore {
             labels,
             revision,
         }))
+    }
+
+    /// Runs one atomic pipeline per shard (a cluster takes a pipeline only within one slot).
+    async fn per_shard(&self, mut pipes: std::collections::BTreeMap<u32, Pipeline>) -> Result<(), JoinError> {
+        let calls = pipes.values_mut().map(|pipe| {
+            pipe.atomic();
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
+        let results =
+            self.bounded(async { Ok::<_, redis::RedisError>(futures_util::future::join_all(calls).await) }).await?;
+        results.into_iter().try_for_each(|r| r.map_err(|e| JoinError::Unavailable(e.to_string())))
     }
 }
 
@@ -190,7 +355,7 @@ impl JoinStore for RedisJoinStore {
             pipe.cmd("PEXPIREAT").arg(&key).arg(expires_ms + CLOSE_GRACE_MS).ignore();
             if let Some(due) = unimpressed_due_ms {
                 let mut zadd = redis::cmd("ZADD");
-                zadd.arg(&self.due_key).arg("NX");
+                zadd.arg(self.due_key(self.shard(request_id))).arg("NX");
                 for id in item_ids {
                     zadd.arg(due).arg(member(request_id, id));
                 }
@@ -210,7 +375,7 @@ impl JoinStore for RedisJoinStore {
             let mut invocation = self.add_event.prepare_invoke();
             invocation
                 .key(self.key(&event.request_id))
-                .key(&self.due_key)
+                .key(self.due_key(self.shard(&event.request_id)))
                 .arg(&event.item_id)
                 .arg(&event.kind)
                 .arg(label)
@@ -229,10 +394,33 @@ impl JoinStore for RedisJoinStore {
 
     fn take_due(&self, now_ms: i64, limit: usize, _log_mark: u64) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
         Box::pin(async move {
-            let mut invocation = self.take_due.prepare_invoke();
-            invocation.key(&self.due_key).arg(now_ms).arg(limit).arg(&self.prefix);
-            let mut conn = self.conn.clone();
-            let claimed: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            let first = self.next_shard.fetch_add(1, Ordering::Relaxed);
+            let mut claimed = Vec::new();
+            let mut again = 0;
+            for step in 0..self.shards as usize {
+                if claimed.len() >= limit {
+                    break;
+                }
+                let shard = ((first + step) % self.shards as usize) as u32;
+                let (lapsed, members) = self.take_due_in(shard, now_ms, limit - claimed.len()).await?;
+                again += lapsed;
+                // Recorded before anything can fail: whatever was claimed is confirmed or lapses.
+                let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                unconfirmed.extend(members.iter().map(|m| (shard, m.clone())));
+                drop(unconfirmed);
+                claimed.extend(members);
+            }
+            if again > 0 {
+                self.metrics
+                    .recovered
+                    .get_or_create(&ReasonLabels { reason: "lease_expired".to_owned() })
+                    .inc_by(again as u64);
+                tracing::warn!(
+                    again,
+                    "join claims whose lease ran out were claimed again (a replica died between claiming and \
+                     writing them)"
+                );
+            }
             let mut out = Vec::with_capacity(claimed.len());
             for m in &claimed {
                 let Some((request_id, item_id)) = parse_member(m) else { continue };
@@ -252,10 +440,21 @@ impl JoinStore for RedisJoinStore {
         Box::pin(self.read(request_id, item_id, revision))
     }
 
-    // TODO(samples): an in-flight lease, so a replica killed between the claim and its sample
-    // log write does not lose the batch (the memory store's journal covers this; Redis does not).
     fn confirm(&self) -> BoxFuture<'_, Result<(), JoinError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            let done = std::mem::take(&mut *self.unconfirmed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let mut pipes = std::collections::BTreeMap::<u32, Pipeline>::new();
+            for (shard, m) in &done {
+                pipes.entry(*shard).or_default().cmd("ZREM").arg(self.lease_key(*shard)).arg(m).ignore();
+            }
+            let result = self.per_shard(pipes).await;
+            if result.is_err() {
+                // Kept for the next confirm; if that never comes, the leases lapse and the claims
+                // are taken again (a duplicate, never a loss).
+                self.unconfirmed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(done);
+            }
+            result
+        })
     }
 
     fn release<'a>(&'a self, claimed: &'a [Joined], now_ms: i64) -> BoxFuture<'a, Result<(), JoinError>> {
@@ -263,14 +462,23 @@ impl JoinStore for RedisJoinStore {
             if claimed.is_empty() {
                 return Ok(());
             }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
+            let mut pipes = std::collections::BTreeMap::<u32, Pipeline>::new();
+            let mut released = std::collections::HashSet::new();
             for j in claimed {
+                let shard = self.shard(&j.request_id);
+                let m = member(&j.request_id, &j.item_id);
+                let pipe = pipes.entry(shard).or_default();
                 pipe.cmd("HDEL").arg(self.key(&j.request_id)).arg(format!("r:{}", j.item_id)).ignore();
-                pipe.cmd("ZADD").arg(&self.due_key).arg(now_ms).arg(member(&j.request_id, &j.item_id)).ignore();
+                pipe.cmd("ZREM").arg(self.lease_key(shard)).arg(&m).ignore();
+                pipe.cmd("ZADD").arg(self.due_key(shard)).arg(now_ms).arg(&m).ignore();
+                released.insert((shard, m));
             }
-            let mut conn = self.conn.clone();
-            self.bounded(pipe.query_async::<()>(&mut conn)).await
+            self.per_shard(pipes).await?;
+            self.unconfirmed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|claim| !released.contains(claim));
+            Ok(())
         })
     }
 
@@ -284,5 +492,17 @@ impl JoinStore for RedisJoinStore {
 
     fn pending(&self) -> Option<(usize, usize)> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_names_its_request_and_item_whatever_they_contain() {
+        for (request, item) in [("r1", "i1"), ("12:ab", "3:c"), ("", "x"), ("é{}", "{1}")] {
+            assert_eq!(parse_member(&member(request, item)), Some((request, item)));
+        }
     }
 }
