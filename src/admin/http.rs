@@ -26,8 +26,13 @@ use tokio_util::task::TaskTracker;
 use super::status::{self, ModelSource};
 use crate::telemetry::Metrics;
 
-/// Content type of the Prometheus text format that `prometheus-client` writes.
+/// Content type of the Prometheus text format ([`Metrics::render_prometheus`]): what a scraper
+/// gets unless it asks for OpenMetrics.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Content type of OpenMetrics ([`Metrics::render`]), for a scraper whose `Accept` names it
+/// (Prometheus does by default).
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A client that sends no complete request head within this is dropped (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,8 +128,19 @@ async fn route(state: &State, request: &Request<Incoming>) -> Response<Full<Byte
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
-            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            // The body matches its content type: OpenMetrics only for a scraper that asks.
+            let openmetrics = request
+                .headers()
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
+            let (body, content_type) = if openmetrics {
+                (state.metrics.render(), OPENMETRICS_CONTENT_TYPE)
+            } else {
+                (state.metrics.render_prometheus(), METRICS_CONTENT_TYPE)
+            };
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
             response
         }
         "/" | "/status" => {

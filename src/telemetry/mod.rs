@@ -377,6 +377,53 @@ impl Metrics {
         }
         out
     }
+
+    /// The same families in the Prometheus text format 0.0.4, for scrapers that do not ask for
+    /// OpenMetrics (and `promtool check metrics`). [`render`](Self::render) writes OpenMetrics:
+    /// a counter family is named without `_total` in its `# HELP`/`# TYPE` lines while its
+    /// samples carry it, and the body ends with `# EOF`. Served as 0.0.4 that reads as an untyped
+    /// `_total` series with no help, so here the counter lines name the samples' name, and the
+    /// OpenMetrics-only lines (`# UNIT`, `# EOF`) go.
+    pub fn render_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.render())
+    }
+}
+
+/// See [`Metrics::render_prometheus`].
+pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name);
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 8 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((head, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(head);
+                out.push_str(name);
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The canonical upper-case name of a status code (the `code` label).

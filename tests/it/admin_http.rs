@@ -11,7 +11,7 @@ use augur::app::Parts;
 
 use crate::common;
 use crate::common::fake_model::{FakeLoader, fake_config, fake_repository};
-use crate::common::http::{get, sample};
+use crate::common::http::{OPENMETRICS_ACCEPT, get, get_with, sample};
 
 #[tokio::test]
 async fn metrics_health_and_readiness_over_http() {
@@ -27,9 +27,9 @@ async fn metrics_health_and_readiness_over_http() {
         client.predict(common::ranking_request(&format!("u{i}"), &["i1", "i2"])).await.unwrap();
     }
 
-    let (status, head, text) = get(admin, "/metrics").await;
+    let (status, head, text) = get_with(admin, "/metrics", OPENMETRICS_ACCEPT).await;
     assert_eq!(status, 200, "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
     assert_eq!(
         sample(&text, "augur_rpc_requests_total{method=\"/augur.v1.Prediction/Predict\",code=\"OK\"}"),
         Some(3.0),
@@ -48,6 +48,16 @@ async fn metrics_health_and_readiness_over_http() {
     assert!(text.contains(&format!("augur_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))), "{text}");
     assert!(text.ends_with("# EOF\n"), "a complete exposition");
     println!("/metrics: {} bytes, {} lines", text.len(), text.lines().count());
+
+    // A scraper that does not ask for OpenMetrics gets the 0.0.4 text format, the same samples
+    // with each counter's help and type under its samples' name.
+    let (status, head, plain) = get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(plain.contains("# TYPE augur_rpc_requests_total counter\n"), "{plain}");
+    assert!(!plain.contains("# EOF"), "{plain}");
+    let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(samples(&plain), samples(&text));
 
     assert_eq!(get(admin, "/healthz").await.0, 200);
     assert_eq!(get(admin, "/readyz").await.0, 200);
@@ -87,5 +97,31 @@ async fn the_admin_port_can_be_disabled() {
     let config = fake_config(&fake_repository(dir.path()), "[admin]\nenabled = false\n");
     let server = common::start_with(config, parts).await;
     assert_eq!(server.admin_http_addr, None);
+    server.stop().await;
+}
+
+/// `promtool check metrics` (Prometheus's own linter) on a live scrape in the format a plain
+/// scraper gets: no complaint at all.
+#[tokio::test]
+async fn promtool_finds_nothing_to_complain_about_in_a_live_scrape() {
+    common::require!(Promtool);
+    let dir = tempfile::tempdir().unwrap();
+    let parts = Parts { loader: Some(Arc::new(FakeLoader::default())), ..Default::default() };
+    let server = common::start_with(fake_config(&fake_repository(dir.path()), ""), parts).await;
+    let mut client = server.client().await;
+    client.predict(common::ranking_request("u1", &["i1", "i2"])).await.unwrap();
+    let (status, _, text) = get(server.admin_http_addr.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
     server.stop().await;
 }

@@ -187,6 +187,8 @@ pub enum Need {
     Ort,
     /// The MovieLens-100K data beside the repository (`../shared/data/movielens-100k`).
     MovieLens,
+    /// `promtool` (Debian's `prometheus`) on PATH.
+    Promtool,
 }
 
 impl std::fmt::Display for Need {
@@ -199,6 +201,7 @@ impl std::fmt::Display for Need {
             Need::Go => "the Go toolchain",
             Need::Ort => "ONNX Runtime (.venv)",
             Need::MovieLens => "the MovieLens-100K data",
+            Need::Promtool => "promtool",
         })
     }
 }
@@ -216,6 +219,7 @@ impl Need {
             Need::Moto => venv("moto_server"),
             Need::Python => venv("python"),
             Need::Go => on_path(&["go", "protoc"]),
+            Need::Promtool => on_path(&["promtool"]),
             Need::Ort => augur::model::runtime::find_library()
                 .is_none()
                 .then(|| "no libonnxruntime.so at ORT_DYLIB_PATH or in .venv".to_owned()),
