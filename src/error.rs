@@ -84,6 +84,37 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A request message over `server.max_message_bytes`, refused from its length prefix before
+    /// its body was read.
+    #[error("request message of {bytes} bytes exceeds the limit of {limit} (server.max_message_bytes)")]
+    TooLarge {
+        /// What the length prefix declared.
+        bytes: u64,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Request bodies being read and decoded already hold `server.max_buffered_request_bytes`.
+    #[error(
+        "server is reading its limit of {limit} bytes of requests (server.max_buffered_request_bytes); retry with backoff"
+    )]
+    ReadBudget {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The caller's connection holds its share of the concurrency limit while few slots are free.
+    #[error(
+        "this connection holds {held} Prediction calls while fewer than {share} of server.concurrency_limit are free \
+         (server.connection_fair_share); spread calls over connections or retry with backoff"
+    )]
+    ConnectionShare {
+        /// Calls the connection holds.
+        held: usize,
+        /// The configured share.
+        share: usize,
+    },
+    /// The caller reset or broke its stream while sending the request: its fault, not augur's.
+    #[error("request body: {0}")]
+    ClientGone(String),
     /// ModelAdmin named a repository that is not served.
     #[error("model: no repository named `{model}` (served: {served})")]
     UnknownModel {
@@ -126,7 +157,11 @@ impl Error {
             Error::Route(RouteError::NoVersion { .. }) => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::RequiredFeature { .. } => Code::FailedPrecondition,
-            Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::Overloaded { .. }
+            | Error::TooLarge { .. }
+            | Error::ReadBudget { .. }
+            | Error::ConnectionShare { .. } => Code::ResourceExhausted,
+            Error::ClientGone(_) => Code::Cancelled,
             Error::UnknownModel { .. } => Code::NotFound,
             Error::Canary(CanaryError::Weight { .. }) => Code::InvalidArgument,
             Error::Canary(CanaryError::NotLoaded { .. }) => Code::FailedPrecondition,

@@ -24,14 +24,31 @@ pub struct ServerConfig {
     /// Longest list feature value accepted in a request.
     #[serde(default = "default_max_list_len")]
     pub max_list_len: usize,
-    /// Largest decoded gRPC message, in bytes.
+    /// Largest gRPC message, in bytes: a larger request is answered RESOURCE_EXHAUSTED from its
+    /// length prefix, before its body is read.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Bytes of unary Prediction request bodies being read and decoded at once, all connections
+    /// together; a request that would go beyond is answered RESOURCE_EXHAUSTED at once. With the
+    /// decode's amplification (docs/serving.md) this bounds the memory requests can take.
+    #[serde(default = "default_max_buffered_request_bytes")]
+    pub max_buffered_request_bytes: usize,
+    /// A unary Prediction request whose body has not fully arrived this long after its headers is
+    /// answered DEADLINE_EXCEEDED (or sooner, at its deadline), in ms: a caller that opens a
+    /// stream and sends nothing holds no admission slot and no memory for long.
+    #[serde(default = "default_request_read_timeout_ms")]
+    pub request_read_timeout_ms: u64,
     /// Prediction RPCs handled at once by the whole server; one more is answered
     /// RESOURCE_EXHAUSTED at once (load shedding) instead of queueing. Health checks, reflection
     /// and admin calls are not counted, so probes keep answering under overload.
     #[serde(default = "default_concurrency_limit")]
     pub concurrency_limit: usize,
+    /// One connection's share of `concurrency_limit`: a connection holding this many calls gets
+    /// another only while at least this many slots stay free for the others, so one client
+    /// cannot take every slot. Behind a proxy that funnels every caller into one connection, set
+    /// it to `concurrency_limit` (no per-connection rule).
+    #[serde(default = "default_connection_fair_share")]
+    pub connection_fair_share: usize,
     /// augur answers DEADLINE_EXCEEDED this long before the caller's `grpc-timeout` runs out, so
     /// the caller gets augur's status rather than a transport cancellation.
     #[serde(default = "default_deadline_margin_us")]
@@ -175,11 +192,23 @@ const fn default_max_list_len() -> usize {
 }
 
 const fn default_max_message_bytes() -> usize {
-    16 * 1024 * 1024
+    4 * 1024 * 1024
 }
 
 const fn default_concurrency_limit() -> usize {
     256
+}
+
+const fn default_max_buffered_request_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
+const fn default_request_read_timeout_ms() -> u64 {
+    5_000
+}
+
+const fn default_connection_fair_share() -> usize {
+    32
 }
 
 impl ServerConfig {
@@ -191,6 +220,9 @@ impl ServerConfig {
         in_range("server.max_list_len", s.max_list_len, 1, 100_000)?;
         in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
+        in_range("server.connection_fair_share", s.connection_fair_share, 1, 1 << 20)?;
+        in_range("server.max_buffered_request_bytes", s.max_buffered_request_bytes, s.max_message_bytes, 1 << 32)?;
+        in_range("server.request_read_timeout_ms", s.request_read_timeout_ms as usize, 1, 600_000)?;
         in_range("server.deadline_margin_us", s.deadline_margin_us as usize, 0, 60_000_000)?;
         in_range("server.max_deadline_ms", s.max_deadline_ms as usize, 1, 86_400_000)?;
         in_range("server.default_deadline_ms", s.default_deadline_ms as usize, 1, s.max_deadline_ms as usize)?;

@@ -11,34 +11,48 @@
 //!    `server.default_deadline_ms`, hands the result to handlers as a [`CallDeadline`] request
 //!    extension and answers DEADLINE_EXCEEDED itself a margin before the caller gives up. Before
 //!    admission, so a call that is already late costs no permit.
-//! 4. [`Admission`] — the global concurrency limit with load shedding: a Prediction call beyond
+//! 4. [`ReadBody`] — a unary Prediction call's body is read whole before anything else is spent
+//!    on it: a length prefix over `server.max_message_bytes` is refused from the prefix, the
+//!    bytes being read are bounded by `server.max_buffered_request_bytes` for all calls together
+//!    (held until the call ends, so the decode's memory is bounded with them), a body that does
+//!    not arrive within `server.request_read_timeout_ms` is answered DEADLINE_EXCEEDED, and a
+//!    message with more candidates (events) than `server.max_candidates` is refused before prost
+//!    allocates them. Before admission, so a caller that opens streams and sends nothing holds
+//!    no slot.
+//! 5. [`Admission`] — the global concurrency limit with load shedding: a Prediction call beyond
 //!    `server.concurrency_limit` is answered RESOURCE_EXHAUSTED at once instead of queueing
 //!    (tonic's `concurrency_limit_per_connection` queues, per connection, and counts health
-//!    checks). Health, reflection and admin calls pass uncounted, so probes answer under load.
-//! 5. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
+//!    checks), and one connection gets more than `server.connection_fair_share` slots only while
+//!    that many stay free for the others. Health, reflection and admin calls pass uncounted, so
+//!    probes answer under load.
+//! 6. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
 //!    call but health checks must carry `authorization: Bearer <token>`; innermost, so refused
 //!    calls are still counted above.
 //!
 //! Every refusal is a [`crate::error::Error`] turned into a status by `error.rs`, like any other.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Semaphore;
 use tonic::Code;
 use tonic::body::Body;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
 
 use crate::error::{Error, RequestError};
 use crate::server::config::ServerConfig;
-use crate::server::metrics::{MethodLabels, RpcLabels, RpcMetrics};
+use crate::server::metrics::{MethodLabels, RefusedLabels, RpcLabels, RpcMetrics};
 use crate::telemetry::trace;
 
 /// Path prefix of the public scoring service: the calls the deadline default and the
@@ -51,15 +65,18 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The type of [`stack`]'s builder (tower's nesting: the first layer added is the innermost
 /// `Stack`'s outer half).
-type Stack5 = Stack<
+type Stack6 = Stack<
     tower::util::Either<BearerAuthLayer, Identity>,
-    Stack<AdmissionLayer, Stack<DeadlineLayer, Stack<RequestMetricsLayer, Stack<TraceLayer, Identity>>>>,
+    Stack<
+        AdmissionLayer,
+        Stack<ReadBodyLayer, Stack<DeadlineLayer, Stack<RequestMetricsLayer, Stack<TraceLayer, Identity>>>>,
+    >,
 >;
 
 /// The stack, outermost first (see the module doc for why each layer sits where it does).
 /// `auth_token` is the listener's own: `server.auth_token` on the public port,
 /// `admin.auth_token` on the admin one.
-pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetrics) -> ServiceBuilder<Stack5> {
+pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetrics) -> ServiceBuilder<Stack6> {
     ServiceBuilder::new()
         // 1. Trace: the server span around everything below, refusals included.
         .layer(TraceLayer)
@@ -71,13 +88,31 @@ pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetri
             max: Duration::from_millis(config.max_deadline_ms),
             margin: Duration::from_micros(config.deadline_margin_us),
         })
-        // 4. Admission: global limit on Prediction calls, shedding the excess at once.
+        // 4. Read body: whole, bounded in size, bytes and time, before a slot is taken.
+        .layer(ReadBodyLayer {
+            max_message: config.max_message_bytes,
+            max_items: config.max_candidates,
+            budget: Arc::new(Semaphore::new(config.max_buffered_request_bytes)),
+            budget_bytes: config.max_buffered_request_bytes,
+            timeout: Duration::from_millis(config.request_read_timeout_ms),
+            refused: metrics.refused.clone(),
+        })
+        // 5. Admission: global limit on Prediction calls with a per-connection share, shedding
+        //    the excess at once.
         .layer(AdmissionLayer {
             permits: Arc::new(Semaphore::new(config.concurrency_limit)),
             limit: config.concurrency_limit,
+            // A share of everything is no rule at all.
+            share: if config.connection_fair_share >= config.concurrency_limit {
+                usize::MAX
+            } else {
+                config.connection_fair_share
+            },
+            held: Arc::default(),
             shed: metrics.shed.clone(),
+            refused: metrics.refused.clone(),
         })
-        // 5. Auth: only when a token is configured.
+        // 6. Auth: only when a token is configured.
         .option_layer(auth_token.map(|token| BearerAuthLayer { token: Arc::from(token) }))
 }
 
@@ -324,6 +359,160 @@ pub fn parse_grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Reque
     }))
 }
 
+// === ReadBody ===
+
+/// The unary Prediction methods whose body [`ReadBody`] reads, with the repeated field of their
+/// request that `server.max_candidates` bounds (candidates; events for ReportEvents).
+const UNARY: [(&str, u32); 3] = [
+    ("/augur.v1.Prediction/Predict", 5),
+    ("/augur.v1.Prediction/GetFeatures", 4),
+    ("/augur.v1.Prediction/ReportEvents", 1),
+];
+
+/// Layer of [`ReadBody`].
+#[derive(Debug, Clone)]
+pub struct ReadBodyLayer {
+    max_message: usize,
+    max_items: usize,
+    /// One permit per byte being read or decoded.
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    timeout: Duration,
+    refused: Family<RefusedLabels, Counter>,
+}
+
+impl<S> Layer<S> for ReadBodyLayer {
+    type Service = ReadBody<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ReadBody { inner, layer: self.clone() }
+    }
+}
+
+/// Reads a unary Prediction call's body whole before the call is admitted (see the module doc).
+#[derive(Debug, Clone)]
+pub struct ReadBody<S> {
+    inner: S,
+    layer: ReadBodyLayer,
+}
+
+impl<S> Service<Request<Body>> for ReadBody<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let Some(&(_, items_field)) = UNARY.iter().find(|(path, _)| request.uri().path() == *path) else {
+            return Box::pin(self.inner.call(request));
+        };
+        // The ready service serves this call; a clone takes its place (tower's contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let until = parts
+                .extensions
+                .get::<CallDeadline>()
+                .map(|d| d.at)
+                .into_iter()
+                .fold(Instant::now() + layer.timeout, Instant::min);
+            let read = match tokio::time::timeout_at(until.into(), layer.read(body, items_field)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err((reason, error))) => {
+                    layer.refused.get_or_create(&RefusedLabels { reason }).inc();
+                    return Ok(refuse(error));
+                }
+                Err(_) => {
+                    layer.refused.get_or_create(&RefusedLabels { reason: "read_timeout" }).inc();
+                    let timeout_ms = layer.timeout.as_secs_f64() * 1e3;
+                    let from = "server.request_read_timeout_ms";
+                    return Ok(refuse(Error::DeadlineExceeded {
+                        stage: "while reading the request",
+                        from,
+                        timeout_ms,
+                    }));
+                }
+            };
+            let (bytes, permit) = read;
+            let response = inner.call(Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes)))).await;
+            // Held until the call ends: the decoded request lives that long too.
+            drop(permit);
+            response
+        })
+    }
+}
+
+/// Why [`ReadBodyLayer::read`] refused: the metric's reason and the caller's status.
+type Refusal = (&'static str, Error);
+
+impl ReadBodyLayer {
+    /// The whole body, and the budget it holds.
+    async fn read(
+        &self,
+        mut body: Body,
+        items_field: u32,
+    ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Refusal> {
+        use http_body_util::BodyExt as _;
+        let mut buf = BytesMut::new();
+        let mut permit = None;
+        let mut declared = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ("client_gone", Error::ClientGone(e.message().to_owned())))?;
+            let Ok(data) = frame.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            if declared.is_none() && buf.len() >= 5 {
+                let length = u64::from(u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]));
+                if length > self.max_message as u64 {
+                    return Err(("too_large", Error::TooLarge { bytes: length, limit: self.max_message }));
+                }
+                // Fits in u32: at most max_message, itself bounded by validation.
+                let Ok(held) = Arc::clone(&self.budget).try_acquire_many_owned(length.max(1) as u32) else {
+                    return Err(("read_budget", Error::ReadBudget { limit: self.budget_bytes }));
+                };
+                permit = Some(held);
+                declared = Some(length as usize);
+                buf.reserve(length as usize);
+            }
+            if let Some(length) = declared
+                && buf.len() > 5 + length
+            {
+                let problem = "a unary call carries exactly one message; more bytes followed it";
+                return Err(("too_large", RequestError::new("request", problem).into()));
+            }
+        }
+        // tonic would answer these INTERNAL ("Missing request message"): they are the caller's.
+        let Some(length) = declared else {
+            let problem =
+                format!("the body ended after {} bytes, before a message (a unary call carries one)", buf.len());
+            return Err(("incomplete", RequestError::new("request", problem).into()));
+        };
+        if buf.len() < 5 + length {
+            let problem = format!("the body ended after {} of the {length} bytes its message declared", buf.len() - 5);
+            return Err(("incomplete", RequestError::new("request", problem).into()));
+        }
+        // Uncompressed (flag 0): count the items before prost decodes them. Compressed messages
+        // are tonic's to refuse (augur accepts no compression).
+        if buf[0] == 0 {
+            let items = crate::server::wire::count_field(&buf[5..], items_field);
+            if items > self.max_items {
+                let field = if items_field == 1 { "events" } else { "candidates" };
+                let problem = format!("{items} {field} exceed the limit of {} (server.max_candidates)", self.max_items);
+                return Err(("too_many_items", RequestError::new(field, problem).into()));
+            }
+        }
+        Ok((buf.freeze(), permit))
+    }
+}
+
 // === Admission ===
 
 /// Layer of [`Admission`].
@@ -331,7 +520,11 @@ pub fn parse_grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Reque
 pub struct AdmissionLayer {
     permits: Arc<Semaphore>,
     limit: usize,
+    share: usize,
+    /// Calls each connection holds (by peer address), only while it holds any.
+    held: Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>>,
     shed: Counter,
+    refused: Family<RefusedLabels, Counter>,
 }
 
 impl<S> Layer<S> for AdmissionLayer {
@@ -341,12 +534,51 @@ impl<S> Layer<S> for AdmissionLayer {
     }
 }
 
-/// The global concurrency limit with load shedding, for Prediction calls (see the module doc).
-/// The permit is held until the response headers, i.e. the whole of a unary call.
+/// The global concurrency limit with load shedding and a per-connection share, for Prediction
+/// calls (see the module doc). The permit is held until the response headers, i.e. the whole of
+/// a unary call.
 #[derive(Debug, Clone)]
 pub struct Admission<S> {
     inner: S,
     layer: AdmissionLayer,
+}
+
+/// A connection's hold on one slot: gives it back when the call ends.
+struct Held {
+    held: Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>>,
+    peer: SocketAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl AdmissionLayer {
+    /// Takes one of the connection's slots, or says how many it holds when it is over its share
+    /// while fewer than a share of the global slots are free.
+    fn hold(&self, peer: Option<SocketAddr>) -> Result<Option<Held>, usize> {
+        let Some(peer) = peer else { return Ok(None) };
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(peer).or_default();
+        // Taking one more would leave fewer than a share for the others.
+        if *n >= self.share && self.permits.available_permits() <= self.share {
+            let over = *n;
+            if over == 0 {
+                held.remove(&peer);
+            }
+            return Err(over);
+        }
+        *n += 1;
+        Ok(Some(Held { held: Arc::clone(&self.held), peer }))
+    }
 }
 
 impl<S, B> Service<Request<B>> for Admission<S>
@@ -367,6 +599,17 @@ where
         if !request.uri().path().starts_with(PREDICTION) {
             return Box::pin(self.inner.call(request));
         }
+        let peer = request.extensions().get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr).or_else(|| {
+            request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|tls| tls.get_ref().remote_addr())
+        });
+        let connection = match self.layer.hold(peer) {
+            Ok(connection) => connection,
+            Err(held) => {
+                self.layer.refused.get_or_create(&RefusedLabels { reason: "connection_share" }).inc();
+                let share = self.layer.share;
+                return Box::pin(std::future::ready(Ok(refuse(Error::ConnectionShare { held, share }))));
+            }
+        };
         let Ok(permit) = Arc::clone(&self.layer.permits).try_acquire_owned() else {
             self.layer.shed.inc();
             let limit = self.layer.limit;
@@ -375,7 +618,7 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
-            drop(permit);
+            drop((permit, connection));
             response
         })
     }

@@ -24,6 +24,14 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+/// `{reason}` a request was refused before its handler ran.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `too_large`, `read_budget`, `read_timeout`, `client_gone`, `incomplete`,
+    /// `too_many_items`, `connection_share`.
+    pub reason: &'static str,
+}
+
 /// RPC-level metrics, recorded by the layer stack.
 #[derive(Debug, Clone, Default)]
 pub struct RpcMetrics {
@@ -36,6 +44,9 @@ pub struct RpcMetrics {
     pub in_flight: Gauge,
     /// `augur_rpc_shed_total`: Prediction calls refused by the global concurrency limit.
     pub shed: Counter,
+    /// `augur_rpc_refused_total{reason}`: Prediction calls refused while their body was read or
+    /// at admission for another bound than the global limit.
+    pub refused: Family<RefusedLabels, Counter>,
 }
 
 impl ModuleMetrics for RpcMetrics {
@@ -45,5 +56,10 @@ impl ModuleMetrics for RpcMetrics {
         r.register("duration_seconds", "RPC latency until response headers", self.duration.clone());
         r.register("in_flight", "RPCs being handled now", self.in_flight.clone());
         r.register("shed", "Prediction calls refused by the global concurrency limit", self.shed.clone());
+        r.register(
+            "refused",
+            "Prediction calls refused by a request bound before their handler ran, by reason",
+            self.refused.clone(),
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod grpc;
 pub mod layers;
 pub mod metrics;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -26,6 +26,7 @@ mod client_retry;
 #[cfg(all(feature = "kafka", feature = "bucket", feature = "etcd", feature = "otel"))]
 mod deploy_manifests;
 mod fake_model;
+mod front_door;
 mod layers;
 #[cfg(target_os = "linux")]
 mod load_priority;

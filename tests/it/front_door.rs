@@ -1,0 +1,235 @@
+//! The front door against a hostile client speaking raw HTTP/2 (the `h2` crate, no gRPC
+//! library): streams that send headers and no body hold no admission slot and are answered when
+//! the read timeout ends; a length prefix over `server.max_message_bytes` is refused
+//! RESOURCE_EXHAUSTED from the prefix; a message of millions of empty candidates is refused before
+//! it is decoded; one connection cannot take every slot; a request without a message and a stream
+//! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prost::Message;
+use tonic::Code;
+
+use crate::common;
+use crate::common::fake_model::{FakeLoader, start_fake};
+
+const PREDICT: &str = "/augur.v1.Prediction/Predict";
+
+/// One raw HTTP/2 connection.
+async fn connect(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}
+
+/// Opens a stream on `path` with headers only (no END_STREAM unless `end`).
+fn open(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    path: &str,
+    end: bool,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "60S")
+        .body(())
+        .unwrap();
+    client.send_request(request, end).unwrap()
+}
+
+/// gRPC framing: flag 0, big-endian length, the message.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
+/// grpc-status and grpc-message of a response (trailers-only, or from the trailers).
+async fn status(response: h2::client::ResponseFuture) -> (i32, String) {
+    let response = response.await.unwrap();
+    let read = |h: &http::HeaderMap| {
+        let code = h.get("grpc-status").map(|v| v.to_str().unwrap().parse::<i32>().unwrap());
+        let message = h.get("grpc-message").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        code.map(|c| (c, percent_decode(&message)))
+    };
+    if let Some(status) = read(response.headers()) {
+        return status;
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    read(&body.trailers().await.unwrap().expect("trailers")).expect("grpc-status")
+}
+
+/// grpc-message is percent-encoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn refused(server: &common::TestServer, reason: &str) -> f64 {
+    let text = server.metrics.render();
+    crate::common::http::sample(&text, &format!("augur_rpc_refused_total{{reason=\"{reason}\"}}")).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_less_streams_hold_no_slot_and_are_answered_at_the_read_timeout() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(
+        &loader,
+        "[server]\nconcurrency_limit = 4\ndefault_deadline_ms = 60000\nrequest_read_timeout_ms = 3000\n",
+    )
+    .await;
+    // 50 Predict streams with headers only: before, each took an admission slot on arrival.
+    let mut hostile = connect(server.addr).await;
+    let held: Vec<_> = (0..50).map(|_| open(&mut hostile, server.addr, PREDICT, false)).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = server.client().await;
+    for i in 0..8 {
+        let response = client.predict(common::ranking_request(&format!("u{i}"), &["i1", "i2"])).await;
+        assert_eq!(response.expect("a well-behaved caller is served").into_inner().scores.len(), 2);
+    }
+    // The body never comes: each is answered DEADLINE_EXCEEDED naming the key.
+    let (response, _send) = held.into_iter().next().unwrap();
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
+    assert!(message.contains("server.request_read_timeout_ms"), "{message}");
+    assert!(refused(&server, "read_timeout") >= 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_length_prefix_is_refused_resource_exhausted_before_the_body() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "").await;
+    let mut raw = connect(server.addr).await;
+    let (response, mut send) = open(&mut raw, server.addr, PREDICT, false);
+    // Declares 8 MiB, sends 100 bytes, and keeps the stream open: the answer needs no more.
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(8u32 << 20).to_be_bytes());
+    prefix.extend_from_slice(&[0u8; 100]);
+    send.send_data(prefix.into(), false).unwrap();
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::ResourceExhausted as i32, "{message}");
+    assert!(message.contains("8388608") && message.contains("server.max_message_bytes"), "{message}");
+    assert_eq!(refused(&server, "too_large"), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn millions_of_empty_candidates_are_refused_before_they_are_decoded() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "").await;
+    // 3.9 MiB of empty candidates (2 bytes each on the wire, ~70 decoded): ~2M of them.
+    let mut message = common::ranking_request("u1", &[]).encode_to_vec();
+    message.extend(std::iter::repeat_n([0x2a, 0x00], 2_000_000).flatten());
+    let mut raw = connect(server.addr).await;
+    let (response, mut send) = open(&mut raw, server.addr, PREDICT, false);
+    send.send_data(framed(&message).into(), true).unwrap();
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::InvalidArgument as i32, "{message}");
+    assert!(message.contains("2000000 candidates exceed the limit of 4000"), "{message}");
+    assert_eq!(refused(&server, "too_many_items"), 1.0, "refused by the scan, not after the decode");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_without_a_message_or_reset_mid_body_is_the_callers_fault_not_internal() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "").await;
+    let mut raw = connect(server.addr).await;
+    let (response, _) = open(&mut raw, server.addr, PREDICT, true);
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::InvalidArgument as i32, "{message}");
+    assert!(message.contains("request:"), "{message}");
+
+    let (response, mut send) = open(&mut raw, server.addr, PREDICT, false);
+    let mut partial = vec![0u8];
+    partial.extend_from_slice(&1000u32.to_be_bytes());
+    partial.extend_from_slice(&[0u8; 10]);
+    send.send_data(partial.into(), false).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send.send_reset(h2::Reason::CANCEL);
+    drop(response);
+    let counted = async || {
+        let text = server.metrics.render();
+        text.contains(&format!("augur_rpc_requests_total{{method=\"{PREDICT}\",code=\"CANCELLED\"}} 1"))
+    };
+    common::wait_for("the reset call counted CANCELLED", counted).await;
+    let text = server.metrics.render();
+    assert!(!text.contains("code=\"INTERNAL\""), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_cannot_take_every_slot() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(
+        &loader,
+        "[server]\nconcurrency_limit = 8\nconnection_fair_share = 2\ndefault_deadline_ms = 60000\n",
+    )
+    .await;
+    loader.controls.close();
+    let in_flight = || server.metrics.of::<augur::server::metrics::RpcMetrics>().in_flight.get();
+    // Connection A (one channel, one HTTP/2 connection) asks for 10 slots while the model holds
+    // every call: it gets 6, the rest is refused naming the share.
+    let hog = server.client().await;
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let mut hog = hog.clone();
+            tokio::spawn(async move { hog.predict(common::ranking_request(&format!("a{i}"), &["i1"])).await })
+        })
+        .collect();
+    common::wait_for("A's calls in flight or refused", async || {
+        in_flight() >= 6 && calls.iter().filter(|c| c.is_finished()).count() >= 4
+    })
+    .await;
+    // Connection B still gets the two slots left.
+    let other = server.client().await;
+    let theirs: Vec<_> = (0..2)
+        .map(|i| {
+            let mut other = other.clone();
+            tokio::spawn(async move { other.predict(common::ranking_request(&format!("b{i}"), &["i1"])).await })
+        })
+        .collect();
+    common::wait_for("B's two calls in flight", async || in_flight() >= 8).await;
+    loader.controls.open();
+    let mut served = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => served += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(status.message().contains("server.connection_fair_share"), "{status:?}");
+            }
+        }
+    }
+    assert_eq!(served, 6, "A holds all but a share");
+    for call in theirs {
+        assert!(call.await.unwrap().is_ok(), "B is served");
+    }
+    assert_eq!(refused(&server, "connection_share"), 4.0);
+    server.stop().await;
+}
