@@ -365,8 +365,9 @@ async fn claims_in_doubt_after_a_crash_settle_against_the_log() {
 #[tokio::test]
 async fn a_full_store_answers_per_event_and_keeps_what_it_acknowledged() {
     let one = held_bytes(&served("r1")).await;
-    // Room for the prediction and two labels ("impression": 96 + 10 bytes each), not three.
-    let store = Arc::new(MemoryJoinStore::new(one + 2 * 106 + 50));
+    // Room for the prediction and two first events (a label and a due entry each), not three.
+    let first = crate::sample_log::join::memory::first_event_bytes("impression");
+    let store = Arc::new(MemoryJoinStore::new(one + 2 * first + first / 2));
     let metrics = Metrics::new();
     let (joiner, written) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     joiner.hold(served("r1")).await;
@@ -516,10 +517,13 @@ fn shared_columns_are_stored_once_and_rows_come_back_whole() {
 }
 
 /// Bytes a held candidate costs in the in-memory store (snapshot share + entry), with the shared
-/// columns stored once vs. every row whole. Printed for BENCHMARKS.md / the issue note:
-/// `cargo test --lib held_candidate_bytes -- --nocapture`.
+/// columns stored once vs. every row whole, against the 179.7 B of a candidate before both
+/// (whole rows, a hash map entry and a 96 B charge per candidate). Printed for BENCHMARKS.md and
+/// docs/samples.md: `cargo test --lib held_candidate_bytes -- --nocapture`; the heap bytes
+/// behind the charge: `cargo run --example join_heap`.
 #[tokio::test]
 async fn held_candidate_bytes() {
+    const BEFORE: f64 = 179.7;
     let served = bench_shaped();
     let compact = served.to_proto();
     let mut whole = compact.clone();
@@ -535,10 +539,18 @@ async fn held_candidate_bytes() {
         held.push((snapshot.encoded_len() as f64 / 100.0, store.pending().unwrap().1 as f64 / 100.0));
     }
     eprintln!(
-        "per candidate: snapshot {:.1} -> {:.1} B; held (snapshot + entry) {:.1} -> {:.1} B",
-        held[0].0, held[1].0, held[0].1, held[1].1
+        "per candidate: snapshot {:.1} -> {:.1} B; held (snapshot + entry) {BEFORE} B before -> {:.1} B \
+         ({:.1} B with whole rows)",
+        held[0].0, held[1].0, held[1].1, held[0].1
+    );
+    use crate::sample_log::join::memory::{CANDIDATE_BYTES, DUE_BYTES, LABEL_BYTES, OWN_BYTES, REQUEST_BYTES};
+    eprintln!(
+        "charged: {REQUEST_BYTES} B per prediction + its id + its snapshot; {CANDIDATE_BYTES} B per candidate + \
+         its id; {LABEL_BYTES} B per label + its type; {} B per candidate scheduled on its own",
+        DUE_BYTES + OWN_BYTES
     );
     assert!(held[1].0 < held[0].0 * 0.6, "the shared columns are most of the snapshot: {held:?}");
+    assert!(held[1].1 <= BEFORE / 2.0, "a held candidate costs at most half of what it did: {held:?}");
 }
 
 /// A restart that comes after the window closed (a slow start, a long outage): the journal's
@@ -574,4 +586,57 @@ async fn a_replay_after_the_window_closed_keeps_what_is_scheduled() {
     let (joiner, written) = joiner(config(), again as _);
     assert_eq!(joiner.emit_due(now + 10_000).await.unwrap(), 1);
     assert_eq!(written.samples()[0].item_id, "b");
+}
+
+/// The candidates of a prediction without an event share one due entry in the in-memory store:
+/// emitted across batches when the limit cuts in, left by a candidate whose first event
+/// schedules it on its own, whole again after a restart, and nothing stays charged once the
+/// predictions leave.
+#[tokio::test]
+async fn unimpressed_candidates_share_one_slot_across_batches_events_and_restarts() {
+    use crate::sample_log::join::{Added, Event, Expired};
+    let store = MemoryJoinStore::new(1 << 20);
+    let items: Vec<String> = ["d", "a", "c", "b", "a"].map(String::from).to_vec();
+    let snapshot = bytes::Bytes::from_static(b"snapshot");
+    for request_id in ["r1", "r2"] {
+        store.put(request_id, snapshot.clone(), &items, 10_000, Some(9_000)).await.unwrap();
+    }
+    let event = |item_id: &str| Event {
+        request_id: "r1".into(),
+        item_id: item_id.into(),
+        kind: "impression".into(),
+        timestamp_ms: 0,
+        value: None,
+    };
+    assert_eq!(store.add_event(&event("b"), 5_000).await.unwrap(), Added::Accepted);
+    assert_eq!(store.add_event(&event("e"), 5_000).await.unwrap(), Added::Orphan);
+    let ids = |joined: &[crate::sample_log::join::Joined]| {
+        joined.iter().map(|j| (j.request_id.clone(), j.item_id.clone(), j.labels.len())).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&store.take_due(8_999, 10, 0).await.unwrap()), [("r1".into(), "b".into(), 1)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pending.bin");
+    assert_eq!(store.save(&path).unwrap(), 2);
+    let again = MemoryJoinStore::new(1 << 20);
+    assert_eq!(again.load(&path, 0).unwrap(), (2, 0));
+    let own = crate::sample_log::join::memory::OWN_BYTES;
+    assert_eq!(
+        again.pending().map(|(n, bytes)| (n, bytes + own)),
+        store.pending(),
+        "restored as held, slots included (without the room b's due time left)"
+    );
+    let mut due = again.take_due(9_000, 3, 0).await.unwrap();
+    assert_eq!(due.len(), 3, "the limit holds inside a slot");
+    due.extend(again.take_due(9_000, 10, 0).await.unwrap());
+    let mut got = ids(&due);
+    got.sort();
+    let want: Vec<(String, String, usize)> = [("r1", "a"), ("r1", "c"), ("r1", "d"), ("r2", "a"), ("r2", "b")]
+        .into_iter()
+        .chain([("r2", "c"), ("r2", "d")])
+        .map(|(r, i)| (r.into(), i.into(), 0))
+        .collect();
+    assert_eq!(got, want, "every candidate once, repeats held once");
+    assert_eq!(again.expire(10_000), Expired { requests: 2, unlabelled: 0 });
+    assert_eq!(again.pending(), Some((0, 0)), "nothing stays charged");
 }

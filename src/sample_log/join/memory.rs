@@ -1,5 +1,10 @@
-//! The in-memory join store: the embedded default. Bounded in bytes (what a held prediction
-//! costs is its encoded snapshot plus its ids and labels). Two ways it outlives the process:
+//! The in-memory join store: the embedded default. Bounded in bytes: what it charges is what its
+//! structures hold (docs/samples.md, "Capacity"). A held prediction costs its encoded snapshot,
+//! its request id and [`REQUEST_BYTES`] (map and index entries); each candidate its item id and
+//! [`CANDIDATE_BYTES`]; each label its type and [`LABEL_BYTES`]; each candidate scheduled on its
+//! own [`DUE_BYTES`] and [`OWN_BYTES`] (the candidates waiting for their `emit_unimpressed` slot
+//! share one entry).
+//! Two ways it outlives the process:
 //!
 //! - graceful shutdown writes its content to one file (`pending.bin`), read back at start;
 //! - every change is also appended to a journal (a [`SegmentLog`] of its own, fsynced on the
@@ -22,8 +27,9 @@
 //! a balancer, use the Redis store.
 
 use std::collections::{BTreeSet, HashMap};
+use std::mem::size_of;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use prost::Message;
@@ -37,9 +43,40 @@ use crate::sample_log::metrics::SampleMetrics;
 /// The journal's only reader: compaction advances it past expired predictions.
 const COMPACTION: &str = "compaction";
 
-/// Fixed cost charged per held prediction and per label beside their strings (map entries,
-/// the due index).
-const ENTRY_OVERHEAD: usize = 96;
+/// B-tree index entries are charged at twice their size: keys appended at the end leave the
+/// leaves a little over half full (the `join_heap` example measures it).
+const INDEX_SLACK: usize = 2;
+
+/// What a held prediction costs beside its snapshot, its id and its candidates: its entries in
+/// the two maps (hash tables charged at their 7/8 maximum load, plus a control byte each), in
+/// the expiry index and in the journal's compaction queue, and the id's `Arc` counts.
+pub const REQUEST_BYTES: usize = (size_of::<(u64, Held)>() + size_of::<(Arc<str>, u64)>()) * 8 / 7
+    + 2
+    + INDEX_SLACK * size_of::<(i64, u64)>()
+    + size_of::<(u64, i64, u64)>()
+    + 2 * size_of::<usize>();
+
+/// What a candidate costs beside its id's bytes: its state and the end offset of its id.
+pub const CANDIDATE_BYTES: usize = size_of::<Candidate>() + size_of::<u32>();
+
+/// What a label costs beside its type's bytes.
+pub const LABEL_BYTES: usize = size_of::<Label>();
+
+/// What a candidate scheduled on its own costs in the due index.
+pub const DUE_BYTES: usize = INDEX_SLACK * size_of::<(i64, u64, u32)>();
+
+/// What a candidate ever scheduled on its own costs in its prediction's list of due times.
+pub const OWN_BYTES: usize = size_of::<(u32, i64)>();
+
+/// The due index's rank for "every candidate still waiting for the `emit_unimpressed` slot".
+const UNIMPRESSED: u32 = u32::MAX;
+
+/// `Candidate::emitted` before the first emission.
+const NOT_EMITTED: u32 = u32::MAX;
+
+// Held by the hundred per prediction: a size change is a capacity change (docs/samples.md).
+const _: () = assert!(size_of::<Candidate>() == 8);
+const _: () = assert!(size_of::<Label>() == 48);
 
 /// Predictions held in this process.
 #[derive(Debug)]
@@ -53,36 +90,79 @@ pub struct MemoryJoinStore {
 #[derive(Debug)]
 struct Journal {
     log: std::sync::Arc<SegmentLog>,
-    /// (sequence, expires_ms, request_id) of every put still in the journal, in journal order.
-    puts: Mutex<std::collections::VecDeque<(u64, i64, String)>>,
+    /// (sequence, expires_ms, serial) of every put still in the journal, in journal order.
+    puts: Mutex<std::collections::VecDeque<(u64, i64, u64)>>,
     metrics: SampleMetrics,
 }
 
+/// The indexes name a prediction by a serial (8 bytes) and a candidate by its rank among the
+/// prediction's sorted item ids (4 bytes), not by their ids.
 #[derive(Debug, Default)]
 struct State {
-    requests: HashMap<String, Held>,
-    /// (due_ms, request_id, item_id).
-    due: BTreeSet<(i64, String, String)>,
-    /// (expires_ms, request_id).
-    expiry: BTreeSet<(i64, String)>,
+    /// Request id -> serial of the prediction held under it.
+    serials: HashMap<Arc<str>, u64>,
+    requests: HashMap<u64, Held>,
+    /// (due_ms, serial, rank) of every candidate scheduled on its own, and (due_ms, serial,
+    /// [`UNIMPRESSED`]) for all of a prediction's candidates waiting for their unimpressed slot.
+    due: BTreeSet<(i64, u64, u32)>,
+    /// (expires_ms, serial).
+    expiry: BTreeSet<(i64, u64)>,
+    /// Charged for the held predictions and their labels (the due index: by its length).
     bytes: usize,
+    /// The next put's serial.
+    next: u64,
 }
 
-#[derive(Debug, Clone)]
+/// A held prediction.
+#[derive(Debug)]
 struct Held {
+    request_id: Arc<str>,
     snapshot: Bytes,
     expires_ms: i64,
-    items: HashMap<String, Candidate>,
+    /// When the candidates without an event are due (`emit_unimpressed`).
+    unimpressed_ms: Option<i64>,
+    /// The item ids sorted, deduplicated and concatenated: candidate `rank`'s id ends at
+    /// `ends[rank]` and starts where the one before ends.
+    ids: Box<str>,
+    ends: Box<[u32]>,
+    /// By rank.
+    candidates: Box<[Candidate]>,
+    /// (rank, due_ms) of the candidates scheduled on their own: here, not in every candidate,
+    /// as most never are (room stays, charged, once one is claimed).
+    own: Vec<(u32, i64)>,
+    /// Every candidate's labels, in arrival order (a few per prediction, not per candidate).
+    labels: Vec<Label>,
+    /// Charged for it, labels included.
     bytes: usize,
 }
 
-#[derive(Debug, Clone, Default)]
+/// One candidate's join state.
+#[derive(Debug, Clone, Copy)]
 struct Candidate {
-    labels: Vec<Event>,
-    /// Due time while scheduled.
-    due_ms: Option<i64>,
-    /// Revision of the last emission; `None` before the first.
-    emitted: Option<u32>,
+    /// Revision of the last emission; [`NOT_EMITTED`] before the first.
+    emitted: u32,
+    /// Whether it had an event (its first schedules it).
+    labelled: bool,
+    schedule: Schedule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schedule {
+    /// Not due.
+    No,
+    /// In the due index at its time in `Held::own`.
+    Own,
+    /// Due with the prediction's other unimpressed candidates, at `Held::unimpressed_ms`.
+    Unimpressed,
+}
+
+/// An event of a held candidate: the ids are the prediction's.
+#[derive(Debug)]
+struct Label {
+    rank: u32,
+    kind: Box<str>,
+    timestamp_ms: i64,
+    value: Option<f64>,
 }
 
 /// What [`MemoryJoinStore::replay`] restored.
@@ -141,12 +221,12 @@ impl MemoryJoinStore {
                 }
                 Some(journal_entry::Entry::Claimed(c)) => {
                     // Written by versions that journaled claims one by one: taken as final.
-                    claim(&mut state, &c.request_id, &c.item_id);
+                    claim_id(&mut state, &c.request_id, &c.item_id);
                 }
                 Some(journal_entry::Entry::ClaimBatch(b)) => {
                     let items: Vec<(String, String)> = b.items.into_iter().map(|c| (c.request_id, c.item_id)).collect();
                     for (request_id, item_id) in &items {
-                        claim(&mut state, request_id, item_id);
+                        claim_id(&mut state, request_id, item_id);
                     }
                     open.push((b.mark, items));
                 }
@@ -223,8 +303,8 @@ impl MemoryJoinStore {
             metrics,
         };
         let state = self.lock();
-        for (request_id, held) in &state.requests {
-            journal.put(request_id, held);
+        for (serial, held) in &state.requests {
+            journal.put(*serial, held);
         }
         drop(state);
         let handle = std::sync::Arc::clone(&journal.log);
@@ -244,9 +324,7 @@ impl MemoryJoinStore {
     pub fn save(&self, path: &Path) -> std::io::Result<usize> {
         let state = self.lock();
         let mut file = Pending::default();
-        for (request_id, held) in &state.requests {
-            file.requests.push(pending_request(request_id, held));
-        }
+        file.requests.extend(state.requests.values().map(pending_request));
         drop(state);
         let tmp = path.with_extension("tmp");
         {
@@ -289,25 +367,30 @@ impl MemoryJoinStore {
 }
 
 /// The file and journal form of a held prediction.
-fn pending_request(request_id: &str, held: &Held) -> PendingRequest {
+fn pending_request(held: &Held) -> PendingRequest {
+    let mut items: Vec<PendingItem> = (0..held.len())
+        .map(|rank| {
+            let c = &held.candidates[rank as usize];
+            PendingItem {
+                item_id: held.id(rank).to_owned(),
+                due_ms: held.due_ms(rank, c),
+                emitted: c.emitted(),
+                labels: Vec::new(),
+            }
+        })
+        .collect();
+    for l in &held.labels {
+        items[l.rank as usize].labels.push(PendingLabel {
+            kind: l.kind.to_string(),
+            timestamp_ms: l.timestamp_ms,
+            value: l.value,
+        });
+    }
     PendingRequest {
-        request_id: request_id.to_owned(),
+        request_id: held.request_id.to_string(),
         snapshot: held.snapshot.to_vec(),
         expires_ms: held.expires_ms,
-        items: held
-            .items
-            .iter()
-            .map(|(item_id, c)| PendingItem {
-                item_id: item_id.clone(),
-                due_ms: c.due_ms,
-                emitted: c.emitted,
-                labels: c
-                    .labels
-                    .iter()
-                    .map(|e| PendingLabel { kind: e.kind.clone(), timestamp_ms: e.timestamp_ms, value: e.value })
-                    .collect(),
-            })
-            .collect(),
+        items,
     }
 }
 
@@ -316,43 +399,60 @@ fn restore(state: &mut State, r: PendingRequest, now_ms: i64) {
     if r.expires_ms <= now_ms && !r.items.iter().any(|i| i.due_ms.is_some()) {
         return;
     }
-    remove(state, &r.request_id);
-    let mut held =
-        Held { snapshot: Bytes::from(r.snapshot), expires_ms: r.expires_ms, items: HashMap::new(), bytes: 0 };
+    remove_id(state, &r.request_id);
+    // Never after the window closes (a file written before due times were capped).
+    let due = |i: &PendingItem| i.due_ms.map(|d| d.min(r.expires_ms));
+    // The candidates due without an event share one slot again (those released after a claim
+    // may be due at another time: they keep their own).
+    let unimpressed_ms = r.items.iter().filter(|i| i.labels.is_empty() && i.emitted.is_none()).find_map(due);
+    let candidates = r
+        .items
+        .iter()
+        .map(|i| {
+            let labelled = !i.labels.is_empty();
+            let schedule = match due(i) {
+                None => Schedule::No,
+                Some(d) if !labelled && i.emitted.is_none() && Some(d) == unimpressed_ms => Schedule::Unimpressed,
+                Some(_) => Schedule::Own,
+            };
+            let candidate = Candidate { emitted: i.emitted.unwrap_or(NOT_EMITTED), labelled, schedule };
+            (i.item_id.as_str(), candidate)
+        })
+        .collect();
+    let request_id = Arc::from(r.request_id.as_str());
+    let mut held = Held::new(request_id, Bytes::from(r.snapshot), r.expires_ms, unimpressed_ms, candidates);
+    held.labels.reserve_exact(r.items.iter().map(|i| i.labels.len()).sum());
     for item in r.items {
-        let labels = item
-            .labels
-            .into_iter()
-            .map(|l| Event {
-                request_id: r.request_id.clone(),
-                item_id: item.item_id.clone(),
-                kind: l.kind,
-                timestamp_ms: l.timestamp_ms,
-                value: l.value,
-            })
-            .collect();
-        // Never after the window closes (a file written before due times were capped).
-        let due_ms = item.due_ms.map(|d| d.min(r.expires_ms));
-        if let Some(due) = due_ms {
-            state.due.insert((due, r.request_id.clone(), item.item_id.clone()));
+        let Some(rank) = held.rank(&item.item_id) else { continue };
+        if let Some(due) = due(&item)
+            && held.candidates[rank as usize].schedule == Schedule::Own
+        {
+            held.set_own(rank, due);
         }
-        held.items.insert(item.item_id, Candidate { labels, due_ms, emitted: item.emitted });
+        for l in item.labels {
+            held.push_label(rank, &l.kind, l.timestamp_ms, l.value);
+        }
     }
-    held.bytes = held_bytes(&r.request_id, &held);
-    state.bytes += held.bytes;
-    state.expiry.insert((held.expires_ms, r.request_id.clone()));
-    state.requests.insert(r.request_id, held);
+    let serial = state.next_serial();
+    state.insert(serial, held);
+}
+
+/// Forgets the prediction held under `request_id`.
+fn remove_id(state: &mut State, request_id: &str) -> bool {
+    state.serials.get(request_id).copied().is_some_and(|serial| remove(state, serial))
 }
 
 /// Forgets a held prediction and its index entries.
-fn remove(state: &mut State, request_id: &str) -> bool {
-    let Some(held) = state.requests.remove(request_id) else { return false };
+fn remove(state: &mut State, serial: u64) -> bool {
+    let Some(held) = state.requests.remove(&serial) else { return false };
+    state.serials.remove(&held.request_id);
     state.bytes -= held.bytes;
-    state.expiry.remove(&(held.expires_ms, request_id.to_owned()));
-    for (item_id, c) in held.items {
-        if let Some(due) = c.due_ms {
-            state.due.remove(&(due, request_id.to_owned(), item_id));
-        }
+    state.expiry.remove(&(held.expires_ms, serial));
+    if let Some(due) = held.unimpressed_ms {
+        state.due.remove(&(due, serial, UNIMPRESSED));
+    }
+    for &(rank, due) in &held.own {
+        state.due.remove(&(due, serial, rank));
     }
     true
 }
@@ -363,77 +463,291 @@ fn remove(state: &mut State, request_id: &str) -> bool {
 fn expire(state: &mut State, now_ms: i64) -> Expired {
     let mut gone = Expired::default();
     let mut waiting = Vec::new();
-    while let Some(first) = state.expiry.first() {
-        if first.0 > now_ms {
+    while let Some(&(expires, serial)) = state.expiry.first() {
+        if expires > now_ms {
             break;
         }
-        let (expires, request_id) = state.expiry.pop_first().expect("just peeked");
-        let Some(held) = state.requests.get(&request_id) else { continue };
-        if held.items.values().any(|c| c.due_ms.is_some()) {
-            waiting.push((expires, request_id));
+        state.expiry.pop_first();
+        let Some(held) = state.requests.get(&serial) else { continue };
+        if held.candidates.iter().any(|c| c.schedule != Schedule::No) {
+            waiting.push((expires, serial));
             continue;
         }
-        gone.unlabelled += held.items.values().filter(|c| c.emitted.is_none() && c.labels.is_empty()).count();
-        gone.requests += usize::from(remove(state, &request_id));
+        gone.unlabelled += held.candidates.iter().filter(|c| c.emitted == NOT_EMITTED && !c.labelled).count();
+        gone.requests += usize::from(remove(state, serial));
     }
     state.expiry.extend(waiting);
     gone
 }
 
 fn add_event(state: &mut State, max_bytes: usize, event: &Event, due_ms: i64) -> Result<Added, JoinError> {
-    let Some(held) = state.requests.get_mut(&event.request_id) else { return Ok(Added::Orphan) };
+    let Some(&serial) = state.serials.get(event.request_id.as_str()) else { return Ok(Added::Orphan) };
+    let Some(held) = state.requests.get_mut(&serial) else { return Ok(Added::Orphan) };
     // At the latest when the window closes: the sample goes with the labels known by then.
     let due_ms = due_ms.min(held.expires_ms);
-    let Some(candidate) = held.items.get_mut(&event.item_id) else { return Ok(Added::Orphan) };
-    if candidate.labels.iter().any(|l| l.kind == event.kind) {
+    let Some(rank) = held.rank(&event.item_id) else { return Ok(Added::Orphan) };
+    if held.labels_of(rank).any(|l| *l.kind == *event.kind) {
         return Ok(Added::Duplicate);
     }
-    let cost = ENTRY_OVERHEAD + event.kind.len();
-    if state.bytes + cost > max_bytes {
+    let candidate = held.candidates[rank as usize];
+    // The first event schedules it at its wait; an earlier unimpressed slot moves to it.
+    let schedules = !candidate.labelled && candidate.emitted == NOT_EMITTED;
+    let entry = if schedules && candidate.schedule != Schedule::Own { DUE_BYTES + OWN_BYTES } else { 0 };
+    if state.bytes + state.due.len() * DUE_BYTES + label_bytes(&event.kind) + entry > max_bytes {
         return Err(JoinError::Full { max_bytes });
     }
-    candidate.labels.push(event.clone());
-    held.bytes += cost;
-    state.bytes += cost;
-    if let Some(revision) = candidate.emitted.as_mut() {
-        *revision += 1;
-        return Ok(Added::Late { revision: *revision });
+    state.bytes += held.push_label(rank, &event.kind, event.timestamp_ms, event.value);
+    let candidate = &mut held.candidates[rank as usize];
+    candidate.labelled = true;
+    if candidate.emitted != NOT_EMITTED {
+        candidate.emitted += 1;
+        return Ok(Added::Late { revision: candidate.emitted });
     }
-    // First event: schedule at its wait; an earlier unimpressed slot moves to it.
-    if candidate.labels.len() == 1 {
-        if let Some(old) = candidate.due_ms.replace(due_ms) {
-            state.due.remove(&(old, event.request_id.clone(), event.item_id.clone()));
-        }
-        state.due.insert((due_ms, event.request_id.clone(), event.item_id.clone()));
+    if schedules {
+        schedule(state, serial, rank, due_ms);
     }
     Ok(Added::Accepted)
 }
 
-/// Marks a candidate emitted at revision 0; `None` when it is not held.
-fn claim<'s>(state: &'s mut State, request_id: &str, item_id: &str) -> Option<&'s Held> {
-    let held = state.requests.get_mut(request_id)?;
-    let candidate = held.items.get_mut(item_id)?;
-    if let Some(due) = candidate.due_ms.take() {
-        state.due.remove(&(due, request_id.to_owned(), item_id.to_owned()));
+/// Marks candidate `rank` of prediction `serial` emitted at revision 0; `None` when it is not
+/// held.
+fn claim(state: &mut State, serial: u64, rank: u32) -> Option<&Held> {
+    let held = state.requests.get_mut(&serial)?;
+    if let Some(due) = held.take_own(rank) {
+        state.due.remove(&(due, serial, rank));
     }
-    candidate.emitted = Some(0);
+    let candidate = held.candidates.get_mut(rank as usize)?;
+    // One left in the unimpressed slot is no longer in it; the slot's entry goes when it comes
+    // due or the prediction leaves.
+    candidate.schedule = Schedule::No;
+    candidate.emitted = 0;
     Some(held)
+}
+
+/// [`claim`] by ids.
+fn claim_id(state: &mut State, request_id: &str, item_id: &str) {
+    if let Some((serial, rank)) = state.find(request_id, item_id) {
+        claim(state, serial, rank);
+    }
 }
 
 /// Undoes a claim at revision 0 (the sample log does not have its sample): due at `due_ms`.
 /// `false` when the candidate is not held or a later revision was emitted meanwhile.
 fn unclaim(state: &mut State, request_id: &str, item_id: &str, due_ms: i64) -> bool {
-    let Some(held) = state.requests.get_mut(request_id) else { return false };
-    let Some(candidate) = held.items.get_mut(item_id) else { return false };
-    if candidate.emitted != Some(0) {
+    let Some((serial, rank)) = state.find(request_id, item_id) else { return false };
+    let Some(held) = state.requests.get_mut(&serial) else { return false };
+    let candidate = &mut held.candidates[rank as usize];
+    if candidate.emitted != 0 {
         return false;
     }
-    candidate.emitted = None;
-    if let Some(old) = candidate.due_ms.replace(due_ms) {
-        state.due.remove(&(old, request_id.to_owned(), item_id.to_owned()));
-    }
-    state.due.insert((due_ms, request_id.to_owned(), item_id.to_owned()));
+    candidate.emitted = NOT_EMITTED;
+    schedule(state, serial, rank, due_ms);
     true
+}
+
+/// Schedules candidate `rank` of prediction `serial` on its own at `due_ms` (an earlier own
+/// time or the unimpressed slot gives way).
+fn schedule(state: &mut State, serial: u64, rank: u32, due_ms: i64) {
+    let Some(held) = state.requests.get_mut(&serial) else { return };
+    if let Some(old) = held.own_due(rank) {
+        state.due.remove(&(old, serial, rank));
+    }
+    state.bytes += held.set_own(rank, due_ms);
+    held.candidates[rank as usize].schedule = Schedule::Own;
+    state.due.insert((due_ms, serial, rank));
+}
+
+/// What a label of type `kind` is charged.
+fn label_bytes(kind: &str) -> usize {
+    LABEL_BYTES + kind.len()
+}
+
+/// What the first event of a candidate not scheduled yet is charged (the tests fill a store
+/// exactly).
+#[cfg(test)]
+pub(crate) fn first_event_bytes(kind: &str) -> usize {
+    label_bytes(kind) + DUE_BYTES + OWN_BYTES
+}
+
+// === impl State ===
+
+impl State {
+    /// Charged in all.
+    fn bytes(&self) -> usize {
+        self.bytes + self.due.len() * DUE_BYTES
+    }
+
+    fn held(&self, request_id: &str) -> Option<&Held> {
+        self.serials.get(request_id).and_then(|serial| self.requests.get(serial))
+    }
+
+    /// (serial, rank) of a held candidate.
+    fn find(&self, request_id: &str, item_id: &str) -> Option<(u64, u32)> {
+        let serial = *self.serials.get(request_id)?;
+        Some((serial, self.requests.get(&serial)?.rank(item_id)?))
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Holds `held` under `serial` (from [`State::next_serial`]), with its index entries.
+    fn insert(&mut self, serial: u64, held: Held) {
+        if let Some(due) = held.unimpressed_ms
+            && held.candidates.iter().any(|c| c.schedule == Schedule::Unimpressed)
+        {
+            self.due.insert((due, serial, UNIMPRESSED));
+        }
+        for &(rank, due) in &held.own {
+            self.due.insert((due, serial, rank));
+        }
+        self.bytes += held.bytes;
+        self.expiry.insert((held.expires_ms, serial));
+        self.serials.insert(Arc::clone(&held.request_id), serial);
+        self.requests.insert(serial, held);
+    }
+}
+
+// === impl Held ===
+
+impl Held {
+    /// A prediction of `candidates` (in any order, repeats ignored), without labels.
+    fn new(
+        request_id: Arc<str>,
+        snapshot: Bytes,
+        expires_ms: i64,
+        unimpressed_ms: Option<i64>,
+        mut candidates: Vec<(&str, Candidate)>,
+    ) -> Self {
+        candidates.sort_by(|a, b| a.0.cmp(b.0));
+        candidates.dedup_by(|a, b| a.0 == b.0);
+        let mut ids = String::with_capacity(candidates.iter().map(|(id, _)| id.len()).sum());
+        let mut ends = Vec::with_capacity(candidates.len());
+        for (id, _) in &candidates {
+            ids.push_str(id);
+            // A prediction's ids came in one gRPC message: far below 4 GiB.
+            ends.push(ids.len() as u32);
+        }
+        let candidates: Box<[Candidate]> = candidates.into_iter().map(|(_, c)| c).collect();
+        let bytes = REQUEST_BYTES + request_id.len() + snapshot.len() + ids.len() + candidates.len() * CANDIDATE_BYTES;
+        Held {
+            request_id,
+            snapshot,
+            expires_ms,
+            unimpressed_ms,
+            ids: ids.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            candidates,
+            own: Vec::new(),
+            labels: Vec::new(),
+            bytes,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        self.ends.len() as u32
+    }
+
+    /// Candidate `rank`'s item id.
+    fn id(&self, rank: u32) -> &str {
+        let rank = rank as usize;
+        let start = if rank == 0 { 0 } else { self.ends[rank - 1] as usize };
+        &self.ids[start..self.ends[rank] as usize]
+    }
+
+    /// The rank of `item_id`, when it is a candidate.
+    fn rank(&self, item_id: &str) -> Option<u32> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.id(mid).cmp(item_id) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    fn labels_of(&self, rank: u32) -> impl Iterator<Item = &Label> {
+        self.labels.iter().filter(move |l| l.rank == rank)
+    }
+
+    /// When `candidate` is due, if it is scheduled.
+    fn due_ms(&self, rank: u32, candidate: &Candidate) -> Option<i64> {
+        match candidate.schedule {
+            Schedule::No => None,
+            Schedule::Own => self.own_due(rank),
+            Schedule::Unimpressed => self.unimpressed_ms,
+        }
+    }
+
+    /// Candidate `rank`'s own due time, if it is scheduled on its own.
+    fn own_due(&self, rank: u32) -> Option<i64> {
+        self.own.iter().find(|(r, _)| *r == rank).map(|&(_, due)| due)
+    }
+
+    /// Sets candidate `rank`'s own due time; returns what the room for it is charged.
+    fn set_own(&mut self, rank: u32, due_ms: i64) -> usize {
+        if let Some(entry) = self.own.iter_mut().find(|(r, _)| *r == rank) {
+            entry.1 = due_ms;
+            return 0;
+        }
+        let room = self.own.capacity();
+        // Exactly, as the labels.
+        self.own.reserve_exact(1);
+        self.own.push((rank, due_ms));
+        let cost = (self.own.capacity() - room) * OWN_BYTES;
+        self.bytes += cost;
+        cost
+    }
+
+    /// Takes candidate `rank`'s own due time out.
+    fn take_own(&mut self, rank: u32) -> Option<i64> {
+        let at = self.own.iter().position(|(r, _)| *r == rank)?;
+        Some(self.own.swap_remove(at).1)
+    }
+
+    /// Adds a label to candidate `rank`; returns what it is charged.
+    fn push_label(&mut self, rank: u32, kind: &str, timestamp_ms: i64, value: Option<f64>) -> usize {
+        // Exactly: a prediction holds a few labels, and growth by doubling would hold up to as
+        // much again unused.
+        self.labels.reserve_exact(1);
+        self.labels.push(Label { rank, kind: kind.into(), timestamp_ms, value });
+        let cost = label_bytes(kind);
+        self.bytes += cost;
+        cost
+    }
+
+    /// Candidate `rank` with every label so far, as a sample (or a correction at `revision`).
+    fn joined(&self, rank: u32, revision: u32) -> Joined {
+        let (request_id, item_id) = (self.request_id.to_string(), self.id(rank).to_owned());
+        let labels = self
+            .labels_of(rank)
+            .map(|l| Event {
+                request_id: request_id.clone(),
+                item_id: item_id.clone(),
+                kind: l.kind.to_string(),
+                timestamp_ms: l.timestamp_ms,
+                value: l.value,
+            })
+            .collect();
+        Joined { request_id, snapshot: self.snapshot.clone(), item_id, labels, revision }
+    }
+}
+
+// === impl Candidate ===
+
+impl Candidate {
+    fn new(schedule: Schedule) -> Self {
+        Candidate { emitted: NOT_EMITTED, labelled: false, schedule }
+    }
+
+    /// Revision of the last emission, if any.
+    fn emitted(&self) -> Option<u32> {
+        (self.emitted != NOT_EMITTED).then_some(self.emitted)
+    }
 }
 
 // === impl Journal ===
@@ -455,26 +769,26 @@ impl Journal {
         }
     }
 
-    fn put(&self, request_id: &str, held: &Held) {
-        if let Some(sequence) = self.append(journal_entry::Entry::Put(pending_request(request_id, held))) {
+    fn put(&self, serial: u64, held: &Held) {
+        if let Some(sequence) = self.append(journal_entry::Entry::Put(pending_request(held))) {
             self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((
                 sequence,
                 held.expires_ms,
-                request_id.to_owned(),
+                serial,
             ));
         }
     }
 
     /// Deletes the segments holding only the records of predictions no longer held (`held`
     /// tells: one past its window still waits while a candidate of it is scheduled).
-    fn compact(&self, now_ms: i64, held: impl Fn(&str) -> bool) {
+    fn compact(&self, now_ms: i64, held: impl Fn(u64) -> bool) {
         let mut puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut past = None;
-        while let Some((sequence, expires, request_id)) = puts.front() {
-            if *expires > now_ms || held(request_id) {
+        while let Some(&(sequence, expires, serial)) = puts.front() {
+            if expires > now_ms || held(serial) {
                 break;
             }
-            past = Some(*sequence);
+            past = Some(sequence);
             puts.pop_front();
         }
         // Everything before the first live put belongs to expired predictions: records of a
@@ -492,28 +806,6 @@ impl Journal {
     }
 }
 
-fn held_bytes(request_id: &str, held: &Held) -> usize {
-    let items: usize = held
-        .items
-        .iter()
-        .map(|(id, c)| {
-            ENTRY_OVERHEAD + id.len() + c.labels.iter().map(|l| ENTRY_OVERHEAD + l.kind.len()).sum::<usize>()
-        })
-        .sum();
-    ENTRY_OVERHEAD + request_id.len() + held.snapshot.len() + items
-}
-
-fn joined(request_id: &str, held: &Held, item_id: &str, revision: u32) -> Option<Joined> {
-    let candidate = held.items.get(item_id)?;
-    Some(Joined {
-        request_id: request_id.to_owned(),
-        snapshot: held.snapshot.clone(),
-        item_id: item_id.to_owned(),
-        labels: candidate.labels.clone(),
-        revision,
-    })
-}
-
 impl JoinStore for MemoryJoinStore {
     fn put<'a>(
         &'a self,
@@ -524,13 +816,11 @@ impl JoinStore for MemoryJoinStore {
         unimpressed_due_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<(), JoinError>> {
         Box::pin(async move {
-            let mut held = Held { snapshot, expires_ms, items: HashMap::with_capacity(item_ids.len()), bytes: 0 };
-            for id in item_ids {
-                held.items.insert(id.clone(), Candidate { due_ms: unimpressed_due_ms, ..Candidate::default() });
-            }
-            held.bytes = held_bytes(request_id, &held);
+            let schedule = if unimpressed_due_ms.is_some() { Schedule::Unimpressed } else { Schedule::No };
+            let candidates = item_ids.iter().map(|id| (id.as_str(), Candidate::new(schedule))).collect();
+            let held = Held::new(request_id.into(), snapshot, expires_ms, unimpressed_due_ms, candidates);
             let mut state = self.lock();
-            if let Some(first) = state.requests.get(request_id) {
+            if let Some(first) = state.held(request_id) {
                 // A retried Predict: the first prediction keeps its labels. Another prediction
                 // under the same id would have its events joined to the first: refused.
                 return match reuse_of(first, item_ids) {
@@ -538,21 +828,16 @@ impl JoinStore for MemoryJoinStore {
                     Reuse::New | Reuse::Retry => Ok(()),
                 };
             }
-            if state.bytes + held.bytes > self.max_bytes {
+            let slot = if unimpressed_due_ms.is_some() && held.len() > 0 { DUE_BYTES } else { 0 };
+            if state.bytes() + held.bytes + slot > self.max_bytes {
                 return Err(JoinError::Full { max_bytes: self.max_bytes });
             }
-            if let Some(due) = unimpressed_due_ms {
-                for id in held.items.keys() {
-                    state.due.insert((due, request_id.to_owned(), id.clone()));
-                }
-            }
+            let serial = state.next_serial();
             // Journaled under the lock, so the journal's order is the state's.
             if let Some(journal) = self.journal.get() {
-                journal.put(request_id, &held);
+                journal.put(serial, &held);
             }
-            state.bytes += held.bytes;
-            state.expiry.insert((expires_ms, request_id.to_owned()));
-            state.requests.insert(request_id.to_owned(), held);
+            state.insert(serial, held);
             Ok(())
         })
     }
@@ -579,16 +864,35 @@ impl JoinStore for MemoryJoinStore {
 
     fn take_due(&self, now_ms: i64, limit: usize, log_mark: u64) -> BoxFuture<'_, Result<Vec<Joined>, JoinError>> {
         Box::pin(async move {
-            let mut state = self.lock();
+            let mut guard = self.lock();
+            let state = &mut *guard;
             let mut out = Vec::new();
             while out.len() < limit {
-                let Some(first) = state.due.first() else { break };
-                if first.0 > now_ms {
+                let Some(&(due, serial, rank)) = state.due.first() else { break };
+                if due > now_ms {
                     break;
                 }
-                let (_, request_id, item_id) = state.due.pop_first().expect("just peeked");
-                let Some(held) = claim(&mut state, &request_id, &item_id) else { continue };
-                out.extend(joined(&request_id, held, &item_id, 0));
+                state.due.pop_first();
+                if rank != UNIMPRESSED {
+                    out.extend(claim(state, serial, rank).map(|held| held.joined(rank, 0)));
+                    continue;
+                }
+                // The unimpressed slot: every candidate still in it, as far as the limit goes.
+                let Some(held) = state.requests.get_mut(&serial) else { continue };
+                let mut ranks = Vec::new();
+                for (rank, candidate) in held.candidates.iter_mut().enumerate() {
+                    if candidate.schedule != Schedule::Unimpressed {
+                        continue;
+                    }
+                    if out.len() + ranks.len() == limit {
+                        state.due.insert((due, serial, UNIMPRESSED));
+                        break;
+                    }
+                    candidate.schedule = Schedule::No;
+                    candidate.emitted = 0;
+                    ranks.push(rank as u32);
+                }
+                out.extend(ranks.into_iter().map(|rank| held.joined(rank, 0)));
             }
             // One record for the batch, before the joiner writes it (module doc).
             if !out.is_empty()
@@ -627,7 +931,7 @@ impl JoinStore for MemoryJoinStore {
     }
 
     fn reuse(&self, request_id: &str, item_ids: &[String]) -> Option<Reuse> {
-        Some(self.lock().requests.get(request_id).map_or(Reuse::New, |held| reuse_of(held, item_ids)))
+        Some(self.lock().held(request_id).map_or(Reuse::New, |held| reuse_of(held, item_ids)))
     }
 
     fn joined<'a>(
@@ -637,7 +941,9 @@ impl JoinStore for MemoryJoinStore {
         revision: u32,
     ) -> BoxFuture<'a, Result<Option<Joined>, JoinError>> {
         Box::pin(async move {
-            Ok(self.lock().requests.get(request_id).and_then(|h| joined(request_id, h, item_id, revision)))
+            let state = self.lock();
+            let held = state.held(request_id);
+            Ok(held.and_then(|h| Some(h.joined(h.rank(item_id)?, revision))))
         })
     }
 
@@ -645,14 +951,14 @@ impl JoinStore for MemoryJoinStore {
         let mut state = self.lock();
         let gone = expire(&mut state, now_ms);
         if let Some(journal) = self.journal.get() {
-            journal.compact(now_ms, |request_id| state.requests.contains_key(request_id));
+            journal.compact(now_ms, |serial| state.requests.contains_key(&serial));
         }
         gone
     }
 
     fn pending(&self) -> Option<(usize, usize)> {
         let state = self.lock();
-        Some((state.requests.len(), state.bytes))
+        Some((state.requests.len(), state.bytes()))
     }
 }
 
@@ -663,8 +969,8 @@ fn journal_claims(joined: &[Joined]) -> Vec<JournalClaim> {
 
 /// A retry holds the same set of candidates; anything else is another prediction.
 fn reuse_of(held: &Held, item_ids: &[String]) -> Reuse {
-    let same = item_ids.iter().all(|id| held.items.contains_key(id))
-        && held.items.len() == item_ids.iter().collect::<std::collections::HashSet<_>>().len();
+    let same = item_ids.iter().all(|id| held.rank(id).is_some())
+        && held.len() as usize == item_ids.iter().collect::<std::collections::HashSet<_>>().len();
     if same { Reuse::Retry } else { Reuse::Conflict }
 }
 
