@@ -29,8 +29,9 @@ pub struct ServerConfig {
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// Bytes of unary Prediction request bodies being read and decoded at once, all connections
-    /// together; a request that would go beyond is answered RESOURCE_EXHAUSTED at once. With the
-    /// decode's amplification (docs/serving.md) this bounds the memory requests can take.
+    /// together; a request that would go beyond is answered RESOURCE_EXHAUSTED at once. Decoding
+    /// takes at most ~25x a message's bytes (`examples/decode_peak.rs`), so this bounds what
+    /// requests hold to ~25x it (400 MiB by default).
     #[serde(default = "default_max_buffered_request_bytes")]
     pub max_buffered_request_bytes: usize,
     /// A unary Prediction request whose body has not fully arrived this long after its headers is
@@ -200,7 +201,7 @@ const fn default_concurrency_limit() -> usize {
 }
 
 const fn default_max_buffered_request_bytes() -> usize {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 
 const fn default_request_read_timeout_ms() -> u64 {
