@@ -5,7 +5,6 @@
 //! it is decoded; one connection cannot take every slot; a request without a message and a stream
 //! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message;
@@ -13,80 +12,18 @@ use tonic::Code;
 
 use crate::common;
 use crate::common::fake_model::{FakeLoader, start_fake};
+use crate::common::h2::{connect, framed, status};
 
 const PREDICT: &str = "/augur.v1.Prediction/Predict";
 
-/// One raw HTTP/2 connection.
-async fn connect(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    client.ready().await.unwrap()
-}
-
-/// Opens a stream on `path` with headers only (no END_STREAM unless `end`).
+/// A Predict stream with a 60 s deadline, headers only (END_STREAM when `end`).
 fn open(
     client: &mut h2::client::SendRequest<bytes::Bytes>,
-    addr: SocketAddr,
+    addr: std::net::SocketAddr,
     path: &str,
     end: bool,
 ) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", "60S")
-        .body(())
-        .unwrap();
-    client.send_request(request, end).unwrap()
-}
-
-/// gRPC framing: flag 0, big-endian length, the message.
-fn framed(message: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
-    frame
-}
-
-/// grpc-status and grpc-message of a response (trailers-only, or from the trailers).
-async fn status(response: h2::client::ResponseFuture) -> (i32, String) {
-    let response = response.await.unwrap();
-    let read = |h: &http::HeaderMap| {
-        let code = h.get("grpc-status").map(|v| v.to_str().unwrap().parse::<i32>().unwrap());
-        let message = h.get("grpc-message").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        code.map(|c| (c, percent_decode(&message)))
-    };
-    if let Some(status) = read(response.headers()) {
-        return status;
-    }
-    let mut body = response.into_body();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-    }
-    read(&body.trailers().await.unwrap().expect("trailers")).expect("grpc-status")
-}
-
-/// grpc-message is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::common::h2::open(client, addr, path, "60S", end)
 }
 
 fn refused(server: &common::TestServer, reason: &str) -> f64 {

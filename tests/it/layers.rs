@@ -13,47 +13,18 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::common;
 use crate::common::fake_model::{FakeLoader, start_fake};
+use crate::common::h2;
 
 const HANG: Duration = Duration::from_secs(60);
 
 /// Sends one Predict over a raw HTTP/2 stream with `grpc-timeout: value`; returns grpc-status
-/// and grpc-message (from the headers of a trailers-only response, else from the trailers).
+/// and grpc-message.
 async fn raw_predict(addr: std::net::SocketAddr, value: &str) -> (i32, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}/augur.v1.Prediction/Predict"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", value)
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
+    let mut client = h2::connect(addr).await;
+    let (response, mut send) = h2::open(&mut client, addr, "/augur.v1.Prediction/Predict", value, false);
     let message = common::ranking_request("u1", &["i1", "i2"]).encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    send.send_data(frame.into(), true).unwrap();
-    let response = response.await.unwrap();
-    assert_eq!(response.status(), 200);
-    let read = |h: &http::HeaderMap| {
-        let code = h.get("grpc-status").map(|v| v.to_str().unwrap().parse::<i32>().unwrap());
-        let message = h.get("grpc-message").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        code.map(|c| (c, message))
-    };
-    if let Some(status) = read(response.headers()) {
-        return status;
-    }
-    let mut body = response.into_body();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-    }
-    let trailers = body.trailers().await.unwrap().expect("trailers with grpc-status");
-    read(&trailers).expect("grpc-status in the trailers")
+    send.send_data(h2::framed(&message).into(), true).unwrap();
+    h2::status(response).await
 }
 
 #[tokio::test]

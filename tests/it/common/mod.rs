@@ -152,6 +152,7 @@ pub mod child;
 #[cfg(feature = "etcd")]
 pub mod etcd_server;
 pub mod fake_model;
+pub mod h2;
 pub mod http;
 pub mod load;
 #[cfg(feature = "bucket")]
