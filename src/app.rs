@@ -47,7 +47,7 @@ use crate::repository::{RepositoryContext, source, watch};
 use crate::sample_log::pipeline::{SampleError, SamplePipeline};
 use crate::scene::metrics::PathMetrics;
 use crate::scene::{Scene, SceneError};
-use crate::server::metrics::RpcMetrics;
+use crate::server::metrics::{ListenerMetrics, RpcMetrics};
 use crate::server::{self, ServeError, ServiceState};
 use crate::shutdown::Requests;
 use crate::telemetry::trace::OtlpTraces;
@@ -183,7 +183,7 @@ impl App {
         // when it starts: absent means sample logging is off.
         let _ = (metrics.of::<RpcMetrics>(), metrics.of::<StageMetrics>(), metrics.of::<PathMetrics>());
         let _ = (metrics.of::<BatchMetrics>(), metrics.of::<ModelMetrics>(), metrics.of::<CacheMetrics>());
-        let _ = metrics.of::<RegistryMetrics>();
+        let _ = (metrics.of::<RegistryMetrics>(), metrics.of::<ListenerMetrics>());
         let admin_http = if config.admin.enabled {
             let addr = config.admin.listen;
             Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?)
@@ -325,9 +325,9 @@ impl App {
             }
         });
         let server_config = config.server.clone();
-        let stop = stop_accepting.clone();
+        let (stop, starved) = (stop_accepting.clone(), readiness.listener().clone());
         let mut server = tokio::spawn(async move {
-            server::serve(listener, &server_config, shared, health_service, stop.cancelled_owned()).await
+            server::serve(listener, &server_config, shared, health_service, starved, stop.cancelled_owned()).await
         });
 
         // Register only now: the listener accepts and health says SERVING. A failed first attempt

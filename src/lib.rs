@@ -2,8 +2,9 @@
 //!
 //! A Predict request walks the modules in this order (each module's own doc says the same step):
 //!
-//! 1. [`server`]    — gRPC entry: the layer stack (metrics, deadline, admission, auth), validate
-//!    and convert the request; errors become statuses in [`error`].
+//! 1. [`server`]    — gRPC entry: the listener (connection cap, handshake timeout, accept
+//!    back-off), the layer stack (metrics, deadline, admission, auth), validate and convert the
+//!    request; errors become statuses in [`error`].
 //! 2. [`scene`]     — the scene router: scene name → feature spec, model repository, stage timers.
 //! 3. [`fetch`]     — read the user's and items' feature rows from the store.
 //! 4. [`assemble`]  — turn rows + request values into model tensors as `features/<scene>.yaml` declares.

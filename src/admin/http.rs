@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::status::{self, ModelSource};
+use crate::server::listener::Starved;
 use crate::telemetry::Metrics;
 
 /// Content type of the Prometheus text format ([`Metrics::render_prometheus`]): what a scraper
@@ -38,21 +39,30 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the instance should receive traffic: true from the moment the gRPC health turns
-/// SERVING until shutdown step 1 turns it NOT_SERVING. Cheap to clone (shared flag).
+/// SERVING until shutdown step 1 turns it NOT_SERVING, except while the public listener backs off
+/// for want of file descriptors ([`Starved`]). Cheap to clone (shared flags).
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    serving: Arc<AtomicBool>,
+    listener: Starved,
+}
 
 // === impl Readiness ===
 
 impl Readiness {
-    /// Sets the flag.
+    /// Sets the serving flag.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.serving.store(ready, Ordering::Release);
     }
 
-    /// Reads the flag.
+    /// Serving, and the public listener can accept.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.serving.load(Ordering::Acquire) && !self.listener.get()
+    }
+
+    /// The public listener's flag, for [`crate::server::serve`] to raise.
+    pub fn listener(&self) -> &Starved {
+        &self.listener
     }
 }
 

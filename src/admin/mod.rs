@@ -13,7 +13,6 @@ pub mod status;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::proto::model_admin_server::ModelAdminServer;
 use crate::server;
@@ -38,13 +37,17 @@ pub async fn serve_admin(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin gRPC listening: ModelAdmin, health, reflection");
     }
+    let incoming =
+        server::listener::Incoming::new(listener, config, Default::default(), Default::default()).plaintext();
     server::builder(config)
         .layer(server::layers::stack(config, auth_token, &admin.metrics().of::<server::metrics::RpcMetrics>()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ModelAdminServer::new(admin))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
+        // The public port's connection limits and accept back-off; its counts are not exported
+        // (unregistered handles), the back-off and its log are what matter here.
+        .serve_with_incoming_shutdown(incoming, stop)
         .await?;
     tracing::info!("admin gRPC server stopped accepting and its connections closed");
     Ok(())

@@ -60,6 +60,25 @@ pub struct ServerConfig {
     /// Longest deadline honoured, in ms; a longer `grpc-timeout` is clamped to it.
     #[serde(default = "default_max_deadline_ms")]
     pub max_deadline_ms: u64,
+    /// Connections open at once on the public port; one more is closed as soon as it is accepted
+    /// (and counted), so idle or hostile sockets cannot take every file descriptor.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection must send the HTTP/2 client preface within this, in ms, or it is closed (and
+    /// counted): nothing else bounds a client that connects and sends nothing. With `tls` it
+    /// bounds the TLS handshake instead (docs/serving.md, "Connections").
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// TCP keepalive: idle time before the first probe, in ms (0 = off), so the kernel drops the
+    /// sockets of peers that vanished without a FIN, even before HTTP/2 PINGs start.
+    #[serde(default = "default_tcp_keepalive_ms")]
+    pub tcp_keepalive_ms: u64,
+    /// TCP keepalive: time between unanswered probes, in ms.
+    #[serde(default = "default_tcp_keepalive_interval_ms")]
+    pub tcp_keepalive_interval_ms: u64,
+    /// TCP keepalive: unanswered probes before the kernel drops the connection.
+    #[serde(default = "default_tcp_keepalive_retries")]
+    pub tcp_keepalive_retries: u32,
     /// HTTP/2 and connection limits, set explicitly (tonic leaves several unlimited).
     #[serde(default)]
     pub http2: Http2Config,
@@ -89,6 +108,26 @@ const fn default_max_deadline_ms() -> u64 {
 
 const fn default_grace_ms() -> u64 {
     10_000
+}
+
+const fn default_max_connections() -> usize {
+    10_000
+}
+
+const fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+const fn default_tcp_keepalive_ms() -> u64 {
+    60_000
+}
+
+const fn default_tcp_keepalive_interval_ms() -> u64 {
+    10_000
+}
+
+const fn default_tcp_keepalive_retries() -> u32 {
+    3
 }
 
 /// `[server.tls]`: PEM files, read at start-up (a missing or unreadable file fails start-up
@@ -133,6 +172,12 @@ pub struct Http2Config {
     /// connections rebalance over new replicas.
     #[serde(default = "default_max_connection_age_ms")]
     pub max_connection_age_ms: u64,
+    /// After the GOAWAY of `max_connection_age_ms`, close the connection this much later, in ms,
+    /// whatever is still open on it (0 = never): without it a Watch stream or a stalled
+    /// response keeps an aged connection open for good. augur enforces it itself (tonic's own
+    /// grace would drop the GOAWAY).
+    #[serde(default = "default_max_connection_age_grace_ms")]
+    pub max_connection_age_grace_ms: u64,
 }
 
 impl Default for Http2Config {
@@ -145,6 +190,7 @@ impl Default for Http2Config {
             keepalive_interval_ms: default_keepalive_interval_ms(),
             keepalive_timeout_ms: default_keepalive_timeout_ms(),
             max_connection_age_ms: default_max_connection_age_ms(),
+            max_connection_age_grace_ms: default_max_connection_age_grace_ms(),
         }
     }
 }
@@ -174,6 +220,10 @@ const fn default_keepalive_timeout_ms() -> u64 {
 
 const fn default_max_connection_age_ms() -> u64 {
     30 * 60 * 1000
+}
+
+const fn default_max_connection_age_grace_ms() -> u64 {
+    60_000
 }
 
 const fn default_deadline_margin_us() -> u64 {
@@ -229,6 +279,11 @@ impl ServerConfig {
         in_range("server.default_deadline_ms", s.default_deadline_ms as usize, 1, s.max_deadline_ms as usize)?;
         in_range("server.drain_delay_ms", s.drain_delay_ms as usize, 0, 600_000)?;
         in_range("server.grace_ms", s.grace_ms as usize, 1, 3_600_000)?;
+        in_range("server.max_connections", s.max_connections, 1, 1 << 20)?;
+        in_range("server.handshake_timeout_ms", s.handshake_timeout_ms as usize, 100, 600_000)?;
+        in_range("server.tcp_keepalive_ms", s.tcp_keepalive_ms as usize, 0, 86_400_000)?;
+        in_range("server.tcp_keepalive_interval_ms", s.tcp_keepalive_interval_ms as usize, 1000, 3_600_000)?;
+        in_range("server.tcp_keepalive_retries", s.tcp_keepalive_retries as usize, 1, 100)?;
         bearer_token("server.auth_token", s.auth_token.as_deref())?;
         if let Some(tls) = &s.tls {
             let files = [("cert_path", Some(&tls.cert_path)), ("key_path", Some(&tls.key_path))];
@@ -251,6 +306,7 @@ impl ServerConfig {
         in_range("server.http2.keepalive_interval_ms", h.keepalive_interval_ms as usize, 0, 86_400_000)?;
         in_range("server.http2.keepalive_timeout_ms", h.keepalive_timeout_ms as usize, 1, 86_400_000)?;
         in_range("server.http2.max_connection_age_ms", h.max_connection_age_ms as usize, 0, 30 * 86_400_000)?;
+        in_range("server.http2.max_connection_age_grace_ms", h.max_connection_age_grace_ms as usize, 0, 86_400_000)?;
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! The public port's metrics, recorded by the layer stack ([`super::layers`]): `augur_rpc_*`.
+//! The public port's metrics: `augur_rpc_*`, recorded by the layer stack ([`super::layers`]), and
+//! `augur_server_*`, recorded by the listener ([`super::listener`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +61,61 @@ impl ModuleMetrics for RpcMetrics {
             "refused",
             "Prediction calls refused by a request bound before their handler ran, by reason",
             self.refused.clone(),
+        );
+    }
+}
+
+/// `{reason}` of a connection closed by a limit or of an accept error.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `max_connections`, `handshake_timeout`, `max_connection_age_grace`; for accept errors
+    /// `emfile`, `enfile`, `enobufs`, `enomem`, `connection` (the peer's, e.g. ECONNABORTED) or
+    /// `other`.
+    pub reason: &'static str,
+}
+
+/// Connection-level metrics of the public port, recorded by the listener.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerMetrics {
+    /// `augur_server_connections_open`: connections accepted and not yet closed.
+    pub open: Gauge,
+    /// `augur_server_connections_accepted_total`.
+    pub accepted: Counter,
+    /// `augur_server_connections_closed_total{reason}`: connections augur closed because of a
+    /// limit (not the ones that ended normally).
+    pub closed: Family<ReasonLabels, Counter>,
+    /// `augur_server_accept_errors_total{reason}`.
+    pub accept_errors: Family<ReasonLabels, Counter>,
+    /// `augur_server_accept_starved`: 1 while accepting backs off for want of file descriptors
+    /// or kernel memory (readiness reports not ready meanwhile).
+    pub starved: Gauge,
+}
+
+/// Every `reason` of `augur_server_connections_closed_total`.
+pub const CLOSED_REASONS: [&str; 3] = ["max_connections", "handshake_timeout", "max_connection_age_grace"];
+
+/// Every `reason` of `augur_server_accept_errors_total`.
+pub const ACCEPT_ERROR_REASONS: [&str; 6] = ["emfile", "enfile", "enobufs", "enomem", "connection", "other"];
+
+impl ModuleMetrics for ListenerMetrics {
+    fn register(&self, r: &mut Registry) {
+        // Every series at 0 from the first scrape: a rate() over a series that appears with its
+        // first error misses that error, and an alert cannot tell "absent" from "fine".
+        for reason in CLOSED_REASONS {
+            let _ = self.closed.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in ACCEPT_ERROR_REASONS {
+            let _ = self.accept_errors.get_or_create(&ReasonLabels { reason });
+        }
+        let r = r.sub_registry_with_prefix("server");
+        r.register("connections_open", "Connections open on the public port", self.open.clone());
+        r.register("connections_accepted", "Connections accepted on the public port", self.accepted.clone());
+        r.register("connections_closed", "Connections augur closed for a limit, by reason", self.closed.clone());
+        r.register("accept_errors", "Failed accepts on the public port, by reason", self.accept_errors.clone());
+        r.register(
+            "accept_starved",
+            "1 while accepting backs off for want of file descriptors or kernel memory",
+            self.starved.clone(),
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Step 1 of the path: the gRPC entry. [`serve`] runs the public port behind the one layer
-//! stack ([`layers`]) with the HTTP/2 limits set explicitly, until `stop` resolves; then tonic
-//! stops accepting and lets the connections finish. It serves Prediction, grpc.health.v1 and
+//! stack ([`layers`]) with the HTTP/2 limits set explicitly, on the connections [`listener`]
+//! accepts (cap, handshake timeout, keepalive, accept back-off), until `stop` resolves; then
+//! tonic stops accepting and lets the connections finish. It serves Prediction, grpc.health.v1 and
 //! reflection advertising exactly those two (a `ModelAdmin` call there is UNIMPLEMENTED). The
 //! admin port reuses [`builder`], [`reflection`] and the stack from [`crate::admin`].
 //!
@@ -10,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod grpc;
 pub mod layers;
+pub mod listener;
 pub mod metrics;
 pub mod wire;
 
@@ -19,7 +21,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::predict::Predictor;
@@ -73,23 +74,27 @@ pub const PREDICTION: &str = <PredictionServer<grpc::PredictionService> as tonic
 const HEALTH: &str = "grpc.health.v1.Health";
 
 /// Serves the public port on `listener` until `stop` resolves, then finishes the open connections.
+/// `starved` is raised while accepting backs off for want of file descriptors (readiness).
 pub async fn serve(
     listener: TcpListener,
     config: &ServerConfig,
     shared: ServiceState,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    starved: listener::Starved,
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reflection_v1, reflection_v1alpha) = reflection(PREDICTION)?;
     let max_message = config.max_message_bytes;
     let rpc = shared.metrics.of::<metrics::RpcMetrics>();
+    let accepted = shared.metrics.of::<metrics::ListenerMetrics>();
     let prediction = grpc::PredictionService::new(shared, config.clone());
     let mut server = builder(config);
     if let Some(tls) = &config.tls {
         server = server.tls_config(tls_config(tls)?)?;
     }
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
-    tracing::info!(%addr, tls = config.tls.is_some(), "serving");
+    tracing::info!(%addr, tls = config.tls.is_some(), max_connections = config.max_connections, "serving");
+    let incoming = listener::Incoming::new(listener, config, accepted, starved);
     server
         .layer(layers::stack(config, config.auth_token.as_deref(), &rpc))
         .add_service(health)
@@ -100,8 +105,7 @@ pub async fn serve(
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )
-        // Without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms to small responses.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
+        .serve_with_incoming_shutdown(incoming, stop)
         .await?;
     tracing::info!("server stopped accepting and its connections closed");
     Ok(())
@@ -120,7 +124,9 @@ fn tls_config(tls: &crate::server::config::TlsConfig) -> Result<ServerTlsConfig,
     Ok(config)
 }
 
-/// A tonic server with the configured HTTP/2 limits.
+/// A tonic server with the configured HTTP/2 limits. `max_connection_age_grace_ms` is enforced by
+/// [`listener::Conn`], not by tonic: tonic 0.14's `max_connection_age_grace` makes the age timer
+/// cut the connection at age + grace *instead of* sending GOAWAY at age.
 pub(crate) fn builder(config: &ServerConfig) -> Server {
     let h2 = &config.http2;
     let ms = Duration::from_millis;

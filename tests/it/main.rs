@@ -38,6 +38,7 @@ mod shutdown;
 mod admin_listener;
 #[cfg(feature = "etcd")]
 mod client_discovery;
+mod connections;
 mod metric_names;
 mod movielens_parity;
 #[cfg(feature = "etcd")]

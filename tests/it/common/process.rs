@@ -33,6 +33,7 @@ pub fn cli() -> Command {
 pub struct Launch {
     config: Option<PathBuf>,
     envs: Vec<(OsString, OsString)>,
+    open_files: Option<(u64, u64)>,
 }
 
 impl Launch {
@@ -50,10 +51,31 @@ impl Launch {
         self
     }
 
+    /// Starts augur with this soft and hard RLIMIT_NOFILE, as systemd's `LimitNOFILE=soft:hard`.
+    pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
+        self
+    }
+
     /// Spawns the process and waits (bounded) for its ready event.
     pub async fn start(self) -> AugurProcess {
         let mut command = Command::new(binary());
         command.arg("serve");
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            // SAFETY: between fork and exec the hook only calls setrlimit, which is
+            // async-signal-safe, and allocates nothing unless it fails.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }
@@ -122,6 +144,14 @@ impl AugurProcess {
     /// A start with more options: no config, extra environment.
     pub fn launch() -> Launch {
         Launch::default()
+    }
+
+    /// Moves the lines logged so far into [`AugurProcess::log`] without waiting.
+    pub fn read_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
     }
 
     /// `/metrics` of the admin port.
