@@ -82,7 +82,7 @@ impl Joiner {
 
     /// Puts one snapshot in the join store.
     pub async fn hold(&self, served: Served) {
-        let snapshot = Bytes::from(served.to_proto().encode_to_vec());
+        let snapshot = Bytes::from(served.encode());
         let expires = served.timestamp_ms + self.window_ms();
         // Unimpressed candidates go just before the window closes, while the snapshot is held.
         let unimpressed = self.config.join.emit_unimpressed.then(|| expires - 1000.min(self.window_ms() / 10));

@@ -640,3 +640,19 @@ async fn unimpressed_candidates_share_one_slot_across_batches_events_and_restart
     assert_eq!(again.expire(10_000), Expired { requests: 2, unlabelled: 0 });
     assert_eq!(again.pending(), Some((0, 0)), "nothing stays charged");
 }
+
+/// The joiner's hand-written snapshot encoding is byte for byte prost's, with and without shared
+/// columns, fallbacks and empty fields.
+#[test]
+fn encode_is_to_proto_encoded() {
+    let mut empty = served("");
+    empty.timestamp_ms = 0;
+    empty.scene.clear();
+    empty.user_id.clear();
+    empty.item_ids = vec![String::new(), "x".into(), "y".into()];
+    empty.fallbacks.clear();
+    empty.scores.clear();
+    for s in [served("r1"), bench_shaped(), empty] {
+        assert_eq!(s.encode(), s.to_proto().encode_to_vec(), "{}", s.request_id);
+    }
+}
