@@ -112,6 +112,14 @@ pub enum Error {
         /// The configured share.
         share: usize,
     },
+    /// `server.max_watch_streams` health Watch streams are open already.
+    #[error(
+        "server has its limit of {limit} health Watch streams open (server.max_watch_streams); poll Check or retry later"
+    )]
+    WatchLimit {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The caller reset or broke its stream while sending the request: its fault, not augur's.
     #[error("request body: {0}")]
     ClientGone(String),
@@ -160,7 +168,8 @@ impl Error {
             Error::Overloaded { .. }
             | Error::TooLarge { .. }
             | Error::ReadBudget { .. }
-            | Error::ConnectionShare { .. } => Code::ResourceExhausted,
+            | Error::ConnectionShare { .. }
+            | Error::WatchLimit { .. } => Code::ResourceExhausted,
             Error::ClientGone(_) => Code::Cancelled,
             Error::UnknownModel { .. } => Code::NotFound,
             Error::Canary(CanaryError::Weight { .. }) => Code::InvalidArgument,

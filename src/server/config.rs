@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// it to `concurrency_limit` (no per-connection rule).
     #[serde(default = "default_connection_fair_share")]
     pub connection_fair_share: usize,
+    /// grpc.health.v1 Watch streams open at once on the public port; one more is answered
+    /// RESOURCE_EXHAUSTED. Each idle stream holds a few KiB until the caller ends it.
+    #[serde(default = "default_max_watch_streams")]
+    pub max_watch_streams: usize,
     /// augur answers DEADLINE_EXCEEDED this long before the caller's `grpc-timeout` runs out, so
     /// the caller gets augur's status rather than a transport cancellation.
     #[serde(default = "default_deadline_margin_us")]
@@ -262,6 +266,10 @@ const fn default_connection_fair_share() -> usize {
     32
 }
 
+const fn default_max_watch_streams() -> usize {
+    1000
+}
+
 impl ServerConfig {
     /// Range checks serde cannot express.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -272,6 +280,7 @@ impl ServerConfig {
         in_range("server.max_message_bytes", s.max_message_bytes, 1024, 1 << 30)?;
         in_range("server.concurrency_limit", s.concurrency_limit, 1, 1 << 20)?;
         in_range("server.connection_fair_share", s.connection_fair_share, 1, 1 << 20)?;
+        in_range("server.max_watch_streams", s.max_watch_streams, 1, 1 << 20)?;
         in_range("server.max_buffered_request_bytes", s.max_buffered_request_bytes, s.max_message_bytes, 1 << 32)?;
         in_range("server.request_read_timeout_ms", s.request_read_timeout_ms as usize, 1, 600_000)?;
         in_range("server.deadline_margin_us", s.deadline_margin_us as usize, 0, 60_000_000)?;

@@ -24,7 +24,8 @@
 //!    (tonic's `concurrency_limit_per_connection` queues, per connection, and counts health
 //!    checks), and one connection gets more than `server.connection_fair_share` slots only while
 //!    that many stay free for the others. Health, reflection and admin calls pass uncounted, so
-//!    probes answer under load.
+//!    probes answer under load; open health Watch streams are capped by
+//!    `server.max_watch_streams` (each holds a permit until its body ends).
 //! 6. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
 //!    call but health checks must carry `authorization: Bearer <token>`; innermost, so refused
 //!    calls are still counted above.
@@ -111,6 +112,8 @@ pub fn stack(config: &ServerConfig, auth_token: Option<&str>, metrics: &RpcMetri
             held: Arc::default(),
             shed: metrics.shed.clone(),
             refused: metrics.refused.clone(),
+            watches: Arc::new(Semaphore::new(config.max_watch_streams)),
+            watch_limit: config.max_watch_streams,
         })
         // 6. Auth: only when a token is configured.
         .option_layer(auth_token.map(|token| BearerAuthLayer { token: Arc::from(token) }))
@@ -363,11 +366,17 @@ pub fn parse_grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Reque
 
 /// The unary Prediction methods whose body [`ReadBody`] reads, with the repeated field of their
 /// request that `server.max_candidates` bounds (candidates; events for ReportEvents).
-const UNARY: [(&str, u32); 3] = [
+/// Health checks are read the same way (no field counted: 0 is no field number), so body-less
+/// Checks do not stay open either.
+const UNARY: [(&str, u32); 4] = [
     ("/augur.v1.Prediction/Predict", 5),
     ("/augur.v1.Prediction/GetFeatures", 4),
     ("/augur.v1.Prediction/ReportEvents", 1),
+    ("/grpc.health.v1.Health/Check", 0),
 ];
+
+/// The one long-lived stream of the public port: capped by `server.max_watch_streams`.
+const WATCH: &str = "/grpc.health.v1.Health/Watch";
 
 /// Layer of [`ReadBody`].
 #[derive(Debug, Clone)]
@@ -525,6 +534,9 @@ pub struct AdmissionLayer {
     held: Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>>,
     shed: Counter,
     refused: Family<RefusedLabels, Counter>,
+    /// One permit per open health Watch stream, held by its response body.
+    watches: Arc<Semaphore>,
+    watch_limit: usize,
 }
 
 impl<S> Layer<S> for AdmissionLayer {
@@ -596,6 +608,25 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.uri().path() == WATCH {
+            let Ok(permit) = Arc::clone(&self.layer.watches).try_acquire_owned() else {
+                self.layer.refused.get_or_create(&RefusedLabels { reason: "watch_limit" }).inc();
+                let limit = self.layer.watch_limit;
+                return Box::pin(std::future::ready(Ok(refuse(Error::WatchLimit { limit }))));
+            };
+            let future = self.inner.call(request);
+            return Box::pin(async move {
+                use http_body_util::BodyExt as _;
+                let response = future.await?;
+                // The stream is open as long as its body: the permit goes with the body.
+                Ok(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _open = &permit;
+                        frame
+                    }))
+                }))
+            });
+        }
         if !request.uri().path().starts_with(PREDICTION) {
             return Box::pin(self.inner.call(request));
         }

@@ -29,7 +29,7 @@ pub struct MethodLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     /// `too_large`, `read_budget`, `read_timeout`, `client_gone`, `incomplete`,
-    /// `too_many_items`, `connection_share`.
+    /// `too_many_items`, `connection_share`, `watch_limit`.
     pub reason: &'static str,
 }
 

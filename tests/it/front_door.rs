@@ -3,7 +3,8 @@
 //! the read timeout ends; a length prefix over `server.max_message_bytes` is refused
 //! RESOURCE_EXHAUSTED from the prefix; a message of millions of empty candidates is refused before
 //! it is decoded; one connection cannot take every slot; a request without a message and a stream
-//! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL.
+//! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL; a
+//! body-less health Check is answered at the read timeout and health Watch streams are capped.
 
 use std::time::Duration;
 
@@ -168,5 +169,44 @@ async fn one_connection_cannot_take_every_slot() {
         assert!(call.await.unwrap().is_ok(), "B is served");
     }
     assert_eq!(refused(&server, "connection_share"), 4.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_less_health_check_is_answered_at_the_read_timeout() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "[server]\nrequest_read_timeout_ms = 300\n").await;
+    let mut raw = connect(server.addr).await;
+    let (response, _send) = open(&mut raw, server.addr, "/grpc.health.v1.Health/Check", false);
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
+    assert!(message.contains("server.request_read_timeout_ms"), "{message}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_watch_streams_are_capped_and_a_closed_one_frees_its_slot() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "[server]\nmax_watch_streams = 2\n").await;
+    let mut health = HealthClient::new(server.channel().await);
+    let watch = || HealthCheckRequest { service: String::new() };
+    let mut first = health.watch(watch()).await.expect("first watch").into_inner();
+    let _second = health.watch(watch()).await.expect("second watch").into_inner();
+    assert!(first.message().await.unwrap().is_some(), "a watch streams its status");
+    let refused = health.watch(watch()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("server.max_watch_streams"), "{refused:?}");
+    // Checks are not watches.
+    health.check(watch()).await.expect("check still answered");
+    drop(first);
+    let mut again = None;
+    common::wait_for("a slot freed by the closed watch", async || {
+        again = health.watch(watch()).await.ok();
+        again.is_some()
+    })
+    .await;
     server.stop().await;
 }
