@@ -212,7 +212,7 @@ impl Predictor {
         let assembled = tracing::debug_span!("assemble")
             .in_scope(|| assemble(spec, view, user_rows.first().and_then(Option::as_ref), &item_rows));
         scene.stage(Stage::Assemble).record(assemble_started.elapsed());
-        scene.count_fallbacks(&assembled.fallbacks);
+        scene.count_fallbacks(&assembled.fallbacks, item_ids.len());
         if let Some(f) = assembled.fallbacks.iter().find(|f| spec.is_required(&f.feature)) {
             return Err(Error::RequiredFeature {
                 scene: spec.scene.clone(),

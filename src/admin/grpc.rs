@@ -109,22 +109,24 @@ async fn status(scene: &Scene) -> ModelStatus {
             let rejected = status
                 .rejected
                 .iter()
-                .map(|r| RejectedVersion {
+                .map(|(r, at)| RejectedVersion {
                     version: r.version,
                     stage: "source".into(),
                     reason: r.reason.as_str().into(),
                     detail: r.detail.clone(),
+                    rejected_at_ms: *at,
                 })
                 .collect();
             (status.url, status.latest.unwrap_or(0), rejected)
         }
         None => (String::new(), 0, Vec::new()),
     };
-    rejected_versions.extend(repo.rejected_versions().await.into_iter().map(|(version, detail)| RejectedVersion {
+    rejected_versions.extend(repo.rejected_versions().await.into_iter().map(|(version, detail, at)| RejectedVersion {
         version,
         stage: "repository".into(),
         reason: "load".into(),
         detail,
+        rejected_at_ms: at,
     }));
     ModelStatus {
         name: repo.name().to_owned(),

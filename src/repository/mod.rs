@@ -102,8 +102,9 @@ type Fingerprint = (u64, Option<SystemTime>);
 
 #[derive(Debug, Default)]
 struct ReloadState {
-    /// Rejected versions, the file identity they were rejected with, and why.
-    rejected: HashMap<u64, (Fingerprint, String)>,
+    /// Rejected versions, the file identity they were rejected with, why and when (ms since
+    /// the Unix epoch).
+    rejected: HashMap<u64, (Fingerprint, String, i64)>,
     canary_override: Option<(u64, f64)>,
     last_error: Option<String>,
 }
@@ -219,10 +220,10 @@ impl Repository {
         self.reload.lock().await.last_error.clone()
     }
 
-    /// Versions present in the directory but refused (until their file changes), and why.
-    pub async fn rejected_versions(&self) -> Vec<(u64, String)> {
-        let mut rejected: Vec<(u64, String)> =
-            self.reload.lock().await.rejected.iter().map(|(v, (_, why))| (*v, why.clone())).collect();
+    /// Versions present in the directory but refused (until their file changes), why and when.
+    pub async fn rejected_versions(&self) -> Vec<(u64, String, i64)> {
+        let mut rejected: Vec<(u64, String, i64)> =
+            self.reload.lock().await.rejected.iter().map(|(v, (_, why, at))| (*v, why.clone(), *at)).collect();
         rejected.sort_unstable();
         rejected
     }
@@ -276,7 +277,7 @@ impl Repository {
             }
         };
         let present = self.present_versions();
-        state.rejected.retain(|v, (fp, _)| present.get(v).is_some_and(|(_, now)| now == fp));
+        state.rejected.retain(|v, (fp, _, _)| present.get(v).is_some_and(|(_, now)| now == fp));
         let mut versions = self.routing().versions.clone();
         // Availability first: load what the policy wants, treating rejected files as absent, and
         // only then unload what it no longer wants — a bad new version never takes the old one
@@ -307,7 +308,8 @@ impl Repository {
                         versions.insert(number, Arc::new(version));
                     }
                     Err(e) => {
-                        state.rejected.insert(number, (fingerprint, e.to_string()));
+                        let at = crate::sample_log::snapshot::now_ms();
+                        state.rejected.insert(number, (fingerprint, e.to_string(), at));
                         self.reject(&mut state, Some(number), &e);
                     }
                 }

@@ -56,8 +56,9 @@ pub struct SourceStatus {
     pub url: String,
     /// The version `LATEST` names, once read.
     pub latest: Option<u64>,
-    /// Refused versions, newest last.
-    pub rejected: Vec<Rejection>,
+    /// Refused versions with when (ms since the Unix epoch), newest last; a version leaves the
+    /// list once it is materialised after all (fixed and re-uploaded).
+    pub rejected: Vec<(Rejection, i64)>,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +68,7 @@ struct State {
     latest: Option<u64>,
     /// A rejected `LATEST` target and its marker's ETag: re-checked each poll.
     pending: Option<(u64, Option<String>)>,
-    rejected: VecDeque<Rejection>,
+    rejected: VecDeque<(Rejection, i64)>,
 }
 
 /// Polls one bucket for one repository directory.
@@ -211,6 +212,8 @@ impl Source {
             }
         }
         state.pending = None;
+        // Fixed and served after all: no longer a rejected version.
+        state.rejected.retain(|(r, _)| r.version != version);
         self.tidy(version);
         PollOutcome::Ready(version)
     }
@@ -225,7 +228,7 @@ impl Source {
         if state.rejected.len() == REMEMBERED_REJECTIONS {
             state.rejected.pop_front();
         }
-        state.rejected.push_back(rejection.clone());
+        state.rejected.push_back((rejection.clone(), crate::sample_log::snapshot::now_ms()));
         PollOutcome::Rejected(rejection)
     }
 

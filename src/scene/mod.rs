@@ -177,11 +177,14 @@ impl Scene {
         self.scored.inc_by(candidates as u64);
     }
 
-    /// Adds one request's fallbacks to the per-feature counters (one per affected row).
-    pub fn count_fallbacks(&self, fallbacks: &[Fallback]) {
+    /// Adds one request's fallbacks (of `rows` candidates) to the per-feature counters, one per
+    /// affected row.
+    pub fn count_fallbacks(&self, fallbacks: &[Fallback], rows: usize) {
         for f in fallbacks {
             if let Some(i) = self.spec.features.iter().position(|s| s.name == f.feature) {
-                let rows = if f.candidates.is_empty() { 1 } else { f.candidates.len() as u64 };
+                // Rows, whatever the feature's source: a user or context feature falls back in
+                // every row of the request (its `candidates` is empty), an item one in its own.
+                let rows = if f.candidates.is_empty() { rows as u64 } else { f.candidates.len() as u64 };
                 self.fallbacks[i][f.reason as usize].inc_by(rows);
             }
         }

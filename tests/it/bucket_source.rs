@@ -209,6 +209,20 @@ async fn incomplete_corrupt_and_mismatched_versions_are_refused_counted_and_repo
     let (versions, failures) = load.stop().await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert_eq!(versions.keys().cloned().collect::<Vec<_>>(), ["1"], "only version 1 ever answered");
+
+    // Version 3 fixed (its marker re-uploaded right) and LATEST back on it: served, and no
+    // longer listed as rejected; what still is says when it was refused.
+    let marker = Marker::describe(3, &[(MODEL_FILE.into(), model.clone())]).to_json();
+    bucket.put(&format!("3/{MARKER}"), marker).await.unwrap();
+    bucket.put("LATEST", b"3\n".to_vec()).await.unwrap();
+    common::wait_for("fixed version 3 served", async || {
+        status(&mut admin).await.versions.iter().any(|v| v.version == 3)
+    })
+    .await;
+    let s = status(&mut admin).await;
+    assert!(!s.rejected_versions.iter().any(|r| r.version == 3), "{:?}", s.rejected_versions);
+    assert!(s.rejected_versions.iter().any(|r| r.version == 2), "{:?}", s.rejected_versions);
+    assert!(s.rejected_versions.iter().all(|r| r.rejected_at_ms > 1_700_000_000_000), "{:?}", s.rejected_versions);
     server.stop().await;
 }
 

@@ -79,6 +79,9 @@ async fn hung_and_failing_stores_serve_defaults_with_reasons() {
         );
         let scene = predictor.scene("ranking").unwrap();
         assert_eq!(scene.fallback_count("item_category", fallback_reason_from_proto(reason)), 3);
+        // A user feature falls back in every row too: counted in rows like an item one (it was
+        // counted once per call).
+        assert_eq!(scene.fallback_count("user_age", fallback_reason_from_proto(reason)), 3);
         server.stop().await;
     }
 }

@@ -129,16 +129,18 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ...) -> None: ...
 
 class RejectedVersion(_message.Message):
-    __slots__ = ("version", "stage", "reason", "detail")
+    __slots__ = ("version", "stage", "reason", "detail", "rejected_at_ms")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     version: int
     stage: str
     reason: str
     detail: str
-    def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    rejected_at_ms: int
+    def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., rejected_at_ms: _Optional[int] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
     __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us")
