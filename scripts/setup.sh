@@ -31,6 +31,8 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # The TLS test makes its throwaway CA and certificates with the openssl CLI.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The front-door test sends requests with curl's HTTP/2 client, as a user would.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # etcd 3.4 (/usr/bin/etcd): the registry tests start it on free ports with a temp data dir.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 # Go 1.19 + the etcd 3.4 and gRPC-Go sources: tests build examples/go/ offline in GOPATH mode.

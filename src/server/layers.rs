@@ -10,7 +10,8 @@
 //!    gRPC spec says), clamps it to `server.max_deadline_ms`, gives Prediction calls without one
 //!    `server.default_deadline_ms`, hands the result to handlers as a [`CallDeadline`] request
 //!    extension and answers DEADLINE_EXCEEDED itself a margin before the caller gives up. Before
-//!    admission, so a call that is already late costs no permit.
+//!    admission, so a call that is already late costs no permit. An invalid `grpc-timeout` on a
+//!    unary call is answered by [`ReadBody`] once the body is in ([`BadDeadline`]).
 //! 4. [`ReadBody`] — a unary Prediction call's body is read whole before anything else is spent
 //!    on it: a length prefix over `server.max_message_bytes` is refused from the prefix, the
 //!    bytes being read are bounded by `server.max_buffered_request_bytes` for all calls together
@@ -316,6 +317,11 @@ where
                 (self.config.default, "server.default_deadline_ms")
             }
             Ok(None) => return Box::pin(self.inner.call(request)),
+            // A unary call is answered once its body is in (see `BadDeadline`).
+            Err(e) if UNARY.iter().any(|(path, _)| request.uri().path() == *path) => {
+                request.extensions_mut().insert(BadDeadline(e));
+                return Box::pin(self.inner.call(request));
+            }
             Err(e) => return Box::pin(std::future::ready(Ok(refuse(e.into())))),
         };
         let timeout_ms = timeout.as_secs_f64() * 1e3;
@@ -335,6 +341,12 @@ where
         })
     }
 }
+
+/// An invalid `grpc-timeout` on a unary call, for [`ReadBody`] to answer: a response sent while
+/// the caller is still sending its body is followed by a stream reset, and clients like curl
+/// then lose the status (seen 15 times in 30 with a 1 MB body).
+#[derive(Debug, Clone)]
+pub struct BadDeadline(RequestError);
 
 /// `grpc-timeout`: `Ok(None)` when absent; an error naming the header for anything the gRPC
 /// spec does not allow (more than 8 digits, no unit, an unknown unit, not ASCII digits).
@@ -427,14 +439,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
+            let (parts, mut body) = request.into_parts();
             let until = parts
                 .extensions
                 .get::<CallDeadline>()
                 .map(|d| d.at)
                 .into_iter()
                 .fold(Instant::now() + layer.timeout, Instant::min);
-            let read = match tokio::time::timeout_at(until.into(), layer.read(body, items_field)).await {
+            let bad_deadline = parts.extensions.get::<BadDeadline>().map(|BadDeadline(e)| e.clone());
+            let read = match tokio::time::timeout_at(until.into(), layer.read(&mut body, items_field)).await {
                 Ok(Ok(read)) => read,
                 Ok(Err((reason, error))) => {
                     layer.refused.get_or_create(&RefusedLabels { reason }).inc();
@@ -451,6 +464,10 @@ where
                     }));
                 }
             };
+            if let Some(e) = bad_deadline {
+                // Answered now the whole request is in.
+                return Ok(refuse(e.into()));
+            }
             let (bytes, permit) = read;
             let response = inner.call(Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes)))).await;
             // Held until the call ends: the decoded request lives that long too.
@@ -467,7 +484,7 @@ impl ReadBodyLayer {
     /// The whole body, and the budget it holds.
     async fn read(
         &self,
-        mut body: Body,
+        body: &mut Body,
         items_field: u32,
     ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Refusal> {
         use http_body_util::BodyExt as _;

@@ -190,6 +190,8 @@ pub enum Need {
     MovieLens,
     /// `promtool` (Debian's `prometheus`) on PATH.
     Promtool,
+    /// `curl` (with HTTP/2) on PATH.
+    Curl,
 }
 
 impl std::fmt::Display for Need {
@@ -203,6 +205,7 @@ impl std::fmt::Display for Need {
             Need::Ort => "ONNX Runtime (.venv)",
             Need::MovieLens => "the MovieLens-100K data",
             Need::Promtool => "promtool",
+            Need::Curl => "curl",
         })
     }
 }
@@ -221,6 +224,7 @@ impl Need {
             Need::Python => venv("python"),
             Need::Go => on_path(&["go", "protoc"]),
             Need::Promtool => on_path(&["promtool"]),
+            Need::Curl => on_path(&["curl"]),
             Need::Ort => augur::model::runtime::find_library()
                 .is_none()
                 .then(|| "no libonnxruntime.so at ORT_DYLIB_PATH or in .venv".to_owned()),
