@@ -307,6 +307,10 @@ impl App {
         health.set(ServingStatus::Serving).await;
         readiness.set(true);
         let stop_accepting = CancellationToken::new();
+        tracker.spawn(crate::telemetry::log_limit::report_suppressed(
+            std::time::Duration::from_secs(10),
+            stop_accepting.clone(),
+        ));
         let (server_config, admin_token) = (config.server.clone(), config.admin.auth_token.clone());
         let (stop, admin_shared) = (stop_accepting.clone(), shared.clone());
         // On the tracker: step 5 waits for the admin calls still in flight after step 3.

@@ -16,6 +16,7 @@
 //! is configured, the OpenTelemetry export of each request's spans.
 
 pub mod config;
+pub mod log_limit;
 pub mod trace;
 
 use std::any::{Any, TypeId};

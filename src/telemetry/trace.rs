@@ -170,6 +170,8 @@ where
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    // The protocol crates' lines are rate-limited after the level filter (log_limit.rs).
+    let filter = tracing_subscriber::filter::FilterExt::and(filter, super::log_limit::ProtocolLogLimit::default());
     let logs = match log.format {
         LogFormat::Human => fmt.with_ansi(ansi).with_filter(filter).boxed(),
         // Span fields ride along with each event, so a request's fields reach every line.
