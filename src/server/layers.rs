@@ -477,6 +477,55 @@ where
     }
 }
 
+/// A body being read: its first chunk as it came (a Predict body is usually one DATA frame, so
+/// most calls copy nothing), one buffer once a second chunk arrives.
+#[derive(Default)]
+enum Collected {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Collected {
+    /// Adds `data`; `capacity` is the whole body's size when known.
+    fn push(&mut self, data: Bytes, capacity: usize) {
+        *self = match std::mem::take(self) {
+            Collected::Empty => Collected::One(data),
+            Collected::One(first) => {
+                let mut many = BytesMut::with_capacity(capacity.max(first.len() + data.len()));
+                many.extend_from_slice(&first);
+                many.extend_from_slice(&data);
+                Collected::Many(many)
+            }
+            Collected::Many(mut many) => {
+                many.extend_from_slice(&data);
+                Collected::Many(many)
+            }
+        };
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Collected::Empty => &[],
+            Collected::One(b) => b,
+            Collected::Many(b) => b,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Collected::Empty => Bytes::new(),
+            Collected::One(b) => b,
+            Collected::Many(b) => b.freeze(),
+        }
+    }
+}
+
 /// Why [`ReadBodyLayer::read`] refused: the metric's reason and the caller's status.
 type Refusal = (&'static str, Error);
 
@@ -488,15 +537,16 @@ impl ReadBodyLayer {
         items_field: u32,
     ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Refusal> {
         use http_body_util::BodyExt as _;
-        let mut buf = BytesMut::new();
+        let mut buf = Collected::default();
         let mut permit = None;
         let mut declared = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ("client_gone", Error::ClientGone(e.message().to_owned())))?;
             let Ok(data) = frame.into_data() else { continue };
-            buf.extend_from_slice(&data);
+            buf.push(data, declared.map_or(0, |n: usize| n + 5));
             if declared.is_none() && buf.len() >= 5 {
-                let length = u64::from(u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]));
+                let head = buf.bytes();
+                let length = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
                 if length > self.max_message as u64 {
                     return Err(("too_large", Error::TooLarge { bytes: length, limit: self.max_message }));
                 }
@@ -506,7 +556,6 @@ impl ReadBodyLayer {
                 };
                 permit = Some(held);
                 declared = Some(length as usize);
-                buf.reserve(length as usize);
             }
             if let Some(length) = declared
                 && buf.len() > 5 + length
@@ -527,15 +576,15 @@ impl ReadBodyLayer {
         }
         // Uncompressed (flag 0): count the items before prost decodes them. Compressed messages
         // are tonic's to refuse (augur accepts no compression).
-        if buf[0] == 0 {
-            let items = crate::server::wire::count_field(&buf[5..], items_field);
+        if buf.bytes()[0] == 0 {
+            let items = crate::server::wire::count_field(&buf.bytes()[5..], items_field);
             if items > self.max_items {
                 let field = if items_field == 1 { "events" } else { "candidates" };
                 let problem = format!("{items} {field} exceed the limit of {} (server.max_candidates)", self.max_items);
                 return Err(("too_many_items", RequestError::new(field, problem).into()));
             }
         }
-        Ok((buf.freeze(), permit))
+        Ok((buf.into_bytes(), permit))
     }
 }
 

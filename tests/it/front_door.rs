@@ -241,3 +241,21 @@ async fn curl_gets_the_status_of_an_invalid_grpc_timeout_every_time() {
     }
     server.stop().await;
 }
+
+/// A body in pieces (its length prefix split across DATA frames) is read whole and served.
+#[tokio::test]
+async fn a_body_split_across_frames_mid_prefix_is_served() {
+    let loader = FakeLoader::default();
+    let (_dir, server) = start_fake(&loader, "").await;
+    let frame = framed(&common::ranking_request("u1", &["i1", "i2"]).encode_to_vec());
+    let mut raw = connect(server.addr).await;
+    let (response, mut send) = open(&mut raw, server.addr, PREDICT, false);
+    for piece in [&frame[..3], &frame[3..10], &frame[10..]] {
+        send.send_data(bytes::Bytes::copy_from_slice(piece), false).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send.send_data(bytes::Bytes::new(), true).unwrap();
+    let (code, message) = status(response).await;
+    assert_eq!(code, Code::Ok as i32, "{message}");
+    server.stop().await;
+}
