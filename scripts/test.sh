@@ -6,7 +6,8 @@
 # whole cargo test suite (unit, gRPC integration, ORT parity, MovieLens-100K AUC parity, Redis
 # and Redis Cluster servers and etcd the tests start themselves, the Go resolver example), the docs
 # (every `augur` command and relative link in README.md and docs/: scripts/check_docs.py), the
-# Python client's tests (clients/python: a real augur and etcd), then scripts/loop.sh --short.
+# Python client's tests (clients/python: a real augur and etcd), then scripts/loop.sh --short,
+# the README tour and a 30-second fuzz smoke of every cargo-fuzz target (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -40,6 +41,9 @@ AUGUR_BIN=$PWD/target/debug/augur .venv/bin/python -m pytest -q clients/python/t
 bash scripts/loop.sh --short
 # README.md's five-minute tour, run as written (its sh blocks, on the tour's ports).
 bash scripts/check_tour.sh
+# Fuzz smoke: every target in fuzz/ for 30 s from its committed corpus; any crash fails (nightly,
+# address sanitizer; installs cargo-fuzz once). ~13 min cold (install + sanitizer build), ~4 warm.
+bash scripts/fuzz_smoke.sh 30
 # The build without the heavy integrations (no librdkafka, object_store, etcd-client or
 # OpenTelemetry): it compiles, and its unit tests and fast-tier integration tests pass. Last,
 # because it replaces target/debug/augur, which the steps above run; the default build's binary

@@ -242,8 +242,9 @@ fn is_command_error(e: &RedisError) -> bool {
 
 /// One `HMGET` reply → a positional row over `fields` (shared by every row of the read), or
 /// `None` when every field is nil. Bulk strings become `Value::Str` without a copy when they are
-/// UTF-8.
-fn row_from_reply(fields: &Arc<[String]>, reply: redis::Value) -> Option<Arc<Row>> {
+/// UTF-8. Public (hidden) for the fuzz target `fuzz/fuzz_targets/redis_row.rs` only.
+#[doc(hidden)]
+pub fn row_from_reply(fields: &Arc<[String]>, reply: redis::Value) -> Option<Arc<Row>> {
     let redis::Value::Array(values) = reply else {
         return None;
     };

@@ -223,9 +223,11 @@ pub fn samples(snapshot: &Snapshot, item_id: &str, labels: &[Event], revision: u
 /// `[1, full width]`.
 fn row_of(t: &proto::Tensor, row: usize, shared: Option<&proto::SharedColumns>) -> proto::Tensor {
     let width = t.shape.get(1).copied().unwrap_or(0).max(0) as usize;
-    let cols = row * width..(row + 1) * width;
-    let pick = |v: &[i64]| v.get(cols.clone()).map(<[i64]>::to_vec).unwrap_or_default();
-    let pick_f = |v: &[f32]| v.get(cols.clone()).map(<[f32]>::to_vec).unwrap_or_default();
+    // The shape is stored data: a damaged width must not overflow the row's range (it selects
+    // nothing, like any range past the values).
+    let cols = row.checked_mul(width).and_then(|start| Some(start..start.checked_add(width)?));
+    let pick = |v: &[i64]| cols.clone().and_then(|c| v.get(c)).map(<[i64]>::to_vec).unwrap_or_default();
+    let pick_f = |v: &[f32]| cols.clone().and_then(|c| v.get(c)).map(<[f32]>::to_vec).unwrap_or_default();
     let (mut int64_values, mut float_values) = (pick(&t.int64_values), pick_f(&t.float_values));
     let mut full = width;
     if let Some(s) = shared {
@@ -241,7 +243,12 @@ fn row_of(t: &proto::Tensor, row: usize, shared: Option<&proto::SharedColumns>) 
             }
         }
     }
-    proto::Tensor { name: t.name.clone(), shape: vec![1, full as i64], int64_values, float_values }
+    proto::Tensor {
+        name: t.name.clone(),
+        shape: vec![1, i64::try_from(full).unwrap_or(i64::MAX)],
+        int64_values,
+        float_values,
+    }
 }
 
 /// An orphan record: an event with no held prediction.

@@ -516,6 +516,23 @@ fn shared_columns_are_stored_once_and_rows_come_back_whole() {
     assert!(one.to_proto().shared.is_empty());
 }
 
+/// A stored snapshot is data read back from the join store: a damaged width selects no values
+/// instead of overflowing the row's range (a panic with overflow checks on; seen while writing
+/// the fuzz target `snapshot`), and the sample's shape stays a non-negative width.
+#[test]
+fn damaged_snapshot_width_selects_nothing() {
+    let mut stored = served("r").to_proto();
+    stored.shared =
+        vec![proto::SharedColumns { input: 0, columns: vec![0], int64_values: vec![9], float_values: Vec::new() }];
+    stored.inputs[0].shape = vec![3, i64::MAX];
+    for item in ["a", "b", "c"] {
+        let records = crate::sample_log::snapshot::samples(&stored, item, &[], 0, 0);
+        let Some(log_record::Record::Sample(sample)) = &records[0].record else { panic!("a sample") };
+        assert_eq!(sample.inputs[0].shape, vec![1, i64::MAX]);
+        assert!(sample.inputs[0].int64_values.len() <= 1, "at most the shared column");
+    }
+}
+
 /// Bytes a held candidate costs in the in-memory store (snapshot share + entry), with the shared
 /// columns stored once vs. every row whole, against the 179.7 B of a candidate before both
 /// (whole rows, a hash map entry and a 96 B charge per candidate). Printed for BENCHMARKS.md and
