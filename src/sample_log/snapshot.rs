@@ -37,9 +37,8 @@ pub struct Served {
 // === impl Served ===
 
 impl Served {
-    /// The stored form (the tensors are copied here, on the joiner, not on the request path).
-    /// Columns equal in every row (the user and context part of a CTR request) are stored once.
-    pub fn to_proto(&self) -> Snapshot {
+    /// The inputs as stored: each without its shared columns, and those columns once.
+    fn stored_inputs(&self) -> (Vec<proto::Tensor>, Vec<proto::SharedColumns>) {
         let rows = self.item_ids.len();
         let mut inputs = Vec::with_capacity(self.inputs.len());
         let mut shared = Vec::new();
@@ -48,6 +47,13 @@ impl Served {
             inputs.push(tensor);
             shared.extend(columns);
         }
+        (inputs, shared)
+    }
+
+    /// The stored form (the tensors are copied here, on the joiner, not on the request path).
+    /// Columns equal in every row (the user and context part of a CTR request) are stored once.
+    pub fn to_proto(&self) -> Snapshot {
+        let (inputs, shared) = self.stored_inputs();
         Snapshot {
             request_id: self.request_id.clone(),
             timestamp_ms: self.timestamp_ms,
@@ -62,23 +68,14 @@ impl Served {
             shared,
         }
     }
-}
 
-impl Served {
     /// [`to_proto`](Self::to_proto)`().encode_to_vec()`, the same bytes (test
     /// `encode_is_to_proto_encoded`), without cloning the ids and strings into a message first:
     /// the joiner runs this for every logged prediction, and at rate 1.0 the clones were most
     /// of the sample pipeline's cost (a hundred small allocations per prediction).
     pub fn encode(&self) -> Vec<u8> {
         use prost::encoding::{float, int64, message, string};
-        let rows = self.item_ids.len();
-        let mut inputs = Vec::with_capacity(self.inputs.len());
-        let mut shared = Vec::new();
-        for (index, t) in self.inputs.iter().enumerate() {
-            let (tensor, columns) = split_shared(t, rows, index as u32);
-            inputs.push(tensor);
-            shared.extend(columns);
-        }
+        let (inputs, shared) = self.stored_inputs();
         let fallbacks: Vec<proto::Fallback> = self.fallbacks.iter().cloned().map(proto::Fallback::from).collect();
         let strings = [
             (1, &self.request_id),
