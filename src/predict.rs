@@ -122,12 +122,10 @@ impl Predictor {
         // Route first: a pinned version that is not loaded fails before any fetch.
         let version = scene.repo.route(&request.user_id, &request.model_version)?;
         let logged = self.samples.as_ref().filter(|s| s.queue.wants(&request.scene, &request.request_id));
-        // Collected once: for the reuse check here and the snapshot below.
-        let item_ids: Vec<String> =
-            if logged.is_some() { request.candidates.iter().map(|(id, _)| id.clone()).collect() } else { Vec::new() };
         if let Some(samples) = logged {
             // Events name a prediction by request_id: a second prediction under a held id
             // would have its events joined to the first, so it is refused before any work.
+            let item_ids: Vec<&str> = request.candidates.iter().map(|(id, _)| id.as_str()).collect();
             if samples.joiner.store().reuse(&request.request_id, &item_ids) == Some(Reuse::Conflict) {
                 return Err(JoinError::Reused { request_id: request.request_id }.into());
             }
@@ -138,6 +136,8 @@ impl Predictor {
         let scores = version.batcher.infer(Arc::clone(&tensors), deadline).await?;
         scene.stage(Stage::Infer).record(infer_started.elapsed());
         if let Some(samples) = logged {
+            // Moved, not copied: the request is not read after this.
+            let item_ids = std::mem::take(&mut request.candidates).into_iter().map(|(id, _)| id).collect();
             samples
                 .queue
                 .offer(Served {

@@ -36,9 +36,9 @@ pub struct Progress {
 // === impl Progress ===
 
 impl Progress {
-    /// The joiner took one snapshot off the queue (held or dropped).
-    pub fn held_one(&self) {
-        self.held.fetch_add(1, Ordering::Release);
+    /// The joiner took `n` snapshots off the queue (held or dropped).
+    pub fn held(&self, n: u64) {
+        self.held.fetch_add(n, Ordering::Release);
         self.moved.notify_waiters();
     }
 

@@ -1,7 +1,8 @@
 //! The joiner: holds snapshots in the join store, takes reported events, and writes samples,
-//! corrections and orphans to the sample log. One task drains the snapshot queue and emits
-//! what is due every `samples.join.tick_ms`; `ReportEvents` calls [`Joiner::report`] directly,
-//! so each event gets its result in the response.
+//! corrections and orphans to the sample log. One thread of its own (`augur-joiner`, off the
+//! tokio workers that serve requests) drains the snapshot queue in batches and emits what is
+//! due every `samples.join.tick_ms`; `ReportEvents` calls [`Joiner::report`] directly, so each
+//! event gets its result in the response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::Progress;
-use super::join::{Added, Event, JoinError, JoinStore, Joined};
+use super::join::{Added, Event, JoinError, JoinStore, Joined, Put};
 use super::snapshot::{self, Served, now_ms};
 use crate::proto::{self, EventResult, EventStatus, LogRecord, Snapshot};
 use crate::sample_log::config::SamplesConfig;
@@ -30,6 +31,9 @@ pub trait RecordWriter: Send + Sync + std::fmt::Debug {
 
 /// Candidates claimed per store call while emitting.
 const DUE_BATCH: usize = 512;
+
+/// Snapshots taken off the queue and held per store call.
+const HOLD_BATCH: usize = 64;
 
 /// See the module doc.
 #[derive(Debug)]
@@ -82,21 +86,41 @@ impl Joiner {
 
     /// Puts one snapshot in the join store.
     pub async fn hold(&self, served: Served) {
-        let snapshot = Bytes::from(served.encode());
-        let expires = served.timestamp_ms + self.window_ms();
-        // Unimpressed candidates go just before the window closes, while the snapshot is held.
-        let unimpressed = self.config.join.emit_unimpressed.then(|| expires - 1000.min(self.window_ms() / 10));
-        match self.store.put(&served.request_id, snapshot, &served.item_ids, expires, unimpressed).await {
-            Ok(()) => {}
-            Err(JoinError::Full { .. }) => self.drop_count("join_store_full"),
-            Err(e @ JoinError::Reused { .. }) => {
-                // Two predictions under one id raced past Predict's check (both queued at once).
-                tracing::warn!(error = %e, "snapshot not held");
-                self.drop_count("request_id_reused");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "snapshot not held");
-                self.drop_count("join_store_error");
+        self.hold_many(vec![served]).await;
+    }
+
+    /// Puts snapshots in the join store in one store call (the queue hands them over in
+    /// batches: one lock and one journal write per batch, not per prediction).
+    pub async fn hold_many(&self, served: Vec<Served>) {
+        let puts: Vec<Put> = served
+            .into_iter()
+            .map(|served| {
+                let snapshot = Bytes::from(served.encode());
+                let expires = served.timestamp_ms + self.window_ms();
+                // Unimpressed candidates go just before the window closes, while the snapshot is held.
+                let unimpressed = self.config.join.emit_unimpressed.then(|| expires - 1000.min(self.window_ms() / 10));
+                Put {
+                    request_id: served.request_id,
+                    snapshot,
+                    item_ids: served.item_ids,
+                    expires_ms: expires,
+                    unimpressed_due_ms: unimpressed,
+                }
+            })
+            .collect();
+        for result in self.store.put_many(&puts).await {
+            match result {
+                Ok(()) => {}
+                Err(JoinError::Full { .. }) => self.drop_count("join_store_full"),
+                Err(e @ JoinError::Reused { .. }) => {
+                    // Two predictions under one id raced past Predict's check (both queued at once).
+                    tracing::warn!(error = %e, "snapshot not held");
+                    self.drop_count("request_id_reused");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "snapshot not held");
+                    self.drop_count("join_store_error");
+                }
             }
         }
     }
@@ -311,27 +335,48 @@ impl Joiner {
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Served>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.join.tick_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(HOLD_BATCH);
         loop {
             tokio::select! {
-                served = rx.recv() => match served {
-                    Some(served) => {
-                        self.metrics.queue_depth.dec();
-                        self.hold(served).await;
-                        self.progress.iter().for_each(|p| p.held_one());
-                    }
-                    None => break,
+                n = rx.recv_many(&mut batch, HOLD_BATCH) => match n {
+                    0 => break,
+                    n => self.hold_batch(&mut batch, n).await,
                 },
                 _ = tick.tick() => self.tick().await,
                 () = cancel.cancelled() => break,
             }
         }
         rx.close();
-        while let Some(served) = rx.recv().await {
-            self.metrics.queue_depth.dec();
-            self.hold(served).await;
-            self.progress.iter().for_each(|p| p.held_one());
+        loop {
+            match rx.recv_many(&mut batch, HOLD_BATCH).await {
+                0 => break,
+                n => self.hold_batch(&mut batch, n).await,
+            }
         }
         self.tick().await;
+    }
+
+    async fn hold_batch(&self, batch: &mut Vec<Served>, n: usize) {
+        self.metrics.queue_depth.dec_by(n as i64);
+        self.hold_many(std::mem::take(batch)).await;
+        self.progress.iter().for_each(|p| p.held(n as u64));
+    }
+
+    /// [`run`](Self::run) on a thread of its own (`augur-joiner`, with a single-threaded
+    /// runtime): encoding snapshots, holding them and emitting samples is CPU work that would
+    /// otherwise take turns with requests on the tokio workers. `done` resolves when it ends.
+    pub fn spawn(
+        self: Arc<Self>,
+        rx: mpsc::Receiver<Served>,
+        cancel: CancellationToken,
+    ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("augur-joiner".into()).spawn(move || {
+            runtime.block_on(self.run(rx, cancel));
+            let _ = done_tx.send(());
+        })?;
+        Ok(done)
     }
 
     async fn tick(&self) {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,9 @@ pub enum SampleError {
         #[source]
         source: std::io::Error,
     },
+    /// The joiner's thread could not be started.
+    #[error("samples: starting the joiner thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A sink could not be built.
     #[error("samples.sinks[{index}] ({name}): {message}")]
     Sink {
@@ -80,7 +84,8 @@ pub struct SamplePipeline {
     memory: Option<Arc<MemoryJoinStore>>,
     pending_path: PathBuf,
     joiner_stop: CancellationToken,
-    joiner_task: JoinHandle<()>,
+    /// Resolves when the joiner's thread has held the queue's last snapshot and ticked.
+    joiner_done: oneshot::Receiver<()>,
     sinks_stop: CancellationToken,
     sink_tasks: Vec<JoinHandle<()>>,
     syncer_stop: CancellationToken,
@@ -181,7 +186,7 @@ impl SamplePipeline {
         let joiner =
             Arc::new(Joiner::new(Arc::clone(&config), store, writer, metrics.clone()).with_progress(queue.progress()));
         let joiner_stop = CancellationToken::new();
-        let joiner_task = tokio::spawn(Arc::clone(&joiner).run(rx, joiner_stop.clone()));
+        let joiner_done = Arc::clone(&joiner).spawn(rx, joiner_stop.clone()).map_err(SampleError::Thread)?;
         syncers.push(spawn_syncer(Arc::clone(&log), interval, syncer_stop.clone()));
         let sinks_stop = CancellationToken::new();
         let mut sink_tasks = Vec::new();
@@ -205,7 +210,7 @@ impl SamplePipeline {
             memory,
             pending_path,
             joiner_stop,
-            joiner_task,
+            joiner_done,
             sinks_stop,
             sink_tasks,
             syncer_stop,
@@ -231,7 +236,7 @@ impl SamplePipeline {
             memory,
             pending_path,
             joiner_stop,
-            joiner_task,
+            joiner_done,
             sinks_stop,
             sink_tasks,
             syncer_stop,
@@ -242,8 +247,8 @@ impl SamplePipeline {
         let set = |name: &'static str| *step.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = name;
         let work = async {
             joiner_stop.cancel();
-            if let Err(e) = joiner_task.await {
-                tracing::error!(error = %e, "joiner task failed");
+            if joiner_done.await.is_err() {
+                tracing::error!("the joiner thread panicked");
             }
             let mut pending = 0;
             if let Some(memory) = memory {

@@ -397,9 +397,10 @@ async fn a_reused_request_id_with_other_candidates_is_refused_and_a_retry_is_not
     let metrics = Metrics::new();
     let (joiner, _) = joiner_with(config(), Arc::clone(&store) as _, metrics.clone());
     joiner.hold(served("r1")).await;
-    let same = served("r1").item_ids;
+    let ids = served("r1").item_ids;
+    let same: Vec<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(store.reuse("r1", &same), Some(Reuse::Retry));
-    assert_eq!(store.reuse("r1", &["a".into(), "z".into()]), Some(Reuse::Conflict));
+    assert_eq!(store.reuse("r1", &["a", "z"]), Some(Reuse::Conflict));
     assert_eq!(store.reuse("r2", &same), Some(Reuse::New));
     let mut other = served("r1");
     other.item_ids = vec!["x".into(), "y".into(), "z".into()];

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use prost::Message;
 
-use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Reuse};
+use super::{Added, Event, Expired, JoinError, JoinStore, Joined, Put, Reuse};
 use crate::fetch::BoxFuture;
 use crate::sample_log::config::SampleLogConfig;
 use crate::sample_log::file::{LogError, LogReader, SegmentLog};
@@ -303,14 +303,36 @@ impl MemoryJoinStore {
             metrics,
         };
         let state = self.lock();
+        let mut batch = Vec::new();
         for (serial, held) in &state.requests {
-            journal.put(*serial, held);
+            batch.push((*serial, held.expires_ms, encode_put(held)));
+            if batch.len() == 1024 {
+                journal.put_many(std::mem::take(&mut batch));
+            }
         }
+        journal.put_many(batch);
         drop(state);
         let handle = std::sync::Arc::clone(&journal.log);
         // Set once: a second call would be a wiring bug, and the first journal stays in use.
         let _ = self.journal.set(journal);
         Ok(handle)
+    }
+
+    /// Whether `held` (for `request_id`, `item_ids`) is to be inserted: `Ok(false)` for a
+    /// retried Predict (the first prediction keeps its labels); another prediction under a held
+    /// id would have its events joined to the first, and one past `max_bytes` is refused.
+    fn admit(&self, state: &State, request_id: &str, item_ids: &[String], held: &Held) -> Result<bool, JoinError> {
+        if let Some(first) = state.held(request_id) {
+            return match reuse_of(first, item_ids) {
+                Reuse::Conflict => Err(JoinError::Reused { request_id: request_id.to_owned() }),
+                Reuse::New | Reuse::Retry => Ok(false),
+            };
+        }
+        let slot = if held.unimpressed_ms.is_some() && held.len() > 0 { DUE_BYTES } else { 0 };
+        if state.bytes() + held.bytes + slot > self.max_bytes {
+            return Err(JoinError::Full { max_bytes: self.max_bytes });
+        }
+        Ok(true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -364,6 +386,19 @@ impl MemoryJoinStore {
         std::fs::remove_file(path)?;
         Ok((restored, expired))
     }
+}
+
+/// A prediction as held, without labels.
+fn new_held(
+    request_id: &str,
+    snapshot: Bytes,
+    item_ids: &[String],
+    expires_ms: i64,
+    unimpressed_due_ms: Option<i64>,
+) -> Held {
+    let schedule = if unimpressed_due_ms.is_some() { Schedule::Unimpressed } else { Schedule::No };
+    let candidates = item_ids.iter().map(|id| (id.as_str(), Candidate::new(schedule))).collect();
+    Held::new(request_id.into(), snapshot, expires_ms, unimpressed_due_ms, candidates)
 }
 
 /// The file and journal form of a held prediction.
@@ -836,24 +871,42 @@ impl Journal {
         match self.log.append(&[payload]) {
             Ok(sequence) => Some(sequence),
             Err(e) => {
-                // The store keeps working; only a crash before the next checkpoint would lose it.
-                self.metrics
-                    .dropped
-                    .get_or_create(&crate::sample_log::metrics::ReasonLabels { reason: "journal_write".to_owned() })
-                    .inc();
-                tracing::warn!(error = %e, "join journal write failed");
+                self.write_failed(&e, 1);
                 None
             }
         }
     }
 
-    fn put(&self, serial: u64, held: &Held) {
-        if let Some(sequence) = self.append_encoded(encode_put(held)) {
-            self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back((
-                sequence,
-                held.expires_ms,
-                serial,
-            ));
+    fn write_failed(&self, error: &LogError, records: usize) {
+        // The store keeps working; only a crash before the next checkpoint would lose it.
+        self.metrics
+            .dropped
+            .get_or_create(&crate::sample_log::metrics::ReasonLabels { reason: "journal_write".to_owned() })
+            .inc_by(records as u64);
+        tracing::warn!(error = %error, records, "join journal write failed");
+    }
+
+    /// Appends the puts `(serial, expires_ms, encode_put(held))` in one write.
+    fn put_many(&self, puts: Vec<(u64, i64, Vec<u8>)>) {
+        if puts.is_empty() {
+            return;
+        }
+        let mut index = Vec::with_capacity(puts.len());
+        let mut payloads = Vec::with_capacity(puts.len());
+        for (serial, expires_ms, payload) in puts {
+            index.push((expires_ms, serial));
+            payloads.push(payload);
+        }
+        match self.log.append(&payloads) {
+            Ok(last) => {
+                // The log numbers a batch's records consecutively, ending at `last`.
+                let first = last + 1 - index.len() as u64;
+                let mut queue = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (sequence, (expires_ms, serial)) in (first..).zip(index) {
+                    queue.push_back((sequence, expires_ms, serial));
+                }
+            }
+            Err(e) => self.write_failed(&e, index.len()),
         }
     }
 
@@ -894,29 +947,56 @@ impl JoinStore for MemoryJoinStore {
         unimpressed_due_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<(), JoinError>> {
         Box::pin(async move {
-            let schedule = if unimpressed_due_ms.is_some() { Schedule::Unimpressed } else { Schedule::No };
-            let candidates = item_ids.iter().map(|id| (id.as_str(), Candidate::new(schedule))).collect();
-            let held = Held::new(request_id.into(), snapshot, expires_ms, unimpressed_due_ms, candidates);
+            let held = new_held(request_id, snapshot, item_ids, expires_ms, unimpressed_due_ms);
             let mut state = self.lock();
-            if let Some(first) = state.held(request_id) {
-                // A retried Predict: the first prediction keeps its labels. Another prediction
-                // under the same id would have its events joined to the first: refused.
-                return match reuse_of(first, item_ids) {
-                    Reuse::Conflict => Err(JoinError::Reused { request_id: request_id.to_owned() }),
-                    Reuse::New | Reuse::Retry => Ok(()),
-                };
-            }
-            let slot = if unimpressed_due_ms.is_some() && held.len() > 0 { DUE_BYTES } else { 0 };
-            if state.bytes() + held.bytes + slot > self.max_bytes {
-                return Err(JoinError::Full { max_bytes: self.max_bytes });
+            if !self.admit(&state, request_id, item_ids, &held)? {
+                return Ok(());
             }
             let serial = state.next_serial();
             // Journaled under the lock, so the journal's order is the state's.
             if let Some(journal) = self.journal.get() {
-                journal.put(serial, &held);
+                journal.put_many(vec![(serial, held.expires_ms, encode_put(&held))]);
             }
             state.insert(serial, held);
             Ok(())
+        })
+    }
+
+    fn put_many<'a>(&'a self, puts: &'a [Put]) -> BoxFuture<'a, Vec<Result<(), JoinError>>> {
+        Box::pin(async move {
+            // Built and encoded before the lock: Predict's reuse check and ReportEvents take it.
+            let journal = self.journal.get();
+            let helds: Vec<(Held, Option<Vec<u8>>)> = puts
+                .iter()
+                .map(|p| {
+                    let held =
+                        new_held(&p.request_id, p.snapshot.clone(), &p.item_ids, p.expires_ms, p.unimpressed_due_ms);
+                    let encoded = journal.map(|_| encode_put(&held));
+                    (held, encoded)
+                })
+                .collect();
+            let mut results = Vec::with_capacity(puts.len());
+            let mut journaled = Vec::new();
+            let mut state = self.lock();
+            for (p, (held, encoded)) in puts.iter().zip(helds) {
+                results.push(match self.admit(&state, &p.request_id, &p.item_ids, &held) {
+                    Ok(true) => {
+                        let serial = state.next_serial();
+                        if let Some(encoded) = encoded {
+                            journaled.push((serial, held.expires_ms, encoded));
+                        }
+                        state.insert(serial, held);
+                        Ok(())
+                    }
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                });
+            }
+            // One write for the batch, under the lock, so the journal's order is the state's.
+            if let Some(journal) = journal {
+                journal.put_many(journaled);
+            }
+            results
         })
     }
 
@@ -1008,7 +1088,7 @@ impl JoinStore for MemoryJoinStore {
         })
     }
 
-    fn reuse(&self, request_id: &str, item_ids: &[String]) -> Option<Reuse> {
+    fn reuse(&self, request_id: &str, item_ids: &[&str]) -> Option<Reuse> {
         Some(self.lock().held(request_id).map_or(Reuse::New, |held| reuse_of(held, item_ids)))
     }
 
@@ -1046,9 +1126,9 @@ fn journal_claims(joined: &[Joined]) -> Vec<JournalClaim> {
 }
 
 /// A retry holds the same set of candidates; anything else is another prediction.
-fn reuse_of(held: &Held, item_ids: &[String]) -> Reuse {
-    let same = item_ids.iter().all(|id| held.rank(id).is_some())
-        && held.len() as usize == item_ids.iter().collect::<std::collections::HashSet<_>>().len();
+fn reuse_of<S: AsRef<str>>(held: &Held, item_ids: &[S]) -> Reuse {
+    let same = item_ids.iter().all(|id| held.rank(id.as_ref()).is_some())
+        && held.len() as usize == item_ids.iter().map(AsRef::as_ref).collect::<std::collections::HashSet<&str>>().len();
     if same { Reuse::Retry } else { Reuse::Conflict }
 }
 

@@ -109,6 +109,21 @@ pub enum Reuse {
     Conflict,
 }
 
+/// One prediction to hold ([`JoinStore::put_many`]; the arguments of [`JoinStore::put`]).
+#[derive(Debug, Clone)]
+pub struct Put {
+    /// The request id events name it by.
+    pub request_id: String,
+    /// The encoded `augur.v1.Snapshot`.
+    pub snapshot: Bytes,
+    /// Its candidates.
+    pub item_ids: Vec<String>,
+    /// When the join window closes.
+    pub expires_ms: i64,
+    /// When unimpressed candidates are emitted (`emit_unimpressed`).
+    pub unimpressed_due_ms: Option<i64>,
+}
+
 /// What [`JoinStore::expire`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -131,6 +146,16 @@ pub trait JoinStore: Send + Sync + std::fmt::Debug {
         unimpressed_due_ms: Option<i64>,
     ) -> BoxFuture<'a, Result<(), JoinError>>;
 
+    /// [`put`](Self::put) for each of `puts`, one result each in order. The joiner holds what
+    /// the snapshot queue gave it in one call: the memory store takes its lock and writes its
+    /// journal once per batch, the Redis store sends the batch's pipelines at once.
+    fn put_many<'a>(&'a self, puts: &'a [Put]) -> BoxFuture<'a, Vec<Result<(), JoinError>>> {
+        Box::pin(futures_util::future::join_all(
+            puts.iter()
+                .map(|p| self.put(&p.request_id, p.snapshot.clone(), &p.item_ids, p.expires_ms, p.unimpressed_due_ms)),
+        ))
+    }
+
     /// Records an event; schedules the candidate at `due_ms` if it is its first event.
     fn add_event<'a>(&'a self, event: &'a Event, due_ms: i64) -> BoxFuture<'a, Result<Added, JoinError>>;
 
@@ -147,7 +172,7 @@ pub trait JoinStore: Send + Sync + std::fmt::Debug {
 
     /// Whether a prediction `request_id` with `item_ids` would reuse a held id (`None` when the
     /// store cannot tell without a round trip: the joiner then counts a reuse at `put`).
-    fn reuse(&self, request_id: &str, item_ids: &[String]) -> Option<Reuse>;
+    fn reuse(&self, request_id: &str, item_ids: &[&str]) -> Option<Reuse>;
 
     /// The candidate with every label so far, for a correction at `revision`.
     fn joined<'a>(

@@ -482,7 +482,7 @@ impl JoinStore for RedisJoinStore {
         })
     }
 
-    fn reuse(&self, _request_id: &str, _item_ids: &[String]) -> Option<Reuse> {
+    fn reuse(&self, _request_id: &str, _item_ids: &[&str]) -> Option<Reuse> {
         None
     }
 
