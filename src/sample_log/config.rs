@@ -181,6 +181,11 @@ pub enum JoinStoreConfig {
         /// claimed again by any replica.
         #[serde(default = "default_join_redis_lease_ms")]
         lease_ms: u64,
+        /// How long a prediction's hash outlives its join window, in ms: the replicas' slack to
+        /// claim what fell due at the close (a candidate still unclaimed after it, every replica
+        /// down that long, is lost). Redis holds each prediction for the window plus this.
+        #[serde(default = "default_join_redis_close_grace_ms")]
+        close_grace_ms: u64,
     },
 }
 
@@ -204,6 +209,10 @@ const fn default_join_redis_shards() -> u32 {
 
 const fn default_join_redis_lease_ms() -> u64 {
     30_000
+}
+
+const fn default_join_redis_close_grace_ms() -> u64 {
+    600_000
 }
 
 /// `[samples.log]`: the local segment log (records `length | crc32c | sequence | payload`).
@@ -468,13 +477,21 @@ impl SamplesConfig {
             JoinStoreConfig::Memory { max_bytes } => {
                 in_range("samples.join.store.max_bytes", *max_bytes, 1 << 16, usize::MAX)?
             }
-            JoinStoreConfig::Redis { url, timeout_ms, shards, lease_ms, .. } => {
+            JoinStoreConfig::Redis { url, timeout_ms, shards, lease_ms, close_grace_ms, .. } => {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err(invalid("samples.join.store.url", "must be a redis:// or rediss:// URL"));
                 }
                 in_range("samples.join.store.timeout_ms", *timeout_ms as usize, 1, 60_000)?;
                 in_range("samples.join.store.shards", *shards as usize, 1, 1024)?;
                 in_range("samples.join.store.lease_ms", *lease_ms as usize, 1_000, 3_600_000)?;
+                in_range("samples.join.store.close_grace_ms", *close_grace_ms as usize, 10_000, 86_400_000)?;
+                if close_grace_ms <= lease_ms {
+                    // A claim whose lease lapses is taken again only while the hash is there.
+                    return Err(invalid(
+                        "samples.join.store.close_grace_ms",
+                        &format!("must be more than samples.join.store.lease_ms ({lease_ms})"),
+                    ));
+                }
             }
         }
         let l = &self.log;

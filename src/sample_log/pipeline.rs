@@ -169,7 +169,7 @@ impl SamplePipeline {
                 }
                 (Arc::clone(&memory) as _, Some(memory))
             }
-            JoinStoreConfig::Redis { url, cluster, namespace, timeout_ms, shards, lease_ms } => {
+            JoinStoreConfig::Redis { url, cluster, namespace, timeout_ms, shards, lease_ms, close_grace_ms } => {
                 let redis = RedisJoinConfig {
                     url,
                     cluster: *cluster,
@@ -177,6 +177,7 @@ impl SamplePipeline {
                     timeout_ms: *timeout_ms,
                     shards: *shards,
                     lease_ms: *lease_ms,
+                    close_grace_ms: *close_grace_ms,
                 };
                 (Arc::new(RedisJoinStore::connect(&redis, metrics.clone()).await?) as _, None)
             }

@@ -5,7 +5,7 @@
 //! Layout. A prediction belongs to shard `k = crc32c(request_id) % shards`; every key of shard
 //! `k` carries the hash tag `{k}`, so a prediction's hash and its shard's indexes live in one slot
 //! and each script below touches one slot (what Redis Cluster requires of a script):
-//! - `{ns}:join:{k}:r:{request_id}`: a hash, expiring [`CLOSE_GRACE_MS`] after the join window
+//! - `{ns}:join:{k}:r:{request_id}`: a hash, expiring `close_grace_ms` after the join window
 //!   closes (so candidates due at the close are still there when a replica claims them): `s` = the
 //!   encoded `augur.v1.Snapshot`; `x` = when the window closes; `i:{item}` = 1 per candidate;
 //!   `e:{type}\0{item}` = `"{ts_ms} {value}"` per label (HSETNX: the dedup); `d:{item}` = its due
@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -88,9 +89,8 @@ table.insert(out, 1, again)
 return out
 ";
 
-/// How long a prediction's hash outlives its window: the joiners' slack to claim what fell due
-/// at the close. A candidate still unclaimed after it (every replica down that long) is lost.
-pub const CLOSE_GRACE_MS: i64 = 10 * 60 * 1000;
+/// Predictions read at once while emitting a claim batch.
+const READS: usize = 16;
 
 /// What [`RedisJoinStore::connect`] needs.
 #[derive(Debug, Clone)]
@@ -107,6 +107,8 @@ pub struct RedisJoinConfig<'a> {
     pub shards: u32,
     /// Claim lease, in ms.
     pub lease_ms: u64,
+    /// How long a prediction's hash outlives its window, in ms.
+    pub close_grace_ms: u64,
 }
 
 /// See the module doc.
@@ -117,6 +119,7 @@ pub struct RedisJoinStore {
     shards: u32,
     timeout: Duration,
     lease_ms: i64,
+    close_grace_ms: i64,
     add_event: Script,
     take_due: Script,
     /// Where the next claim starts, so no shard waits behind the others under a full batch.
@@ -201,6 +204,7 @@ impl RedisJoinStore {
             shards: config.shards.max(1),
             timeout,
             lease_ms: i64::try_from(config.lease_ms).unwrap_or(i64::MAX),
+            close_grace_ms: i64::try_from(config.close_grace_ms).unwrap_or(i64::MAX),
             add_event: Script::new(ADD_EVENT),
             take_due: Script::new(TAKE_DUE),
             next_shard: AtomicUsize::new(0),
@@ -264,31 +268,44 @@ impl RedisJoinStore {
 
     /// The held prediction's candidate with its labels, from one HGETALL.
     async fn read(&self, request_id: &str, item_id: &str, revision: u32) -> Result<Option<Joined>, JoinError> {
+        Ok(self.read_items(request_id, &[item_id], revision).await?.pop())
+    }
+
+    /// The held prediction's candidates `item_ids` with their labels, from one HGETALL (none
+    /// when the prediction expired meanwhile).
+    async fn read_items(&self, request_id: &str, item_ids: &[&str], revision: u32) -> Result<Vec<Joined>, JoinError> {
         let mut conn = self.conn.clone();
         let fields: Vec<(Vec<u8>, Vec<u8>)> =
             self.bounded(redis::cmd("HGETALL").arg(self.key(request_id)).query_async(&mut conn)).await?;
         let mut snapshot = None;
-        let mut labels = Vec::new();
+        let mut labels: Vec<Vec<Event>> = vec![Vec::new(); item_ids.len()];
         for (field, value) in fields {
             if field == b"s" {
                 snapshot = Some(Bytes::from(value));
             } else if let Some(rest) = field.strip_prefix(b"e:") {
                 let Some(split) = rest.iter().position(|&b| b == 0) else { continue };
-                if &rest[split + 1..] != item_id.as_bytes() {
+                let Some(index) = item_ids.iter().position(|id| id.as_bytes() == &rest[split + 1..]) else {
                     continue;
-                }
+                };
                 let kind = String::from_utf8_lossy(&rest[..split]).into_owned();
-                labels.push(parse_label(request_id, item_id, kind, &value)?);
+                labels[index].push(parse_label(request_id, item_ids[index], kind, &value)?);
             }
         }
-        labels.sort_by_key(|l| l.timestamp_ms);
-        Ok(snapshot.map(|snapshot| Joined {
-            request_id: request_id.to_owned(),
-            snapshot,
-            item_id: item_id.to_owned(),
-            labels,
-            revision,
-        }))
+        let Some(snapshot) = snapshot else { return Ok(Vec::new()) };
+        Ok(item_ids
+            .iter()
+            .zip(labels)
+            .map(|(item_id, mut labels)| {
+                labels.sort_by_key(|l| l.timestamp_ms);
+                Joined {
+                    request_id: request_id.to_owned(),
+                    snapshot: snapshot.clone(),
+                    item_id: (*item_id).to_owned(),
+                    labels,
+                    revision,
+                }
+            })
+            .collect())
     }
 
     /// Runs one atomic pipeline per shard (a cluster takes a pipeline only within one slot).
@@ -352,7 +369,7 @@ impl JoinStore for RedisJoinStore {
                 }
             }
             pipe.add_command(fields).ignore();
-            pipe.cmd("PEXPIREAT").arg(&key).arg(expires_ms + CLOSE_GRACE_MS).ignore();
+            pipe.cmd("PEXPIREAT").arg(&key).arg(expires_ms.saturating_add(self.close_grace_ms)).ignore();
             if let Some(due) = unimpressed_due_ms {
                 let mut zadd = redis::cmd("ZADD");
                 zadd.arg(self.due_key(self.shard(request_id))).arg("NX");
@@ -421,11 +438,25 @@ impl JoinStore for RedisJoinStore {
                      writing them)"
                 );
             }
+            // One HGETALL per prediction (a claim batch holds many candidates of each), READS
+            // at a time. One expired meanwhile (a due time past the window cannot be
+            // configured) has nothing to emit.
+            let mut by_request: Vec<(&str, Vec<&str>)> = Vec::new();
+            let mut index = std::collections::HashMap::new();
+            for (request_id, item_id) in claimed.iter().filter_map(|m| parse_member(m)) {
+                let at = *index.entry(request_id).or_insert_with(|| {
+                    by_request.push((request_id, Vec::new()));
+                    by_request.len() - 1
+                });
+                by_request[at].1.push(item_id);
+            }
+            let reads: Vec<_> =
+                by_request.iter().map(|(request_id, items)| self.read_items(request_id, items, 0)).collect();
+            let read: Vec<Result<Vec<Joined>, JoinError>> =
+                futures_util::stream::iter(reads).buffered(READS).collect().await;
             let mut out = Vec::with_capacity(claimed.len());
-            for m in &claimed {
-                let Some((request_id, item_id)) = parse_member(m) else { continue };
-                // Expired meanwhile (a due time past the window cannot be configured): nothing to emit.
-                out.extend(self.read(request_id, item_id, 0).await?);
+            for joined in read {
+                out.extend(joined?);
             }
             Ok(out)
         })
