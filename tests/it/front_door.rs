@@ -6,7 +6,8 @@
 //! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL; a
 //! body-less health Check is answered at the read timeout and health Watch streams are capped;
 //! a connection that makes augur reset stream after stream gets GOAWAY at
-//! `server.http2.max_local_error_reset_streams`.
+//! `server.http2.max_local_error_reset_streams`; responses parked behind a zero flow-control
+//! window keep their slots, so one connection parks no more than the admission rule lets it.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tonic::Code;
 
 use crate::common;
 use crate::common::fake_model::{FakeLoader, start_fake};
-use crate::common::h2::{Frames, connect, frame, framed, header_block, status};
+use crate::common::h2::{Frames, connect, connect_zero_window, frame, framed, header_block, status};
 
 const PREDICT: &str = "/augur.v1.Prediction/Predict";
 
@@ -329,5 +330,68 @@ async fn a_connection_that_makes_augur_reset_streams_gets_goaway_at_the_limit() 
     .await;
     let text = server.metrics.render();
     assert!(!text.contains("code=\"INTERNAL\""), "{text}");
+    server.stop().await;
+}
+
+/// tonic 0.14 has no send-buffer limit: a response the caller never reads (its stream window is
+/// 0 and it sends no WINDOW_UPDATE) stays in memory. It now keeps its admission slot while it
+/// waits, so one connection parks at most what admission lets it hold and the rest of its
+/// streams are refused (trailers-only, no DATA needed), in flight as long as they are parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_parked_behind_a_zero_window_keep_their_slots() {
+    const LIMIT: usize = 8;
+    const SHARE: usize = 2;
+    let loader = FakeLoader::default();
+    let config = format!("[server]\nconcurrency_limit = {LIMIT}\nconnection_fair_share = {SHARE}\n");
+    let (_dir, server) = start_fake(&loader, &config).await;
+    let message = framed(&common::ranking_request("u1", &["i1", "i2"]).encode_to_vec());
+    let (mut hog, connection) = connect_zero_window(server.addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let (response, mut send) = open(&mut hog, server.addr, PREDICT, false);
+        send.send_data(message.clone().into(), true).unwrap();
+        streams.push((response.await.expect("response headers need no window"), send));
+    }
+    // Alone on the server, a connection may take slots beyond its share while more than a share
+    // stay free: LIMIT - SHARE of them. Each answer's headers came; its message did not.
+    let (mut parked, mut refused) = (0, 0);
+    for (response, _) in &streams {
+        match response.headers().get("grpc-status") {
+            None => parked += 1,
+            Some(code) => {
+                assert_eq!(code, "8", "RESOURCE_EXHAUSTED: {:?}", response.headers());
+                let message = response.headers().get("grpc-message").unwrap().to_str().unwrap();
+                assert!(message.contains("server.connection_fair_share"), "{message}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((parked, refused), (LIMIT - SHARE, 10 - (LIMIT - SHARE)), "parked answers keep their slots");
+    let admin = server.admin_http_addr.expect("admin HTTP port");
+    let in_flight = async || {
+        let (_, _, text) = crate::common::http::get(admin, "/metrics").await;
+        crate::common::http::sample(&text, "augur_rpc_in_flight").expect("augur_rpc_in_flight")
+    };
+    assert_eq!(in_flight().await, (LIMIT - SHARE) as f64, "parked answers are in flight");
+
+    // Another connection still finds its share.
+    let mut client = server.client().await;
+    for i in 0..3 {
+        let response = client.predict(common::ranking_request(&format!("u{i}"), &["i1"])).await;
+        assert_eq!(response.expect("another connection is served").into_inner().scores.len(), 1);
+    }
+    assert_eq!(in_flight().await, (LIMIT - SHARE) as f64, "the other connection's answers were sent whole");
+
+    // The connection goes: the bodies are dropped and the slots come back.
+    drop((streams, hog));
+    connection.abort();
+    common::wait_for("the parked answers' slots back", async || in_flight().await == 0.0).await;
+    let (mut again, connection) = connect_zero_window(server.addr).await;
+    let (response, mut send) = open(&mut again, server.addr, PREDICT, false);
+    send.send_data(message.into(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.headers().get("grpc-status"), None, "admitted again: {:?}", response.headers());
+    // A parked answer would hold the drain until the grace cut it.
+    connection.abort();
     server.stop().await;
 }

@@ -1,6 +1,6 @@
 //! A raw HTTP/2 client (the `h2` crate, no gRPC library) for the front-door tests: streams with
-//! headers only, hand-made length prefixes, resets mid-body; [`Frames`] writes and reads frames
-//! by hand, for what the `h2` crate will not send.
+//! headers only, hand-made length prefixes, resets mid-body, a zero flow-control window;
+//! [`Frames`] writes and reads frames by hand, for what the `h2` crate will not send.
 
 use std::net::SocketAddr;
 
@@ -10,6 +10,19 @@ pub async fn connect(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> 
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     client.ready().await.unwrap()
+}
+
+/// One raw HTTP/2 connection whose streams' flow-control window is 0
+/// (SETTINGS_INITIAL_WINDOW_SIZE): the server can send response headers, never DATA, until the
+/// test sends WINDOW_UPDATE (it never does). The connection task is returned so the test can
+/// end the connection.
+pub async fn connect_zero_window(
+    addr: SocketAddr,
+) -> (h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new().initial_window_size(0).handshake(tcp).await.unwrap();
+    let task = tokio::spawn(connection);
+    (client.ready().await.unwrap(), task)
 }
 
 /// Opens a gRPC stream on `path` with `grpc-timeout: timeout`, headers only (END_STREAM when
