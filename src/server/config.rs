@@ -47,7 +47,9 @@ pub struct ServerConfig {
     /// One connection's share of `concurrency_limit`: a connection holding this many calls gets
     /// another only while at least this many slots stay free for the others, so one client
     /// cannot take every slot. Behind a proxy that funnels every caller into one connection, set
-    /// it to `concurrency_limit` (no per-connection rule).
+    /// it to `concurrency_limit` (no per-connection rule). A unary call holds its slot until its
+    /// response is sent whole, so this also bounds the answers one connection can leave parked
+    /// behind a flow-control window it never opens.
     #[serde(default = "default_connection_fair_share")]
     pub connection_fair_share: usize,
     /// grpc.health.v1 Watch streams open at once on the public port; one more is answered

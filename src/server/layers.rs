@@ -27,6 +27,21 @@
 //!    that many stay free for the others. Health, reflection and admin calls pass uncounted, so
 //!    probes answer under load; open health Watch streams are capped by
 //!    `server.max_watch_streams` (each holds a permit until its body ends).
+//!
+//!    A unary call keeps its slot (and its connection's share) until its response body is sent
+//!    whole or dropped, not only until the handler returns ([`HoldingBody`]): hyper takes one
+//!    frame of a response body and then waits for h2 send capacity before it asks for the
+//!    next, so a response parked behind a caller's zero flow-control window (the caller never
+//!    sends WINDOW_UPDATE) holds one encoded message and a slot, and shows in
+//!    `augur_rpc_in_flight`. tonic 0.14 has no send-buffer limit; this is the bound instead.
+//!    Parked responses hold at most `server.concurrency_limit` × `server.max_message_bytes` in
+//!    all (the encode limit; a Predict answer is a few KiB in practice), and one connection at
+//!    most max(`connection_fair_share`, `concurrency_limit` − `connection_fair_share`) of them:
+//!    beyond its share a connection only borrows slots while more than a share stay free, so
+//!    the other connections always find at least `connection_fair_share` free. The slots come
+//!    back when the caller reads, resets the stream or the connection closes (at the latest
+//!    `server.http2.max_connection_age_ms` + `max_connection_age_grace_ms`: a client that
+//!    answers PINGs passes keepalive).
 //! 6. [`BearerAuth`] — optional (`server.auth_token`; `admin.auth_token` on the admin port): every
 //!    call but health checks must carry `authorization: Bearer <token>`; innermost, so refused
 //!    calls are still counted above.
@@ -196,7 +211,9 @@ impl<S> Layer<S> for RequestMetricsLayer {
 }
 
 /// Counts RPCs by method and status code (`augur_rpc_requests_total`), times them until the
-/// response headers (`augur_rpc_duration_seconds`) and tracks how many are in flight. The code
+/// response headers (`augur_rpc_duration_seconds`) and tracks how many are in flight
+/// (`augur_rpc_in_flight`: a unary call until its response is sent whole, a stream until its
+/// headers). The code
 /// is read from the headers (trailers-only responses, i.e. every error); a response with a body
 /// counts as OK — a stream that fails half-way is not seen here.
 #[derive(Debug, Clone)]
@@ -234,9 +251,15 @@ where
         metrics.in_flight.inc();
         let in_flight = InFlight(metrics.in_flight.clone());
         let future = self.inner.call(request);
+        // A unary call is in flight until its response is sent whole (see [`HoldingBody`]); a
+        // long-lived stream only until its headers, or every open Watch would count.
+        let stream = is_stream(&path);
         Box::pin(async move {
             let response = future.await;
-            drop(in_flight);
+            let response = match response {
+                Ok(response) if !stream => Ok(hold(response, in_flight)),
+                other => other,
+            };
             if let Ok(response) = &response {
                 let code = response_code(response.headers());
                 // Unknown methods are named by the caller: keep them out of the label values.
@@ -389,6 +412,14 @@ const UNARY: [(&str, u32); 4] = [
 
 /// The one long-lived stream of the public port: capped by `server.max_watch_streams`.
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
+
+/// Whether `path` is a streaming method: its response lives as long as the caller wants, so
+/// neither its admission slot nor the in-flight count follows its body.
+fn is_stream(path: &str) -> bool {
+    path == WATCH
+        || path == "/augur.v1.Prediction/StreamFeatures"
+        || path.ends_with(".ServerReflection/ServerReflectionInfo")
+}
 
 /// Layer of [`ReadBody`].
 #[derive(Debug, Clone)]
@@ -613,8 +644,8 @@ impl<S> Layer<S> for AdmissionLayer {
 }
 
 /// The global concurrency limit with load shedding and a per-connection share, for Prediction
-/// calls (see the module doc). The permit is held until the response headers, i.e. the whole of
-/// a unary call.
+/// calls (see the module doc). A unary call's permit and share are held until its response body
+/// is sent whole or dropped ([`HoldingBody`]), a StreamFeatures call's until its headers.
 #[derive(Debug, Clone)]
 pub struct Admission<S> {
     inner: S,
@@ -681,17 +712,8 @@ where
                 return Box::pin(std::future::ready(Ok(refuse(Error::WatchLimit { limit }))));
             };
             let future = self.inner.call(request);
-            return Box::pin(async move {
-                use http_body_util::BodyExt as _;
-                let response = future.await?;
-                // The stream is open as long as its body: the permit goes with the body.
-                Ok(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _open = &permit;
-                        frame
-                    }))
-                }))
-            });
+            // The stream is open as long as its body: the permit goes with the body.
+            return Box::pin(async move { Ok(hold(future.await?, permit)) });
         }
         if !request.uri().path().starts_with(PREDICTION) {
             return Box::pin(self.inner.call(request));
@@ -712,12 +734,65 @@ where
             let limit = self.layer.limit;
             return Box::pin(std::future::ready(Ok(refuse(Error::Overloaded { limit }))));
         };
+        let stream = is_stream(request.uri().path());
         let future = self.inner.call(request);
         Box::pin(async move {
-            let response = future.await;
-            drop((permit, connection));
-            response
+            let response = future.await?;
+            // A unary call holds its slot until its response is sent whole, so one parked
+            // behind the caller's flow-control window still counts (see [`HoldingBody`]). A
+            // StreamFeatures call is admitted as it opens, not for its whole life.
+            if stream {
+                drop((permit, connection));
+                return Ok(response);
+            }
+            Ok(hold(response, (permit, connection)))
         })
+    }
+}
+
+// === HoldingBody ===
+
+/// A response body that holds `guard` (an admission slot, an in-flight count) until the body
+/// has yielded its last frame or is dropped, not only until the handler returned. hyper polls a
+/// response body for one frame and then waits, frame in hand, for h2 send capacity before it
+/// polls again: a unary response parked behind the caller's zero flow-control window is one
+/// encoded message (at most `server.max_message_bytes`, tonic's encode limit) held by a body
+/// that has not ended, so it keeps its slot and its share until the caller reads it, resets the
+/// stream or the connection closes.
+struct HoldingBody<G> {
+    inner: Body,
+    guard: Option<G>,
+}
+
+/// `response` with `guard` held by its body (released at once for a trailers-only response:
+/// tonic's `Body::new` drops a body that has already ended).
+fn hold<G: Send + Unpin + 'static>(response: Response<Body>, guard: G) -> Response<Body> {
+    response.map(|inner| Body::new(HoldingBody { inner, guard: Some(guard) }))
+}
+
+impl<G: Unpin> hyper::body::Body for HoldingBody<G> {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, tonic::Status>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        // Nothing more will be sent: give the slot back now rather than when hyper drops us.
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            this.guard = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -835,6 +910,29 @@ mod tests {
         let (response, seen) = call_taking(Duration::from_millis(98), "100m").await;
         assert_eq!(response_code(response.headers()), Code::Ok);
         assert!(seen.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_held_slot_is_released_with_the_last_frame_when_dropped_or_at_once_if_trailers_only() {
+        use http_body_util::BodyExt as _;
+        let permits = Arc::new(Semaphore::new(1));
+        let slot = || Arc::clone(&permits).try_acquire_owned().expect("the slot is free");
+        let message = || Body::new(http_body_util::Full::new(Bytes::from_static(b"answer")));
+
+        let mut response = hold(Response::new(message()), slot());
+        assert_eq!(permits.available_permits(), 0, "held while the body has not been sent");
+        let frame = response.body_mut().frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "answer");
+        assert_eq!(permits.available_permits(), 1, "released with the last frame");
+        drop(response);
+
+        let response = hold(Response::new(message()), slot());
+        assert_eq!(permits.available_permits(), 0);
+        drop(response);
+        assert_eq!(permits.available_permits(), 1, "released when the body is dropped unsent");
+
+        let _refused = hold(refuse(Error::Overloaded { limit: 1 }), slot());
+        assert_eq!(permits.available_permits(), 1, "a trailers-only answer holds nothing");
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub struct RpcMetrics {
     /// `augur_rpc_duration_seconds{method}`: until the response headers (the whole call for
     /// unary RPCs).
     pub duration: Family<MethodLabels, LatencyHistogram>,
-    /// `augur_rpc_in_flight`: RPCs being handled now.
+    /// `augur_rpc_in_flight`: RPCs being handled now: a unary call until its response is sent
+    /// whole (one parked behind the caller's flow-control window counts), a stream (health
+    /// Watch, StreamFeatures, reflection) until its response headers.
     pub in_flight: Gauge,
     /// `augur_rpc_shed_total`: Prediction calls refused by the global concurrency limit.
     pub shed: Counter,

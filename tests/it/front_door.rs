@@ -4,7 +4,10 @@
 //! RESOURCE_EXHAUSTED from the prefix; a message of millions of empty candidates is refused before
 //! it is decoded; one connection cannot take every slot; a request without a message and a stream
 //! reset mid-body are the client's faults (INVALID_ARGUMENT, CANCELLED), never INTERNAL; a
-//! body-less health Check is answered at the read timeout and health Watch streams are capped.
+//! body-less health Check is answered at the read timeout and health Watch streams are capped;
+//! a connection that makes augur reset stream after stream gets GOAWAY at
+//! `server.http2.max_local_error_reset_streams`; responses parked behind a zero flow-control
+//! window keep their slots, so one connection parks no more than the admission rule lets it.
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use tonic::Code;
 
 use crate::common;
 use crate::common::fake_model::{FakeLoader, start_fake};
-use crate::common::h2::{connect, framed, status};
+use crate::common::h2::{Frames, connect, connect_zero_window, frame, framed, header_block, status};
 
 const PREDICT: &str = "/augur.v1.Prediction/Predict";
 
@@ -257,5 +260,138 @@ async fn a_body_split_across_frames_mid_prefix_is_served() {
     send.send_data(bytes::Bytes::new(), true).unwrap();
     let (code, message) = status(response).await;
     assert_eq!(code, Code::Ok as i32, "{message}");
+    server.stop().await;
+}
+
+/// The "MadeYouReset" class: frames that are valid HTTP/2 but make the server reset the stream
+/// (here a DATA frame longer than the request's `content-length`, RFC 9113 section 8.1.1) cost
+/// the server a stream each and the client almost nothing. h2 counts every such reset
+/// (`Actions::reset_on_recv_stream_err`) and answers the one past
+/// `server.http2.max_local_error_reset_streams` with GOAWAY ENHANCE_YOUR_CALM, if tonic passes
+/// the limit on (unset, it is unlimited: 11,062 resets and no GOAWAY before the limit was set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_makes_augur_reset_streams_gets_goaway_at_the_limit() {
+    const LIMIT: u32 = 20;
+    let loader = FakeLoader::default();
+    let config = format!("[server.http2]\nmax_local_error_reset_streams = {LIMIT}\n");
+    let (_dir, server) = start_fake(&loader, &config).await;
+    let authority = server.addr.to_string();
+    let headers = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", PREDICT),
+        (":authority", &authority),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("content-length", "5"),
+    ]);
+    let mut raw = Frames::connect(server.addr).await;
+    // One stream at a time, each answered before the next is opened, so the count is exact.
+    let mut resets = 0;
+    let goaway = loop {
+        let id = 2 * resets + 1;
+        raw.send(frame::HEADERS, frame::END_HEADERS, id, &headers).await;
+        raw.send(frame::DATA, frame::END_STREAM, id, &framed(&[0u8; 5])).await;
+        let answer = loop {
+            let next = raw.next().await.expect("an answer before the connection closes");
+            if matches!(next.kind, frame::RST_STREAM | frame::GOAWAY) {
+                break next;
+            }
+        };
+        if answer.kind == frame::GOAWAY {
+            break answer;
+        }
+        assert_eq!((answer.stream, answer.reason()), (id, h2::Reason::PROTOCOL_ERROR), "{answer:?}");
+        resets += 1;
+        assert!(resets <= LIMIT, "{resets} streams reset and no GOAWAY: the limit ({LIMIT}) is not in force");
+    };
+    assert_eq!(resets, LIMIT, "GOAWAY only for the reset past the limit");
+    assert_eq!(goaway.reason(), h2::Reason::ENHANCE_YOUR_CALM, "{goaway:?}");
+    assert_eq!(&goaway.payload[8..], b"too_many_internal_resets", "h2's debug data");
+    let mut after = Vec::new();
+    while let Some(next) = raw.next().await {
+        after.push(next);
+    }
+    assert!(after.iter().all(|f| f.kind != frame::RST_STREAM), "nothing reset after the GOAWAY: {after:?}");
+
+    // Everyone else is served.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let check = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    assert_eq!(check.expect("health answers").into_inner().status, 1, "SERVING");
+    let mut client = server.client().await;
+    let response = client.predict(common::ranking_request("u1", &["i1", "i2"])).await;
+    assert_eq!(response.expect("another connection is served").into_inner().scores.len(), 2);
+    // Each reset call reached augur (hyper accepts a stream in the poll that reads its frames)
+    // and is the caller's fault, CANCELLED: never INTERNAL, which the error-ratio alert reads.
+    let cancelled = format!("augur_rpc_requests_total{{method=\"{PREDICT}\",code=\"CANCELLED\"}}");
+    common::wait_for("the reset calls counted", async || {
+        crate::common::http::sample(&server.metrics.render(), &cancelled).unwrap_or(0.0) >= f64::from(LIMIT)
+    })
+    .await;
+    let text = server.metrics.render();
+    assert!(!text.contains("code=\"INTERNAL\""), "{text}");
+    server.stop().await;
+}
+
+/// tonic 0.14 has no send-buffer limit: a response the caller never reads (its stream window is
+/// 0 and it sends no WINDOW_UPDATE) stays in memory. It now keeps its admission slot while it
+/// waits, so one connection parks at most what admission lets it hold and the rest of its
+/// streams are refused (trailers-only, no DATA needed), in flight as long as they are parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_parked_behind_a_zero_window_keep_their_slots() {
+    const LIMIT: usize = 8;
+    const SHARE: usize = 2;
+    let loader = FakeLoader::default();
+    let config = format!("[server]\nconcurrency_limit = {LIMIT}\nconnection_fair_share = {SHARE}\n");
+    let (_dir, server) = start_fake(&loader, &config).await;
+    let message = framed(&common::ranking_request("u1", &["i1", "i2"]).encode_to_vec());
+    let (mut hog, connection) = connect_zero_window(server.addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let (response, mut send) = open(&mut hog, server.addr, PREDICT, false);
+        send.send_data(message.clone().into(), true).unwrap();
+        streams.push((response.await.expect("response headers need no window"), send));
+    }
+    // Alone on the server, a connection may take slots beyond its share while more than a share
+    // stay free: LIMIT - SHARE of them. Each answer's headers came; its message did not.
+    let (mut parked, mut refused) = (0, 0);
+    for (response, _) in &streams {
+        match response.headers().get("grpc-status") {
+            None => parked += 1,
+            Some(code) => {
+                assert_eq!(code, "8", "RESOURCE_EXHAUSTED: {:?}", response.headers());
+                let message = response.headers().get("grpc-message").unwrap().to_str().unwrap();
+                assert!(message.contains("server.connection_fair_share"), "{message}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((parked, refused), (LIMIT - SHARE, 10 - (LIMIT - SHARE)), "parked answers keep their slots");
+    let admin = server.admin_http_addr.expect("admin HTTP port");
+    let in_flight = async || {
+        let (_, _, text) = crate::common::http::get(admin, "/metrics").await;
+        crate::common::http::sample(&text, "augur_rpc_in_flight").expect("augur_rpc_in_flight")
+    };
+    assert_eq!(in_flight().await, (LIMIT - SHARE) as f64, "parked answers are in flight");
+
+    // Another connection still finds its share.
+    let mut client = server.client().await;
+    for i in 0..3 {
+        let response = client.predict(common::ranking_request(&format!("u{i}"), &["i1"])).await;
+        assert_eq!(response.expect("another connection is served").into_inner().scores.len(), 1);
+    }
+    assert_eq!(in_flight().await, (LIMIT - SHARE) as f64, "the other connection's answers were sent whole");
+
+    // The connection goes: the bodies are dropped and the slots come back.
+    drop((streams, hog));
+    connection.abort();
+    common::wait_for("the parked answers' slots back", async || in_flight().await == 0.0).await;
+    let (mut again, connection) = connect_zero_window(server.addr).await;
+    let (response, mut send) = open(&mut again, server.addr, PREDICT, false);
+    send.send_data(message.into(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.headers().get("grpc-status"), None, "admitted again: {:?}", response.headers());
+    // A parked answer would hold the drain until the grace cut it.
+    connection.abort();
     server.stop().await;
 }
