@@ -1,7 +1,8 @@
 //! The status page of the admin HTTP port (`/` and `/status`): one server-rendered HTML page an
 //! operator opens without Prometheus or Grafana — scenes with their model versions, load times and
-//! traffic split; request counts, rate and latency per scene; the batch-size distribution; the
-//! top fallbacks; and the sample pipeline.
+//! traffic split; their online quality side by side (`ListModels`' `quality`); request counts,
+//! rate and latency per scene; the batch-size distribution; the top fallbacks; and the sample
+//! pipeline.
 //!
 //! No template engine, no JavaScript, no CDN: the page is a `String` built here, so it renders on
 //! an air-gapped host and needs no build step. It reads the same sources as everything else

@@ -3,7 +3,7 @@
 //! by a known rule (probability = the served score, seeded), ReportEvents joins them; once every
 //! sample is emitted, `/metrics` and `ModelAdmin.ListModels` must agree with what the sample log
 //! holds: counts exactly, CTR / mean score / calibration / log loss to float rounding, AUC within
-//! its reported bound and within the 0.005 docs/quality.md states.
+//! its reported bound and within the 0.005 docs/quality.md states; promtool accepts the families.
 
 use augur::proto::model_admin_client::ModelAdminClient;
 use augur::proto::{ListModelsRequest, ReportEventsRequest, log_record};
@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::common;
-use crate::common::http::scrape;
+use crate::common::http::{get, scrape};
 use crate::common::samples::{EMITTED, event, metric, read_log, request, samples_config, wait_for};
 
 const STATED_AUC_ERROR: f64 = 0.005;
@@ -23,7 +23,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test]
 async fn online_quality_matches_the_offline_computation_on_the_logged_samples() {
-    common::require!(Ort);
+    common::require!(Ort, Promtool);
     let dir = tempfile::tempdir().unwrap();
     let config = samples_config(dir.path(), "[samples.quality]\nbucket_s = 60\nbuckets = 10\n");
     let server = common::start(config).await;
@@ -50,6 +50,20 @@ async fn online_quality_matches_the_offline_computation_on_the_logged_samples() 
     }
     wait_for(&server.metrics, EMITTED, rows as f64).await;
     let exposition = scrape(&server).await;
+    // What a plain scraper gets, through Prometheus's own linter.
+    let (_, _, plain) = get(server.admin_http_addr.unwrap(), "/metrics").await;
+    assert!(plain.contains("augur_quality_auc{"), "{plain}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), plain.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
     let listed = ModelAdminClient::new(server.admin_channel().await)
         .list_models(ListModelsRequest {})
         .await
