@@ -13,6 +13,8 @@
 //! 7. [`predict`]   — the whole path above as one readable async fn.
 //! 8. [`sample_log`] — off the hot path: snapshots of what was served, joined with reported
 //!    events into training samples, written to a segment log and delivered to sinks.
+//! 9. [`quality`]   — online quality per served model version (CTR, calibration, log loss, AUC),
+//!    from the samples the join emits.
 //!
 //! Beside the path, the model control plane, [`repository`] (versions from a directory or a
 //! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:
@@ -40,6 +42,7 @@ pub mod error;
 pub mod fetch;
 pub mod model;
 pub mod predict;
+pub mod quality;
 pub mod registry;
 pub mod repository;
 pub mod sample_log;

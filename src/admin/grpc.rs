@@ -13,8 +13,10 @@ use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
     CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
-    ModelStatus, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionStatus,
+    ModelStatus, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionQuality,
+    VersionStatus,
 };
+use crate::sample_log::metrics::SampleMetrics;
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
 
@@ -47,10 +49,55 @@ impl AdminService {
     async fn list(&self) -> ListModelsResponse {
         let mut models = Vec::new();
         for scene in self.predictor.scenes() {
-            models.push(status(scene).await);
+            models.push(self.with_quality(status(scene).await));
         }
         models.sort_by(|a, b| a.name.cmp(&b.name));
         ListModelsResponse { models }
+    }
+}
+
+impl AdminService {
+    /// `status` with its versions' online quality (`crate::quality`), when sample logging and
+    /// quality are on: read from the tracker the joiner feeds, found through the metrics registry
+    /// (the sample pipeline registers it), so the admin service needs no handle of its own.
+    fn with_quality(&self, mut status: ModelStatus) -> ModelStatus {
+        let Some(quality) = self.metrics.get::<SampleMetrics>().map(|m| m.quality) else { return status };
+        let Some(positive_event) = quality.config().map(|c| c.positive_event.clone()) else { return status };
+        let snapshot = quality.snapshot(crate::quality::now_ms());
+        let mut versions: Vec<VersionQuality> = snapshot
+            .versions
+            .into_iter()
+            .filter(|v| v.key.scene == status.scene && v.key.model == status.name)
+            .map(|v| VersionQuality {
+                version: v.key.version,
+                window_start_ms: v.window_ms.0,
+                window_end_ms: v.window_ms.1,
+                impressions: v.window.impressions,
+                positives: v.window.positives,
+                ctr: v.window.ctr,
+                mean_score: v.window.mean_score,
+                calibration: v.window.calibration,
+                calibration_difference: v.window.calibration_difference,
+                log_loss: v.window.log_loss,
+                auc: v.window.auc,
+                auc_error_bound: v.window.auc_error_bound,
+                impressions_total: v.impressions_total,
+                events_total: v.events_total.into_iter().collect(),
+                corrections_total: v.corrections_total,
+                positive_event: positive_event.clone(),
+            })
+            .collect();
+        // Numeric versions in number order ("9" before "10"), others after, by name.
+        versions.sort_by(|a, b| {
+            let n = |v: &str| v.parse::<u64>().ok();
+            (n(&a.version).is_none(), n(&a.version), &a.version).cmp(&(
+                n(&b.version).is_none(),
+                n(&b.version),
+                &b.version,
+            ))
+        });
+        status.quality = versions;
+        status
     }
 }
 
@@ -141,6 +188,7 @@ async fn status(scene: &Scene) -> ModelStatus {
         source,
         source_latest,
         rejected_versions,
+        quality: Vec::new(),
     }
 }
 
@@ -223,6 +271,6 @@ impl ModelAdmin for AdminService {
         let r = request.into_inner();
         let scene = self.scene_for(&r.model)?;
         scene.repo.set_canary(r.version, r.weight).await.map_err(Error::from)?;
-        Ok(Response::new(status(scene).await))
+        Ok(Response::new(self.with_quality(status(scene).await)))
     }
 }

@@ -1,7 +1,8 @@
 //! The status page of the admin HTTP port (`/` and `/status`): one server-rendered HTML page an
 //! operator opens without Prometheus or Grafana — scenes with their model versions, load times and
-//! traffic split; request counts, rate and latency per scene; the batch-size distribution; the
-//! top fallbacks; and the sample pipeline.
+//! traffic split; their online quality side by side (`ListModels`' `quality`); request counts,
+//! rate and latency per scene; the batch-size distribution; the top fallbacks; and the sample
+//! pipeline.
 //!
 //! No template engine, no JavaScript, no CDN: the page is a `String` built here, so it renders on
 //! an air-gapped host and needs no build step. It reads the same sources as everything else
@@ -114,6 +115,7 @@ pub fn render(models: &[ModelStatus], metrics: &Metrics, uptime: Duration) -> St
     let mut page = String::with_capacity(16 * 1024);
     head(&mut page, uptime);
     scenes(&mut page, models);
+    quality(&mut page, models);
     traffic(&mut page, models, metrics, &samples, uptime);
     batch_sizes(&mut page, &samples);
     fallbacks(&mut page, &samples);
@@ -186,6 +188,57 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
                 "<tr><td colspan=\"10\" class=\"note\">{}: last error: {}</td></tr>",
                 escape(&m.name),
                 escape(&m.last_error)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// Online quality per version, side by side (`ListModels`' `quality`, from the label join).
+fn quality(page: &mut String, models: &[ModelStatus]) {
+    page.push_str("<h2>Online quality per version</h2>\n");
+    let Some(first) = models.iter().flat_map(|m| &m.quality).next() else {
+        page.push_str("<p>No joined sample yet (or sample logging or <code>samples.quality</code> is off).</p>\n");
+        return;
+    };
+    let window = Duration::from_millis((first.window_end_ms - first.window_start_ms).max(0) as u64);
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">Impressions emitted by the label join in the last {} (positive: <code>{}</code>; \
+         labels known at emission, corrections counted apart). AUC from score histograms, \
+         &plusmn; its error bound. Blank: undefined (no impression, no positive or one class only).</p>",
+        human_duration(window),
+        escape(&first.positive_event),
+    );
+    page.push_str(
+        "<table>\n<tr><th>Scene</th><th>Model</th><th>Version</th><th>Impressions</th><th>Positives</th>\
+         <th>CTR</th><th>Mean score</th><th>Calibration</th><th>Score &minus; rate</th><th>Log loss</th>\
+         <th>AUC</th><th>Impressions since seen</th><th>Corrections</th></tr>\n",
+    );
+    let num = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
+    for m in models {
+        for q in &m.quality {
+            let auc = match (q.auc, q.auc_error_bound) {
+                (Some(a), Some(e)) => format!("{a:.4} &plusmn; {e:.4}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{auc}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&m.scene),
+                escape(&m.name),
+                escape(&q.version),
+                q.impressions,
+                q.positives,
+                num(q.ctr, 4),
+                num(q.mean_score, 4),
+                num(q.calibration, 3),
+                num(q.calibration_difference, 4),
+                num(q.log_loss, 4),
+                q.impressions_total,
+                q.corrections_total,
             );
         }
     }
@@ -403,6 +456,14 @@ mod tests {
             scene: HOSTILE.into(),
             versions: vec![VersionStatus { version: 3, labels: vec![HOSTILE.into()], ..Default::default() }],
             last_error: HOSTILE.into(),
+            quality: vec![crate::proto::VersionQuality {
+                version: format!("v{HOSTILE}"),
+                positive_event: HOSTILE.into(),
+                impressions: 10,
+                auc: Some(0.75),
+                auc_error_bound: Some(0.001),
+                ..Default::default()
+            }],
             ..Default::default()
         }];
         let page = render(&models, &metrics, Duration::from_secs(90));
@@ -411,6 +472,10 @@ mod tests {
         assert!(page.contains("f&lt;script&gt;alert(&quot;x&amp;y&quot;)"), "the feature row is there: {page}");
         assert!(page.contains("m&lt;script&gt;"), "the model row is there: {page}");
         assert!(page.contains("1 min 30 s"), "{page}");
+        assert!(page.contains("v&lt;script&gt;"), "the quality row is there: {page}");
+        assert!(page.contains("0.7500 &plusmn; 0.0010"), "{page}");
+        let empty = render(&[], &metrics, Duration::from_secs(1));
+        assert!(empty.contains("No joined sample yet"), "{empty}");
     }
 
     #[test]

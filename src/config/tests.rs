@@ -64,9 +64,10 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
         ("admin", fields_of::<AdminConfig>(), &[]),
         ("log", fields_of::<LogConfig>(), &[]),
         ("trace", fields_of::<TraceConfig>(), &[]),
-        ("samples", fields_of::<SamplesConfig>(), &["join", "log"]),
+        ("samples", fields_of::<SamplesConfig>(), &["join", "log", "quality"]),
         ("samples.join", fields_of::<JoinConfig>(), &[]),
         ("samples.log", fields_of::<SampleLogConfig>(), &[]),
+        ("samples.quality", fields_of::<crate::quality::config::QualityConfig>(), &[]),
     ] {
         let text = section(header);
         for field in fields.iter().filter(|f| !subtables.contains(f)) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::quality::config::QualityConfig;
 use crate::validate::{Invalid, in_range, invalid};
 
 /// `[samples]`: the sample pipeline (`src/sample_log/`). Predict snapshots what it served (per
@@ -43,6 +44,9 @@ pub struct SamplesConfig {
     /// Network sinks tailing the log (none: the file log is the sink).
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Online quality per model version, from the joined samples (`src/quality/`).
+    #[serde(default)]
+    pub quality: QualityConfig,
 }
 
 impl Default for SamplesConfig {
@@ -57,6 +61,7 @@ impl Default for SamplesConfig {
             join: JoinConfig::default(),
             log: SampleLogConfig::default(),
             sinks: Vec::new(),
+            quality: QualityConfig::default(),
         }
     }
 }
@@ -540,7 +545,7 @@ impl SamplesConfig {
             }
             sink.tail().validate(&format!("samples.sinks[{i}].tail"))?;
         }
-        Ok(())
+        self.quality.validate(|t| self.is_event_type(t))
     }
 
     /// Whether `event` is a built-in or configured custom type.

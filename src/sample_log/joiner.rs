@@ -62,6 +62,7 @@ impl Joiner {
         metrics: SampleMetrics,
     ) -> Self {
         let wait_ms = config.join.positive_wait_s.values().copied().max().unwrap_or(0) as i64 * 1000;
+        metrics.quality.start(&config.quality);
         Joiner { config, store, writer, metrics, wait_ms, progress: None }
     }
 
@@ -256,9 +257,11 @@ impl Joiner {
             return true;
         }
         let kinds: Vec<&str> = records.iter().map(|(_, k)| *k).collect();
-        let encoded = records.into_iter().map(|(r, _)| r.encode_to_vec()).collect();
+        let encoded = records.iter().map(|(r, _)| r.encode_to_vec()).collect();
         match self.writer.write(encoded) {
             Ok(()) => {
+                // Only what the log took: a refused batch is emitted again and would count twice.
+                self.metrics.quality.observe(records.iter().map(|(r, _)| r));
                 for kind in kinds {
                     self.metrics.emitted.get_or_create(&RecordKindLabels { kind: kind.to_owned() }).inc();
                 }

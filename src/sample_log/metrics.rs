@@ -101,10 +101,13 @@ pub struct SampleMetrics {
     pub sink_healthcheck_failures: Family<SinkLabels, Counter>,
     /// Records a sink refused for good, kept in its dead-letter log instead of retried forever.
     pub dead_letter: Family<DeadLetterLabels, Counter>,
+    /// Online quality per model version (`augur_quality_*`), fed by the joiner with what it wrote.
+    pub quality: crate::quality::Quality,
 }
 
 impl ModuleMetrics for SampleMetrics {
     fn register(&self, r: &mut Registry) {
+        self.quality.register(r);
         let r = r.sub_registry_with_prefix("samples");
         r.register("snapshots", "Prediction snapshots queued for the label join, by scene", self.snapshots.clone());
         r.register(

@@ -58,6 +58,7 @@ mod model_mismatch;
 mod parity_ort;
 mod predict;
 mod process_signals;
+mod quality_online;
 mod redis_cluster;
 mod redis_export_and_values;
 mod redis_faults;

@@ -101,7 +101,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "scene", "directory", "versions", "rescans", "loads", "rejected", "unloads", "last_error", "source", "source_latest", "rejected_versions")
+    __slots__ = ("name", "scene", "directory", "versions", "rescans", "loads", "rejected", "unloads", "last_error", "source", "source_latest", "rejected_versions", "quality")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
     DIRECTORY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class ModelStatus(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LATEST_FIELD_NUMBER: _ClassVar[int]
     REJECTED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     scene: str
     directory: str
@@ -126,7 +127,51 @@ class ModelStatus(_message.Message):
     source: str
     source_latest: int
     rejected_versions: _containers.RepeatedCompositeFieldContainer[RejectedVersion]
-    def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ...) -> None: ...
+    quality: _containers.RepeatedCompositeFieldContainer[VersionQuality]
+    def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ..., quality: _Optional[_Iterable[_Union[VersionQuality, _Mapping]]] = ...) -> None: ...
+
+class VersionQuality(_message.Message):
+    __slots__ = ("version", "window_start_ms", "window_end_ms", "impressions", "positives", "ctr", "mean_score", "calibration", "calibration_difference", "log_loss", "auc", "auc_error_bound", "impressions_total", "events_total", "corrections_total", "positive_event")
+    class EventsTotalEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    CTR_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LOG_LOSS_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    AUC_ERROR_BOUND_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CORRECTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    window_start_ms: int
+    window_end_ms: int
+    impressions: int
+    positives: int
+    ctr: float
+    mean_score: float
+    calibration: float
+    calibration_difference: float
+    log_loss: float
+    auc: float
+    auc_error_bound: float
+    impressions_total: int
+    events_total: _containers.ScalarMap[str, int]
+    corrections_total: int
+    positive_event: str
+    def __init__(self, version: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., impressions: _Optional[int] = ..., positives: _Optional[int] = ..., ctr: _Optional[float] = ..., mean_score: _Optional[float] = ..., calibration: _Optional[float] = ..., calibration_difference: _Optional[float] = ..., log_loss: _Optional[float] = ..., auc: _Optional[float] = ..., auc_error_bound: _Optional[float] = ..., impressions_total: _Optional[int] = ..., events_total: _Optional[_Mapping[str, int]] = ..., corrections_total: _Optional[int] = ..., positive_event: _Optional[str] = ...) -> None: ...
 
 class RejectedVersion(_message.Message):
     __slots__ = ("version", "stage", "reason", "detail", "rejected_at_ms")
