@@ -674,3 +674,28 @@ fn encode_is_to_proto_encoded() {
         assert_eq!(s.encode(), s.to_proto().encode_to_vec(), "{}", s.request_id);
     }
 }
+
+/// The Redis join store's grace must outlast a claim's lease (a lapsed claim is taken again only
+/// while the prediction's hash is there); the refusal names the key and the other key's value.
+#[test]
+fn close_grace_must_exceed_the_lease() {
+    use crate::sample_log::config::JoinStoreConfig;
+    let redis = |lease_ms, close_grace_ms| {
+        let mut c = config();
+        c.join.store = JoinStoreConfig::Redis {
+            url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
+            namespace: "augur".into(),
+            timeout_ms: 200,
+            shards: 16,
+            lease_ms,
+            close_grace_ms,
+        };
+        c.validate(&[]).map_err(|e| e.to_string())
+    };
+    assert!(redis(30_000, 600_000).is_ok());
+    let err = redis(30_000, 30_000).unwrap_err();
+    assert!(err.contains("samples.join.store.close_grace_ms") && err.contains("30000"), "{err}");
+    let err = redis(30_000, 5_000).unwrap_err();
+    assert!(err.contains("samples.join.store.close_grace_ms"), "{err}");
+}

@@ -729,7 +729,9 @@ impl Held {
         unimpressed_ms: Option<i64>,
         mut candidates: Vec<(&str, Candidate)>,
     ) -> Self {
-        candidates.sort_by(|a, b| a.0.cmp(b.0));
+        // Unstable (no scratch buffer): a put's repeats are identical (every candidate starts the
+        // same), and a restored prediction has none.
+        candidates.sort_unstable_by(|a, b| a.0.cmp(b.0));
         candidates.dedup_by(|a, b| a.0 == b.0);
         let mut ids = String::with_capacity(candidates.iter().map(|(id, _)| id.len()).sum());
         let mut ends = Vec::with_capacity(candidates.len());
