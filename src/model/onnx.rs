@@ -149,6 +149,14 @@ pub fn open_session_with(
             builder = builder.with_initializer(name, Arc::clone(value)).map_err(|e| load(e.into()))?;
         }
         builder = builder.with_prepacked_weights(shared.prepacked()).map_err(|e| load(e.into()))?;
+        if let Some((model, dir)) = shared.stripped_for(path) {
+            // The shared initializers' external data is the model file itself, beside which
+            // ORT resolves it (and, given their values, never reads it).
+            builder = builder
+                .with_config_entry("session.model_external_initializers_file_folder_path", dir.to_string_lossy())
+                .map_err(|e| load(e.into()))?;
+            return builder.commit_from_memory(model).map_err(load);
+        }
     }
     builder.commit_from_file(path).map_err(load)
 }
