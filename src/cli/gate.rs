@@ -47,7 +47,8 @@ pub struct Gate {
     pub tolerance: Tolerance,
     /// Fewer rows than this (or rows of one class only) are no evaluation: `no_samples`.
     pub min_rows: u64,
-    /// The newest rows at most (memory: about 300 bytes per row of the demo spec, twice).
+    /// The newest rows at most (memory: about 300 bytes per row of the demo spec, twice; while
+    /// reading, unimpressed samples count against it too).
     pub max_rows: usize,
     /// Without a training window in the lineage: rows predicted within this many ms of the
     /// newest sample.
@@ -116,9 +117,16 @@ pub fn read_rows(dir: &Path, gate: &Gate, held_out_from_ms: Option<i64>) -> Resu
         return Ok(Rows::default());
     }
     let mut reader = LogReader::open(dir, 0)?;
+    // Memory stays bounded on a long log: samples are logged roughly in prediction-time order,
+    // so once twice `max_rows` are held, the oldest beyond `max_rows` cannot be among the newest.
+    let mut newest = i64::MIN;
     for record in reader.by_ref() {
         let Some(log_record::Record::Sample(sample)) = record?.decode()?.record else { continue };
         if sample.scene != gate.scene || held_out_from_ms.is_some_and(|from| sample.timestamp_ms < from) {
+            continue;
+        }
+        newest = newest.max(sample.timestamp_ms);
+        if held_out_from_ms.is_none() && sample.timestamp_ms < newest.saturating_sub(gate.window_ms) {
             continue;
         }
         match latest.get(&sample.sample_id) {
@@ -126,6 +134,11 @@ pub fn read_rows(dir: &Path, gate: &Gate, held_out_from_ms: Option<i64>) -> Resu
             _ => {
                 latest.insert(sample.sample_id.clone(), sample);
             }
+        }
+        if latest.len() > 2 * gate.max_rows.max(1) {
+            let mut times: Vec<i64> = latest.values().map(|s| s.timestamp_ms).collect();
+            let keep_from = *times.select_nth_unstable_by(latest.len() - gate.max_rows.max(1), |a, b| a.cmp(b)).1;
+            latest.retain(|_, s| s.timestamp_ms >= keep_from);
         }
     }
     let mut samples: Vec<Sample> = latest.into_values().filter(|s| !s.labels.is_empty()).collect();
