@@ -2,16 +2,21 @@
 # The hourly learning loop on one machine, end to end (issue #11 part 3):
 #   moto (S3) <- `augur models publish` v1 -> `augur serve` (bucket source, samples on)
 #   -> `augur simulate` (demo users, clicks from the demo's true click model, ReportEvents)
-#   -> sample log -> `augur samples dump` | tools/train/samples.py -> tools/train/train.py
+#   -> sample log -> `augur samples dump` | tools/train/samples.py (the newest 20% held out)
+#   -> tools/train/train.py (warm-started from v1, with its lineage)
 #   -> held-out AUC of old and new (tools/train/score.py on a fresh demo impression log)
-#   -> `augur models publish` v2 while traffic runs -> served with zero failed requests
+#   -> `augur models publish` v2 while traffic runs, through the publish gate (v2 against v1 on
+#      the held-out joined samples) -> served with zero failed requests
 #   -> tools/train/check_served.py (through augur_client, the Python client): every answer is v2's
 #      and equals the new model file's scores on augur's own GetFeatures inputs (also run for v1
 #      right after the start).
 # Prints each step's seconds and "AUC old X / new Y".
 #
-#   scripts/loop.sh           full: release build, 20k requests, 2 epochs, 20k held-out events
-#   scripts/loop.sh --short   CI: debug build, 300 requests, 1 epoch; AUCs printed, not asserted
+#   scripts/loop.sh           full: release build, 20k requests, 2 epochs, 20k held-out events;
+#                             if the gate refuses v2 the loop says why and v1 keeps serving
+#   scripts/loop.sh --short   CI: debug build, 300 requests, 1 epoch; AUCs printed, not asserted;
+#                             the gate asserted: a model trained on shuffled labels is refused
+#                             (exit non-zero, nothing published), the warm-started one goes through
 #
 # LOOP_PROFILE=debug|release overrides the build profile; AUGUR_BIN=path runs that binary and
 # skips the build. Everything runs in a temp dir that is removed on exit, with every process the
@@ -151,26 +156,54 @@ wait_for "$impressions samples in the log" 120 emitted || { curl -sf "http://127
 "$augur" demo-data --out "$work/heldout" --impressions "$heldout" --impressions-seed 1000 2>/dev/null
 "$augur" features export --scene ranking --impressions "$work/heldout/impressions.csv" --out "$work/heldout_export" >/dev/null
 echo "samples: $(metric 'augur_samples_emitted_total{kind="sample"}') joined, $(metric 'augur_samples_emitted_total{kind="orphan"}' | grep . || echo 0) orphan events; dropped: $(curl -sf "http://127.0.0.1:$admin_port/metrics" | awk '/^augur_samples_dropped_total/ { printf "%s ", $0 }')"
+# The newest 20% of the joined samples are held out of training: the publish gate judges v2
+# against v1 on them.
 "$augur" samples dump --log "$work/samples" | $py tools/train/samples.py --meta "$work/heldout_export/meta.json" \
-  --out "$work/train" --label click
+  --out "$work/train" --label click --holdout 0.2
 record "samples (join, dump, convert)" "$t"
 
-echo "== train: $epochs epoch(s)"
+echo "== train: $epochs epoch(s), warm-started from v1"
 t=$(now)
 mkdir -p "$work/new"
+# v1's weights are the start (the served version, recorded in the lineage); a lower rate than
+# from scratch, so a few thousand samples refine v1 instead of overwriting it.
 $py tools/train/train.py --train "$work/train" --out "$work/new/model.onnx" --report "$work/new/train_report.json" \
-  --epochs "$epochs"
+  --epochs "$epochs" --init models/ranking/1/model.onnx --init-version 1 --lr 0.001 --lineage "$work/new/lineage.json"
+if [ "$mode" = short ]; then
+  # The gate's negative case: the same data with its labels shuffled, from scratch.
+  mkdir -p "$work/shuffled"
+  $py tools/train/train.py --train "$work/train" --out "$work/shuffled/model.onnx" --epochs "$epochs" \
+    --shuffle-labels --lineage "$work/shuffled/lineage.json" >/dev/null
+fi
 record "train" "$t"
 
 echo "== held-out AUC: $heldout fresh events of the same catalogue, labels from the true click model"
 t=$(now)
+shuffled=()
+if [ "$mode" = short ]; then shuffled=(--model "shuffled=$work/shuffled/model.onnx"); fi
 $py tools/train/score.py --export "$work/heldout_export" --model old=models/ranking/1/model.onnx \
-  --model "new=$work/new/model.onnx" | tee "$work/auc.txt"
+  --model "new=$work/new/model.onnx" "${shuffled[@]}" | tee "$work/auc.txt"
 auc_old=$(awk '$1 == "old" { print $3 }' "$work/auc.txt")
 auc_new=$(awk '$1 == "new" { print $3 }' "$work/auc.txt")
 record "held-out AUC" "$t"
 
-echo "== publish + swap: v2 to the bucket under traffic"
+publish() { "$augur" models publish --config "$work/augur.toml" --scene ranking --to "$bucket" "$@"; }
+if [ "$mode" = short ]; then
+  echo "== gate: the shuffled-label model must be refused"
+  t=$(now)
+  status=0
+  publish --model "$work/shuffled/model.onnx" --lineage "$work/shuffled/lineage.json" --version 2 \
+    >"$work/gate.out" 2>"$work/gate.err" || status=$?
+  cat "$work/gate.err"
+  if [ "$status" -eq 0 ] || ! grep -q "gate: refused" "$work/gate.err"; then
+    echo "loop: the gate let the shuffled-label model through (exit $status)" >&2
+    cat "$work/gate.out" >&2
+    exit 1
+  fi
+  record "gate refuses shuffled" "$t"
+fi
+
+echo "== publish + swap: v2 to the bucket under traffic, through the gate"
 t=$(now)
 # Predictions logged so far (the traffic step's and check_served's): the swap traffic's come after.
 before_swap=$(metric 'augur_samples_snapshots_total{scene="ranking"}' | cut -d. -f1)
@@ -180,8 +213,21 @@ pids+=("$swap_pid")
 # Publish while the traffic runs: wait until it has answers from v1.
 swapping() { [ "$(metric 'augur_samples_snapshots_total{scene="ranking"}' | cut -d. -f1)" -gt "${before_swap:-0}" ]; }
 wait_for "swap traffic" 60 swapping
-"$augur" models publish --config "$work/augur.toml" --scene ranking --model "$work/new/model.onnx" \
-  --file "$work/new/train_report.json" --to "$bucket" --version 2
+status=0
+publish --model "$work/new/model.onnx" --file "$work/new/train_report.json" --lineage "$work/new/lineage.json" \
+  --version 2 2>"$work/publish.err" || status=$?
+cat "$work/publish.err" >&2
+if [ "$status" -ne 0 ]; then
+  kill "$swap_pid" 2>/dev/null || true
+  if [ "$mode" = full ] && grep -q "gate: refused" "$work/publish.err"; then
+    echo
+    echo "AUC old $auc_old / new $auc_new (held-out: $heldout simulated events)"
+    echo "loop: the publish gate refused v2 (reasons above); v1 keeps serving"
+    exit 0
+  fi
+  echo "loop: publishing v2 failed (exit $status)" >&2
+  exit 1
+fi
 swap_status=0
 wait "$swap_pid" || swap_status=$?
 $py -c 'import json,sys; r=json.load(open(sys.argv[1])); print("swap:", {k: r[k] for k in ("requests","failures","versions","seconds")})' "$work/swap.json"

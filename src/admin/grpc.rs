@@ -1,5 +1,6 @@
 //! The ModelAdmin service: list repositories and versions, reload now, set the canary share.
-//! Its model listing also feeds the admin HTTP status page.
+//! Its model listing also feeds the admin HTTP status page; each loaded version carries what its
+//! marker recorded at publish (the gate's evaluation and the trainer's lineage).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -12,10 +13,12 @@ use crate::error::Error;
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
-    CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, ListModelsRequest, ListModelsResponse,
-    ModelStatus, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest, StageLatency, VersionQuality,
-    VersionStatus,
+    CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, Lineage, ListModelsRequest, ListModelsResponse,
+    ModelStatus, OfflineScores, PublishEvaluation, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest,
+    StageLatency, VersionQuality, VersionStatus,
 };
+use crate::repository::bucket;
+use crate::repository::provenance::{self, Evaluation};
 use crate::sample_log::metrics::SampleMetrics;
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
@@ -132,6 +135,9 @@ async fn status(scene: &Scene) -> ModelStatus {
             };
             let b = v.batcher.stats();
             let config = v.batcher.config();
+            // A small file per loaded version, written once when the version was published or
+            // materialised from the bucket.
+            let marker = bucket::local_marker(repo.dir(), v.number);
             VersionStatus {
                 version: v.number,
                 state: "READY".into(),
@@ -147,6 +153,8 @@ async fn status(scene: &Scene) -> ModelStatus {
                 rejected: b.rejected,
                 max_batch_rows: config.max_batch_rows as u32,
                 max_queue_delay_us: config.max_queue_delay.as_micros() as u32,
+                evaluation: marker.as_ref().and_then(|m| m.evaluation.as_ref()).map(evaluation),
+                lineage: marker.as_ref().and_then(|m| m.lineage.as_ref()).map(lineage),
             }
         })
         .collect();
@@ -189,6 +197,48 @@ async fn status(scene: &Scene) -> ModelStatus {
         source_latest,
         rejected_versions,
         quality: Vec::new(),
+    }
+}
+
+/// The publish gate's record, as ListModels shows it.
+fn evaluation(e: &Evaluation) -> PublishEvaluation {
+    let scores = |s: &provenance::Scores| OfflineScores {
+        auc: s.auc,
+        log_loss: s.log_loss,
+        mean_score: s.mean_score,
+        calibration: s.calibration,
+    };
+    PublishEvaluation {
+        decision: e.decision.as_str().into(),
+        forced: e.forced,
+        reasons: e.reasons.iter().filter(|r| !r.is_empty()).cloned().collect(),
+        baseline_version: e.baseline_version.unwrap_or(0),
+        rows: e.rows,
+        positives: e.positives,
+        positive_event: e.positive_event.clone(),
+        window_start_ms: e.window_start_ms,
+        window_end_ms: e.window_end_ms,
+        held_out_from_ms: e.held_out_from_ms.unwrap_or(0),
+        candidate: e.candidate.as_ref().map(scores),
+        baseline: e.baseline.as_ref().map(scores),
+        max_auc_drop: e.tolerance.max_auc_drop,
+        max_log_loss_rise: e.tolerance.max_log_loss_rise,
+        max_calibration_error: e.tolerance.max_calibration_error,
+        evaluated_at_ms: e.evaluated_at_ms,
+        samples: e.samples.clone(),
+    }
+}
+
+/// The trainer's lineage, as ListModels shows it.
+fn lineage(l: &provenance::Lineage) -> Lineage {
+    let window = l.samples.clone().unwrap_or_default();
+    Lineage {
+        run_json: if l.run.is_empty() { String::new() } else { serde_json::Value::Object(l.run.clone()).to_string() },
+        trained_from_ms: window.from_ms,
+        trained_to_ms: window.to_ms,
+        trained_rows: window.rows,
+        trained_positives: window.positives,
+        warm_start_version: l.warm_start_version,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The status page of the admin HTTP port (`/` and `/status`): one server-rendered HTML page an
 //! operator opens without Prometheus or Grafana — scenes with their model versions, load times and
-//! traffic split; their online quality side by side (`ListModels`' `quality`); request counts,
+//! traffic split; what the publish gate recorded for each (evaluation and lineage); their online
+//! quality side by side (`ListModels`' `quality`); request counts,
 //! rate and latency per scene; the batch-size distribution; the top fallbacks; and the sample
 //! pipeline.
 //!
@@ -115,6 +116,7 @@ pub fn render(models: &[ModelStatus], metrics: &Metrics, uptime: Duration) -> St
     let mut page = String::with_capacity(16 * 1024);
     head(&mut page, uptime);
     scenes(&mut page, models);
+    provenance(&mut page, models);
     quality(&mut page, models);
     traffic(&mut page, models, metrics, &samples, uptime);
     batch_sizes(&mut page, &samples);
@@ -190,6 +192,73 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
                 escape(&m.last_error)
             );
         }
+    }
+    page.push_str("</table>\n");
+}
+
+/// Each loaded version's publish-gate evaluation and lineage, from its marker (`ListModels`'
+/// `evaluation` and `lineage`): which run and which samples made it, and how it compared.
+fn provenance(page: &mut String, models: &[ModelStatus]) {
+    page.push_str("<h2>Publish gate and lineage per version</h2>\n");
+    let versions: Vec<_> = models.iter().flat_map(|m| m.versions.iter().map(move |v| (m, v))).collect();
+    if !versions.iter().any(|(_, v)| v.evaluation.is_some() || v.lineage.is_some()) {
+        page.push_str("<p>No loaded version was published through the gate (<code>augur models publish</code>).</p>\n");
+        return;
+    }
+    page.push_str(
+        "<p class=\"note\">Recorded by <code>augur models publish</code>: the candidate and the version \
+         LATEST named, scored on the same joined samples (candidate / baseline). Lineage as the trainer \
+         reported it.</p>\n<table>\n<tr><th>Scene</th><th>Version</th><th>Gate</th><th>Against</th>\
+         <th>Rows</th><th>AUC</th><th>Log loss</th><th>Calibration</th><th>Reasons</th><th>Trained on</th>\
+         <th>Warm start</th><th>Run</th></tr>\n",
+    );
+    let pair = |c: Option<f64>, b: Option<f64>, digits: usize| match (c, b) {
+        (Some(c), Some(b)) => format!("{c:.digits$} / {b:.digits$}"),
+        (Some(c), None) => format!("{c:.digits$}"),
+        _ => String::new(),
+    };
+    for (m, v) in versions {
+        let mut cells = vec![String::new(); 9];
+        if let Some(e) = &v.evaluation {
+            let (c, b) = (e.candidate.as_ref(), e.baseline.as_ref());
+            cells[0] = format!("{}{}", e.decision, if e.forced { " (forced)" } else { "" });
+            cells[1] = if e.baseline_version > 0 { e.baseline_version.to_string() } else { String::new() };
+            if e.rows > 0 {
+                let held = if e.held_out_from_ms > 0 { "held out" } else { "recent" };
+                cells[2] = format!("{} ({} {}), {held}", e.rows, e.positives, e.positive_event);
+            }
+            cells[3] = pair(c.and_then(|s| s.auc), b.and_then(|s| s.auc), 4);
+            cells[4] = pair(c.map(|s| s.log_loss), b.map(|s| s.log_loss), 4);
+            cells[5] = pair(c.and_then(|s| s.calibration), b.and_then(|s| s.calibration), 3);
+            cells[6] = e.reasons.join("; ");
+        }
+        if let Some(l) = &v.lineage {
+            if l.trained_rows > 0 || l.trained_to_ms > 0 {
+                let span = Duration::from_millis((l.trained_to_ms - l.trained_from_ms).max(0) as u64);
+                cells[7] =
+                    format!("{} rows ({} positive) over {}", l.trained_rows, l.trained_positives, human_duration(span));
+            }
+            cells[8] = l.warm_start_version.map_or("scratch".to_owned(), |w| w.to_string());
+        }
+        let run = v.lineage.as_ref().map_or("", |l| l.run_json.as_str());
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td>\
+             <td class=\"n\">{}</td><td><code>{}</code></td></tr>",
+            escape(&m.scene),
+            v.version,
+            escape(&cells[0]),
+            cells[1],
+            escape(&cells[2]),
+            cells[3],
+            cells[4],
+            cells[5],
+            escape(&cells[6]),
+            escape(&cells[7]),
+            cells[8],
+            escape(run),
+        );
     }
     page.push_str("</table>\n");
 }
@@ -454,7 +523,28 @@ mod tests {
         let models = vec![ModelStatus {
             name: format!("m{HOSTILE}"),
             scene: HOSTILE.into(),
-            versions: vec![VersionStatus { version: 3, labels: vec![HOSTILE.into()], ..Default::default() }],
+            versions: vec![VersionStatus {
+                version: 3,
+                labels: vec![HOSTILE.into()],
+                evaluation: Some(crate::proto::PublishEvaluation {
+                    decision: "refused".into(),
+                    forced: true,
+                    reasons: vec![format!("AUC {HOSTILE}")],
+                    baseline_version: 2,
+                    rows: 600,
+                    positives: 120,
+                    positive_event: "click".into(),
+                    candidate: Some(crate::proto::OfflineScores { auc: Some(0.53), ..Default::default() }),
+                    baseline: Some(crate::proto::OfflineScores { auc: Some(0.61), ..Default::default() }),
+                    ..Default::default()
+                }),
+                lineage: Some(crate::proto::Lineage {
+                    run_json: format!("{{\"note\": \"{HOSTILE}\"}}"),
+                    warm_start_version: Some(2),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
             last_error: HOSTILE.into(),
             quality: vec![crate::proto::VersionQuality {
                 version: format!("v{HOSTILE}"),
@@ -474,8 +564,12 @@ mod tests {
         assert!(page.contains("1 min 30 s"), "{page}");
         assert!(page.contains("v&lt;script&gt;"), "the quality row is there: {page}");
         assert!(page.contains("0.7500 &plusmn; 0.0010"), "{page}");
+        assert!(page.contains("<td>refused (forced)</td><td class=\"n\">2</td>"), "the gate row is there: {page}");
+        assert!(page.contains("0.5300 / 0.6100"), "both AUCs: {page}");
+        assert!(page.contains("AUC &lt;script&gt;") && page.contains("&quot;note&quot;"), "{page}");
         let empty = render(&[], &metrics, Duration::from_secs(1));
         assert!(empty.contains("No joined sample yet"), "{empty}");
+        assert!(empty.contains("No loaded version was published through the gate"), "{empty}");
     }
 
     #[test]

@@ -8,13 +8,15 @@
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
 //! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
-//!   directory, validated against the scene's spec before anything is uploaded.
+//!   directory, validated against the scene's spec before anything is uploaded; [`gate`] is
+//!   its publish gate (the candidate against `LATEST` on recent joined samples).
 //! - [`simulate`] — `augur simulate`: the demo catalogue's users calling a running server, clicking
 //!   by the demo's true click model and reporting the events.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
 pub mod demo;
 pub mod export;
+pub mod gate;
 pub mod load;
 pub mod loadgen;
 pub mod models;

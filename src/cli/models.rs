@@ -14,12 +14,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::gate::{self, Gate, GateError};
 use crate::assemble::Spec;
 use crate::config::{SceneConfig, SourceConfig};
 use crate::model::{ModelError, ModelLoader};
 use crate::repository::bucket::{
     self, Bucket, BucketError, Conditional, FetchError, LATEST, MARKER, MODEL_FILE, Marker,
 };
+use crate::repository::provenance::{Decision, Evaluation, Lineage};
 
 /// Why a models command failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,26 @@ pub enum ModelsError {
     /// The model opening thread died.
     #[error("model validation thread: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The gate could not evaluate the candidate (samples unreadable, a model failed to score).
+    #[error("not published: {0}")]
+    Gate(#[from] GateError),
+    /// The candidate is worse than the version `LATEST` names beyond a tolerance, or that
+    /// version could not be read to compare with: nothing was uploaded.
+    #[error("not published: {}; `--force` publishes it anyway (recorded in its marker)", gate::summary(.evaluation, *.version))]
+    Refused {
+        /// The version it would have been.
+        version: u64,
+        /// The numbers.
+        evaluation: Box<Evaluation>,
+    },
+    /// `--lineage` does not hold a lineage.
+    #[error("{path}: not a lineage (JSON object with run, samples, warm_start_version): {problem}")]
+    Lineage {
+        /// The file.
+        path: String,
+        /// What serde said.
+        problem: String,
+    },
 }
 
 /// A model repository to publish to or list.
@@ -75,7 +97,7 @@ pub enum Repo {
 }
 
 /// A finished publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Published {
     /// The version written (and now `LATEST`).
     pub version: u64,
@@ -99,6 +121,8 @@ pub struct Listed {
     pub bytes: u64,
     /// What is wrong, if anything.
     pub detail: String,
+    /// The publish gate's decision per the marker, with both AUCs (empty: published ungated).
+    pub gate: String,
 }
 
 /// A repository's versions.
@@ -245,6 +269,43 @@ impl Repo {
         Ok(None)
     }
 
+    /// Version `version`'s model file, checked against its marker: from a bucket downloaded to
+    /// a temporary directory (removed when the [`Fetched`] drops). `Ok(Err(problem))` when the
+    /// version is incomplete or its file does not match.
+    async fn fetch_model(&self, version: u64) -> Result<Result<Fetched, String>, ModelsError> {
+        let marker = match self.marker(version).await? {
+            Ok(marker) => marker,
+            Err((_, problem)) => return Ok(Err(problem)),
+        };
+        let Some(file) = marker.files.iter().find(|f| f.path == MODEL_FILE) else {
+            return Ok(Err(format!("{MARKER} lists no {MODEL_FILE}")));
+        };
+        match self {
+            Repo::Dir(d) => {
+                let path = d.join(version.to_string()).join(MODEL_FILE);
+                Ok(match std::fs::read(&path) {
+                    Err(e) => Err(format!("{}: {e}", path.display())),
+                    Ok(bytes) if bucket::sha256_hex(&bytes) != file.sha256 => {
+                        Err(format!("{}: sha256 differs from {MARKER}", path.display()))
+                    }
+                    Ok(_) => Ok(Fetched { path, temporary: None }),
+                })
+            }
+            Repo::Bucket(b) => {
+                let tmp = std::env::temp_dir().join(format!("augur-gate-{}-{version}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                std::fs::create_dir_all(&tmp)
+                    .map_err(|source| ModelsError::Io { path: tmp.display().to_string(), source })?;
+                let fetched = Fetched { path: tmp.join(MODEL_FILE), temporary: Some(tmp) };
+                match b.download(version, file, Some(&fetched.path)).await {
+                    Ok(()) => Ok(Ok(fetched)),
+                    Err(FetchError::Rejected(r)) => Ok(Err(r.to_string())),
+                    Err(FetchError::Bucket(e)) => Err(e.into()),
+                }
+            }
+        }
+    }
+
     async fn exists(&self, version: u64) -> Result<bool, ModelsError> {
         Ok(match self {
             Repo::Bucket(_) => self.versions().await?.contains(&version),
@@ -263,6 +324,21 @@ impl Repo {
                 std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
                 std::fs::rename(&tmp, d.join(LATEST)).map_err(io)
             }
+        }
+    }
+}
+
+/// A model file to score; a temporary copy is removed on drop.
+#[derive(Debug)]
+struct Fetched {
+    path: PathBuf,
+    temporary: Option<PathBuf>,
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.temporary {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -286,7 +362,8 @@ async fn open_checked(
     Ok(tokio::task::spawn_blocking(move || loader.open(&model, &spec).map(drop)).await?)
 }
 
-/// Checks `files[0]` (the model) against `spec` with `loader`, then [`upload`]s.
+/// Checks `files[0]` (the model) against `spec` with `loader`, then [`upload`]s: not gated
+/// (tools and tests that place a version as-is; `augur models publish` is [`publish_gated`]).
 pub async fn publish(
     spec: &Spec,
     loader: std::sync::Arc<dyn ModelLoader>,
@@ -294,6 +371,124 @@ pub async fn publish(
     files: &[PathBuf],
     version: Option<u64>,
 ) -> Result<Published, ModelsError> {
+    let named = validated(spec, loader, files).await?;
+    upload(repo, version, named).await
+}
+
+/// What a gated publish is given beside the files.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Version number; `None`: one above every version present.
+    pub version: Option<u64>,
+    /// How the candidate is judged against `LATEST`.
+    pub gate: Gate,
+    /// What the trainer says made the model; its sample window decides the held-out rows.
+    pub lineage: Option<Lineage>,
+}
+
+/// `augur models publish`: checks `files[0]` against `spec`, evaluates it against the version
+/// `LATEST` names on recent joined samples ([`gate`]), and uploads it with the evaluation and
+/// lineage in its marker — unless the gate refuses it ([`ModelsError::Refused`], nothing
+/// uploaded) and `options.gate.force` is off.
+pub async fn publish_gated(
+    spec: &Spec,
+    loader: std::sync::Arc<dyn ModelLoader>,
+    repo: &Repo,
+    files: &[PathBuf],
+    options: &PublishOptions,
+) -> Result<Published, ModelsError> {
+    let named = validated(spec, std::sync::Arc::clone(&loader), files).await?;
+    let version = next_version(repo, options.version).await?;
+    if repo.exists(version).await? {
+        return Err(ModelsError::Exists { version, location: repo.location() });
+    }
+    let mut evaluation = evaluate(spec, loader, repo, &files[0], &options.gate, options.lineage.as_ref()).await?;
+    if matches!(evaluation.decision, Decision::Refused | Decision::NoBaseline) {
+        if !options.gate.force {
+            return Err(ModelsError::Refused { version, evaluation: Box::new(evaluation) });
+        }
+        evaluation.forced = true;
+    }
+    upload_with(repo, Some(version), named, Some(evaluation), options.lineage.clone()).await
+}
+
+/// Reads a `--lineage` file.
+pub fn read_lineage(path: &Path) -> Result<Lineage, ModelsError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelsError::Io { path: path.display().to_string(), source })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ModelsError::Lineage { path: path.display().to_string(), problem: e.to_string() })
+}
+
+/// The candidate `model` against `LATEST`'s on the gate's rows.
+async fn evaluate(
+    spec: &Spec,
+    loader: std::sync::Arc<dyn ModelLoader>,
+    repo: &Repo,
+    model: &Path,
+    gate: &Gate,
+    lineage: Option<&Lineage>,
+) -> Result<Evaluation, ModelsError> {
+    let held_out_from_ms = lineage.and_then(|l| l.samples.as_ref()).map(|s| s.to_ms);
+    let unevaluated =
+        |decision, reason: String, baseline| gate::unevaluated(decision, reason, gate, baseline, held_out_from_ms);
+    let Some(baseline_version) = repo.latest().await? else {
+        return Ok(unevaluated(
+            Decision::FirstVersion,
+            format!("no {LATEST} in {}: nothing to compare with", repo.location()),
+            None,
+        ));
+    };
+    let Some(dir) = gate.samples.clone() else {
+        let reason = "no sample log to evaluate on (--samples, or samples.log.dir with samples.enabled)".to_owned();
+        return Ok(unevaluated(Decision::NoSamples, reason, Some(baseline_version)));
+    };
+    let rows = {
+        let gate = gate.clone();
+        tokio::task::spawn_blocking(move || gate::read_rows(&dir, &gate, held_out_from_ms)).await??
+    };
+    let positives = rows.positives();
+    if (rows.len() as u64) < gate.min_rows || positives == 0 || positives == rows.len() as u64 {
+        let held =
+            held_out_from_ms.map_or(String::new(), |t| format!(" predicted from {t} ms (after the training window)"));
+        let reason = format!(
+            "{} joined samples{held} ({positives} {}) in {}: fewer than {} rows or one class only",
+            rows.len(),
+            gate.positive_event,
+            gate.samples.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            gate.min_rows
+        );
+        return Ok(unevaluated(Decision::NoSamples, reason, Some(baseline_version)));
+    }
+    let baseline = match repo.fetch_model(baseline_version).await? {
+        Ok(fetched) => fetched,
+        Err(problem) => {
+            let reason = format!("{LATEST} names version {baseline_version}, which cannot be read: {problem}");
+            return Ok(unevaluated(Decision::NoBaseline, reason, Some(baseline_version)));
+        }
+    };
+    let (spec, model, rows_for_scoring) = (spec.clone(), model.to_path_buf(), std::sync::Arc::new(rows));
+    let rows = std::sync::Arc::clone(&rows_for_scoring);
+    let baseline_path = baseline.path.clone();
+    let scored = tokio::task::spawn_blocking(move || {
+        let score = |path: &Path, version: String| {
+            let fail = |source| GateError::Score { version: version.clone(), source };
+            let mut m = loader.open(path, &spec).map_err(fail)?;
+            gate::score(m.as_mut(), &rows_for_scoring).map_err(fail)
+        };
+        Ok::<_, GateError>((score(&model, "candidate".into())?, score(&baseline_path, baseline_version.to_string())?))
+    })
+    .await?;
+    drop(baseline);
+    let (candidate, baseline) = scored?;
+    Ok(gate::evaluate(gate, &rows, &candidate, &baseline, baseline_version, held_out_from_ms))
+}
+
+/// Opens `files[0]` against `spec` and reads every file, named as the version will hold them.
+async fn validated(
+    spec: &Spec,
+    loader: std::sync::Arc<dyn ModelLoader>,
+    files: &[PathBuf],
+) -> Result<Vec<(String, Vec<u8>)>, ModelsError> {
     let model = files.first().cloned().ok_or(ModelsError::FileName)?;
     open_checked(spec, loader, model).await?.map_err(ModelsError::Invalid)?;
     let mut named = Vec::with_capacity(files.len());
@@ -310,7 +505,15 @@ pub async fn publish(
             std::fs::read(path).map_err(|source| ModelsError::Io { path: path.display().to_string(), source })?;
         named.push((name, bytes));
     }
-    upload(repo, version, named).await
+    Ok(named)
+}
+
+/// `version`, else one above every version present (and `LATEST`).
+async fn next_version(repo: &Repo, version: Option<u64>) -> Result<u64, ModelsError> {
+    Ok(match version {
+        Some(v) => v,
+        None => repo.versions().await?.last().copied().max(repo.latest().await?).unwrap_or(0) + 1,
+    })
 }
 
 /// Writes `files` (name, content) as a new version without validating them — files, then
@@ -321,17 +524,24 @@ pub async fn upload(
     version: Option<u64>,
     files: Vec<(String, Vec<u8>)>,
 ) -> Result<Published, ModelsError> {
-    let version = match version {
-        Some(v) => v,
-        None => {
-            let highest = repo.versions().await?.last().copied().max(repo.latest().await?).unwrap_or(0);
-            highest + 1
-        }
-    };
+    upload_with(repo, version, files, None, None).await
+}
+
+/// [`upload`] with an evaluation and a lineage in the marker.
+async fn upload_with(
+    repo: &Repo,
+    version: Option<u64>,
+    files: Vec<(String, Vec<u8>)>,
+    evaluation: Option<Evaluation>,
+    lineage: Option<Lineage>,
+) -> Result<Published, ModelsError> {
+    let version = next_version(repo, version).await?;
     if repo.exists(version).await? {
         return Err(ModelsError::Exists { version, location: repo.location() });
     }
-    let marker = Marker::describe(version, &files);
+    let mut marker = Marker::describe(version, &files);
+    marker.evaluation = evaluation;
+    marker.lineage = lineage;
     match repo {
         Repo::Bucket(b) => {
             for (name, bytes) in files {
@@ -386,19 +596,35 @@ pub async fn list(repo: &Repo, verify: &Verify<'_>) -> Result<Listing, ModelsErr
     let mut versions = Vec::new();
     for version in repo.versions().await? {
         let listed = match repo.marker(version).await? {
-            Err((state, detail)) => Listed { version, state, files: 0, bytes: 0, detail },
+            Err((state, detail)) => Listed { version, state, files: 0, bytes: 0, detail, gate: String::new() },
             Ok(marker) => {
                 let problem = match verify.files || verify.spec.is_some() {
                     true => repo.verify(&marker, verify).await?,
                     false => None,
                 };
                 let (state, detail) = problem.unwrap_or_else(|| ("complete".into(), String::new()));
-                Listed { version, state, files: marker.files.len(), bytes: marker.total_bytes(), detail }
+                let gate = marker.evaluation.as_ref().map(gate_column).unwrap_or_default();
+                Listed { version, state, files: marker.files.len(), bytes: marker.total_bytes(), detail, gate }
             }
         };
         versions.push(listed);
     }
     Ok(Listing { location: repo.location(), latest, versions })
+}
+
+/// `passed vs 3 (AUC 0.6612/0.6590)`, `refused, forced vs 3 (...)`, `first_version`.
+fn gate_column(e: &Evaluation) -> String {
+    let mut text = e.decision.as_str().to_owned();
+    if e.forced {
+        text.push_str(",forced");
+    }
+    if let Some(b) = e.baseline_version {
+        text.push_str(&format!(" vs {b}"));
+    }
+    if let (Some(c), Some(b)) = (e.candidate.and_then(|s| s.auc), e.baseline.and_then(|s| s.auc)) {
+        text.push_str(&format!(" (AUC {c:.4}/{b:.4})"));
+    }
+    text
 }
 
 impl fmt::Display for Listing {
@@ -407,10 +633,11 @@ impl fmt::Display for Listing {
             Some(v) => writeln!(f, "{}  LATEST = {v}", self.location)?,
             None => writeln!(f, "{}  (no LATEST)", self.location)?,
         }
-        writeln!(f, "{:>8}  {:<12}  {:>5}  {:>12}  ", "VERSION", "STATE", "FILES", "BYTES")?;
+        writeln!(f, "{:>8}  {:<12}  {:>5}  {:>12}  {:<6}  GATE", "VERSION", "STATE", "FILES", "BYTES", "")?;
         for v in &self.versions {
             let latest = if self.latest == Some(v.version) { "LATEST" } else { "" };
-            let mut line = format!("{:>8}  {:<12}  {:>5}  {:>12}  {latest}", v.version, v.state, v.files, v.bytes);
+            let mut line =
+                format!("{:>8}  {:<12}  {:>5}  {:>12}  {latest:<6}  {}", v.version, v.state, v.files, v.bytes, v.gate);
             if !v.detail.is_empty() {
                 line.push_str(&format!("  {}", v.detail));
             }

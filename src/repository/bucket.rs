@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::repository::config::SourceConfig;
+use crate::repository::provenance::{Evaluation, Lineage};
 
 /// The object naming the served version.
 pub const LATEST: &str = "LATEST";
@@ -151,13 +152,20 @@ pub enum FetchError {
 }
 
 /// The completion marker, `<version>/_COMPLETE.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Marker {
     /// The version it completes (must equal its directory).
     pub version: u64,
     /// Every file of the version.
     pub files: Vec<MarkerFile>,
+    /// The publish gate's evaluation against the version `LATEST` named (`augur models
+    /// publish`); absent in markers written before the gate, or by `upload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    /// What the trainer says made the model; absent unless the publisher was given it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
 }
 
 /// One file of a version.
@@ -181,7 +189,7 @@ impl Marker {
             .iter()
             .map(|(path, bytes)| MarkerFile { path: path.clone(), size: bytes.len() as u64, sha256: sha256_hex(bytes) })
             .collect();
-        Marker { version, files }
+        Marker { version, files, evaluation: None, lineage: None }
     }
 
     /// Parses and checks a marker of `version`; `Err` says what is wrong. File names are plain
@@ -516,6 +524,8 @@ mod tests {
         assert!(Marker::parse(4, &marker_json(3, MODEL_FILE)).unwrap_err().contains("version 3"));
         assert!(Marker::parse(3, &marker_json(3, "weights.bin")).unwrap_err().contains(MODEL_FILE));
         let escape = Marker {
+            evaluation: None,
+            lineage: None,
             version: 3,
             files: vec![
                 MarkerFile { path: MODEL_FILE.into(), size: 1, sha256: sha256_hex(b"x") },
@@ -524,6 +534,44 @@ mod tests {
         };
         assert!(Marker::parse(3, &escape.to_json()).unwrap_err().contains("plain file name"));
         assert!(Marker::parse(3, b"{\"version\": 3").is_err());
+    }
+
+    #[test]
+    fn markers_without_an_evaluation_still_load_and_one_with_it_round_trips() {
+        use crate::repository::provenance::{Decision, Evaluation, Lineage, Scores, Tolerance, TrainedOn};
+        // Written before the gate: no evaluation, no lineage; and it is written back the same.
+        let old = format!(
+            "{{\"version\": 2, \"files\": [{{\"path\": \"model.onnx\", \"size\": 4, \"sha256\": \"{}\"}}]}}",
+            sha256_hex(b"onnx")
+        );
+        let marker = Marker::parse(2, old.as_bytes()).unwrap();
+        assert_eq!((marker.evaluation.as_ref(), marker.lineage.as_ref()), (None, None));
+        assert!(!String::from_utf8(marker.to_json()).unwrap().contains("evaluation"));
+        let scores = Scores { auc: Some(0.7), log_loss: 0.4, mean_score: 0.1, calibration: None };
+        let mut marker = Marker::parse(3, &marker_json(3, MODEL_FILE)).unwrap();
+        marker.evaluation = Some(Evaluation {
+            decision: Decision::Refused,
+            forced: true,
+            reasons: vec!["AUC 0.5 vs 0.7".into()],
+            baseline_version: Some(2),
+            rows: 500,
+            positives: 50,
+            positive_event: "click".into(),
+            window_start_ms: 1,
+            window_end_ms: 2,
+            held_out_from_ms: Some(1),
+            samples: "/var/lib/augur/samples".into(),
+            candidate: Some(Scores { auc: Some(0.5), ..scores }),
+            baseline: Some(scores),
+            tolerance: Tolerance { max_auc_drop: 0.01, max_log_loss_rise: 0.01, max_calibration_error: 0.1 },
+            evaluated_at_ms: 3,
+        });
+        marker.lineage = Some(Lineage {
+            samples: Some(TrainedOn { from_ms: 0, to_ms: 1, rows: 9, positives: 1 }),
+            warm_start_version: Some(2),
+            ..Lineage::default()
+        });
+        assert_eq!(Marker::parse(3, &marker.to_json()).unwrap(), marker);
     }
 
     #[test]

@@ -14,12 +14,14 @@
 //! `model.yaml`, [`routing`] the traffic split swapped with each version set, [`warmup`] runs
 //! before a version takes traffic, [`watch`] rescans on file-system events, and [`source`]
 //! materialises versions published to a bucket ([`bucket`] is that layout) into the directory,
-//! so they take the same path. It composes the batcher and the model loader, so `model` stays
+//! so they take the same path; [`provenance`] is what a version's marker records about how it
+//! was trained and how it compared when published. It composes the batcher and the model loader, so `model` stays
 //! the leaf both depend on.
 
 pub mod bucket;
 pub mod config;
 pub mod metrics;
+pub mod provenance;
 pub mod routing;
 pub mod settings;
 pub mod source;

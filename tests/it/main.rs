@@ -55,6 +55,7 @@ mod degraded_fetch;
 mod features_load;
 mod hot_reload;
 mod model_mismatch;
+mod models_gate;
 mod parity_ort;
 mod predict;
 mod process_signals;

@@ -3,6 +3,7 @@
 directory exactly like `augur features export` writes, so train.py trains on them unchanged.
 
   augur samples dump --log DIR | python samples.py --meta EXPORT_DIR/meta.json --out OUT [--label click]
+                                                   [--holdout 0.2]
   python samples.py dump.jsonl --meta EXPORT_DIR --out OUT
   python samples.py --self-test
 
@@ -15,6 +16,11 @@ One row per sample_id: a sink may deliver a record twice and a late label yields
 with a higher revision, so only the highest revision is kept. label = 1 when the --label event
 type (default click) is among the sample's labels, else 0. Orphans and other scenes' samples are
 skipped and counted in meta.json's "source".
+
+--holdout F leaves the newest fraction F of the rows (by prediction time) out of OUT, so the
+publish gate can judge the model on samples it never saw: meta.json's "window" says which
+prediction times the rows written cover, [from_ms, to_ms), to_ms being the first held-out
+prediction time (`augur models publish` evaluates on samples from to_ms on).
 """
 from __future__ import annotations
 
@@ -107,13 +113,25 @@ def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[d
     return arrays, labels, fallbacks
 
 
-def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "click") -> dict:
+def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "click",
+            holdout: float = 0.0) -> dict:
     """Writes OUT/features.npz + OUT/meta.json; returns the meta written."""
     spec_meta = read_spec(meta_path)
     scene = spec_meta.get("scene") or None
     kept, counts = latest_samples(lines, scene)
     # A stable order, independent of delivery order and duplicates.
     samples = sorted(kept.values(), key=lambda r: (r.get("timestamp_ms", 0), r["sample_id"]))
+    window = None
+    if samples:
+        ts = [r.get("timestamp_ms", 0) for r in samples]
+        end = ts[-1] + 1
+        if holdout > 0:
+            # Everything predicted at or after the cutoff time is held out (ties stay together).
+            cutoff = ts[min(len(ts) - 1, int(len(ts) * (1 - holdout)))]
+            held = sum(1 for t in ts if t >= cutoff)
+            counts["held_out"] = held
+            samples, end = samples[:len(samples) - held], cutoff
+        window = {"from_ms": ts[0], "to_ms": end, "rows": len(samples)}
     arrays, labels, fallbacks = to_arrays(samples, spec_meta["inputs"], label_type)
     label_key = "label"
     if label_key in arrays:
@@ -130,6 +148,7 @@ def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "cl
         "features": spec_meta.get("features", []),
         "fallbacks": fallbacks,
         "source": dict(counts, kind="samples", label_type=label_type, positives=int(labels.sum())),
+        "window": window and dict(window, positives=int(labels.sum())),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
@@ -196,7 +215,13 @@ def self_test() -> None:
         except ExportError:
             pass
         empty = convert([], tmp, tmp / "empty")
-        assert empty["rows"] == 0 and load_export(tmp / "empty")["rows"] == 0
+        assert empty["rows"] == 0 and load_export(tmp / "empty")["rows"] == 0 and empty["window"] is None
+        # The window: all rows [10, 21); with a holdout, the newest third (prediction time 20,
+        # both rows of r1) is left out and the window ends where it starts.
+        assert written["window"] == {"from_ms": 10, "to_ms": 21, "rows": 3, "positives": 1}, written["window"]
+        held = convert(lines, tmp, tmp / "held", holdout=0.3)
+        assert held["rows"] == 1 and held["source"]["held_out"] == 2, held
+        assert held["window"] == {"from_ms": 10, "to_ms": 20, "rows": 1, "positives": 0}, held["window"]
     print("samples ok")
 
 
@@ -207,6 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--meta", help="meta.json (or its directory) of `augur features export` for the scene")
     ap.add_argument("--out", help="output directory (features.npz + meta.json)")
     ap.add_argument("--label", default="click", help="event type that makes a sample positive")
+    ap.add_argument("--holdout", type=float, default=0.0,
+                    help="leave the newest fraction of rows (by prediction time) out, for the publish gate")
     ap.add_argument("--self-test", action="store_true", help="run the self-test and exit")
     a = ap.parse_args(argv)
     if a.self_test:
@@ -214,18 +241,22 @@ def main(argv=None) -> int:
         return 0
     if not a.meta or not a.out:
         ap.error("--meta and --out are required")
+    if not 0.0 <= a.holdout < 1.0:
+        ap.error("--holdout is a fraction in [0, 1)")
     try:
         if a.input == "-":
-            meta = convert(sys.stdin, a.meta, a.out, a.label)
+            meta = convert(sys.stdin, a.meta, a.out, a.label, a.holdout)
         else:
             with open(a.input) as f:
-                meta = convert(f, a.meta, a.out, a.label)
+                meta = convert(f, a.meta, a.out, a.label, a.holdout)
     except (SamplesError, OSError) as e:
         print(f"samples.py: {e}", file=sys.stderr)
         return 1
     src = meta["source"]
     print(f"{meta['rows']} rows ({src['positives']} with {a.label}) to {a.out}; skipped {src['orphans']} orphans, "
-          f"{src['other_scenes']} other-scene samples, {src['superseded']} superseded or repeated", file=sys.stderr)
+          f"{src['other_scenes']} other-scene samples, {src['superseded']} superseded or repeated"
+          + (f"; held out the newest {src['held_out']} from {meta['window']['to_ms']} ms" if "held_out" in src else ""),
+          file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,15 @@ Training: BCE + L2 (weight matrices and the embedding/first-order rows touched b
 hand-written Adam (lazy/sparse rows for the tables), manual backprop.
 
   python train.py --train DIR [--valid DIR] --out model.onnx [--report r.json] [--scores s.npy]
+                  [--init served.onnx --init-version N] [--lineage lineage.json] [--shuffle-labels]
   python train.py --train DIR --gradcheck          # finite-difference check of the backprop only
+
+--init warm-starts from a model this script wrote (same inputs, --embed-dim and --hidden): its
+weights are the starting point instead of random ones. --lineage writes what `augur models
+publish --lineage` records in the version's marker: the run's parameters, the sample window the
+training rows came from (meta.json "window", written by samples.py) and the warm-start version.
+--shuffle-labels permutes the labels before training: a deliberately useless model, for testing
+the publish gate.
 """
 from __future__ import annotations
 
@@ -330,6 +338,30 @@ def gradcheck(inputs, k, hidden, seed, batch=12, l2=1e-2, per_param=8, verbose=T
     return worst
 
 
+def warm_start(model: DeepFM, path: str) -> None:
+    """Copies the weights of an ONNX model export_onnx wrote into `model` (shapes must match)."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    names = {"bias": "w/bias", "W_out": "w/mlp/out/weight", "b_out": "w/mlp/out/bias"}
+    if model.d:
+        names["w_dense"] = "w/dense/linear"
+    for j, s in enumerate(model.int_specs):
+        names[f"emb{j}"] = f"w/{s['name']}/embedding"
+        names[f"lin{j}"] = f"w/{s['name']}/first_order"
+    for l in range(model.L):
+        names[f"W{l}"], names[f"b{l}"] = f"w/mlp/{l}/weight", f"w/mlp/{l}/bias"
+    for param, init in names.items():
+        if init not in inits:
+            raise ExportError(f"--init {path}: no initializer {init!r} (not a model this script wrote?)")
+        value = inits[init].reshape(-1) if param == "w_dense" else inits[init]
+        if value.shape != model.p[param].shape:
+            raise ExportError(f"--init {path}: {init} has shape {value.shape}, this run needs "
+                              f"{model.p[param].shape} (same inputs, --embed-dim and --hidden?)")
+        model.p[param][...] = value
+
+
 # --------------------------------------------------------------------------- ONNX
 
 
@@ -448,6 +480,11 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", default="64,32", help="comma-separated MLP sizes; '' = none")
     ap.add_argument("--l2", type=float, default=1e-6)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--init", help="warm start: an ONNX model this script wrote (e.g. the served version's)")
+    ap.add_argument("--init-version", type=int, help="the version --init is, for the lineage")
+    ap.add_argument("--lineage", help="write the run's lineage JSON here (for `augur models publish --lineage`)")
+    ap.add_argument("--shuffle-labels", action="store_true",
+                    help="permute the training labels: a deliberately degraded model (gate tests)")
     ap.add_argument("--gradcheck", action="store_true",
                     help="finite-difference check of the gradients first (exits if no --out)")
     a = ap.parse_args(argv)
@@ -461,6 +498,8 @@ def parse_args(argv=None):
         ap.error("--out is required (unless only --gradcheck)")
     if a.scores and not a.valid:
         ap.error("--scores needs --valid")
+    if a.init_version is not None and not a.init:
+        ap.error("--init-version needs --init")
     if a.epochs < 0 or a.batch <= 0 or a.embed_dim <= 0 or a.lr <= 0 or a.l2 < 0:
         ap.error("--epochs >= 0, --batch/--embed-dim/--lr > 0, --l2 >= 0")
     return a
@@ -496,8 +535,16 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(a.seed)
     model = DeepFM(meta["inputs"], a.embed_dim, a.hidden_sizes, rng,
                    base_rate=float(tr["label"].mean()) if tr["rows"] else 0.5)
+    if a.init:
+        try:
+            warm_start(model, a.init)
+        except ExportError as e:
+            log(f"train.py: {e}")
+            return 2
     opt = Adam(model.p, a.lr)
     n, ids, dense, y = tr["rows"], tr["ids"], tr["dense"], tr["label"]
+    if a.shuffle_labels:
+        y = np.random.default_rng(a.seed + 1).permutation(y)
     log(f"train {n} rows from {a.train}; inputs "
         + ", ".join(f"{s['name']}:{s['dtype']}[{s['width']}]" for s in meta["inputs"])
         + f"; k={a.embed_dim} hidden={a.hidden_sizes}")
@@ -550,6 +597,18 @@ def main(argv=None) -> int:
     if a.report:
         Path(a.report).parent.mkdir(parents=True, exist_ok=True)
         Path(a.report).write_text(json.dumps(report, indent=2) + "\n")
+    if a.lineage:
+        window = meta.get("window")
+        lineage = {
+            "run": {"producer": PRODUCER, "train": str(a.train), "epochs": a.epochs, "batch": a.batch,
+                    "lr": a.lr, "embed_dim": a.embed_dim, "hidden": a.hidden_sizes, "l2": a.l2,
+                    "seed": a.seed, "shuffle_labels": a.shuffle_labels, "init": a.init,
+                    "train_rows": n, "train_auc": report["train_auc"], "seconds": report["seconds"]},
+            "samples": window,
+            "warm_start_version": a.init_version,
+        }
+        Path(a.lineage).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.lineage).write_text(json.dumps(lineage, indent=2) + "\n")
 
     def fmt(x):
         return "n/a" if x is None else f"{x:.4f}"

@@ -53,8 +53,10 @@ pub(crate) enum Command {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ModelsCommand {
-    /// Validate a model against the scene's feature spec, then upload its files, the completion
-    /// marker (sizes + SHA-256) and flip LATEST last. A serving augur polling the bucket deploys it.
+    /// Validate a model against the scene's feature spec, evaluate it against LATEST's on recent
+    /// joined samples (refused if worse beyond a tolerance), then upload its files, the
+    /// completion marker (sizes + SHA-256, the evaluation, the lineage) and flip LATEST last. A
+    /// serving augur polling the bucket deploys it.
     Publish(PublishArgs),
     /// Versions in a repository (bucket or directory), their marker state, and which is LATEST.
     List(ListArgs),
@@ -89,6 +91,49 @@ pub(crate) struct PublishArgs {
     /// Version number; default: one above every version present.
     #[arg(long)]
     pub(crate) version: Option<u64>,
+    #[command(flatten)]
+    pub(crate) gate: GateArgs,
+}
+
+/// The publish gate: the candidate against the version LATEST names, on the same recent joined
+/// samples; worse beyond a tolerance is refused (exit 1, nothing uploaded).
+#[derive(Args, Debug)]
+pub(crate) struct GateArgs {
+    /// Sample-log directory to evaluate on; default: the config's `samples.log.dir` when
+    /// `samples.enabled`. Without one the publish goes through, recorded as `no_samples`.
+    #[arg(long)]
+    pub(crate) samples: Option<PathBuf>,
+    /// JSON the trainer wrote: `run` (its parameters), `samples` (`from_ms`, `to_ms`, `rows`:
+    /// the window it trained on; the gate evaluates on samples from `to_ms` on) and
+    /// `warm_start_version`. Recorded in the marker.
+    #[arg(long)]
+    pub(crate) lineage: Option<PathBuf>,
+    /// Publish and move LATEST even if the gate refuses; recorded in the marker.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Refuse when the candidate's AUC is lower than LATEST's by more than this.
+    #[arg(long, default_value_t = augur::cli::gate::DEFAULT_TOLERANCE.max_auc_drop)]
+    pub(crate) max_auc_drop: f64,
+    /// Refuse when the candidate's log loss is higher than LATEST's by more than this (nats).
+    #[arg(long, default_value_t = augur::cli::gate::DEFAULT_TOLERANCE.max_log_loss_rise)]
+    pub(crate) max_log_loss_rise: f64,
+    /// Refuse when the candidate's calibration error |mean score / observed rate - 1| is higher
+    /// than LATEST's by more than this.
+    #[arg(long, default_value_t = augur::cli::gate::DEFAULT_TOLERANCE.max_calibration_error)]
+    pub(crate) max_calibration_error: f64,
+    /// Fewer joined samples than this (or one class only): no evaluation, recorded as `no_samples`.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) gate_min_rows: u64,
+    /// Evaluate on the newest this many joined samples at most.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) gate_max_rows: usize,
+    /// Without a training window in the lineage: samples predicted within this many seconds of
+    /// the newest.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) gate_window_s: u64,
+    /// The event type that makes a sample positive; default: `samples.quality.positive_event`.
+    #[arg(long)]
+    pub(crate) positive_event: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use augur::cli::gate::Gate;
 use augur::cli::models::{self, Repo};
 use augur::config::{Config, SceneConfig};
+use augur::repository::provenance::Tolerance;
 
 use crate::args::{ListArgs, ModelRepoArgs, PublishArgs, SetLatestArgs};
 
@@ -29,13 +31,36 @@ fn loader(config: &Config) -> Arc<augur::model::onnx::OnnxLoader> {
     }))
 }
 
-pub(crate) async fn publish(PublishArgs { repo, model, files, to, version }: PublishArgs) -> anyhow::Result<()> {
+pub(crate) async fn publish(PublishArgs { repo, model, files, to, version, gate }: PublishArgs) -> anyhow::Result<()> {
     let (config, scene) = scene(&repo)?;
     let spec = augur::assemble::Spec::load(&scene.spec)?;
     let loader = loader(&config);
     let target = Repo::open(&scene, to.as_deref())?;
     let files: Vec<_> = std::iter::once(model).chain(files).collect();
-    let published = models::publish(&spec, loader, &target, &files, version).await?;
+    let lineage = gate.lineage.as_deref().map(models::read_lineage).transpose()?;
+    let samples = gate.samples.or_else(|| config.samples.enabled.then(|| config.samples.log.dir.clone()));
+    let options = models::PublishOptions {
+        version,
+        lineage,
+        gate: Gate {
+            samples,
+            scene: scene.name.clone(),
+            positive_event: gate.positive_event.unwrap_or_else(|| config.samples.quality.positive_event.clone()),
+            tolerance: Tolerance {
+                max_auc_drop: gate.max_auc_drop,
+                max_log_loss_rise: gate.max_log_loss_rise,
+                max_calibration_error: gate.max_calibration_error,
+            },
+            min_rows: gate.gate_min_rows,
+            max_rows: gate.gate_max_rows,
+            window_ms: i64::try_from(gate.gate_window_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+            force: gate.force,
+        },
+    };
+    let published = models::publish_gated(&spec, loader, &target, &files, &options).await?;
+    if let Some(evaluation) = &published.marker.evaluation {
+        println!("{}", augur::cli::gate::summary(evaluation, published.version));
+    }
     println!(
         "published version {} to {} ({} files, {} bytes); LATEST = {}",
         published.version,

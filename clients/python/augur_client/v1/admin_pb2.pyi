@@ -188,7 +188,7 @@ class RejectedVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., rejected_at_ms: _Optional[int] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
-    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us")
+    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us", "evaluation", "lineage")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,8 @@ class VersionStatus(_message.Message):
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -217,4 +219,72 @@ class VersionStatus(_message.Message):
     rejected: int
     max_batch_rows: int
     max_queue_delay_us: int
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ...) -> None: ...
+    evaluation: PublishEvaluation
+    lineage: Lineage
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., evaluation: _Optional[_Union[PublishEvaluation, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
+
+class PublishEvaluation(_message.Message):
+    __slots__ = ("decision", "forced", "reasons", "baseline_version", "rows", "positives", "positive_event", "window_start_ms", "window_end_ms", "held_out_from_ms", "candidate", "baseline", "max_auc_drop", "max_log_loss_rise", "max_calibration_error", "evaluated_at_ms", "samples")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_AUC_DROP_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOG_LOSS_RISE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALIBRATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    decision: str
+    forced: bool
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    baseline_version: int
+    rows: int
+    positives: int
+    positive_event: str
+    window_start_ms: int
+    window_end_ms: int
+    held_out_from_ms: int
+    candidate: OfflineScores
+    baseline: OfflineScores
+    max_auc_drop: float
+    max_log_loss_rise: float
+    max_calibration_error: float
+    evaluated_at_ms: int
+    samples: str
+    def __init__(self, decision: _Optional[str] = ..., forced: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., baseline_version: _Optional[int] = ..., rows: _Optional[int] = ..., positives: _Optional[int] = ..., positive_event: _Optional[str] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., held_out_from_ms: _Optional[int] = ..., candidate: _Optional[_Union[OfflineScores, _Mapping]] = ..., baseline: _Optional[_Union[OfflineScores, _Mapping]] = ..., max_auc_drop: _Optional[float] = ..., max_log_loss_rise: _Optional[float] = ..., max_calibration_error: _Optional[float] = ..., evaluated_at_ms: _Optional[int] = ..., samples: _Optional[str] = ...) -> None: ...
+
+class OfflineScores(_message.Message):
+    __slots__ = ("auc", "log_loss", "mean_score", "calibration")
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    LOG_LOSS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    auc: float
+    log_loss: float
+    mean_score: float
+    calibration: float
+    def __init__(self, auc: _Optional[float] = ..., log_loss: _Optional[float] = ..., mean_score: _Optional[float] = ..., calibration: _Optional[float] = ...) -> None: ...
+
+class Lineage(_message.Message):
+    __slots__ = ("run_json", "trained_from_ms", "trained_to_ms", "trained_rows", "trained_positives", "warm_start_version")
+    RUN_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_TO_MS_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    WARM_START_VERSION_FIELD_NUMBER: _ClassVar[int]
+    run_json: str
+    trained_from_ms: int
+    trained_to_ms: int
+    trained_rows: int
+    trained_positives: int
+    warm_start_version: int
+    def __init__(self, run_json: _Optional[str] = ..., trained_from_ms: _Optional[int] = ..., trained_to_ms: _Optional[int] = ..., trained_rows: _Optional[int] = ..., trained_positives: _Optional[int] = ..., warm_start_version: _Optional[int] = ...) -> None: ...
