@@ -153,6 +153,7 @@ async fn status(scene: &Scene) -> ModelStatus {
                 rejected: b.rejected,
                 max_batch_rows: config.max_batch_rows as u32,
                 max_queue_delay_us: config.max_queue_delay.as_micros() as u32,
+                inference_cpu_seconds: b.cpu_seconds,
                 evaluation: marker.as_ref().and_then(|m| m.evaluation.as_ref()).map(evaluation),
                 lineage: marker.as_ref().and_then(|m| m.lineage.as_ref()).map(lineage),
             }

@@ -153,7 +153,8 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
     }
     page.push_str(
         "<table>\n<tr><th>Scene</th><th>Model</th><th>Version</th><th>Labels</th><th>Traffic</th>\
-         <th>Loaded</th><th>Load time</th><th>Warm-up</th><th>Batches</th><th>Rows</th></tr>\n",
+         <th>Loaded</th><th>Load time</th><th>Warm-up</th><th>Batches</th><th>Rows</th>\
+         <th>CPU per 1,000 scores</th></tr>\n",
     );
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     for m in models {
@@ -163,7 +164,7 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
                 page,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{:.0}%</td>\
                  <td>{} ago</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 escape(&m.scene),
                 escape(&m.name),
                 v.version,
@@ -174,12 +175,13 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
                 v.warmup_ms,
                 v.batches,
                 v.rows,
+                cost_per_thousand(v.inference_cpu_seconds, v.rows),
             );
         }
         if m.versions.is_empty() {
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td colspan=\"8\">no version loaded</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td colspan=\"9\">no version loaded</td></tr>",
                 escape(&m.scene),
                 escape(&m.name)
             );
@@ -187,13 +189,21 @@ fn scenes(page: &mut String, models: &[ModelStatus]) {
         if !m.last_error.is_empty() {
             let _ = writeln!(
                 page,
-                "<tr><td colspan=\"10\" class=\"note\">{}: last error: {}</td></tr>",
+                "<tr><td colspan=\"11\" class=\"note\">{}: last error: {}</td></tr>",
                 escape(&m.name),
                 escape(&m.last_error)
             );
         }
     }
     page.push_str("</table>\n");
+}
+
+/// Inference CPU per 1,000 scores (rows), from a version's counters since it was loaded.
+fn cost_per_thousand(cpu_seconds: f64, rows: u64) -> String {
+    if rows == 0 {
+        return "–".into();
+    }
+    format!("{:.2} CPU-ms", cpu_seconds * 1e6 / rows as f64)
 }
 
 /// Each loaded version's publish-gate evaluation and lineage, from its marker (`ListModels`'

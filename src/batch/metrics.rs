@@ -1,6 +1,9 @@
-//! The batcher's and inference threads' metrics, per model version: `augur_batch_*` and
-//! `augur_inference_panics_total`.
+//! The batcher's and inference threads' metrics, per model version: `augur_batch_*`,
+//! `augur_inference_panics_total` and `augur_inference_cpu_seconds_total`.
 
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,6 +34,20 @@ pub struct BatchMetrics {
     pub queue_depth: Family<VersionLabels, Gauge>,
     /// `augur_inference_panics_total{model, version}`: model runs that panicked (thread replaced).
     pub panics: Family<VersionLabels, Counter>,
+    /// `augur_inference_cpu_seconds_total{scene, model, version}`: CPU time of the inference
+    /// threads inside model runs (merging the batch included): what a version costs.
+    pub cpu: Family<CostLabels, Counter<f64, AtomicU64>>,
+}
+
+/// `{scene, model, version}`: whose inference the CPU time is.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    /// Scene.
+    pub scene: String,
+    /// Repository name.
+    pub model: String,
+    /// Version number.
+    pub version: String,
 }
 
 impl Default for BatchMetrics {
@@ -43,6 +60,7 @@ impl Default for BatchMetrics {
             rejected: Family::default(),
             queue_depth: Family::default(),
             panics: Family::default(),
+            cpu: Family::default(),
         }
     }
 }
@@ -59,6 +77,11 @@ impl ModuleMetrics for BatchMetrics {
             "inference_panics",
             "Model runs that panicked; the thread's model was reopened",
             self.panics.clone(),
+        );
+        r.register(
+            "inference_cpu_seconds",
+            "CPU time of the inference threads in model runs (thread CPU clock; with model.intra_op_threads > 1, ORT's pool threads are not in it)",
+            self.cpu.clone(),
         );
     }
 }

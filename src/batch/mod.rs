@@ -40,7 +40,7 @@ pub mod metrics;
 mod worker;
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ use tokio_util::task::TaskTracker;
 use crate::assemble::{Tensor, TensorData};
 use crate::model::{Model, ModelError};
 use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, VersionLabels};
-use metrics::BatchMetrics;
+use metrics::{BatchMetrics, CostLabels};
 
 /// Why rows were not scored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +106,7 @@ pub(crate) struct Handles {
     rejected: Counter,
     depth: Gauge,
     panics: Counter,
+    cpu: Counter<f64, AtomicU64>,
     queue_wait: LatencyHistogram,
 }
 
@@ -139,6 +140,14 @@ impl BatchContext {
             rejected: b.rejected.get_or_create(&labels).clone(),
             depth: b.queue_depth.get_or_create(&labels).clone(),
             panics: b.panics.get_or_create(&labels).clone(),
+            cpu: b
+                .cpu
+                .get_or_create(&CostLabels {
+                    scene: scene.to_owned(),
+                    model: model.to_owned(),
+                    version: version.to_string(),
+                })
+                .clone(),
             queue_wait: metrics.stage(scene, "queue"),
         };
         BatchContext { name: format!("{model}-{version}"), handles, tracker: tracker.clone(), reopen: None }
@@ -152,7 +161,7 @@ impl BatchContext {
 }
 
 /// Counters of one batcher (read by `ModelAdmin.ListModels`; the same handles are exported).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BatchStats {
     /// Model runs.
     pub batches: u64,
@@ -164,6 +173,8 @@ pub struct BatchStats {
     pub rejected: u64,
     /// Runs that panicked.
     pub panics: u64,
+    /// CPU seconds of the inference threads in model runs.
+    pub cpu_seconds: f64,
 }
 
 /// One chunk of one request waiting to be merged: a row range of the request's tensors.
@@ -235,6 +246,7 @@ impl Batcher {
             expired: h.expired.get(),
             rejected: h.rejected.get(),
             panics: h.panics.get(),
+            cpu_seconds: h.cpu.get(),
         }
     }
 

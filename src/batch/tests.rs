@@ -372,3 +372,37 @@ async fn a_single_whole_request_is_not_copied_and_split_chunks_keep_order() {
     assert_eq!(scores, expected);
     assert_eq!(*batches.lock().unwrap(), vec![4, 4, 2]);
 }
+
+/// A model that burns a known amount of work per row on its own thread.
+struct Busy;
+
+impl Model for Busy {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        let rows = tensors[0].rows();
+        let mut x = 0u64;
+        for i in 0..rows as u64 * 200_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        Ok(vec![(x % 2) as f32; rows])
+    }
+}
+
+/// What a version costs: the inference threads' CPU time in model runs is counted per
+/// (scene, model, version), grows with the work, and is exported under those labels.
+#[tokio::test]
+async fn inference_cpu_time_is_counted_per_version() {
+    let metrics = Metrics::new();
+    let context = BatchContext::new(&metrics, "scene", "t", 7, &TaskTracker::new());
+    let batcher = Batcher::start(boxed(vec![Busy]), config(64, 16, 0), context);
+    batcher.infer(tensors(1, 4).into(), None).await.unwrap();
+    let after_one = batcher.stats().cpu_seconds;
+    assert!(after_one > 0.0, "{after_one}");
+    for i in 0..4 {
+        batcher.infer(tensors(2 + i, 16).into(), None).await.unwrap();
+    }
+    let after_more = batcher.stats().cpu_seconds;
+    // 16x the rows of the first call, run on the same thread: clearly more CPU (not timed).
+    assert!(after_more > after_one * 2.0, "{after_one} then {after_more}");
+    let text = metrics.render_prometheus();
+    assert!(text.contains("augur_inference_cpu_seconds_total{scene=\"scene\",model=\"t\",version=\"7\"}"), "{text}");
+}

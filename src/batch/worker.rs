@@ -80,12 +80,14 @@ impl Worker {
                     .collect()
             };
             self.busy.fetch_add(1, Ordering::Relaxed);
+            let cpu_started = thread_cpu_seconds();
             let outcome = {
                 // Events during the run (ORT warnings) land in the first request's trace.
                 let _entered = spans.first().map(tracing::Span::enter);
                 let tensors = merge(&live);
                 catch_unwind(AssertUnwindSafe(|| model.run(&tensors)))
             };
+            self.handles.cpu.inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
             self.busy.fetch_sub(1, Ordering::Relaxed);
             // The run is over for every request in it, before any reply wakes a caller.
             drop(spans);
@@ -199,6 +201,12 @@ impl Worker {
         let alive = self.alive.load(Ordering::Relaxed);
         alive > 1 && self.busy.load(Ordering::Relaxed) + 1 >= alive
     }
+}
+
+/// This thread's CPU time, in seconds (one clock_gettime per model run: not per request).
+fn thread_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -188,7 +188,7 @@ class RejectedVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., rejected_at_ms: _Optional[int] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
-    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us", "evaluation", "lineage")
+    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us", "evaluation", "lineage", "inference_cpu_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,7 @@ class VersionStatus(_message.Message):
     MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -221,7 +222,8 @@ class VersionStatus(_message.Message):
     max_queue_delay_us: int
     evaluation: PublishEvaluation
     lineage: Lineage
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., evaluation: _Optional[_Union[PublishEvaluation, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
+    inference_cpu_seconds: float
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., evaluation: _Optional[_Union[PublishEvaluation, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., inference_cpu_seconds: _Optional[float] = ...) -> None: ...
 
 class PublishEvaluation(_message.Message):
     __slots__ = ("decision", "forced", "reasons", "baseline_version", "rows", "positives", "positive_event", "window_start_ms", "window_end_ms", "held_out_from_ms", "candidate", "baseline", "max_auc_drop", "max_log_loss_rise", "max_calibration_error", "evaluated_at_ms", "samples")
