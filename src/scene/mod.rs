@@ -119,6 +119,9 @@ impl Scene {
             None => None,
         };
         let repo = Arc::new(Repository::new(&config.model, Arc::clone(&spec), model.clone(), loader, context));
+        if let Some(rollout) = &config.rollout {
+            repo.enable_rollout(rollout.canary_share).await;
+        }
         repo.rescan().await;
         if repo.routing().versions.is_empty() {
             let error =
