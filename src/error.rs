@@ -172,7 +172,7 @@ impl Error {
             | Error::WatchLimit { .. } => Code::ResourceExhausted,
             Error::ClientGone(_) => Code::Cancelled,
             Error::UnknownModel { .. } => Code::NotFound,
-            Error::Canary(CanaryError::Weight { .. }) => Code::InvalidArgument,
+            Error::Canary(CanaryError::Weight { .. } | CanaryError::Action { .. }) => Code::InvalidArgument,
             Error::Canary(CanaryError::NotLoaded { .. }) => Code::FailedPrecondition,
             Error::Canary(CanaryError::NotPresent { .. }) => Code::NotFound,
             Error::Canary(CanaryError::NoPolicy { .. }) => Code::FailedPrecondition,

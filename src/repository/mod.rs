@@ -88,6 +88,12 @@ pub enum CanaryError {
         /// What the caller asked for.
         version: u64,
     },
+    /// An operator's rollout action is none the API knows.
+    #[error("action: {action} is not one of PROMOTE, ROLLBACK, HOLD, RESUME")]
+    Action {
+        /// What the caller sent.
+        action: i32,
+    },
     /// Rollout decisions need a rollout policy on the scene.
     #[error("model `{model}` has no rollout policy (scenes[].rollout): use SetCanary")]
     NoPolicy {
