@@ -16,7 +16,7 @@
 //! 9. [`quality`]   — online quality per served model version (CTR, calibration, log loss, AUC),
 //!    from the samples the join emits.
 //! 10. [`rollout`]  — the canary that decides: compares a new version's online quality with the
-//!    stable's and promotes or rolls it back, recorded in the model repository for every replica.
+//!     stable's and promotes or rolls it back, recorded in the model repository for every replica.
 //!
 //! Beside the path, the model control plane, [`repository`] (versions from a directory or a
 //! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:

@@ -214,7 +214,7 @@ async fn rollout_status(scene: &Scene) -> Option<RolloutStatus> {
     let policy = scene.rollout.as_ref()?;
     let view = scene.repo.rollout().await.unwrap_or_default();
     let mut decisions: Vec<CanaryDecision> = view.decisions.values().map(decision).collect();
-    decisions.sort_by(|a, b| (b.at_ms, b.version).cmp(&(a.at_ms, a.version)));
+    decisions.sort_by_key(|d| std::cmp::Reverse((d.at_ms, d.version)));
     Some(RolloutStatus {
         canary_share: policy.canary_share,
         min_impressions: policy.min_impressions,

@@ -322,7 +322,10 @@ impl Repository {
         let share = state.rollout?;
         let routing = self.routing();
         let canary = routing.canary.map(|(v, w)| {
-            let since = state.canary_since.filter(|(c, _)| *c == v).map_or_else(crate::sample_log::snapshot::now_ms, |(_, t)| t);
+            let since = state
+                .canary_since
+                .filter(|(c, _)| *c == v)
+                .map_or_else(crate::sample_log::snapshot::now_ms, |(_, t)| t);
             (v, w, since)
         });
         Some(RolloutView { share, stable: routing.stable, canary, decisions: state.decisions.clone() })
@@ -490,7 +493,12 @@ impl Repository {
 
     /// The rollout plan over `candidates`; with nothing promoted yet the highest candidate is
     /// recorded as the bootstrap stable (create-if-absent: every replica ends on the same one).
-    fn plan(&self, state: &mut ReloadState, candidates: &[u64], labels_stable: Option<u64>) -> (Option<u64>, Option<u64>) {
+    fn plan(
+        &self,
+        state: &mut ReloadState,
+        candidates: &[u64],
+        labels_stable: Option<u64>,
+    ) -> (Option<u64>, Option<u64>) {
         let planned = rollout::plan(candidates, labels_stable, &state.decisions);
         let (None, Some(&top)) = (planned.0, candidates.last()) else { return planned };
         let decision = Decision {

@@ -205,11 +205,7 @@ pub fn plan(
     let labelled = labels_stable.filter(|v| candidates.contains(v));
     let stable = promoted.max(labelled);
     let canary = stable.and_then(|s| {
-        candidates
-            .iter()
-            .rev()
-            .find(|&&v| v > s && matches!(verdict(&v), None | Some(Verdict::Hold)))
-            .copied()
+        candidates.iter().rev().find(|&&v| v > s && matches!(verdict(&v), None | Some(Verdict::Hold))).copied()
     });
     (stable, canary)
 }

@@ -57,11 +57,11 @@ const fn default_canary_share() -> f64 {
 }
 
 const fn default_min_impressions() -> u64 {
-    20_000
+    200_000
 }
 
 const fn default_max_auc_drop() -> f64 {
-    0.005
+    0.01
 }
 
 const fn default_max_calibration_error() -> f64 {

@@ -136,3 +136,26 @@ fn a_canary_at_the_margin_is_rarely_promoted() {
         .count();
     assert!(promoted as u64 <= trials / 10, "promoted {promoted} of {trials} at the margin {}", policy.max_auc_drop);
 }
+
+/// Start-up validation names the key: a policy out of range, a policy without online quality, a
+/// decision window longer than the quality window.
+#[test]
+fn a_bad_policy_fails_start_up_naming_the_key() {
+    let with = |rollout: &str, samples: bool| {
+        let mut config = crate::config::Config::from_toml("").unwrap();
+        let mut table: RolloutConfig = serde_json::from_str(rollout).unwrap();
+        std::mem::swap(&mut table, config.scenes[0].rollout.get_or_insert_default());
+        config.samples.enabled = samples;
+        config.validate().map_err(|e| e.to_string())
+    };
+    assert_eq!(with("{}", true), Ok(()), "the defaults validate");
+    let err = with(r#"{"canary_share": 1.5}"#, true).unwrap_err();
+    assert!(err.contains("scenes[0].rollout.canary_share") && err.contains("1.5"), "{err}");
+    let err = with(r#"{"max_auc_drop": -0.1}"#, true).unwrap_err();
+    assert!(err.contains("scenes[0].rollout.max_auc_drop"), "{err}");
+    let err = with("{}", false).unwrap_err();
+    assert!(err.contains("scenes[0].rollout") && err.contains("samples.enabled"), "{err}");
+    let err = with(r#"{"decision_window_s": 7200}"#, true).unwrap_err();
+    assert!(err.contains("scenes[0].rollout.decision_window_s") && err.contains("3600"), "{err}");
+    assert!(serde_json::from_str::<RolloutConfig>(r#"{"canary_shares": 0.1}"#).is_err(), "unknown keys are refused");
+}

@@ -116,10 +116,8 @@ fn tensors(features: &GetFeaturesResponse) -> Vec<Tensor> {
 /// small enough for a test, the repository watched.
 fn replica_config(repo: &Path, log: &Path) -> Config {
     let mut config = fake_config(repo, "");
-    let samples = crate::common::samples::samples_config(
-        log,
-        "[samples.quality]\nbucket_s = 1\nbuckets = 60\nbins = 2048\n",
-    );
+    let samples =
+        crate::common::samples::samples_config(log, "[samples.quality]\nbucket_s = 1\nbuckets = 60\nbins = 2048\n");
     config.samples = samples.samples;
     config.model.watch = true;
     config.model.poll_interval_ms = 300;
@@ -280,15 +278,19 @@ async fn a_worse_canary_is_rolled_back_and_a_better_one_promoted_on_every_replic
         .await
         .expect("operator decision");
     let refused = admin
-        .decide_canary(DecideCanaryRequest { model: "ranking_model".into(), version: 9, action: 1, reason: String::new() })
+        .decide_canary(DecideCanaryRequest {
+            model: "ranking_model".into(),
+            version: 9,
+            action: 1,
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
     for server in [&a, &b] {
         until("v3 rolled back by the operator everywhere", async || {
             let s = listed(server).await;
-            decision_of(&s, 3) == Some(("rollback".into(), "operator".into()))
-                && s.rollout.unwrap().stable_version == 1
+            decision_of(&s, 3) == Some(("rollback".into(), "operator".into())) && s.rollout.unwrap().stable_version == 1
         })
         .await;
         assert_eq!(routed(server).await, ["1".to_owned()].into());
