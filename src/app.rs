@@ -226,6 +226,16 @@ impl App {
             None
         };
         let predictor = Arc::new(predictor);
+        // Deciders of the scenes with a rollout policy (validation made sure quality is on).
+        let quality = metrics.get::<crate::sample_log::metrics::SampleMetrics>().map(|m| m.quality);
+        for scene in config.scenes.iter().filter_map(|s| s.rollout.clone().map(|r| (s.name.as_str(), r))) {
+            let (name, policy) = scene;
+            if let (Some(quality), Ok(served)) = (&quality, predictor.scene(name)) {
+                let _ = metrics.of::<crate::rollout::metrics::RolloutMetrics>();
+                crate::rollout::Decider::new(name, Arc::clone(&served.repo), policy, quality.clone(), &metrics)
+                    .spawn(&tracker, shutdown.clone());
+            }
+        }
         // Connected now so an unreachable registry fails start-up naming its endpoints;
         // registration itself waits until the server is listening and SERVING.
         let registry = crate::registry::build(&config.registry, &metrics).await?;

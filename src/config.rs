@@ -22,6 +22,7 @@ pub use crate::fetch::config::{
 pub use crate::model::config::{LoadPriority, ModelConfig};
 pub use crate::registry::config::{EtcdConfig, RegistryConfig};
 pub use crate::repository::config::SourceConfig;
+pub use crate::rollout::config::RolloutConfig;
 pub use crate::sample_log::config::{
     BUILTIN_EVENT_TYPES, JoinConfig, JoinStoreConfig, KafkaSinkConfig, RedisStreamSinkConfig, SampleLogConfig,
     SamplesConfig, SinkConfig, TailConfig, WhenFull,
@@ -114,6 +115,29 @@ impl Config {
         if self.samples.enabled {
             let scenes: Vec<&str> = self.scenes.iter().map(|s| s.name.as_str()).collect();
             self.samples.validate(&scenes)?;
+        }
+        for (i, scene) in self.scenes.iter().enumerate() {
+            let Some(rollout) = &scene.rollout else { continue };
+            // The decider judges versions by the label join's online quality: without it a
+            // canary would never be decided.
+            if !self.samples.enabled || !self.samples.quality.enabled {
+                return Err(crate::validate::invalid(
+                    &format!("scenes[{i}].rollout"),
+                    "needs sample logging with online quality (samples.enabled and samples.quality.enabled)",
+                )
+                .into());
+            }
+            let quality_s = self.samples.quality.window_ms() / 1000;
+            if rollout.decision_window_s as i64 > quality_s {
+                return Err(crate::validate::invalid(
+                    &format!("scenes[{i}].rollout.decision_window_s"),
+                    &format!(
+                        "must be at most the quality window, samples.quality.bucket_s x buckets = {quality_s} s (got {})",
+                        rollout.decision_window_s
+                    ),
+                )
+                .into());
+            }
         }
         self.trace.validate()?;
         Ok(())

@@ -15,6 +15,8 @@
 //!    events into training samples, written to a segment log and delivered to sinks.
 //! 9. [`quality`]   — online quality per served model version (CTR, calibration, log loss, AUC),
 //!    from the samples the join emits.
+//! 10. [`rollout`]  — the canary that decides: compares a new version's online quality with the
+//!     stable's and promotes or rolls it back, recorded in the model repository for every replica.
 //!
 //! Beside the path, the model control plane, [`repository`] (versions from a directory or a
 //! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:
@@ -45,6 +47,7 @@ pub mod predict;
 pub mod quality;
 pub mod registry;
 pub mod repository;
+pub mod rollout;
 pub mod sample_log;
 pub mod scene;
 pub mod server;

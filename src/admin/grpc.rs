@@ -17,8 +17,11 @@ use crate::proto::{
     ModelStatus, OfflineScores, PublishEvaluation, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest,
     StageLatency, VersionQuality, VersionStatus,
 };
+use crate::proto::{CanaryAction, CanaryDecision, DecideCanaryRequest, RolloutStatus};
 use crate::repository::bucket;
 use crate::repository::provenance::{self, Evaluation};
+use crate::repository::rollout::{Comparison, Decision, Evaluation as RolloutEvaluation, Verdict};
+use crate::rollout::Action;
 use crate::sample_log::metrics::SampleMetrics;
 use crate::scene::{Scene, Stage};
 use crate::telemetry::Metrics;
@@ -184,6 +187,19 @@ async fn status(scene: &Scene) -> ModelStatus {
         detail,
         rejected_at_ms: at,
     }));
+    let rollout = rollout_status(scene).await;
+    if let Some(r) = &rollout {
+        // A rolled-back canary is refused like a version that failed to load.
+        rejected_versions.extend(r.decisions.iter().filter(|d| d.decision == Verdict::Rollback.as_str()).map(|d| {
+            RejectedVersion {
+                version: d.version,
+                stage: "rollout".into(),
+                reason: "rollback".into(),
+                detail: format!("{} ({}): {}", d.by, d.replica, d.reason),
+                rejected_at_ms: d.at_ms,
+            }
+        }));
+    }
     ModelStatus {
         name: repo.name().to_owned(),
         scene: scene.spec.scene.clone(),
@@ -198,6 +214,7 @@ async fn status(scene: &Scene) -> ModelStatus {
         source_latest,
         rejected_versions,
         quality: Vec::new(),
+        rollout,
     }
 }
 
@@ -241,6 +258,71 @@ fn lineage(l: &provenance::Lineage) -> Lineage {
         trained_positives: window.positives,
         warm_start_version: l.warm_start_version,
     }
+}
+
+/// The scene's rollout policy, its recorded decisions (newest first) and this replica's last look.
+async fn rollout_status(scene: &Scene) -> Option<RolloutStatus> {
+    let policy = scene.rollout.as_ref()?;
+    let view = scene.repo.rollout().await.unwrap_or_default();
+    let mut decisions: Vec<CanaryDecision> = view.decisions.values().map(decision).collect();
+    decisions.sort_by_key(|d| std::cmp::Reverse((d.at_ms, d.version)));
+    Some(RolloutStatus {
+        canary_share: policy.canary_share,
+        min_impressions: policy.min_impressions,
+        max_auc_drop: policy.max_auc_drop,
+        max_calibration_error: policy.max_calibration_error,
+        decision_window_s: policy.decision_window_s,
+        stable_version: view.stable.unwrap_or(0),
+        canary_version: view.canary.map_or(0, |c| c.0),
+        canary_since_ms: view.canary.map_or(0, |c| c.2),
+        decisions,
+        last_evaluation: scene.repo.evaluation().map(|e| rollout_evaluation(&e)),
+    })
+}
+
+fn with_numbers(mut d: CanaryDecision, c: &Comparison) -> CanaryDecision {
+    d.stable_impressions = c.stable_impressions;
+    d.canary_impressions = c.canary_impressions;
+    d.stable_auc = c.stable_auc;
+    d.canary_auc = c.canary_auc;
+    d.auc_difference = c.auc_difference;
+    d.standard_error = c.standard_error;
+    d.z = c.z.filter(|z| z.is_finite());
+    d.canary_calibration = c.canary_calibration;
+    d.window_start_ms = c.window_start_ms;
+    d.window_end_ms = c.window_end_ms;
+    d
+}
+
+fn decision(d: &Decision) -> CanaryDecision {
+    let base = CanaryDecision {
+        version: d.version,
+        decision: d.verdict.as_str().into(),
+        by: d.by.clone(),
+        at_ms: d.at_ms,
+        stable_version: d.stable.unwrap_or(0),
+        reason: d.reason.clone(),
+        replica: d.replica.clone(),
+        ..CanaryDecision::default()
+    };
+    match &d.comparison {
+        Some(c) => with_numbers(base, c),
+        None => base,
+    }
+}
+
+fn rollout_evaluation(e: &RolloutEvaluation) -> CanaryDecision {
+    let base = CanaryDecision {
+        version: e.version,
+        decision: e.outcome.clone(),
+        by: "auto".into(),
+        at_ms: e.at_ms,
+        stable_version: e.stable,
+        reason: e.reason.clone(),
+        replica: crate::repository::rollout::replica_name(),
+        ..CanaryDecision::default()
+    };
+    with_numbers(base, &e.comparison)
 }
 
 /// Polls the scene's bucket (when it has one) and rescans its repository.
@@ -322,6 +404,24 @@ impl ModelAdmin for AdminService {
         let r = request.into_inner();
         let scene = self.scene_for(&r.model)?;
         scene.repo.set_canary(r.version, r.weight).await.map_err(Error::from)?;
+        Ok(Response::new(self.with_quality(status(scene).await)))
+    }
+
+    async fn decide_canary(&self, request: Request<DecideCanaryRequest>) -> Result<Response<ModelStatus>, Status> {
+        let r = request.into_inner();
+        let scene = self.scene_for(&r.model)?;
+        let action = match CanaryAction::try_from(r.action) {
+            Ok(CanaryAction::Promote) => Action::Promote,
+            Ok(CanaryAction::Rollback) => Action::Rollback,
+            Ok(CanaryAction::Hold) => Action::Hold,
+            Ok(CanaryAction::Resume) => Action::Resume,
+            Ok(CanaryAction::Unspecified) | Err(_) => {
+                return Err(Error::from(crate::repository::CanaryError::Action { action: r.action }).into());
+            }
+        };
+        crate::rollout::operator(&scene.spec.scene, &scene.repo, r.version, action, &r.reason, &self.metrics)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(self.with_quality(status(scene).await)))
     }
 }

@@ -1,7 +1,8 @@
 //! The status page of the admin HTTP port (`/` and `/status`): one server-rendered HTML page an
 //! operator opens without Prometheus or Grafana — scenes with their model versions, load times and
 //! traffic split; what the publish gate recorded for each (evaluation and lineage); their online
-//! quality side by side (`ListModels`' `quality`); request counts,
+//! quality side by side (`ListModels`' `quality`); the canary decisions of scenes with a rollout
+//! policy (`ListModels`' `rollout`); request counts,
 //! rate and latency per scene; the batch-size distribution; the top fallbacks; and the sample
 //! pipeline.
 //!
@@ -118,6 +119,7 @@ pub fn render(models: &[ModelStatus], metrics: &Metrics, uptime: Duration) -> St
     scenes(&mut page, models);
     provenance(&mut page, models);
     quality(&mut page, models);
+    canary(&mut page, models);
     traffic(&mut page, models, metrics, &samples, uptime);
     batch_sizes(&mut page, &samples);
     fallbacks(&mut page, &samples);
@@ -322,6 +324,82 @@ fn quality(page: &mut String, models: &[ModelStatus]) {
         }
     }
     page.push_str("</table>\n");
+}
+
+/// The canary decider per scene with a rollout policy (`ListModels`' `rollout`): policy, the
+/// canary under evaluation with this replica's last look, and the recorded decisions.
+fn canary(page: &mut String, models: &[ModelStatus]) {
+    let with_policy: Vec<&ModelStatus> = models.iter().filter(|m| m.rollout.is_some()).collect();
+    if with_policy.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<h2>Canary decisions</h2>\n<p class=\"note\">Scenes with a rollout policy \
+         (<code>scenes[].rollout</code>): the newest undecided version gets the canary share until \
+         augur promotes it or rolls it back (one-sided DeLong test on the online AUC difference, \
+         calibration guard; docs/quality.md). Decisions are recorded in the model repository and \
+         followed by every replica; the last look is this replica's.</p>\n",
+    );
+    page.push_str(
+        "<table>\n<tr><th>Scene</th><th>Model</th><th>Version</th><th>Decision</th><th>By</th><th>At</th>\
+         <th>Stable</th><th>Impressions (stable / canary)</th><th>AUC (stable / canary)</th>\
+         <th>Difference &plusmn; se</th><th>z</th><th>Calibration</th><th>Reason</th></tr>\n",
+    );
+    let num = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
+    for m in with_policy {
+        let Some(r) = &m.rollout else { continue };
+        let policy = format!(
+            "share {}, min {} impressions per arm, max AUC drop {}, max calibration error {}, window {} s; \
+             stable {}, canary {}",
+            r.canary_share,
+            r.min_impressions,
+            r.max_auc_drop,
+            r.max_calibration_error,
+            r.decision_window_s,
+            r.stable_version,
+            if r.canary_version == 0 { "none".to_owned() } else { r.canary_version.to_string() },
+        );
+        let rows = r.last_evaluation.iter().map(|e| (e, "last look: ")).chain(r.decisions.iter().map(|d| (d, "")));
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td colspan=\"11\">{}</td></tr>",
+            escape(&m.scene),
+            escape(&m.name),
+            escape(&policy)
+        );
+        for (d, prefix) in rows {
+            let at = chrono_ms(d.at_ms);
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{prefix}{}</td><td>{}</td><td>{at}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td>\
+                 <td class=\"n\">{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&m.scene),
+                escape(&m.name),
+                d.version,
+                escape(&d.decision),
+                escape(&d.by),
+                d.stable_version,
+                d.stable_impressions,
+                d.canary_impressions,
+                num(d.stable_auc, 4),
+                num(d.canary_auc, 4),
+                num(d.auc_difference, 4),
+                d.standard_error.map_or(String::new(), |se| format!(" &plusmn; {se:.4}")),
+                num(d.z, 2),
+                num(d.canary_calibration, 3),
+                escape(&d.reason),
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// `ms` since the Unix epoch as UTC `HH:MM:SS` of its day (the page is for a glance; the API has
+/// the exact value).
+fn chrono_ms(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn traffic(page: &mut String, models: &[ModelStatus], metrics: &Metrics, samples: &[Sample], uptime: Duration) {
@@ -564,6 +642,16 @@ mod tests {
                 auc_error_bound: Some(0.001),
                 ..Default::default()
             }],
+            rollout: Some(crate::proto::RolloutStatus {
+                decisions: vec![crate::proto::CanaryDecision {
+                    version: 4,
+                    decision: "rollback".into(),
+                    by: HOSTILE.into(),
+                    reason: format!("r{HOSTILE}"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
             ..Default::default()
         }];
         let page = render(&models, &metrics, Duration::from_secs(90));
@@ -577,6 +665,7 @@ mod tests {
         assert!(page.contains("<td>refused (forced)</td><td class=\"n\">2</td>"), "the gate row is there: {page}");
         assert!(page.contains("0.5300 / 0.6100"), "both AUCs: {page}");
         assert!(page.contains("AUC &lt;script&gt;") && page.contains("&quot;note&quot;"), "{page}");
+        assert!(page.contains("Canary decisions") && page.contains("r&lt;script&gt;"), "the decision row: {page}");
         let empty = render(&[], &metrics, Duration::from_secs(1));
         assert!(empty.contains("No joined sample yet"), "{empty}");
         assert!(empty.contains("No loaded version was published through the gate"), "{empty}");

@@ -169,6 +169,26 @@ impl Quality {
         QualitySnapshot { versions, evicted: state.evicted.clone(), too_old: state.too_old }
     }
 
+    /// The merged buckets of `key` from the one holding `from_ms` to the one holding `now_ms`
+    /// (at most the whole window): what the rollout decider compares two versions on, so both
+    /// arms cover the same buckets. `None` when not tracked.
+    pub fn accumulated(&self, key: &VersionKey, from_ms: i64, now_ms: i64) -> Option<Accumulator> {
+        let tracker = self.inner.get()?;
+        let state = tracker.state.lock().unwrap_or_else(|e| e.into_inner());
+        let v = state.versions.get(key)?;
+        let config = &tracker.config;
+        let bucket_ms = config.bucket_s as i64 * 1000;
+        let newest = now_ms.div_euclid(bucket_ms);
+        let oldest = (newest - config.buckets as i64 + 1).max(from_ms.div_euclid(bucket_ms));
+        let mut merged = Accumulator::new(config.bins);
+        for (slot, epoch) in v.buckets.iter().zip(&v.epochs) {
+            if (oldest..=newest).contains(epoch) {
+                merged.merge(slot);
+            }
+        }
+        Some(merged)
+    }
+
     /// The configured window, when started.
     pub fn config(&self) -> Option<&QualityConfig> {
         self.inner.get().map(|t| &t.config)

@@ -22,6 +22,7 @@ pub mod bucket;
 pub mod config;
 pub mod metrics;
 pub mod provenance;
+pub mod rollout;
 pub mod routing;
 pub mod settings;
 pub mod source;
@@ -30,12 +31,13 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::task::TaskTracker;
 
+use self::rollout::{Decision, Evaluation, Verdict, Written};
 use self::routing::{RouteError, Routing};
 use self::settings::{Settings, VersionPolicy};
 use self::warmup::{Warmup, WarmupError, warm_up};
@@ -80,6 +82,37 @@ pub enum CanaryError {
         /// What the caller asked for.
         version: u64,
     },
+    /// A rollout decision names a version the directory does not hold.
+    #[error("version: {version} is not in model repository `{model}`")]
+    NotPresent {
+        /// Repository name.
+        model: String,
+        /// What the caller asked for.
+        version: u64,
+    },
+    /// An operator's rollout action is none the API knows.
+    #[error("action: {action} is not one of PROMOTE, ROLLBACK, HOLD, RESUME")]
+    Action {
+        /// What the caller sent.
+        action: i32,
+    },
+    /// Rollout decisions need a rollout policy on the scene.
+    #[error("model `{model}` has no rollout policy (scenes[].rollout): use SetCanary")]
+    NoPolicy {
+        /// Repository name.
+        model: String,
+    },
+    /// The decision could not be written into the repository.
+    #[error("model repository `{model}`: cannot record the rollout decision of version {version}: {source}")]
+    Record {
+        /// Repository name.
+        model: String,
+        /// The decided version.
+        version: u64,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why one version could not be loaded.
@@ -109,6 +142,28 @@ struct ReloadState {
     rejected: HashMap<u64, (Fingerprint, String, i64)>,
     canary_override: Option<(u64, f64)>,
     last_error: Option<String>,
+    /// The canary share of the scene's rollout policy; `None`: no policy, model.yaml's labels
+    /// and `canary_weight` route.
+    rollout: Option<f64>,
+    /// Decisions of the present versions, as of the last rescan.
+    decisions: BTreeMap<u64, Decision>,
+    /// Stable and canary as the rollout plan chose them at the last rescan.
+    plan: (Option<u64>, Option<u64>),
+    /// The canary this replica routes to and since when (ms since the Unix epoch).
+    canary_since: Option<(u64, i64)>,
+}
+
+/// A repository's rollout state, for the decider and the admin listing.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutView {
+    /// The policy's canary share.
+    pub share: f64,
+    /// The stable version.
+    pub stable: Option<u64>,
+    /// The canary, its share, and since when this replica routes to it (ms since the epoch).
+    pub canary: Option<(u64, f64, i64)>,
+    /// Decisions of the present versions, by version.
+    pub decisions: BTreeMap<u64, Decision>,
 }
 
 /// What a repository records into and where its threads report.
@@ -154,6 +209,8 @@ pub struct Repository {
     counters: Counters,
     routing: RwLock<Arc<Routing>>,
     reload: tokio::sync::Mutex<ReloadState>,
+    /// The decider's last look at the canary on this replica (status, ListModels).
+    evaluation: Mutex<Option<Evaluation>>,
 }
 
 impl Repository {
@@ -184,6 +241,7 @@ impl Repository {
             counters,
             routing: RwLock::new(Arc::new(Routing::default())),
             reload: tokio::sync::Mutex::new(ReloadState::default()),
+            evaluation: Mutex::new(None),
         }
     }
 
@@ -248,8 +306,90 @@ impl Repository {
         }
         state.canary_override = (weight > 0.0).then_some((version, weight));
         let settings = Settings::read(&self.dir).unwrap_or_default();
-        self.set_routing(Routing::new(current.versions.clone(), &settings, state.canary_override));
+        let routing = Self::table(&state, current.versions.clone(), &settings);
+        self.set_routing(routing);
+        Self::track_canary(&mut state, &self.routing());
         Ok(())
+    }
+
+    /// Puts the repository under a rollout policy routing `share` of users to each new version
+    /// until it is decided (`scenes[].rollout`); call before the first rescan.
+    pub async fn enable_rollout(&self, share: f64) {
+        self.reload.lock().await.rollout = Some(share);
+    }
+
+    /// The rollout state; `None` without a rollout policy.
+    pub async fn rollout(&self) -> Option<RolloutView> {
+        let state = self.reload.lock().await;
+        let share = state.rollout?;
+        let routing = self.routing();
+        let canary = routing.canary.map(|(v, w)| {
+            let since = state
+                .canary_since
+                .filter(|(c, _)| *c == v)
+                .map_or_else(crate::sample_log::snapshot::now_ms, |(_, t)| t);
+            (v, w, since)
+        });
+        Some(RolloutView { share, stable: routing.stable, canary, decisions: state.decisions.clone() })
+    }
+
+    /// Records a rollout decision in the repository (create-if-absent unless `replace`) and
+    /// rescans, so this replica follows it at once; the others follow through their watchers.
+    pub async fn decide(&self, decision: &Decision, replace: bool) -> Result<Written, CanaryError> {
+        if self.reload.lock().await.rollout.is_none() {
+            return Err(CanaryError::NoPolicy { model: self.name.clone() });
+        }
+        if !self.dir.join(decision.version.to_string()).is_dir() {
+            return Err(CanaryError::NotPresent { model: self.name.clone(), version: decision.version });
+        }
+        let written = rollout::write(&self.dir, decision, replace).map_err(|source| CanaryError::Record {
+            model: self.name.clone(),
+            version: decision.version,
+            source,
+        })?;
+        self.rescan().await;
+        Ok(written)
+    }
+
+    /// Removes the decision of `version`, handing it back to the decider.
+    pub async fn clear_decision(&self, version: u64) -> Result<(), CanaryError> {
+        if self.reload.lock().await.rollout.is_none() {
+            return Err(CanaryError::NoPolicy { model: self.name.clone() });
+        }
+        rollout::clear(&self.dir, version).map_err(|source| CanaryError::Record {
+            model: self.name.clone(),
+            version,
+            source,
+        })?;
+        self.rescan().await;
+        Ok(())
+    }
+
+    /// The decider's last look at the canary on this replica.
+    pub fn evaluation(&self) -> Option<Evaluation> {
+        self.evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Keeps the decider's last look.
+    pub fn set_evaluation(&self, evaluation: Evaluation) {
+        *self.evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(evaluation);
+    }
+
+    /// The routing table for `versions` under the state's policy: the rollout plan, or
+    /// model.yaml's labels.
+    fn table(state: &ReloadState, versions: BTreeMap<u64, Arc<Version>>, settings: &Settings) -> Routing {
+        match state.rollout {
+            Some(share) => Routing::planned(versions, state.plan.0, state.plan.1, share, state.canary_override),
+            None => Routing::new(versions, settings, state.canary_override),
+        }
+    }
+
+    fn track_canary(state: &mut ReloadState, routing: &Routing) {
+        state.canary_since = match (routing.canary, state.canary_since) {
+            (Some((v, _)), Some((since_v, t))) if v == since_v => Some((v, t)),
+            (Some((v, _)), _) => Some((v, crate::sample_log::snapshot::now_ms())),
+            (None, _) => None,
+        };
     }
 
     /// Empties the routing table (shutdown): once requests in flight drop their `Arc<Version>`,
@@ -280,16 +420,31 @@ impl Repository {
         };
         let present = self.present_versions();
         state.rejected.retain(|v, (fp, _, _)| present.get(v).is_some_and(|(_, now)| now == fp));
+        if state.rollout.is_some() {
+            state.decisions = rollout::read_all(&self.dir, present.keys().copied());
+        }
         let mut versions = self.routing().versions.clone();
-        // Availability first: load what the policy wants, treating rejected files as absent, and
-        // only then unload what it no longer wants — a bad new version never takes the old one
-        // down with it.
+        // Availability first: load what the policy wants, treating rejected files (and rolled-back
+        // versions) as absent, and only then unload what it no longer wants — a bad new version
+        // never takes the old one down with it.
         let wanted = loop {
-            let candidates: Vec<u64> = present.keys().copied().filter(|v| !state.rejected.contains_key(v)).collect();
-            let wanted: Vec<u64> = match &settings.version_policy {
+            let rolled_back = |v: &u64| state.decisions.get(v).is_some_and(|d| d.verdict == Verdict::Rollback);
+            let candidates: Vec<u64> =
+                present.keys().copied().filter(|v| !state.rejected.contains_key(v) && !rolled_back(v)).collect();
+            let mut wanted: Vec<u64> = match &settings.version_policy {
                 VersionPolicy::Latest(n) => candidates.iter().rev().take(*n).copied().collect(),
                 VersionPolicy::Specific(list) => list.iter().copied().filter(|v| candidates.contains(v)).collect(),
             };
+            if state.rollout.is_some() {
+                // Under a rollout policy the stable and the canary are loaded whatever the version
+                // policy says: the canary is compared with the stable, which keeps serving.
+                state.plan = self.plan(&mut state, &candidates, settings.labels.stable);
+                for v in [state.plan.0, state.plan.1].into_iter().flatten() {
+                    if !wanted.contains(&v) {
+                        wanted.push(v);
+                    }
+                }
+            }
             let missing: Vec<u64> = wanted.iter().copied().filter(|v| !versions.contains_key(v)).collect();
             if missing.is_empty() {
                 break wanted;
@@ -326,7 +481,53 @@ impl Repository {
             }
             keep
         });
-        self.set_routing(Routing::new(versions, &settings, state.canary_override));
+        if let Some((v, _)) = state.canary_override
+            && state.decisions.get(&v).is_some_and(|d| d.verdict != Verdict::Hold)
+        {
+            // A decided canary leaves the run-time override too: promoted it is stable, rolled
+            // back it is gone.
+            state.canary_override = None;
+        }
+        let routing = Self::table(&state, versions, &settings);
+        Self::track_canary(&mut state, &routing);
+        self.set_routing(routing);
+    }
+
+    /// The rollout plan over `candidates`; with nothing promoted yet the highest candidate is
+    /// recorded as the bootstrap stable (create-if-absent: every replica ends on the same one).
+    fn plan(
+        &self,
+        state: &mut ReloadState,
+        candidates: &[u64],
+        labels_stable: Option<u64>,
+    ) -> (Option<u64>, Option<u64>) {
+        let planned = rollout::plan(candidates, labels_stable, &state.decisions);
+        let (None, Some(&top)) = (planned.0, candidates.last()) else { return planned };
+        let decision = Decision {
+            version: top,
+            verdict: Verdict::Promote,
+            by: "bootstrap".into(),
+            at_ms: crate::sample_log::snapshot::now_ms(),
+            stable: None,
+            reason: "nothing promoted yet: the newest version is the stable later versions are compared with".into(),
+            replica: rollout::replica_name(),
+            comparison: None,
+        };
+        match rollout::write(&self.dir, &decision, false) {
+            Ok(Written::Recorded) => {
+                tracing::info!(model = %self.name, version = top, "rollout: bootstrap stable recorded");
+                state.decisions.insert(top, decision);
+            }
+            Ok(Written::AlreadyDecided(theirs)) => {
+                state.decisions.insert(top, *theirs);
+            }
+            Err(e) => {
+                // Routing still works (stable = the highest loaded); the next rescan retries.
+                tracing::warn!(model = %self.name, version = top, error = %e, "rollout: cannot record the bootstrap stable");
+                return (Some(top), None);
+            }
+        }
+        rollout::plan(candidates, labels_stable, &state.decisions)
     }
 
     fn reject(&self, state: &mut ReloadState, version: Option<u64>, error: &dyn std::error::Error) {

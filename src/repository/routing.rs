@@ -59,6 +59,24 @@ impl Routing {
         Routing { versions, stable, canary }
     }
 
+    /// The table under a rollout policy: `stable` and `canary` as [`super::rollout::plan`] chose
+    /// them (each only if loaded), the canary at `share`; a run-time override still wins.
+    pub fn planned(
+        versions: BTreeMap<u64, Arc<Version>>,
+        stable: Option<u64>,
+        canary: Option<u64>,
+        share: f64,
+        override_: Option<(u64, f64)>,
+    ) -> Self {
+        let loaded = |v: &u64| versions.contains_key(v);
+        let stable = stable.filter(loaded).or_else(|| versions.keys().next_back().copied());
+        let canary = match override_ {
+            Some((v, w)) if loaded(&v) => Some((v, w)),
+            _ => canary.filter(|v| loaded(v) && Some(*v) != stable && share > 0.0).map(|v| (v, share.clamp(0.0, 1.0))),
+        };
+        Routing { versions, stable, canary }
+    }
+
     /// Picks the version for a request: `pinned` ("", "stable", "canary" or a number), else the
     /// canary for its share of users (sticky by hashed user id), else stable.
     pub fn route(&self, model: &str, user_id: &str, pinned: &str) -> Result<Arc<Version>, RouteError> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::repository::config::SourceConfig;
+use crate::rollout::config::RolloutConfig;
 use crate::validate::{Invalid, invalid};
 
 /// One served scene.
@@ -22,6 +23,11 @@ pub struct SceneConfig {
     /// deploys ("export is deploy"). Absent: the directory is the only source.
     #[serde(default)]
     pub source: Option<SourceConfig>,
+    /// Roll new model versions out as a canary that augur promotes or rolls back by itself on
+    /// online quality (docs/quality.md#the-canary-that-decides). Needs sample logging with
+    /// `samples.quality`. Absent: model.yaml's labels and `canary_weight` route, by hand.
+    #[serde(default)]
+    pub rollout: Option<RolloutConfig>,
 }
 
 /// Checks the scene list: at least one, names unique and non-empty, bucket sources valid.
@@ -35,6 +41,9 @@ pub fn validate(scenes: &[SceneConfig]) -> Result<(), Invalid> {
         }
         if scenes[..i].iter().any(|s| s.name == scene.name) {
             return Err(invalid(&format!("scenes[{i}].name"), &format!("`{}` is listed twice", scene.name)));
+        }
+        if let Some(rollout) = &scene.rollout {
+            rollout.validate(&format!("scenes[{i}].rollout"))?;
         }
         if let Some(source) = &scene.source {
             source.validate(&format!("scenes[{i}].source"))?;

@@ -58,6 +58,8 @@ pub struct Scene {
     pub repo: Arc<Repository>,
     /// The bucket its versions are published to, when configured.
     pub source: Option<Arc<source::Source>>,
+    /// Its rollout policy, when configured (the decider runs it; ModelAdmin shows it).
+    pub rollout: Option<crate::rollout::config::RolloutConfig>,
     /// Fallback counters per feature (spec order) and reason, resolved once from the registry.
     fallbacks: Vec<[Counter; FallbackReason::ALL.len()]>,
     /// Stage histograms, indexed by `Stage as usize`.
@@ -119,6 +121,9 @@ impl Scene {
             None => None,
         };
         let repo = Arc::new(Repository::new(&config.model, Arc::clone(&spec), model.clone(), loader, context));
+        if let Some(rollout) = &config.rollout {
+            repo.enable_rollout(rollout.canary_share).await;
+        }
         repo.rescan().await;
         if repo.routing().versions.is_empty() {
             let error =
@@ -147,7 +152,7 @@ impl Scene {
         let stages = Stage::ALL.map(|stage| metrics.stage(&spec.scene, stage.name()));
         let scored = path.scored.get_or_create(&SceneLabels { scene: spec.scene.clone() }).clone();
 
-        Ok(Scene { spec, repo, source, fallbacks, stages, scored })
+        Ok(Scene { spec, repo, source, rollout: config.rollout.clone(), fallbacks, stages, scored })
     }
 
     /// Materialises what the bucket's `LATEST` names before the first load, so a fresh machine

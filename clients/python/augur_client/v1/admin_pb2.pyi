@@ -1,10 +1,24 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CanaryAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANARY_ACTION_UNSPECIFIED: _ClassVar[CanaryAction]
+    CANARY_ACTION_PROMOTE: _ClassVar[CanaryAction]
+    CANARY_ACTION_ROLLBACK: _ClassVar[CanaryAction]
+    CANARY_ACTION_HOLD: _ClassVar[CanaryAction]
+    CANARY_ACTION_RESUME: _ClassVar[CanaryAction]
+CANARY_ACTION_UNSPECIFIED: CanaryAction
+CANARY_ACTION_PROMOTE: CanaryAction
+CANARY_ACTION_ROLLBACK: CanaryAction
+CANARY_ACTION_HOLD: CanaryAction
+CANARY_ACTION_RESUME: CanaryAction
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("reset",)
@@ -101,7 +115,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "scene", "directory", "versions", "rescans", "loads", "rejected", "unloads", "last_error", "source", "source_latest", "rejected_versions", "quality")
+    __slots__ = ("name", "scene", "directory", "versions", "rescans", "loads", "rejected", "unloads", "last_error", "source", "source_latest", "rejected_versions", "quality", "rollout")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
     DIRECTORY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +129,7 @@ class ModelStatus(_message.Message):
     SOURCE_LATEST_FIELD_NUMBER: _ClassVar[int]
     REJECTED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     scene: str
     directory: str
@@ -128,7 +143,82 @@ class ModelStatus(_message.Message):
     source_latest: int
     rejected_versions: _containers.RepeatedCompositeFieldContainer[RejectedVersion]
     quality: _containers.RepeatedCompositeFieldContainer[VersionQuality]
-    def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ..., quality: _Optional[_Iterable[_Union[VersionQuality, _Mapping]]] = ...) -> None: ...
+    rollout: RolloutStatus
+    def __init__(self, name: _Optional[str] = ..., scene: _Optional[str] = ..., directory: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., rescans: _Optional[int] = ..., loads: _Optional[int] = ..., rejected: _Optional[int] = ..., unloads: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ..., source_latest: _Optional[int] = ..., rejected_versions: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ..., quality: _Optional[_Iterable[_Union[VersionQuality, _Mapping]]] = ..., rollout: _Optional[_Union[RolloutStatus, _Mapping]] = ...) -> None: ...
+
+class DecideCanaryRequest(_message.Message):
+    __slots__ = ("model", "version", "action", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    action: CanaryAction
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., action: _Optional[_Union[CanaryAction, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RolloutStatus(_message.Message):
+    __slots__ = ("canary_share", "min_impressions", "max_auc_drop", "max_calibration_error", "decision_window_s", "stable_version", "canary_version", "canary_since_ms", "decisions", "last_evaluation")
+    CANARY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AUC_DROP_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALIBRATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    canary_share: float
+    min_impressions: int
+    max_auc_drop: float
+    max_calibration_error: float
+    decision_window_s: int
+    stable_version: int
+    canary_version: int
+    canary_since_ms: int
+    decisions: _containers.RepeatedCompositeFieldContainer[CanaryDecision]
+    last_evaluation: CanaryDecision
+    def __init__(self, canary_share: _Optional[float] = ..., min_impressions: _Optional[int] = ..., max_auc_drop: _Optional[float] = ..., max_calibration_error: _Optional[float] = ..., decision_window_s: _Optional[int] = ..., stable_version: _Optional[int] = ..., canary_version: _Optional[int] = ..., canary_since_ms: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[CanaryDecision, _Mapping]]] = ..., last_evaluation: _Optional[_Union[CanaryDecision, _Mapping]] = ...) -> None: ...
+
+class CanaryDecision(_message.Message):
+    __slots__ = ("version", "decision", "by", "at_ms", "stable_version", "reason", "replica", "stable_impressions", "canary_impressions", "stable_auc", "canary_auc", "auc_difference", "standard_error", "z", "canary_calibration", "window_start_ms", "window_end_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    STABLE_IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    STABLE_AUC_FIELD_NUMBER: _ClassVar[int]
+    CANARY_AUC_FIELD_NUMBER: _ClassVar[int]
+    AUC_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STANDARD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    CANARY_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    decision: str
+    by: str
+    at_ms: int
+    stable_version: int
+    reason: str
+    replica: str
+    stable_impressions: int
+    canary_impressions: int
+    stable_auc: float
+    canary_auc: float
+    auc_difference: float
+    standard_error: float
+    z: float
+    canary_calibration: float
+    window_start_ms: int
+    window_end_ms: int
+    def __init__(self, version: _Optional[int] = ..., decision: _Optional[str] = ..., by: _Optional[str] = ..., at_ms: _Optional[int] = ..., stable_version: _Optional[int] = ..., reason: _Optional[str] = ..., replica: _Optional[str] = ..., stable_impressions: _Optional[int] = ..., canary_impressions: _Optional[int] = ..., stable_auc: _Optional[float] = ..., canary_auc: _Optional[float] = ..., auc_difference: _Optional[float] = ..., standard_error: _Optional[float] = ..., z: _Optional[float] = ..., canary_calibration: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ...) -> None: ...
 
 class VersionQuality(_message.Message):
     __slots__ = ("version", "window_start_ms", "window_end_ms", "impressions", "positives", "ctr", "mean_score", "calibration", "calibration_difference", "log_loss", "auc", "auc_error_bound", "impressions_total", "events_total", "corrections_total", "positive_event")

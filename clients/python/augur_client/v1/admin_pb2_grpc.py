@@ -54,6 +54,11 @@ class ModelAdminStub:
                 request_serializer=augur_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=augur_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.DecideCanary = channel.unary_unary(
+                '/augur.v1.ModelAdmin/DecideCanary',
+                request_serializer=augur_dot_v1_dot_admin__pb2.DecideCanaryRequest.SerializeToString,
+                response_deserializer=augur_dot_v1_dot_admin__pb2.ModelStatus.FromString,
+                _registered_method=True)
 
 
 class ModelAdminServicer:
@@ -89,6 +94,15 @@ class ModelAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DecideCanary(self, request, context):
+        """Override the canary decider of a scene with a rollout policy (docs/quality.md): promote or
+        roll back a version now, hold it as canary (the decider leaves it alone), or resume (remove
+        its decision). Recorded in the model repository, so every replica follows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_ModelAdminServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=augur_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=augur_dot_v1_dot_admin__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'DecideCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideCanary,
+                    request_deserializer=augur_dot_v1_dot_admin__pb2.DecideCanaryRequest.FromString,
+                    response_serializer=augur_dot_v1_dot_admin__pb2.ModelStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class ModelAdmin:
             '/augur.v1.ModelAdmin/GetStats',
             augur_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             augur_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/augur.v1.ModelAdmin/DecideCanary',
+            augur_dot_v1_dot_admin__pb2.DecideCanaryRequest.SerializeToString,
+            augur_dot_v1_dot_admin__pb2.ModelStatus.FromString,
             options,
             channel_credentials,
             insecure,
