@@ -3,14 +3,17 @@
 #   moto (S3) <- `augur models publish` v1 -> `augur serve` (bucket source, samples on)
 #   -> `augur simulate` (demo users, clicks from the demo's true click model, ReportEvents)
 #   -> sample log -> `augur samples dump` | tools/train/samples.py (the newest 20% held out)
-#   -> tools/train/train.py (warm-started from v1, with its lineage)
-#   -> held-out AUC of old and new (tools/train/score.py on a fresh demo impression log)
+#   -> tools/train/train.py (warm-started from v1, with its lineage; rows weighed by the inverse
+#      of the propensity the simulator reported with each impression: off-policy correction)
+#   -> held-out AUC of the true click model (the ceiling), old and new (tools/train/score.py on a
+#      fresh demo impression log)
 #   -> `augur models publish` v2 while traffic runs, through the publish gate (v2 against v1 on
 #      the held-out joined samples) -> served with zero failed requests
 #   -> tools/train/check_served.py (through augur_client, the Python client): every answer is v2's
 #      and equals the new model file's scores on augur's own GetFeatures inputs (also run for v1
 #      right after the start).
-# Prints each step's seconds and "AUC old X / new Y".
+# Prints each step's seconds and "AUC oracle X / old Y / new Z"; full mode fails unless v2 beats v1
+# by 0.005 held-out AUC or the gate refused it (then it says why and v1 keeps serving).
 #
 #   scripts/loop.sh           full: release build, 20k requests, 2 epochs, 20k held-out events;
 #                             if the gate refuses v2 the loop says why and v1 keeps serving
@@ -167,8 +170,12 @@ t=$(now)
 mkdir -p "$work/new"
 # v1's weights are the start (the served version, recorded in the lineage); a lower rate than
 # from scratch, so a few thousand samples refine v1 instead of overwriting it.
+# --ipw: each row weighed by 1/propensity (the simulator reports the probability it showed each
+# item with, as the impression's value): v1 chose what was shown, and without the correction v2
+# learns mostly about what v1 already ranked high.
 $py tools/train/train.py --train "$work/train" --out "$work/new/model.onnx" --report "$work/new/train_report.json" \
-  --epochs "$epochs" --init models/ranking/1/model.onnx --init-version 1 --lr 0.001 --lineage "$work/new/lineage.json"
+  --epochs "$epochs" --init models/ranking/1/model.onnx --init-version 1 --lr 0.001 --lineage "$work/new/lineage.json" \
+  --ipw
 if [ "$mode" = short ]; then
   # The gate's negative case: the same data with its labels shuffled, from scratch.
   mkdir -p "$work/shuffled"
@@ -181,10 +188,12 @@ echo "== held-out AUC: $heldout fresh events of the same catalogue, labels from 
 t=$(now)
 shuffled=()
 if [ "$mode" = short ]; then shuffled=(--model "shuffled=$work/shuffled/model.onnx"); fi
-$py tools/train/score.py --export "$work/heldout_export" --model old=models/ranking/1/model.onnx \
-  --model "new=$work/new/model.onnx" "${shuffled[@]}" | tee "$work/auc.txt"
+# `oracle`: the true click model itself, the ceiling any model can reach on these labels.
+$py tools/train/score.py --export "$work/heldout_export" --oracle "$work/heldout/impressions.csv" \
+  --model old=models/ranking/1/model.onnx --model "new=$work/new/model.onnx" "${shuffled[@]}" | tee "$work/auc.txt"
 auc_old=$(awk '$1 == "old" { print $3 }' "$work/auc.txt")
 auc_new=$(awk '$1 == "new" { print $3 }' "$work/auc.txt")
+auc_oracle=$(awk '$1 == "oracle" { print $3 }' "$work/auc.txt")
 record "held-out AUC" "$t"
 
 publish() { "$augur" models publish --config "$work/augur.toml" --scene ranking --to "$bucket" "$@"; }
@@ -221,7 +230,7 @@ if [ "$status" -ne 0 ]; then
   kill "$swap_pid" 2>/dev/null || true
   if [ "$mode" = full ] && grep -q "gate: refused" "$work/publish.err"; then
     echo
-    echo "AUC old $auc_old / new $auc_new (held-out: $heldout simulated events)"
+    echo "AUC oracle $auc_oracle / old $auc_old / new $auc_new (held-out: $heldout simulated events)"
     echo "loop: the publish gate refused v2 (reasons above); v1 keeps serving"
     exit 0
   fi
@@ -242,5 +251,14 @@ record "check served v2" "$t"
 echo
 echo "step                              seconds"
 for s in "${steps[@]}"; do printf '%-32s %8.1f\n' "${s%=*}" "${s##*=}"; done
-echo "AUC old $auc_old / new $auc_new (held-out: $heldout simulated events)"
+echo "AUC oracle $auc_oracle / old $auc_old / new $auc_new (held-out: $heldout simulated events)"
 echo "failed requests: 0"
+if [ "$mode" = full ]; then
+  # The gate let v2 through: it must be the better model by the margin the hourly loop promises.
+  if awk -v o="$auc_old" -v n="$auc_new" 'BEGIN { exit !(n >= o + 0.005) }'; then
+    echo "loop: v2 beats v1 by $(awk -v o="$auc_old" -v n="$auc_new" 'BEGIN { printf "%.4f", n - o }') held-out AUC"
+  else
+    echo "loop: v2 passed the gate but does not beat v1 by 0.005 held-out AUC (old $auc_old, new $auc_new)" >&2
+    exit 1
+  fi
+fi

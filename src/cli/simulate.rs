@@ -1,7 +1,8 @@
 //! `augur simulate`: the users of the demo catalogue, calling a running augur the way a feed
 //! would. Each request picks a user, `candidates` items by popularity and an (hour, device)
 //! context, calls Predict, "shows" the `shown` best-scored items (for an `explore` share of
-//! requests, `shown` random ones) as impression events and draws a
+//! requests, `shown` random ones) as impression events — each with its propensity, the
+//! probability this policy had of showing it, as the event's `value` — and draws a
 //! click for each from the demo's true click model ([`World::click_probability`], the one
 //! `augur demo-data` labels with), then reports the events with ReportEvents. So the sample log
 //! fills with labels a trainer can learn the hidden world from, and `scripts/loop.sh` can close
@@ -257,26 +258,31 @@ async fn worker(
             shared.reached.store(true, Ordering::Relaxed);
         }
         // The feed shows the best-scored candidates (or, exploring, random ones); only those can
-        // be clicked.
-        let mut order: Vec<usize> = (0..items.len()).collect();
+        // be clicked. Each impression carries its propensity, the probability this policy had of
+        // showing the item: what a trainer needs to undo the serving model's choice (IPW).
+        let mut ranked: Vec<usize> = (0..items.len()).collect();
+        ranked.sort_by(|&a, &b| response.scores[b].total_cmp(&response.scores[a]));
+        let random_share = config.explore * config.shown as f64 / items.len() as f64;
+        let mut top = vec![false; items.len()];
+        ranked.iter().take(config.shown).for_each(|&k| top[k] = true);
+        let mut order = ranked;
         if rng.random_bool(config.explore) {
             order.shuffle(&mut rng);
-        } else {
-            order.sort_by(|&a, &b| response.scores[b].total_cmp(&response.scores[a]));
         }
         let mut events = Vec::with_capacity(config.shown * 2);
         for &k in order.iter().take(config.shown) {
-            let event = |kind: &str| Event {
+            let propensity = random_share + if top[k] { 1.0 - config.explore } else { 0.0 };
+            let event = |kind: &str, value: Option<f64>| Event {
                 request_id: response.request_id.clone(),
                 item_id: ids[k].clone(),
                 r#type: kind.to_owned(),
                 timestamp_ms: 0,
-                value: None,
+                value,
             };
-            events.push(event("impression"));
+            events.push(event("impression", Some(propensity)));
             tally.impressions += 1;
             if rng.random_bool(shared.world.click_probability(user, items[k], hour, device)) {
-                events.push(event("click"));
+                events.push(event("click", None));
                 tally.clicks += 1;
             }
         }

@@ -81,10 +81,17 @@ def latest_samples(lines, scene: str | None) -> tuple[dict, dict]:
     return kept, counts
 
 
-def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[dict, np.ndarray, dict]:
-    """Per-input [N, width] arrays, the 0/1 label, and rows with a fallback per feature."""
+# The array of each row's propensity in features.npz (train.py --ipw weighs rows by its inverse).
+PROPENSITY = "propensity"
+
+
+def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[dict, np.ndarray, dict, np.ndarray]:
+    """Per-input [N, width] arrays, the 0/1 label, rows with a fallback per feature, and each
+    row's propensity: the probability the caller showed the item with, as it reported it in the
+    impression event's `value` (1.0 when it did not)."""
     cols = {s["name"]: [] for s in spec}
     labels = np.zeros(len(samples), np.float32)
+    propensity = np.ones(len(samples), np.float32)
     fallbacks: dict[str, int] = {}
     for i, rec in enumerate(samples):
         by_name = {t.get("name"): t for t in rec.get("inputs", [])}
@@ -101,6 +108,9 @@ def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[d
                                    f"values, meta.json says width {s['width']}")
             cols[s["name"]].append(values)
         labels[i] = float(any(lb.get("type") == label_type for lb in rec.get("labels", [])))
+        shown = [lb.get("value") for lb in rec.get("labels", []) if lb.get("type") == "impression"]
+        if shown and isinstance(shown[0], (int, float)) and 0.0 < shown[0] <= 1.0:
+            propensity[i] = shown[0]
         for f in {f.get("feature") for f in rec.get("fallbacks", [])}:
             fallbacks[f] = fallbacks.get(f, 0) + 1
     arrays = {}
@@ -110,7 +120,7 @@ def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[d
             arrays[s["name"]] = np.asarray(cols[s["name"]], dtype=dtype).reshape(len(samples), s["width"])
         except (TypeError, ValueError) as e:
             raise SamplesError(f"input {s['name']!r}: values are not {s['dtype']}: {e}")
-    return arrays, labels, fallbacks
+    return arrays, labels, fallbacks, propensity
 
 
 def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "click",
@@ -132,18 +142,20 @@ def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "cl
             counts["held_out"] = held
             samples, end = samples[:len(samples) - held], cutoff
         window = {"from_ms": ts[0], "to_ms": end, "rows": len(samples)}
-    arrays, labels, fallbacks = to_arrays(samples, spec_meta["inputs"], label_type)
+    arrays, labels, fallbacks, propensity = to_arrays(samples, spec_meta["inputs"], label_type)
     label_key = "label"
-    if label_key in arrays:
-        raise SamplesError(f"an input is named {label_key!r}, which the label array needs")
+    for key in (label_key, PROPENSITY):
+        if key in arrays:
+            raise SamplesError(f"an input is named {key!r}, which the {key} array needs")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "features.npz", **arrays, **{label_key: labels})
+    np.savez(out / "features.npz", **arrays, **{label_key: labels, PROPENSITY: propensity})
     meta = {
         "scene": spec_meta.get("scene", ""),
         "rows": len(samples),
         "output": spec_meta["output"],
         "label": label_key,
+        "propensity": PROPENSITY,
         "inputs": spec_meta["inputs"],
         "features": spec_meta.get("features", []),
         "fallbacks": fallbacks,
@@ -158,19 +170,21 @@ def self_test() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train import ExportError, load_export
 
-    def sample(sid, rev, ts, ids, dense, labels, scene="ranking", fallbacks=()):
+    def sample(sid, rev, ts, ids, dense, labels, scene="ranking", fallbacks=(), shown_with=None):
         return {"kind": "sample", "sequence": 0, "sample_id": sid, "revision": rev, "scene": scene,
                 "timestamp_ms": ts, "request_id": sid.split(":")[0],
                 "inputs": [{"name": "ids", "dtype": "int64", "shape": [1, 2], "values": ids},
                            {"name": "dense", "dtype": "float32", "shape": [1, 1], "values": [dense]}],
-                "labels": [{"type": t, "timestamp_ms": ts + 1} for t in labels],
+                "labels": [dict({"type": t, "timestamp_ms": ts + 1},
+                                **({"value": shown_with} if t == "impression" and shown_with else {}))
+                           for t in labels],
                 "fallbacks": [{"feature": f, "reason": "FALLBACK_REASON_MISSING_ROW"} for f in fallbacks]}
 
     records = [
         sample("r1:0", 0, 20, [1, 2], 0.5, ["impression"]),
         sample("r1:1", 0, 20, [3, 4], 0.25, ["impression"], fallbacks=["age"]),
         {"kind": "orphan", "sequence": 0, "request_id": "gone", "item_id": "x", "type": "click"},
-        sample("r1:0", 1, 20, [1, 2], 0.5, ["impression", "click"]),  # the correction wins
+        sample("r1:0", 1, 20, [1, 2], 0.5, ["impression", "click"], shown_with=0.25),  # the correction wins
         sample("r0:0", 0, 10, [5, 6], 1.5, ["impression", "conversion"]),
         sample("r1:1", 0, 20, [3, 4], 0.25, ["impression"], fallbacks=["age"]),  # delivered twice
         sample("s9:0", 0, 5, [7, 8], 2.0, ["click"], scene="search_suggest"),
@@ -191,6 +205,8 @@ def self_test() -> None:
         assert d["arrays"]["ids"].dtype == np.int64 and d["arrays"]["dense"].dtype == np.float32
         assert d["dense"][:, 0].tolist() == [1.5, 0.5, 0.25]
         assert d["label"].tolist() == [0.0, 1.0, 0.0], d["label"]
+        # The impression's reported propensity (r1:0), 1.0 where none was reported.
+        assert d["propensity"].tolist() == [1.0, 0.25, 1.0], d["propensity"]
         assert written["fallbacks"] == {"age": 1}
         src = written["source"]
         assert (src["records"], src["orphans"], src["other_scenes"], src["superseded"]) == (7, 1, 1, 2), src

@@ -20,6 +20,7 @@ hand-written Adam (lazy/sparse rows for the tables), manual backprop.
 
   python train.py --train DIR [--valid DIR] --out model.onnx [--report r.json] [--scores s.npy]
                   [--init served.onnx --init-version N] [--lineage lineage.json] [--shuffle-labels]
+                  [--ipw [--ipw-clip 10]]
   python train.py --train DIR --gradcheck          # finite-difference check of the backprop only
 
 --init warm-starts from a model this script wrote (same inputs, --embed-dim and --hidden): its
@@ -27,7 +28,10 @@ weights are the starting point instead of random ones. --lineage writes what `au
 publish --lineage` records in the version's marker: the run's parameters, the sample window the
 training rows came from (meta.json "window", written by samples.py) and the warm-start version.
 --shuffle-labels permutes the labels before training: a deliberately useless model, for testing
-the publish gate.
+the publish gate. --ipw weighs each training row by the inverse of its propensity (the probability
+the caller showed the item with, reported as the impression event's value and kept by samples.py),
+clipped at --ipw-clip and normalised to mean 1: the served model chose what was shown, and
+without the correction the next model learns mostly about what the last one liked.
 """
 from __future__ import annotations
 
@@ -131,6 +135,13 @@ def load_export(d: str | Path) -> dict:
     if not np.isin(y, (0.0, 1.0)).all():
         raise ExportError(f"{d}: label must be 0/1")
     n = y.shape[0]
+    propensity = None
+    if meta.get("propensity"):
+        with np.load(d / "features.npz", allow_pickle=False) as again:
+            if meta["propensity"] in again.files:
+                propensity = again[meta["propensity"]].astype(np.float32)
+        if propensity is None or propensity.shape != (n,) or not ((propensity > 0) & (propensity <= 1)).all():
+            raise ExportError(f"{d}: propensity must be [N] values in (0, 1]")
     for name, a in arrays.items():
         if a.shape[0] != n:
             raise ExportError(f"{d}: input {name!r} has {a.shape[0]} rows, label has {n}")
@@ -140,7 +151,7 @@ def load_export(d: str | Path) -> dict:
     floats = [s for s in meta["inputs"] if s["dtype"] == "float32"]
     dense = (np.concatenate([arrays[s["name"]] for s in floats], axis=1) if floats
              else np.zeros((n, 0), np.float32))
-    return {"dir": str(d), "meta": meta, "arrays": arrays, "rows": n, "label": y,
+    return {"dir": str(d), "meta": meta, "arrays": arrays, "rows": n, "label": y, "propensity": propensity,
             "ids": [arrays[s["name"]] for s in ints], "dense": np.ascontiguousarray(dense)}
 
 
@@ -485,6 +496,10 @@ def parse_args(argv=None):
     ap.add_argument("--lineage", help="write the run's lineage JSON here (for `augur models publish --lineage`)")
     ap.add_argument("--shuffle-labels", action="store_true",
                     help="permute the training labels: a deliberately degraded model (gate tests)")
+    ap.add_argument("--ipw", action="store_true",
+                    help="weigh each row by 1/propensity (samples.py's propensity array): off-policy correction")
+    ap.add_argument("--ipw-clip", type=float, default=10.0,
+                    help="largest weight before normalising (propensities below 1/clip count as 1/clip)")
     ap.add_argument("--gradcheck", action="store_true",
                     help="finite-difference check of the gradients first (exits if no --out)")
     a = ap.parse_args(argv)
@@ -545,6 +560,15 @@ def main(argv=None) -> int:
     n, ids, dense, y = tr["rows"], tr["ids"], tr["dense"], tr["label"]
     if a.shuffle_labels:
         y = np.random.default_rng(a.seed + 1).permutation(y)
+    # Inverse-propensity weights: the serving model chose what was shown, so its favourites are
+    # over-represented; each row counts 1/p (clipped, then scaled to mean 1 so the learning rate
+    # keeps its meaning). Without propensities (or without --ipw) every row counts 1.
+    w = np.ones(n, np.float32)
+    if a.ipw and tr["propensity"] is not None:
+        w = 1.0 / np.maximum(tr["propensity"], 1.0 / a.ipw_clip)
+        w = (w / w.mean()).astype(np.float32)
+        log(f"ipw: weights {w.min():.2f}..{w.max():.2f} (clip {a.ipw_clip}), "
+            f"{int((tr['propensity'] < 1).sum())} of {n} rows shown with p < 1")
     log(f"train {n} rows from {a.train}; inputs "
         + ", ".join(f"{s['name']}:{s['dtype']}[{s['width']}]" for s in meta["inputs"])
         + f"; k={a.embed_dim} hidden={a.hidden_sizes}")
@@ -554,10 +578,10 @@ def main(argv=None) -> int:
         tot = 0.0
         for st in range(0, n, a.batch):
             b = perm[st:st + a.batch]
-            yb = y[b]
+            yb, wb = y[b], w[b]
             z, c = model.forward([x[b] for x in ids], dense[b], cache=True)
-            tot += float(np.sum(np.logaddexp(0.0, z) - yb * z))
-            gd, gs = model.backward(c, (sigmoid(z) - yb) / b.size, a.l2)
+            tot += float(np.sum(wb * (np.logaddexp(0.0, z) - yb * z)))
+            gd, gs = model.backward(c, wb * (sigmoid(z) - yb) / b.size, a.l2)
             opt.step(gd, gs)
         msg = f"epoch {ep + 1}/{a.epochs}: train bce {tot / max(n, 1):.4f}"
         if va is not None:
@@ -603,6 +627,7 @@ def main(argv=None) -> int:
             "run": {"producer": PRODUCER, "train": str(a.train), "epochs": a.epochs, "batch": a.batch,
                     "lr": a.lr, "embed_dim": a.embed_dim, "hidden": a.hidden_sizes, "l2": a.l2,
                     "seed": a.seed, "shuffle_labels": a.shuffle_labels, "init": a.init,
+                    "ipw": a.ipw, "ipw_clip": a.ipw_clip,
                     "train_rows": n, "train_auc": report["train_auc"], "seconds": report["seconds"]},
             "samples": window,
             "warm_start_version": a.init_version,

@@ -162,15 +162,18 @@ pub fn generate(spec: &DemoSpec, dir: &Path) -> std::io::Result<()> {
     }
     let zipf = popularity(spec);
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("impressions.csv"))?);
-    writeln!(out, "user_id,item_id,hour,device,label,ts")?;
+    // `p`: the true click probability the label was drawn from (the ceiling a model can reach:
+    // `tools/train/score.py --oracle`).
+    writeln!(out, "user_id,item_id,hour,device,label,ts,p")?;
     let start_ts = 1_700_000_000u64;
     for n in 0..spec.impressions {
         let u = rng.random_range(0..spec.users);
         let i = draw_item(&zipf, spec.items, &mut rng);
         let hour = rng.random_range(0..24u32);
         let device = DEVICES[rng.random_range(0..DEVICES.len())];
-        let label = u8::from(rng.random_bool(world.click_probability(u, i, hour, device)));
-        writeln!(out, "u{u},i{i},{hour},{device},{label},{}", start_ts + n as u64 * 3)?;
+        let p = world.click_probability(u, i, hour, device);
+        let label = u8::from(rng.random_bool(p));
+        writeln!(out, "u{u},i{i},{hour},{device},{label},{},{p:.6}", start_ts + n as u64 * 3)?;
     }
     out.flush()
 }
@@ -227,6 +230,8 @@ mod tests {
             let f: Vec<&str> = line.split(',').collect();
             let (u, i) = (f[0][1..].parse().unwrap(), f[1][1..].parse().unwrap());
             let p = world.click_probability(u, i, f[2].parse().unwrap(), f[3]);
+            // The logged probability is the one the label was drawn from.
+            assert!((f[6].parse::<f64>().unwrap() - p).abs() < 1e-6, "{line}");
             expected += p;
             variance += p * (1.0 - p);
             clicks += f64::from(f[4].parse::<u8>().unwrap());
