@@ -131,12 +131,10 @@ async fn store_and_target(config: &Config, metrics: &Metrics) -> Result<(Arc<dyn
         }
         StoreConfig::Redis(redis) => {
             let store = crate::fetch::RedisFeatureStore::connect(redis).await?;
-            let cache = redis
-                .cache
-                .tables
-                .values()
-                .any(|t| t.enabled)
-                .then(|| Arc::new(crate::fetch::CachedStore::new(store.clone(), &redis.cache.tables, &metrics.of())));
+            let cache =
+                redis.cache.tables.values().any(|t| t.enabled).then(|| {
+                    Arc::new(crate::fetch::CachedStore::new(store.clone(), &redis.cache.tables, &metrics.of()))
+                });
             let target = Target::Redis(RedisTarget {
                 store: store.clone(),
                 cache: cache.clone(),
@@ -224,7 +222,10 @@ impl App {
         let store = match parts.store {
             Some(store) if config.feature_streams.is_empty() => store,
             Some(_) => {
-                return Err(StreamError::Unsupported("they write the configured store, not one supplied in Parts".into()).into());
+                return Err(StreamError::Unsupported(
+                    "they write the configured store, not one supplied in Parts".into(),
+                )
+                .into());
             }
             None => {
                 let (store, target) = store_and_target(&config, &metrics).await?;
@@ -234,7 +235,14 @@ impl App {
                     StoreConfig::Memory { .. } => None,
                 };
                 let stream_metrics = metrics.of::<StreamMetrics>();
-                crate::feature_stream::start(&config.feature_streams, target, redis, &stream_metrics, &tracker, shutdown.clone())?;
+                crate::feature_stream::start(
+                    &config.feature_streams,
+                    target,
+                    redis,
+                    &stream_metrics,
+                    &tracker,
+                    shutdown.clone(),
+                )?;
                 store
             }
         };

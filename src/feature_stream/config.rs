@@ -110,7 +110,10 @@ pub fn validate(streams: &[FeatureStreamConfig]) -> Result<(), Invalid> {
     for (i, stream) in streams.iter().enumerate() {
         let key = |field: &str| format!("feature_streams[{i}].{field}");
         if !cfg!(feature = "kafka") {
-            return Err(invalid(&format!("feature_streams[{i}]"), "this build has no Kafka support (cargo feature `kafka`)"));
+            return Err(invalid(
+                &format!("feature_streams[{i}]"),
+                "this build has no Kafka support (cargo feature `kafka`)",
+            ));
         }
         // Names go into pub/sub messages split on spaces, and into file names.
         let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
@@ -140,7 +143,10 @@ pub fn validate(streams: &[FeatureStreamConfig]) -> Result<(), Invalid> {
         match vet(&stream.properties) {
             None => {}
             Some(Refusal::Protected { key: k, property, reason }) => {
-                return Err(invalid(&key(&format!("properties.\"{k}\"")), &format!("librdkafka's `{property}` {reason}")));
+                return Err(invalid(
+                    &key(&format!("properties.\"{k}\"")),
+                    &format!("librdkafka's `{property}` {reason}"),
+                ));
             }
             Some(Refusal::SameProperty { first, second, property }) => {
                 return Err(invalid(

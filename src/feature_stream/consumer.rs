@@ -61,7 +61,11 @@ impl std::fmt::Debug for StreamConsumerTask {
 impl StreamConsumerTask {
     /// Creates the consumer and subscribes (no broker round trip: an unreachable cluster shows
     /// later, as consumer errors).
-    pub(super) fn new(config: &FeatureStreamConfig, target: Target, metrics: StreamMetrics) -> Result<Self, StreamError> {
+    pub(super) fn new(
+        config: &FeatureStreamConfig,
+        target: Target,
+        metrics: StreamMetrics,
+    ) -> Result<Self, StreamError> {
         let commit = !matches!(target, Target::Memory(_));
         let group = if commit {
             config.group_id.clone()
@@ -85,9 +89,8 @@ impl StreamConsumerTask {
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let error = |action: &'static str| {
-            move |source| StreamError::Kafka { stream: config.name.clone(), action, source }
-        };
+        let error =
+            |action: &'static str| move |source| StreamError::Kafka { stream: config.name.clone(), action, source };
         let consumer: StreamConsumer = client.create().map_err(error("creating the consumer"))?;
         consumer.subscribe(&[&config.topic]).map_err(error("subscribing"))?;
         tracing::info!(stream = %config.name, topic = %config.topic, group = %group, commit, "feature stream started");
@@ -105,7 +108,12 @@ impl StreamConsumerTask {
 
     /// Consumes until `stop`; then commits what was written and leaves the group.
     pub(super) async fn run(mut self, stop: CancellationToken) {
-        let lag = tokio::spawn(watch_lag(Arc::clone(&self.consumer), self.config.name.clone(), self.metrics.clone(), stop.clone()));
+        let lag = tokio::spawn(watch_lag(
+            Arc::clone(&self.consumer),
+            self.config.name.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        ));
         loop {
             let first = tokio::select! {
                 () = stop.cancelled() => break,
@@ -202,7 +210,10 @@ impl StreamConsumerTask {
             match outcome {
                 Ok(done) => {
                     let result = if done.applied > 0 { "applied" } else { "stale" };
-                    self.metrics.updates.get_or_create(&UpdateLabels { stream: name.clone(), result: result.into() }).inc();
+                    self.metrics
+                        .updates
+                        .get_or_create(&UpdateLabels { stream: name.clone(), result: result.into() })
+                        .inc();
                     if done.applied > 0 {
                         let labels = FreshnessLabels { stream: name.clone(), path: "write".into() };
                         self.metrics.freshness.get_or_create(&labels).observe(age_seconds(update.event_time_ms));
@@ -281,7 +292,9 @@ async fn watch_lag(consumer: Arc<StreamConsumer>, stream: String, metrics: Strea
                 let Offset::Offset(position) = element.offset() else {
                     continue;
                 };
-                if let Ok((_, high)) = consumer.fetch_watermarks(element.topic(), element.partition(), WATERMARK_TIMEOUT) {
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(element.topic(), element.partition(), WATERMARK_TIMEOUT)
+                {
                     lags.push((element.partition(), (high - position).max(0)));
                 }
             }

@@ -76,7 +76,8 @@ pub async fn run(
             };
             let payload = String::from_utf8_lossy(msg.get_payload_bytes());
             let mut parts = payload.splitn(4, ' ');
-            let (Some(time), Some(stream), Some(table), Some(id)) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(time), Some(stream), Some(table), Some(id)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -98,9 +99,8 @@ async fn subscribe(config: &RedisConfig, url: usize, channel: &str) -> redis::Re
     let url = config.urls[url].as_str();
     let client = match &config.tls_ca_path {
         Some(path) => {
-            let root_cert = std::fs::read(path).map_err(|e| {
-                redis::RedisError::from((redis::ErrorKind::Io, "store.tls_ca_path", e.to_string()))
-            })?;
+            let root_cert = std::fs::read(path)
+                .map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "store.tls_ca_path", e.to_string())))?;
             redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })?
         }
         None => redis::Client::open(url)?,

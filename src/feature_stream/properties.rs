@@ -90,13 +90,19 @@ mod tests {
     fn protected_properties_are_refused_under_every_name() {
         let one = |k: &str, v: &str| vet(&[(k.to_owned(), v.to_owned())].into());
         for key in ["enable.auto.commit", "auto.commit.enable", "topic.auto.commit.enable"] {
-            assert!(matches!(one(key, "true"), Some(Refusal::Protected { property: "enable.auto.commit", .. })), "{key}");
+            assert!(
+                matches!(one(key, "true"), Some(Refusal::Protected { property: "enable.auto.commit", .. })),
+                "{key}"
+            );
             assert_eq!(one(key, "false"), None, "{key}");
         }
         assert!(matches!(one("bootstrap.servers", "x:1"), Some(Refusal::Protected { .. })));
         assert!(matches!(one("group.id", "g"), Some(Refusal::Protected { .. })));
         assert_eq!(one("auto.offset.reset", "earliest"), None);
-        let two = [("fetch.message.max.bytes".to_owned(), "1".to_owned()), ("max.partition.fetch.bytes".to_owned(), "2".to_owned())];
+        let two = [
+            ("fetch.message.max.bytes".to_owned(), "1".to_owned()),
+            ("max.partition.fetch.bytes".to_owned(), "2".to_owned()),
+        ];
         assert!(matches!(vet(&two.into()), Some(Refusal::SameProperty { .. })));
     }
 }

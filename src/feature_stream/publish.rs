@@ -13,7 +13,12 @@ use super::update::Update;
 
 /// Sends `updates` to `topic` in order, encoded as `format` (`Auto` means protobuf), and waits for
 /// every acknowledgement. Returns the number sent.
-pub async fn publish(brokers: &str, topic: &str, format: UpdateFormat, updates: &[Update]) -> Result<usize, StreamError> {
+pub async fn publish(
+    brokers: &str,
+    topic: &str,
+    format: UpdateFormat,
+    updates: &[Update],
+) -> Result<usize, StreamError> {
     publish_raw(brokers, topic, updates.iter().map(|u| (u.key(), encode(format, u)))).await
 }
 

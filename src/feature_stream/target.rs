@@ -90,7 +90,6 @@ impl Target {
     }
 }
 
-
 // === impl RedisTarget ===
 
 impl RedisTarget {

@@ -64,12 +64,18 @@ fn a_stream_gets_its_defaults_and_bad_values_name_their_key() {
     assert_eq!(config.feature_streams[0].tables.len(), 1);
     for (extra, key) in [
         ("topic = \"\"\n", "feature_streams[0].topic"),
-        ("properties = { \"enable.auto.commit\" = \"true\" }\n", "feature_streams[0].properties.\"enable.auto.commit\""),
+        (
+            "properties = { \"enable.auto.commit\" = \"true\" }\n",
+            "feature_streams[0].properties.\"enable.auto.commit\"",
+        ),
         ("properties = { \"bootstrap.servers\" = \"x:1\" }\n", "feature_streams[0].properties.\"bootstrap.servers\""),
         ("tables = { item = \"a b\" }\n", "feature_streams[0].tables.item"),
         ("max_batch = 0\n", "feature_streams[0].max_batch"),
     ] {
-        let toml = format!("[[feature_streams]]\nname = \"items\"\nbrokers = \"b:1\"\n{}{extra}", if extra.starts_with("topic") { "" } else { "topic = \"t\"\n" });
+        let toml = format!(
+            "[[feature_streams]]\nname = \"items\"\nbrokers = \"b:1\"\n{}{extra}",
+            if extra.starts_with("topic") { "" } else { "topic = \"t\"\n" }
+        );
         let err = Config::from_toml(&toml).unwrap_err().to_string();
         assert!(err.contains(key), "{extra}: {err}");
     }

@@ -59,7 +59,8 @@ impl Update {
     }
 
     fn from_proto(payload: &[u8]) -> Result<Update, BadMessage> {
-        let m = proto::FeatureUpdate::decode(payload).map_err(|e| bad("decode", format!("not a FeatureUpdate: {e}")))?;
+        let m =
+            proto::FeatureUpdate::decode(payload).map_err(|e| bad("decode", format!("not a FeatureUpdate: {e}")))?;
         let entity = match proto::EntityKind::try_from(m.entity) {
             Ok(proto::EntityKind::User) => EntityKind::User,
             Ok(proto::EntityKind::Item) => EntityKind::Item,
@@ -109,7 +110,8 @@ impl Update {
         };
         let mut features = Vec::with_capacity(object.len());
         for (name, json) in object {
-            let value = from_json(&json).ok_or_else(|| bad("value", format!("feature `{name}`: {json} is no value")))?;
+            let value =
+                from_json(&json).ok_or_else(|| bad("value", format!("feature `{name}`: {json} is no value")))?;
             features.push((name, value));
         }
         features.sort_by(|a, b| a.0.cmp(&b.0));
@@ -124,7 +126,10 @@ impl Update {
             return Err(bad("event_time", format!("event_time_ms must be > 0 (got {})", self.event_time_ms)));
         }
         if self.features.is_empty() || self.features.len() > MAX_FEATURES {
-            return Err(bad("features", format!("must carry 1..={MAX_FEATURES} features (got {})", self.features.len())));
+            return Err(bad(
+                "features",
+                format!("must carry 1..={MAX_FEATURES} features (got {})", self.features.len()),
+            ));
         }
         for (name, value) in &self.features {
             if name.is_empty() || name.starts_with(STAMP_PREFIX) {

@@ -227,6 +227,9 @@ mod tests {
         assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), Upserted { applied: 0, stale: 2 });
         let tables = store.tables.read().unwrap();
         let row = &tables["items"].rows["i1"];
-        assert_eq!((row["a"].clone(), row["b"].clone(), row["c"].clone()), (Value::Int(2), Value::Int(2), Value::Int(1)));
+        assert_eq!(
+            (row["a"].clone(), row["b"].clone(), row["c"].clone()),
+            (Value::Int(2), Value::Int(2), Value::Int(1))
+        );
     }
 }
