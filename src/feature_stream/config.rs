@@ -58,7 +58,7 @@ pub enum UpdateFormat {
     Protobuf,
     /// The same update as a JSON object.
     Json,
-    /// JSON when the payload starts with `{`, else protobuf (a topic written by both kinds of
+    /// JSON when the payload starts with an opening brace, else protobuf (a topic written by both kinds of
     /// producer).
     Auto,
 }
