@@ -32,6 +32,8 @@ use crate::telemetry::LogEvery;
 const LAG_EVERY: Duration = Duration::from_secs(2);
 /// Bound on one watermark request.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on the final commit and leaving the group at shutdown.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Longest pause between write retries.
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
@@ -142,19 +144,26 @@ impl StreamConsumerTask {
             }
         }
         // Commit what was written (a commit still in flight may be lost with the consumer) and
-        // leave the group, off the async workers: librdkafka's close blocks.
+        // leave the group, on a thread of its own: librdkafka's synchronous commit and close block,
+        // without a bound while the group coordinator is unreachable, and a blocking-pool task
+        // would hold up the runtime's exit. Waited for up to `CLOSE_WAIT`; after that the thread
+        // finishes on its own and the uncommitted updates come again (no-ops).
         let tpl = self.commit.then(|| self.offsets());
         let (consumer, stream) = (self.consumer, self.config.name);
         let _ = lag.await;
-        let _ = tokio::task::spawn_blocking(move || {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let closer = std::thread::Builder::new().name("feature-stream-close".into()).spawn(move || {
             if let Some(tpl) = tpl.filter(|t| t.count() > 0)
                 && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
             {
                 tracing::warn!(stream = %stream, error = %e, "feature stream: final commit failed; the last updates will be consumed again (no-ops)");
             }
             drop(consumer);
-        })
-        .await;
+            let _ = done_tx.send(());
+        });
+        if closer.is_ok() && tokio::time::timeout(CLOSE_WAIT, done_rx).await.is_err() {
+            tracing::warn!("feature stream: the consumer did not close within the bound; leaving it to finish");
+        }
     }
 
     fn consumer_error(&self, e: &rdkafka::error::KafkaError) {
