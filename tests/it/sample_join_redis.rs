@@ -42,15 +42,8 @@ impl RecordWriter for Written {
 const LEASE_MS: i64 = 1_000;
 
 async fn store(url: &str, cluster: bool) -> Arc<dyn JoinStore> {
-    let config = RedisJoinConfig {
-        url,
-        cluster,
-        namespace: "t",
-        timeout_ms: 2_000,
-        shards: 16,
-        lease_ms: LEASE_MS as u64,
-        close_grace_ms: 600_000,
-    };
+    let config =
+        RedisJoinConfig { url, cluster, namespace: "t", timeout_ms: 2_000, shards: 16, lease_ms: LEASE_MS as u64, close_grace_ms: 600_000 };
     let metrics = augur::telemetry::Metrics::new().of::<augur::sample_log::metrics::SampleMetrics>();
     Arc::new(RedisJoinStore::connect(&config, metrics).await.expect("connect"))
 }
