@@ -35,6 +35,7 @@ use crate::admin::{
 };
 use crate::batch::metrics::BatchMetrics;
 use crate::config::{Config, RegistryConfig, StoreConfig};
+use crate::feature_stream::{RedisTarget, StreamError, StreamMetrics, Target};
 use crate::fetch::metrics::CacheMetrics;
 use crate::fetch::{FeatureStore, MemoryStore, StoreOpenError};
 use crate::model::ModelLoader;
@@ -86,6 +87,9 @@ pub enum StartError {
     /// The sample pipeline could not start.
     #[error(transparent)]
     Samples(#[from] SampleError),
+    /// A feature stream could not start.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
 }
 
 /// Each listener's health reporter and the service it reports besides the whole server (`""`):
@@ -114,15 +118,34 @@ impl Health {
 /// Builds the configured store: memory tables are loaded, Redis is connected (and wrapped in the
 /// local cache when `store.cache` lists tables).
 pub async fn store(config: &Config, metrics: &Metrics) -> Result<Arc<dyn FeatureStore>, StartError> {
+    Ok(store_and_target(config, metrics).await?.0)
+}
+
+/// The configured store, and the same store as feature streams write it (typed: the memory
+/// tables, or Redis and the cache in front of it).
+async fn store_and_target(config: &Config, metrics: &Metrics) -> Result<(Arc<dyn FeatureStore>, Target), StartError> {
     match &config.store {
-        StoreConfig::Memory { tables } => Ok(Arc::new(MemoryStore::load(tables)?)),
+        StoreConfig::Memory { tables } => {
+            let store = Arc::new(MemoryStore::load(tables)?);
+            Ok((Arc::clone(&store) as Arc<dyn FeatureStore>, Target::Memory(store)))
+        }
         StoreConfig::Redis(redis) => {
             let store = crate::fetch::RedisFeatureStore::connect(redis).await?;
-            if redis.cache.tables.values().any(|t| t.enabled) {
-                Ok(Arc::new(crate::fetch::CachedStore::new(store, &redis.cache.tables, &metrics.of())))
-            } else {
-                Ok(Arc::new(store))
-            }
+            let cache =
+                redis.cache.tables.values().any(|t| t.enabled).then(|| {
+                    Arc::new(crate::fetch::CachedStore::new(store.clone(), &redis.cache.tables, &metrics.of()))
+                });
+            let target = Target::Redis(RedisTarget {
+                store: store.clone(),
+                cache: cache.clone(),
+                channel: crate::feature_stream::target::channel(&redis.namespace),
+                read_timeout: Duration::from_millis(redis.timeout_ms),
+            });
+            let served: Arc<dyn FeatureStore> = match cache {
+                Some(cache) => cache,
+                None => Arc::new(store),
+            };
+            Ok((served, target))
         }
     }
 }
@@ -197,8 +220,31 @@ impl App {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let store = match parts.store {
-            Some(store) => store,
-            None => store(&config, &metrics).await?,
+            Some(store) if config.feature_streams.is_empty() => store,
+            Some(_) => {
+                return Err(StreamError::Unsupported(
+                    "they write the configured store, not one supplied in Parts".into(),
+                )
+                .into());
+            }
+            None => {
+                let (store, target) = store_and_target(&config, &metrics).await?;
+                // Consumers run until shutdown step 3, beside the scenes' watchers.
+                let redis = match &config.store {
+                    StoreConfig::Redis(redis) => Some(redis),
+                    StoreConfig::Memory { .. } => None,
+                };
+                let stream_metrics = metrics.of::<StreamMetrics>();
+                crate::feature_stream::start(
+                    &config.feature_streams,
+                    target,
+                    redis,
+                    &stream_metrics,
+                    &tracker,
+                    shutdown.clone(),
+                )?;
+                store
+            }
         };
         let loader = parts.loader.unwrap_or_else(|| {
             Arc::new(OnnxLoader::new(SessionOptions {

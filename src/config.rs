@@ -6,7 +6,7 @@
 //! [`store` and `fetch`](crate::fetch::config), [`scenes`](crate::scene::config) with their
 //! bucket [`source`](crate::repository::config), [`admin`](crate::admin::config),
 //! [`log` and `trace`](crate::telemetry::config), [`registry`](crate::registry::config) and
-//! [`samples`](crate::sample_log::config). Here are the tree, the layering, the checks that span
+//! [`samples`](crate::sample_log::config) and [`feature_streams`](crate::feature_stream::config). Here are the tree, the layering, the checks that span
 //! sections, and the test that `config/default.toml` and the code's defaults agree.
 
 use std::path::Path;
@@ -16,6 +16,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 pub use crate::admin::config::AdminConfig;
+pub use crate::feature_stream::config::{EntityKind, FeatureStreamConfig, UpdateFormat};
 pub use crate::fetch::config::{
     CacheConfig, FetchConfig, KeyTemplate, RedisConfig, StoreConfig, TableCacheConfig, TableConfig,
 };
@@ -78,6 +79,9 @@ pub struct Config {
     /// OpenTelemetry traces of `augur serve` (off unless an OTLP endpoint is set).
     #[serde(default)]
     pub trace: TraceConfig,
+    /// Kafka topics of feature updates upserted into `[store]` as they arrive (none by default).
+    #[serde(default)]
+    pub feature_streams: Vec<FeatureStreamConfig>,
 }
 
 impl Config {
@@ -140,6 +144,7 @@ impl Config {
             }
         }
         self.trace.validate()?;
+        crate::feature_stream::config::validate(&self.feature_streams)?;
         Ok(())
     }
 }

@@ -28,6 +28,9 @@
 //! caller's side, [`client`] (finds instances in etcd, balances across them, retries an
 //! idempotent call once on UNAVAILABLE).
 //!
+//! Feeding step 3 from beside the path, [`feature_stream`]: Kafka topics of feature updates
+//! upserted into the store (event-time last-writer-wins) with every replica's cache invalidated.
+//!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator, `augur models` publish/list).
 #![forbid(unsafe_code)]
@@ -41,6 +44,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod feature_stream;
 pub mod fetch;
 pub mod model;
 pub mod predict;

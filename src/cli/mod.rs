@@ -6,6 +6,7 @@
 //! - [`demo`]    — `augur demo-data`, `augur suggest-demo-data`: deterministic synthetic data.
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
+//! - [`publish`] — `augur features publish`: feature updates onto a stream's Kafka topic.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
 //! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
 //!   directory, validated against the scene's spec before anything is uploaded; [`gate`] is
@@ -21,5 +22,6 @@ pub mod load;
 pub mod loadgen;
 pub mod models;
 pub mod predict;
+pub mod publish;
 pub mod samples;
 pub mod simulate;

@@ -166,6 +166,28 @@ impl<S: FeatureStore> CachedStore<S> {
         }
     }
 
+    /// Drops every cached entry of `id` in `table` (all field sets), so the next read goes to
+    /// the store: how a feature stream's update becomes servable ([`crate::feature_stream`]).
+    /// A load that read the store before the update landed can still insert the old row after
+    /// this call; callers invalidate once more after the store's read timeout to close that gap.
+    pub async fn invalidate(&self, table: &str, id: &str) {
+        let Some(cache) = self.tables.get(table) else {
+            return;
+        };
+        let sets: Vec<u32> = cache.field_sets.read().unwrap_or_else(|e| e.into_inner()).values().copied().collect();
+        for set in sets {
+            cache.rows.invalidate(&(set, id.to_owned())).await;
+        }
+    }
+
+    /// Drops every cached entry (all tables): after missing invalidations (a lost pub/sub
+    /// connection), nothing cached before is trusted.
+    pub fn invalidate_all(&self) {
+        for cache in self.tables.values() {
+            cache.rows.invalidate_all();
+        }
+    }
+
     /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.inner

@@ -2,10 +2,15 @@
 //!
 //! CSV cells stay text ([`Value::Str`], lists joined by `|`) and are parsed by assembly against
 //! the spec, exactly as values read from Redis will be; JSONL keeps JSON's types.
+//!
+//! Feature streams ([`crate::feature_stream`]) upsert into it while it serves: the tables sit
+//! behind a std `RwLock` (held only to look up or swap `Arc<Row>`s, never across an await), and
+//! [`MemoryStore::upsert`] keeps, per row and field, the event time of the value held, so an older
+//! update never overwrites a newer one.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::{BoxFuture, FeatureStore, FetchError, Row, StoreOpenError, Value};
 use crate::fetch::config::TableConfig;
@@ -13,34 +18,90 @@ use crate::fetch::config::TableConfig;
 /// Tables held in memory, by name then id.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tables: HashMap<String, HashMap<String, Arc<Row>>>,
+    tables: RwLock<HashMap<String, Table>>,
+}
+
+/// One table: its rows, and the event times of streamed values (rows loaded from files have none:
+/// any streamed update is newer).
+#[derive(Debug, Default)]
+struct Table {
+    rows: HashMap<String, Arc<Row>>,
+    /// id → field → event time (ms) of the value held.
+    stamps: HashMap<String, HashMap<String, i64>>,
+}
+
+/// What [`MemoryStore::upsert`] did with an update's fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// Fields written (the update was newer than the value held, or there was none).
+    pub applied: usize,
+    /// Fields left alone: the value held is as new or newer.
+    pub stale: usize,
 }
 
 impl MemoryStore {
     /// Loads every configured table; the first bad file or line fails start-up.
     pub fn load(tables: &[TableConfig]) -> Result<Self, StoreOpenError> {
-        let mut store = MemoryStore::default();
+        let mut loaded = HashMap::new();
         for table in tables {
             let rows = load_table(&table.path, &table.key)?;
             tracing::info!(table = %table.name, rows = rows.len(), path = %table.path.display(), "loaded table");
-            store.tables.insert(table.name.clone(), rows);
+            loaded.insert(table.name.clone(), Table { rows, stamps: HashMap::new() });
         }
-        Ok(store)
+        Ok(MemoryStore { tables: RwLock::new(loaded) })
     }
 
     /// Adds or replaces one row (tests and tools).
     pub fn insert(&mut self, table: &str, id: &str, row: Row) {
-        self.tables.entry(table.to_owned()).or_default().insert(id.to_owned(), Arc::new(row));
+        let tables = self.tables.get_mut().unwrap_or_else(|e| e.into_inner());
+        tables.entry(table.to_owned()).or_default().rows.insert(id.to_owned(), Arc::new(row));
+    }
+
+    /// Event-time last-writer-wins upsert of some fields of one row (a feature stream's update):
+    /// a field is written only when `event_time_ms` is strictly newer than the event time of the
+    /// value it holds, so a replayed or late update changes nothing. Other fields keep their
+    /// values. The row is replaced by a new `Arc` (readers holding the old one keep it, and
+    /// assembly's memo is not carried over); an unknown table or id is created.
+    pub fn upsert(&self, table: &str, id: &str, event_time_ms: i64, fields: Vec<(String, Value)>) -> Upserted {
+        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let table = tables.entry(table.to_owned()).or_default();
+        let stamps = table.stamps.entry(id.to_owned()).or_default();
+        let mut newer = Vec::with_capacity(fields.len());
+        let mut done = Upserted::default();
+        for (field, value) in fields {
+            match stamps.get(&field) {
+                Some(&held) if held >= event_time_ms => done.stale += 1,
+                _ => {
+                    stamps.insert(field.clone(), event_time_ms);
+                    newer.push((field, value));
+                }
+            }
+        }
+        done.applied = newer.len();
+        if newer.is_empty() {
+            return done;
+        }
+        let mut row = Row::new();
+        if let Some(old) = table.rows.get(id) {
+            for (field, value) in old.iter() {
+                row.insert(field.to_owned(), value.clone());
+            }
+        }
+        for (field, value) in newer {
+            row.insert(field, value);
+        }
+        table.rows.insert(id.to_owned(), Arc::new(row));
+        done
     }
 
     /// Number of rows in `table`.
     pub fn len(&self, table: &str) -> usize {
-        self.tables.get(table).map_or(0, HashMap::len)
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).get(table).map_or(0, |t| t.rows.len())
     }
 
     /// True when no table holds a row.
     pub fn is_empty(&self) -> bool {
-        self.tables.values().all(HashMap::is_empty)
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).values().all(|t| t.rows.is_empty())
     }
 }
 
@@ -52,7 +113,8 @@ impl FeatureStore for MemoryStore {
         _fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<Row>>>, FetchError>> {
         Box::pin(async move {
-            let rows = self.tables.get(table).ok_or_else(|| FetchError::UnknownTable(table.to_owned()))?;
+            let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
+            let rows = &tables.get(table).ok_or_else(|| FetchError::UnknownTable(table.to_owned()))?.rows;
             Ok(ids.iter().map(|id| rows.get(*id).cloned()).collect())
         })
     }
@@ -153,5 +215,21 @@ mod tests {
         let rows = load_table(&good, "user_id").unwrap();
         assert_eq!(rows["7"]["age"], Value::Int(3));
         assert_eq!(rows["7"]["w"], Value::FloatList(vec![1.5, 2.0]));
+    }
+
+    #[test]
+    fn upsert_is_event_time_last_writer_wins_per_field() {
+        let store = MemoryStore::default();
+        let f = |name: &str, v: i64| (name.to_owned(), Value::Int(v));
+        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), Upserted { applied: 2, stale: 0 });
+        // Older for `a`, newer for `c`; a replay of the first changes nothing.
+        assert_eq!(store.upsert("items", "i1", 10, vec![f("a", 1), f("c", 1)]), Upserted { applied: 1, stale: 1 });
+        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), Upserted { applied: 0, stale: 2 });
+        let tables = store.tables.read().unwrap();
+        let row = &tables["items"].rows["i1"];
+        assert_eq!(
+            (row["a"].clone(), row["b"].clone(), row["c"].clone()),
+            (Value::Int(2), Value::Int(2), Value::Int(1))
+        );
     }
 }

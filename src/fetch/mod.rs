@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use cache::{CacheStats, CachedStore};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Upserted};
 pub use redis::RedisFeatureStore;
 
 pub use row::Row;

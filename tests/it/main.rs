@@ -53,6 +53,8 @@ mod batching;
 #[cfg(feature = "bucket")]
 mod bucket_source;
 mod degraded_fetch;
+#[cfg(feature = "kafka")]
+mod feature_streams;
 mod features_load;
 mod hot_reload;
 mod model_mismatch;

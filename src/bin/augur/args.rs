@@ -167,6 +167,8 @@ pub(crate) enum FeaturesCommand {
     Export(ExportArgs),
     /// Bulk-load a table from CSV or JSONL into the configured Redis (HSET per row, pipelined).
     Load(LoadArgs),
+    /// Publish feature updates to a feature stream's Kafka topic (JSON lines, or one update).
+    Publish(FeaturePublishArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -430,6 +432,41 @@ pub(crate) struct LoadArgs {
     /// A line that cannot be loaded: `skip` it (reported) or `stop`.
     #[arg(long, default_value = "skip")]
     pub(crate) on_error: augur::cli::load::OnError,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("updates").required(true).args(["file", "entity"])))]
+pub(crate) struct FeaturePublishArgs {
+    /// Config whose `[[feature_streams]]` gives brokers, topic and format (with --stream).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// The stream of --config to publish to; default: its only stream.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// Kafka bootstrap servers (instead of a config).
+    #[arg(long, requires = "topic")]
+    pub(crate) brokers: Option<String>,
+    /// Topic (instead of a config).
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// `protobuf` or `json`; default: the stream's format (protobuf for `auto`), else protobuf.
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    /// JSON lines of updates (`-` = stdin).
+    #[arg(long, conflicts_with = "entity")]
+    pub(crate) file: Option<String>,
+    /// One update: `user`, `item` or `context`.
+    #[arg(long, requires_all = ["id", "set"])]
+    pub(crate) entity: Option<String>,
+    /// The entity's id.
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// A feature value as name=value (int, float, else text); repeatable.
+    #[arg(long)]
+    pub(crate) set: Vec<String>,
+    /// Event time of the update, ms since the Unix epoch; default: now.
+    #[arg(long)]
+    pub(crate) event_time_ms: Option<i64>,
 }
 
 #[derive(Args, Debug)]

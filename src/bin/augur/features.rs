@@ -1,12 +1,13 @@
-//! `augur features export` (offline features by the serving code) and `augur features load`
-//! (bulk-write a table into the configured Redis).
+//! `augur features export` (offline features by the serving code), `augur features load`
+//! (bulk-write a table into the configured Redis) and `augur features publish` (updates onto a
+//! feature stream's topic).
 
 use anyhow::Context;
 
 use augur::cli::load;
 use augur::config::Config;
 
-use crate::args::{ExportArgs, LoadArgs};
+use crate::args::{ExportArgs, FeaturePublishArgs, LoadArgs};
 
 pub(crate) async fn export(ExportArgs { config, scene, impressions, out }: ExportArgs) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
@@ -63,5 +64,45 @@ pub(crate) async fn load(
     if let Some(line) = summary.stopped_at {
         anyhow::bail!("load stopped at line {line}");
     }
+    Ok(())
+}
+
+pub(crate) async fn publish(args: FeaturePublishArgs) -> anyhow::Result<()> {
+    use augur::feature_stream::UpdateFormat;
+    let FeaturePublishArgs { config, stream, brokers, topic, format, file, entity, id, set, event_time_ms } = args;
+    let (brokers, topic, stream_format) = match (brokers, topic) {
+        (Some(brokers), Some(topic)) => (brokers, topic, UpdateFormat::Protobuf),
+        (None, None) => {
+            let config = Config::load(config.as_deref())?;
+            let streams = &config.feature_streams;
+            let found = match &stream {
+                Some(name) => streams.iter().find(|s| &s.name == name),
+                None if streams.len() == 1 => streams.first(),
+                None => None,
+            };
+            let found = found.with_context(|| match &stream {
+                Some(name) => format!("no feature stream `{name}` in the config"),
+                None => format!("the config has {} feature streams: name one with --stream", streams.len()),
+            })?;
+            (found.brokers.clone(), found.topic.clone(), found.format)
+        }
+        _ => anyhow::bail!("--brokers and --topic go together (or use --config)"),
+    };
+    let format = match format.as_deref() {
+        None => stream_format,
+        Some("protobuf") => UpdateFormat::Protobuf,
+        Some("json") => UpdateFormat::Json,
+        Some(other) => anyhow::bail!("--format {other}: use protobuf or json"),
+    };
+    let updates = match (file, entity, id) {
+        (Some(file), _, _) => augur::cli::publish::read_updates(&file)?,
+        (None, Some(entity), Some(id)) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            vec![augur::cli::publish::update_from_args(&entity, &id, &set, event_time_ms.unwrap_or(now))?]
+        }
+        _ => anyhow::bail!("--file, or --entity with --id and --set"),
+    };
+    let sent = augur::feature_stream::publish::publish(&brokers, &topic, format, &updates).await?;
+    println!("published {sent} updates to {topic}");
     Ok(())
 }

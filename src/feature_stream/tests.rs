@@ -1,0 +1,86 @@
+//! Decoding, checking and configuring feature streams (no Kafka, no Redis: those are in
+//! tests/it/feature_streams.rs).
+
+use super::config::{EntityKind, UpdateFormat};
+use super::update::{Update, value_text};
+use crate::config::Config;
+use crate::fetch::Value;
+
+fn update() -> Update {
+    Update {
+        entity: EntityKind::Item,
+        entity_id: "i42".into(),
+        event_time_ms: 1_767_225_600_000,
+        features: vec![
+            ("category".into(), Value::Str("shoes".into())),
+            ("price".into(), Value::Float(12.5)),
+            ("tags".into(), Value::StrList(vec!["a".into(), "b".into()])),
+        ],
+    }
+}
+
+#[test]
+fn protobuf_and_json_round_trip_and_auto_tells_them_apart() {
+    let u = update();
+    assert_eq!(Update::decode(UpdateFormat::Protobuf, &u.to_proto()).unwrap(), u);
+    assert_eq!(Update::decode(UpdateFormat::Json, u.to_json().as_bytes()).unwrap(), u);
+    assert_eq!(Update::decode(UpdateFormat::Auto, u.to_json().as_bytes()).unwrap(), u);
+    assert_eq!(Update::decode(UpdateFormat::Auto, &u.to_proto()).unwrap(), u);
+    assert_eq!(u.key(), "item:i42");
+    assert_eq!(value_text(&Value::FloatList(vec![0.1, 2.0])), "0.1|2");
+}
+
+#[test]
+fn bad_messages_name_their_reason() {
+    let reason = |format, payload: &[u8]| Update::decode(format, payload).unwrap_err().reason;
+    assert_eq!(reason(UpdateFormat::Json, b"{oops"), "decode");
+    assert_eq!(reason(UpdateFormat::Protobuf, b"\xff\xff\xff"), "decode");
+    let json = |s: &str| Update::decode(UpdateFormat::Json, s.as_bytes()).unwrap_err().reason;
+    assert_eq!(json(r#"{"entity":"shop","entity_id":"x","event_time_ms":1,"features":{"a":1}}"#), "entity");
+    assert_eq!(json(r#"{"entity":"item","entity_id":"","event_time_ms":1,"features":{"a":1}}"#), "entity_id");
+    assert_eq!(json(r#"{"entity":"item","entity_id":"x","event_time_ms":0,"features":{"a":1}}"#), "event_time");
+    assert_eq!(json(r#"{"entity":"item","entity_id":"x","event_time_ms":1,"features":{}}"#), "features");
+    assert_eq!(json(r#"{"entity":"item","entity_id":"x","event_time_ms":1,"features":{"@t:a":1}}"#), "features");
+    assert_eq!(json(r#"{"entity":"item","entity_id":"x","event_time_ms":1,"features":{"a":null}}"#), "value");
+    let mut nan = update();
+    nan.features[1].1 = Value::Float(f64::NAN);
+    assert_eq!(Update::decode(UpdateFormat::Protobuf, &nan.to_proto()).unwrap_err().reason, "value");
+}
+
+const STREAM: &str = "[[feature_streams]]\nname = \"items\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"features\"\n";
+
+#[test]
+fn a_stream_gets_its_defaults_and_bad_values_name_their_key() {
+    let config = Config::from_toml(STREAM).unwrap();
+    let stream = &config.feature_streams[0];
+    assert_eq!(stream.group_id, "augur-features");
+    assert_eq!(stream.format, UpdateFormat::Protobuf);
+    assert_eq!(stream.tables[&EntityKind::Item], "items");
+    assert_eq!(stream.tables[&EntityKind::User], "users");
+    assert_eq!(stream.dead_letter_path(), std::path::PathBuf::from("items.dead-letters.jsonl"));
+    assert!(Config::from_toml("").unwrap().feature_streams.is_empty());
+    let with_tables = format!("{STREAM}format = \"json\"\ntables = {{ item = \"catalogue\" }}\n");
+    let config = Config::from_toml(&with_tables).unwrap();
+    assert_eq!(config.feature_streams[0].tables.len(), 1);
+    for (extra, key) in [
+        ("topic = \"\"\n", "feature_streams[0].topic"),
+        (
+            "properties = { \"enable.auto.commit\" = \"true\" }\n",
+            "feature_streams[0].properties.\"enable.auto.commit\"",
+        ),
+        ("properties = { \"bootstrap.servers\" = \"x:1\" }\n", "feature_streams[0].properties.\"bootstrap.servers\""),
+        ("tables = { item = \"a b\" }\n", "feature_streams[0].tables.item"),
+        ("max_batch = 0\n", "feature_streams[0].max_batch"),
+    ] {
+        let toml = format!(
+            "[[feature_streams]]\nname = \"items\"\nbrokers = \"b:1\"\n{}{extra}",
+            if extra.starts_with("topic") { "" } else { "topic = \"t\"\n" }
+        );
+        let err = Config::from_toml(&toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    let twice = format!("{STREAM}{STREAM}");
+    assert!(Config::from_toml(&twice).unwrap_err().to_string().contains("feature_streams[1].name"));
+    let unknown = format!("{STREAM}tables = {{ shop = \"x\" }}\n");
+    assert!(Config::from_toml(&unknown).is_err(), "an unknown entity kind is refused");
+}
