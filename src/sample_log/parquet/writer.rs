@@ -20,6 +20,9 @@ use crate::sample_log::record::Record;
 use crate::sample_log::sink::Tick;
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// (hour start in ms, scene): one `dt=/hour=/scene=` directory.
+type Key = (i64, String);
 /// When the driver is caught up with the log, the clock minus this counts as the emission
 /// watermark: slack between a sample's emission stamp and its append to the log.
 const CLOCK_SLACK_MS: i64 = 5_000;
@@ -43,7 +46,7 @@ pub(super) struct Writer {
     max_open_files: usize,
     /// An hour closes once the watermark is this far past its end.
     close_after_ms: i64,
-    partitions: HashMap<(i64, String), Partition>,
+    partitions: HashMap<Key, Partition>,
     /// Hours seen (or found unclosed at start) -> closed.
     hours: BTreeMap<i64, bool>,
     /// Latest emission time seen (or the clock, when caught up).
@@ -138,7 +141,7 @@ impl Writer {
 
     fn deliver_inner(&mut self, records: &[Record]) -> Result<(), ParquetError> {
         // Grouped per partition, in log order within each; partitions in order of first record.
-        let mut groups: Vec<((i64, String), Vec<(u64, Sample)>)> = Vec::new();
+        let mut groups: Vec<(Key, Vec<(u64, Sample)>)> = Vec::new();
         for record in records {
             let sample = match record.decode().ok().and_then(|r| r.record) {
                 Some(log_record::Record::Sample(s)) => s,
@@ -183,12 +186,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write_run(
-        &mut self,
-        key: &(i64, String),
-        signature: Signature,
-        rows: &[(u64, Sample)],
-    ) -> Result<(), ParquetError> {
+    fn write_run(&mut self, key: &Key, signature: Signature, rows: &[(u64, Sample)]) -> Result<(), ParquetError> {
         let reopen = self.partitions[key].open.as_ref().is_some_and(|p| p.signature != signature);
         if reopen {
             self.commit(key)?;
@@ -241,7 +239,7 @@ impl Writer {
         for hour in due {
             self.close_hour(hour, now_ms)?;
         }
-        let stale: Vec<(i64, String)> = self
+        let stale: Vec<Key> = self
             .partitions
             .iter()
             .filter(|(_, p)| {
@@ -296,7 +294,7 @@ impl Writer {
 
     /// Finishes the partition's open part: footer, fsync, rename to its sequence range, fsync
     /// of the directory. A no-op without one.
-    fn commit(&mut self, key: &(i64, String)) -> Result<(), ParquetError> {
+    fn commit(&mut self, key: &Key) -> Result<(), ParquetError> {
         let Some(partition) = self.partitions.get_mut(key) else { return Ok(()) };
         let Some(part) = partition.open.take() else { return Ok(()) };
         let Part { first, last, rows, tmp, writer, .. } = part;
@@ -317,7 +315,7 @@ impl Writer {
 
     /// The partition of `key`, listed from disk the first time: its committed range and no
     /// leftover temporary file of a crashed run.
-    fn partition(&mut self, key: &(i64, String)) -> Result<&mut Partition, ParquetError> {
+    fn partition(&mut self, key: &Key) -> Result<&mut Partition, ParquetError> {
         if !self.partitions.contains_key(key) {
             let dir = hour_dir(&self.dir, key.0).join(format!("scene={}", escape(&key.1)));
             let mut committed_through = 0;
