@@ -281,6 +281,8 @@ pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
     /// Redis Streams: XADD with MAXLEN ~.
     RedisStream(RedisStreamSinkConfig),
+    /// Hourly Parquet files on local disk, for training and data tools (`src/sample_log/parquet/`).
+    Parquet(ParquetSinkConfig),
 }
 
 /// `kind = "kafka"`.
@@ -345,6 +347,68 @@ const fn default_kafka_message_timeout_ms() -> u64 {
 
 const fn default_stream_timeout_ms() -> u64 {
     5_000
+}
+
+/// `kind = "parquet"`: samples as Parquet files partitioned by prediction hour and scene,
+/// `<dir>/dt=YYYY-MM-DD/hour=HH/scene=<scene>/part-<first seq>-<last seq>.parquet`, committed by
+/// rename, with `<dir>/dt=YYYY-MM-DD/hour=HH/_SUCCESS` once no more samples can land in the hour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// Sink name (metrics label, cursor file name).
+    #[serde(default = "default_parquet_sink_name")]
+    pub name: String,
+    /// Root directory of the files (created if missing).
+    pub dir: PathBuf,
+    /// Rows per Parquet row group: the rows each open file holds in memory before they are
+    /// encoded to it, so memory is about open files x row_group_rows x row size.
+    #[serde(default = "default_parquet_row_group_rows")]
+    pub row_group_rows: usize,
+    /// A part is committed once it holds this many rows.
+    #[serde(default = "default_parquet_max_file_rows")]
+    pub max_file_rows: usize,
+    /// ... or once it has been open this long, in s: the sink's cursor (and with it the sample
+    /// log's disk) stays behind the oldest uncommitted row, so this bounds both how stale the
+    /// files are and how much log a busy hour keeps.
+    #[serde(default = "default_parquet_commit_interval_s")]
+    pub commit_interval_s: u64,
+    /// An hour is closed (its open parts committed and `_SUCCESS` written) once the samples seen
+    /// were emitted this long after `samples.join.window_s` past the hour's end, in s: slack for
+    /// emission ticks, the Redis store's `close_grace_ms` and clock steps. A sample for an hour
+    /// already closed is still written (a new part) and counted as late.
+    #[serde(default = "default_parquet_close_grace_s")]
+    pub close_grace_s: u64,
+    /// Parts open at once at most (one per hour and scene being written); opening one more
+    /// commits the oldest first, bounding memory when old hours receive late samples.
+    #[serde(default = "default_parquet_max_open_files")]
+    pub max_open_files: usize,
+    /// `[samples.sinks.tail]`: batch size, retry backoff and shutdown drain of this sink's driver.
+    #[serde(default)]
+    pub tail: TailConfig,
+}
+
+fn default_parquet_sink_name() -> String {
+    "parquet".to_owned()
+}
+
+const fn default_parquet_row_group_rows() -> usize {
+    16_384
+}
+
+const fn default_parquet_max_file_rows() -> usize {
+    1_000_000
+}
+
+const fn default_parquet_commit_interval_s() -> u64 {
+    300
+}
+
+const fn default_parquet_close_grace_s() -> u64 {
+    900
+}
+
+const fn default_parquet_max_open_files() -> usize {
+    16
 }
 
 /// `[samples.sinks.tail]`: how a sink's tail driver (`src/sample_log/tail.rs`) batches, retries and
@@ -542,6 +606,28 @@ impl SamplesConfig {
                     in_range(&format!("samples.sinks[{i}].timeout_ms"), r.timeout_ms as usize, 1, 600_000)?;
                     in_range(&format!("samples.sinks[{i}].maxlen"), r.maxlen as usize, 1, usize::MAX)?;
                 }
+                SinkConfig::Parquet(_) if !cfg!(feature = "parquet") => {
+                    return Err(invalid(
+                        &format!("samples.sinks[{i}].kind"),
+                        "`parquet` needs the `parquet` feature, which this build of augur lacks",
+                    ));
+                }
+                SinkConfig::Parquet(p) => {
+                    if p.dir.as_os_str().is_empty() {
+                        return Err(invalid(&format!("samples.sinks[{i}].dir"), "must not be empty"));
+                    }
+                    in_range(&format!("samples.sinks[{i}].row_group_rows"), p.row_group_rows, 1, 1 << 20)?;
+                    // At least one row group per file.
+                    in_range(&format!("samples.sinks[{i}].max_file_rows"), p.max_file_rows, p.row_group_rows, 1 << 30)?;
+                    in_range(
+                        &format!("samples.sinks[{i}].commit_interval_s"),
+                        p.commit_interval_s as usize,
+                        1,
+                        86_400,
+                    )?;
+                    in_range(&format!("samples.sinks[{i}].close_grace_s"), p.close_grace_s as usize, 0, 86_400)?;
+                    in_range(&format!("samples.sinks[{i}].max_open_files"), p.max_open_files, 1, 1024)?;
+                }
             }
             sink.tail().validate(&format!("samples.sinks[{i}].tail"))?;
         }
@@ -565,6 +651,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Kafka(k) => &k.name,
             SinkConfig::RedisStream(r) => &r.name,
+            SinkConfig::Parquet(p) => &p.name,
         }
     }
 
@@ -573,6 +660,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Kafka(k) => &k.tail,
             SinkConfig::RedisStream(r) => &r.tail,
+            SinkConfig::Parquet(p) => &p.tail,
         }
     }
 }

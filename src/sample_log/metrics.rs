@@ -101,6 +101,21 @@ pub struct SampleMetrics {
     pub sink_healthcheck_failures: Family<SinkLabels, Counter>,
     /// Records a sink refused for good, kept in its dead-letter log instead of retried forever.
     pub dead_letter: Family<DeadLetterLabels, Counter>,
+    /// Parquet sink: part files committed (renamed into place).
+    pub parquet_files: Family<SinkLabels, Counter>,
+    /// Parquet sink: rows in committed parts.
+    pub parquet_rows: Family<SinkLabels, Counter>,
+    /// Parquet sink: bytes of committed parts.
+    pub parquet_bytes: Family<SinkLabels, Counter>,
+    /// Parquet sink: hours closed (`_SUCCESS` written).
+    pub parquet_hours_closed: Family<SinkLabels, Counter>,
+    /// Parquet sink: rows written to an hour already closed (a new part after its `_SUCCESS`).
+    pub parquet_late_rows: Family<SinkLabels, Counter>,
+    /// Parquet sink: records not written, by reason (`orphan`: orphans are not training
+    /// samples; `committed`: re-delivered after a restart, already in a committed part).
+    pub parquet_skipped: Family<DeadLetterLabels, Counter>,
+    /// Parquet sink: parts open (being written, not yet committed).
+    pub parquet_open_files: Family<SinkLabels, Gauge>,
     /// Online quality per model version (`augur_quality_*`), fed by the joiner with what it wrote.
     pub quality: crate::quality::Quality,
 }
@@ -159,6 +174,25 @@ impl ModuleMetrics for SampleMetrics {
             "Failed start-up health checks of a sink",
             self.sink_healthcheck_failures.clone(),
         );
+        r.register("parquet_files", "Parquet part files committed by a sink", self.parquet_files.clone());
+        r.register("parquet_rows", "Rows in committed Parquet parts", self.parquet_rows.clone());
+        r.register("parquet_bytes", "Bytes of committed Parquet parts", self.parquet_bytes.clone());
+        r.register(
+            "parquet_hours_closed",
+            "Hours a Parquet sink closed (_SUCCESS written)",
+            self.parquet_hours_closed.clone(),
+        );
+        r.register(
+            "parquet_late_rows",
+            "Rows a Parquet sink wrote into an hour already closed",
+            self.parquet_late_rows.clone(),
+        );
+        r.register(
+            "parquet_skipped",
+            "Records a Parquet sink did not write, by reason (orphan | committed)",
+            self.parquet_skipped.clone(),
+        );
+        r.register("parquet_open_files", "Parquet parts open, not yet committed", self.parquet_open_files.clone());
         r.register(
             "dead_letter",
             "Records a sink refused for good, kept in <log dir>/dead_letter/<sink>/, by reason",

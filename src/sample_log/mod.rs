@@ -3,7 +3,7 @@
 //! ```text
 //! Predict ──snapshot──▶ buffer (bounded; drop_newest | block) ──▶ joiner ──▶ join store (memory | Redis)
 //! ReportEvents ──────────────────────────────────────────────────▶ joiner ──┘
-//!                 due (positive wait over) / late label ──▶ file::SegmentLog ──tail──▶ sinks (Kafka, Redis Streams)
+//!                 due (positive wait over) / late label ──▶ file::SegmentLog ──tail──▶ sinks (Kafka, Redis Streams, Parquet)
 //! ```
 //!
 //! The segment log is the one durable step: a sample counts as delivered to a network sink only
@@ -18,6 +18,8 @@ pub mod joiner;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod pipeline;
 pub mod record;
 pub mod redis_stream;

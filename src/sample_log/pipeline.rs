@@ -192,7 +192,7 @@ impl SamplePipeline {
         let sinks_stop = CancellationToken::new();
         let mut sink_tasks = Vec::new();
         for (index, sink) in config.sinks.iter().enumerate() {
-            let built = build_sink(sink).await.map_err(|message| SampleError::Sink {
+            let built = build_sink(sink, &config, metrics).await.map_err(|message| SampleError::Sink {
                 index,
                 name: sink.name().to_owned(),
                 message,
@@ -344,7 +344,11 @@ fn settle(
 /// Builds a sink: a misconfigured one fails start-up. Its health check is not awaited here: the
 /// tail driver runs it in the background and reports an unreachable sink (log, `sink_up`,
 /// `sink_healthcheck_failures`) while serving goes on; the log keeps the samples until it answers.
-async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> {
+async fn build_sink(
+    config: &SinkConfig,
+    #[cfg_attr(not(feature = "parquet"), allow(unused_variables))] samples: &SamplesConfig,
+    #[cfg_attr(not(feature = "parquet"), allow(unused_variables))] metrics: &SampleMetrics,
+) -> Result<Arc<dyn SampleSink>, String> {
     // With the causes: librdkafka's own refusal (the cause) is what names the property.
     let message = |e: &dyn std::error::Error| {
         std::iter::successors(e.source(), |c| c.source()).fold(e.to_string(), |out, c| format!("{out}: {c}"))
@@ -358,5 +362,15 @@ async fn build_sink(config: &SinkConfig) -> Result<Arc<dyn SampleSink>, String> 
             return Err(format!("sink `{}`: this build of augur lacks the `kafka` feature", c.name));
         }
         SinkConfig::RedisStream(c) => Arc::new(RedisStreamSink::new(c).await.map_err(|e| message(&e))?),
+        #[cfg(feature = "parquet")]
+        SinkConfig::Parquet(c) => {
+            // Lists the directory for hours a previous run left open: start-up, blocking is fine.
+            Arc::new(super::parquet::ParquetSink::new(c, samples, metrics.clone()).map_err(|e| message(&e))?)
+        }
+        // Validation refuses a parquet sink in a build without the feature.
+        #[cfg(not(feature = "parquet"))]
+        SinkConfig::Parquet(c) => {
+            return Err(format!("sink `{}`: this build of augur lacks the `parquet` feature", c.name));
+        }
     })
 }

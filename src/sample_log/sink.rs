@@ -6,6 +6,7 @@
 //! not samples, and no record is retried forever.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::fetch::BoxFuture;
 
@@ -30,6 +31,36 @@ pub trait SampleSink: Send + Sync + fmt::Debug + 'static {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// `Some(tick interval)` for a sink that *stages* what it acknowledges (Parquet: rows sit in
+    /// an open file until it is committed). For such a sink the driver keeps the persisted
+    /// cursor before [`Self::staged_from`] rather than past every acknowledged record, calls
+    /// [`Self::tick`] every interval and once when it stops, and after a failed `deliver` or
+    /// `tick` reads again from the persisted cursor (the sink has dropped what it staged).
+    /// `None` (network sinks): an acknowledgement is durable.
+    fn staging(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The first log sequence the sink holds staged but not yet durable; `None` when nothing is.
+    fn staged_from(&self) -> Option<u64> {
+        None
+    }
+
+    /// A staging sink's chance to commit on time rather than on records: `caught_up` when the
+    /// driver has delivered everything written so far, `closing` once when it stops (commit all).
+    fn tick(&self, _tick: Tick) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What the driver tells a staging sink at a [`SampleSink::tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// Every record written to the log so far has been delivered.
+    pub caught_up: bool,
+    /// The driver stops after this tick: commit everything staged.
+    pub closing: bool,
 }
 
 /// The outcome of a batch every record of which is settled.

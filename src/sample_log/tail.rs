@@ -8,6 +8,12 @@
 //! `augur_samples_dead_letter_total{sink,reason}`, and the cursor moves past it: retrying it would
 //! stall every record behind it forever.
 //!
+//! A staging sink (Parquet, [`SampleSink::staging`]) acknowledges records it has only staged in an
+//! open file: the driver reads on from its own position but persists the cursor only up to the
+//! sink's oldest staged record, ticks the sink on its interval (commits on time, hours closing)
+//! and once at stop, and after a failure rereads from the persisted cursor. A crash then
+//! re-delivers what was staged; the sink makes that idempotent.
+//!
 //! The sink's health check runs once at start in a task of its own, so an unreachable destination
 //! delays neither serving nor the first delivery attempt; its answer sets `augur_samples_sink_up`
 //! (until a delivery attempt says otherwise) and a failure is logged and counted.
@@ -23,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::file::{LogError, SegmentLog};
 use super::record::Record;
-use super::sink::{Delivered, SampleSink, SinkError};
+use super::sink::{Delivered, SampleSink, SinkError, Tick};
 use crate::sample_log::metrics::{DeadLetterLabels, SampleMetrics, SinkLabels};
 use crate::telemetry::LogEvery;
 
@@ -51,7 +57,12 @@ struct Tail {
     cancel: CancellationToken,
     /// Set once cancelled: the driver stops at this instant at the latest.
     deadline: Option<Instant>,
+    /// Persisted: everything up to it is settled durably.
     cursor: u64,
+    /// Last sequence handed to the sink (equal to `cursor` except for a staging sink).
+    position: u64,
+    /// A staging sink's tick interval and next tick.
+    tick: Option<(Duration, Instant)>,
     /// Opened at the first refusal: most sinks never need one.
     dead_letter: Option<Arc<SegmentLog>>,
     /// Set by the first delivery outcome: from then on the deliveries, not the start-up health
@@ -78,6 +89,7 @@ impl Tail {
     ) -> Tail {
         let labels = SinkLabels { sink: sink.name().to_owned() };
         let cursor = log.cursor(sink.name());
+        let tick = sink.staging().map(|every| (every, Instant::now() + every));
         Tail {
             log,
             sink,
@@ -87,6 +99,8 @@ impl Tail {
             cancel,
             deadline: None,
             cursor,
+            position: cursor,
+            tick,
             dead_letter: None,
             delivered_once: Arc::new(AtomicBool::new(false)),
             warn: LogEvery::new(Duration::from_secs(10)),
@@ -111,6 +125,18 @@ impl Tail {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 break Stop::DeadlinePassed;
             }
+            if let Some((every, next)) = self.tick
+                && Instant::now() >= next
+            {
+                self.tick = Some((every, Instant::now() + every));
+                let caught_up = batch.is_empty() && self.position >= self.log.last_sequence();
+                if !self.tick_sink(Tick { caught_up, closing: false }, &mut batch).await
+                    && !self.pause(&mut backoff).await
+                {
+                    break Stop::DeadlinePassed;
+                }
+                continue;
+            }
             if batch.is_empty() {
                 // Marked seen before reading, so a record written after the read wakes us.
                 changes.borrow_and_update();
@@ -126,18 +152,21 @@ impl Tail {
                     }
                 }
                 if batch.is_empty() {
-                    if written > self.cursor {
+                    if written > self.position {
                         // Everything up to `written` was readable at the time of the read and
                         // none of it came back: all corrupt (skipped and counted by the log).
-                        self.advance(written).await;
+                        self.position = written;
+                        self.settle().await;
                         continue;
                     }
                     if self.deadline.is_some() {
                         break Stop::Drained;
                     }
+                    let next_tick = self.tick.map(|(_, next)| next);
                     tokio::select! {
                         _ = changes.changed() => {}
                         _ = self.cancel.cancelled() => {}
+                        _ = sleep_until(next_tick), if next_tick.is_some() => {}
                     }
                     continue;
                 }
@@ -154,21 +183,27 @@ impl Tail {
             };
             match settled {
                 Ok(acknowledged) => {
-                    let last = batch.last().map_or(self.cursor, |r| r.sequence);
+                    self.position = batch.last().map_or(self.position, |r| r.sequence);
                     self.metrics.sink_delivered.get_or_create(&self.labels).inc_by(acknowledged as u64);
                     batch.clear();
                     backoff = self.config.backoff_min();
-                    self.advance(last).await;
+                    self.settle().await;
                 }
                 Err(e) => {
                     self.metrics.sink_errors.get_or_create(&self.labels).inc();
                     self.warn_failure("sample sink delivery failed; retrying the batch", &e);
+                    self.rewind(&mut batch);
                     if !self.pause(&mut backoff).await {
                         break Stop::DeadlinePassed;
                     }
                 }
             }
         };
+        // A staging sink commits what it holds: local work, so even past the drain deadline (it
+        // saves the next start re-delivering it; a cut shutdown loses nothing either way).
+        if self.tick.is_some() {
+            self.tick_sink(Tick { caught_up: matches!(stop, Stop::Drained), closing: true }, &mut batch).await;
+        }
         // A health check still waiting on an unreachable destination has nothing left to report.
         health.abort();
         self.update_lag();
@@ -184,7 +219,7 @@ impl Tail {
 
     async fn read(&self) -> Result<Vec<Record>, LogError> {
         // An empty read must mean "nothing readable" (see `run`), never "asked for nothing".
-        let (log, after, max) = (self.log.clone(), self.cursor, self.config.batch_max.max(1));
+        let (log, after, max) = (self.log.clone(), self.position, self.config.batch_max.max(1));
         spawn_blocking(move || log.read_after(after, max)).await
     }
 
@@ -241,6 +276,43 @@ impl Tail {
             "sample sink refused records for good; kept in its dead-letter log"
         );
         Ok(batch.len() - refused.len())
+    }
+
+    /// Ticks a staging sink and settles; `false` (after counting and rewinding) if it failed.
+    async fn tick_sink(&mut self, tick: Tick, batch: &mut Vec<Record>) -> bool {
+        match self.sink.tick(tick).await {
+            Ok(()) => {
+                self.settle().await;
+                true
+            }
+            Err(e) => {
+                self.metrics.sink_errors.get_or_create(&self.labels).inc();
+                self.warn_failure("sample sink commit failed; rereading from its cursor", &e);
+                self.rewind(batch);
+                false
+            }
+        }
+    }
+
+    /// After a failure of a staging sink (which dropped what it staged): read again from the
+    /// persisted cursor. Other sinks retry the same batch.
+    fn rewind(&mut self, batch: &mut Vec<Record>) {
+        if self.tick.is_some() {
+            batch.clear();
+            self.position = self.cursor;
+        }
+    }
+
+    /// Persists the cursor up to what is durable: everything delivered, or for a staging sink,
+    /// up to its oldest staged record.
+    async fn settle(&mut self) {
+        let durable = match self.sink.staged_from() {
+            Some(first) => first.saturating_sub(1).min(self.position),
+            None => self.position,
+        };
+        if durable > self.cursor {
+            self.advance(durable).await;
+        }
     }
 
     /// Moves the cursor in memory and persists it; a failed write is retried with the next

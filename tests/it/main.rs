@@ -79,6 +79,8 @@ mod samples_crash;
 mod samples_dump;
 mod samples_e2e;
 mod samples_model;
+#[cfg(feature = "parquet")]
+mod samples_parquet;
 #[cfg(feature = "kafka")]
 mod samples_sinks;
 mod search_suggest;

@@ -5,12 +5,17 @@ directory exactly like `augur features export` writes, so train.py trains on the
   augur samples dump --log DIR | python samples.py --meta EXPORT_DIR/meta.json --out OUT [--label click]
                                                    [--holdout 0.2]
   python samples.py dump.jsonl --meta EXPORT_DIR --out OUT
+  python samples.py --parquet SINK_DIR --meta EXPORT_DIR --out OUT     (a `parquet` sink's files)
   python samples.py --self-test
 
 Samples carry the model inputs exactly as served (one [1, width] row per input) but not the
 spec around them: --meta names a meta.json (or a directory holding one) from `augur features
 export` of the same scene, whose inputs (dtype, width, vocab), output name and feature layout are
 kept; every sample is checked against them.
+
+The Parquet sink's directory (<dir>/dt=/hour=/scene=/part-*.parquet, read with pyarrow) gives the
+same arrays as the dump of the same log: the input_<name> columns are the inputs, label_<type> the
+labels, and the same rules below apply (orphans are never in it).
 
 One row per sample_id: a sink may deliver a record twice and a late label yields a correction
 with a higher revision, so only the highest revision is kept. label = 1 when the --label event
@@ -125,24 +130,33 @@ def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[d
 
 def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "click",
             holdout: float = 0.0) -> dict:
-    """Writes OUT/features.npz + OUT/meta.json; returns the meta written."""
+    """Writes OUT/features.npz + OUT/meta.json from dump lines; returns the meta written."""
     spec_meta = read_spec(meta_path)
     scene = spec_meta.get("scene") or None
     kept, counts = latest_samples(lines, scene)
     # A stable order, independent of delivery order and duplicates.
     samples = sorted(kept.values(), key=lambda r: (r.get("timestamp_ms", 0), r["sample_id"]))
-    window = None
-    if samples:
-        ts = [r.get("timestamp_ms", 0) for r in samples]
-        end = ts[-1] + 1
-        if holdout > 0:
-            # Everything predicted at or after the cutoff time is held out (ties stay together).
-            cutoff = ts[min(len(ts) - 1, int(len(ts) * (1 - holdout)))]
-            held = sum(1 for t in ts if t >= cutoff)
-            counts["held_out"] = held
-            samples, end = samples[:len(samples) - held], cutoff
-        window = {"from_ms": ts[0], "to_ms": end, "rows": len(samples)}
-    arrays, labels, fallbacks, propensity = to_arrays(samples, spec_meta["inputs"], label_type)
+    ts = [r.get("timestamp_ms", 0) for r in samples]
+    keep, window = split_holdout(ts, holdout, counts)
+    arrays, labels, fallbacks, propensity = to_arrays(samples[:keep], spec_meta["inputs"], label_type)
+    return write_out(out, spec_meta, arrays, labels, fallbacks, counts, window, label_type, propensity)
+
+
+def split_holdout(ts: list, holdout: float, counts: dict) -> tuple[int, dict | None]:
+    """How many of the rows (sorted by prediction time `ts`) are kept, and their window."""
+    if not len(ts):
+        return 0, None
+    end, keep = int(ts[-1]) + 1, len(ts)
+    if holdout > 0:
+        # Everything predicted at or after the cutoff time is held out (ties stay together).
+        cutoff = int(ts[min(len(ts) - 1, int(len(ts) * (1 - holdout)))])
+        held = sum(1 for t in ts if t >= cutoff)
+        counts["held_out"] = held
+        keep, end = len(ts) - held, cutoff
+    return keep, {"from_ms": int(ts[0]), "to_ms": end, "rows": keep}
+
+
+def write_out(out, spec_meta, arrays, labels, fallbacks, counts, window, label_type, propensity) -> dict:
     label_key = "label"
     for key in (label_key, PROPENSITY):
         if key in arrays:
@@ -152,7 +166,7 @@ def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "cl
     np.savez(out / "features.npz", **arrays, **{label_key: labels, PROPENSITY: propensity})
     meta = {
         "scene": spec_meta.get("scene", ""),
-        "rows": len(samples),
+        "rows": int(len(labels)),
         "output": spec_meta["output"],
         "label": label_key,
         "propensity": PROPENSITY,
@@ -164,6 +178,64 @@ def convert(lines, meta_path: str | Path, out: str | Path, label_type: str = "cl
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def convert_parquet(root: str | Path, meta_path: str | Path, out: str | Path, label_type: str = "click",
+                    holdout: float = 0.0) -> dict:
+    """The same as `convert`, from a `parquet` sink's directory (pyarrow, column-wise)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    spec_meta = read_spec(meta_path)
+    scene = spec_meta.get("scene") or None
+    # Hive partitions (dt, hour, scene); files named .* or _* (temporaries, _SUCCESS) are skipped.
+    table = ds.dataset(str(root), format="parquet", partitioning="hive").to_table()
+    counts = {"records": table.num_rows, "orphans": 0, "other_scenes": 0, "superseded": 0}
+    if scene:
+        mine = pc.equal(table["scene"], scene)
+        counts["other_scenes"] = table.num_rows - pc.sum(mine).as_py() if table.num_rows else 0
+        table = table.filter(mine)
+    # The highest revision per sample_id (duplicates of it are the same row).
+    table = table.sort_by([("sample_id", "ascending"), ("revision", "descending")])
+    ids = table["sample_id"].to_pylist()
+    first = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    counts["superseded"] = table.num_rows - len(first)
+    table = table.take(pa.array(first, pa.int64())).sort_by([("timestamp_ms", "ascending"), ("sample_id", "ascending")])
+    ts = table["timestamp_ms"].to_pylist()
+    keep, window = split_holdout(ts, holdout, counts)
+    table = table.slice(0, keep)
+    n = table.num_rows
+    arrays = {}
+    for s in spec_meta["inputs"]:
+        column = f"input_{s['name']}"
+        if column not in table.column_names:
+            raise SamplesError(f"input {s['name']!r} is missing: the samples were served with another spec")
+        col = table[column].combine_chunks() if n else None
+        width = col.type.list_size if n else s["width"]
+        if width != s["width"]:
+            raise SamplesError(f"input {s['name']!r} has {width} values, meta.json says width {s['width']}")
+        dtype = np.int64 if s["dtype"] == "int64" else np.float32
+        values = col.flatten().to_numpy(zero_copy_only=False) if n else np.zeros(0)
+        if n and values.dtype != dtype:
+            raise SamplesError(f"input {s['name']!r} is {values.dtype}, meta.json says {s['dtype']}")
+        arrays[s["name"]] = np.asarray(values, dtype=dtype).reshape(n, s["width"])
+    label_col = f"label_{label_type}"
+    if n and label_col in table.column_names:
+        labels = np.asarray(table[label_col].to_numpy(zero_copy_only=False), np.float32)
+    else:
+        labels = np.asarray([float(any(lb["type"] == label_type for lb in row))
+                             for row in (table["labels"].to_pylist() if n else [])], np.float32)
+    fallbacks: dict[str, int] = {}
+    for row in (table["fallbacks"].to_pylist() if n else []):
+        for f in set(row):
+            fallbacks[f] = fallbacks.get(f, 0) + 1
+    propensity = np.ones(n, np.float32)
+    for i, row in enumerate(table["labels"].to_pylist() if n else []):
+        shown = [lb.get("value") for lb in row if lb["type"] == "impression"]
+        if shown and isinstance(shown[0], (int, float)) and 0.0 < shown[0] <= 1.0:
+            propensity[i] = shown[0]
+    return write_out(out, spec_meta, arrays, labels, fallbacks, counts, window, label_type, propensity)
 
 
 def self_test() -> None:
@@ -250,6 +322,7 @@ def main(argv=None) -> int:
     ap.add_argument("--label", default="click", help="event type that makes a sample positive")
     ap.add_argument("--holdout", type=float, default=0.0,
                     help="leave the newest fraction of rows (by prediction time) out, for the publish gate")
+    ap.add_argument("--parquet", help="read a `parquet` sample sink's directory instead of dump lines")
     ap.add_argument("--self-test", action="store_true", help="run the self-test and exit")
     a = ap.parse_args(argv)
     if a.self_test:
@@ -260,7 +333,9 @@ def main(argv=None) -> int:
     if not 0.0 <= a.holdout < 1.0:
         ap.error("--holdout is a fraction in [0, 1)")
     try:
-        if a.input == "-":
+        if a.parquet:
+            meta = convert_parquet(a.parquet, a.meta, a.out, a.label, a.holdout)
+        elif a.input == "-":
             meta = convert(sys.stdin, a.meta, a.out, a.label, a.holdout)
         else:
             with open(a.input) as f:
