@@ -90,6 +90,14 @@ def latest_samples(lines, scene: str | None) -> tuple[dict, dict]:
 PROPENSITY = "propensity"
 
 
+def propensity_of(labels: list[dict]) -> float:
+    """The propensity the caller reported as its impression event's value; 1.0 without one."""
+    shown = [lb.get("value") for lb in labels if lb.get("type") == "impression"]
+    if shown and isinstance(shown[0], (int, float)) and 0.0 < shown[0] <= 1.0:
+        return float(shown[0])
+    return 1.0
+
+
 def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[dict, np.ndarray, dict, np.ndarray]:
     """Per-input [N, width] arrays, the 0/1 label, rows with a fallback per feature, and each
     row's propensity: the probability the caller showed the item with, as it reported it in the
@@ -113,9 +121,7 @@ def to_arrays(samples: list[dict], spec: list[dict], label_type: str) -> tuple[d
                                    f"values, meta.json says width {s['width']}")
             cols[s["name"]].append(values)
         labels[i] = float(any(lb.get("type") == label_type for lb in rec.get("labels", [])))
-        shown = [lb.get("value") for lb in rec.get("labels", []) if lb.get("type") == "impression"]
-        if shown and isinstance(shown[0], (int, float)) and 0.0 < shown[0] <= 1.0:
-            propensity[i] = shown[0]
+        propensity[i] = propensity_of(rec.get("labels", []))
         for f in {f.get("feature") for f in rec.get("fallbacks", [])}:
             fallbacks[f] = fallbacks.get(f, 0) + 1
     arrays = {}
@@ -232,9 +238,7 @@ def convert_parquet(root: str | Path, meta_path: str | Path, out: str | Path, la
             fallbacks[f] = fallbacks.get(f, 0) + 1
     propensity = np.ones(n, np.float32)
     for i, row in enumerate(table["labels"].to_pylist() if n else []):
-        shown = [lb.get("value") for lb in row if lb["type"] == "impression"]
-        if shown and isinstance(shown[0], (int, float)) and 0.0 < shown[0] <= 1.0:
-            propensity[i] = shown[0]
+        propensity[i] = propensity_of(row)
     return write_out(out, spec_meta, arrays, labels, fallbacks, counts, window, label_type, propensity)
 
 
