@@ -6,7 +6,7 @@
 //! [`store` and `fetch`](crate::fetch::config), [`scenes`](crate::scene::config) with their
 //! bucket [`source`](crate::repository::config), [`admin`](crate::admin::config),
 //! [`log` and `trace`](crate::telemetry::config), [`registry`](crate::registry::config) and
-//! [`samples`](crate::sample_log::config). Here are the tree, the layering, the checks that span
+//! [`samples`](crate::sample_log::config), [`drift`](crate::drift::config). Here are the tree, the layering, the checks that span
 //! sections, and the test that `config/default.toml` and the code's defaults agree.
 
 use std::path::Path;
@@ -16,6 +16,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 pub use crate::admin::config::AdminConfig;
+pub use crate::drift::config::DriftConfig;
 pub use crate::fetch::config::{
     CacheConfig, FetchConfig, KeyTemplate, RedisConfig, StoreConfig, TableCacheConfig, TableConfig,
 };
@@ -77,6 +78,9 @@ pub struct Config {
     /// OpenTelemetry traces of `augur serve` (off unless an OTLP endpoint is set).
     #[serde(default)]
     pub trace: TraceConfig,
+    /// Served feature values against each version's training reference (PSI, fallback rates).
+    #[serde(default)]
+    pub drift: DriftConfig,
 }
 
 impl Config {
@@ -116,6 +120,7 @@ impl Config {
             self.samples.validate(&scenes)?;
         }
         self.trace.validate()?;
+        self.drift.validate()?;
         Ok(())
     }
 }
