@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::assemble::encode::RequestView;
-use crate::drift::Drift;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
+use crate::drift::Drift;
 use crate::error::{Error, RequestError};
 use crate::fetch::config::FetchConfig;
 use crate::fetch::{FeatureStore, FetchError, Row, Value};

@@ -256,7 +256,8 @@ impl Drift {
             .versions
             .iter()
             .map(|v| {
-                let live: Vec<usize> = (0..config.buckets).filter(|s| (oldest..=newest).contains(&v.epochs[*s])).collect();
+                let live: Vec<usize> =
+                    (0..config.buckets).filter(|s| (oldest..=newest).contains(&v.epochs[*s])).collect();
                 let rows: u64 = live.iter().map(|s| v.rows[*s]).sum();
                 let features = v
                     .features
@@ -410,6 +411,6 @@ impl FeatureState {
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

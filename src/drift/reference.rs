@@ -106,10 +106,15 @@ impl Reference {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(ReferenceError::Io { path: path.display().to_string(), source }),
         };
-        let invalid = |problem: String| ReferenceError::Invalid { path: path.display().to_string(), problem };
-        let reference: Reference = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        Self::parse(&bytes, &path.display().to_string()).map(Some)
+    }
+
+    /// Parses and checks the content of a reference file (`path` names it in errors).
+    pub fn parse(bytes: &[u8], path: &str) -> Result<Self, ReferenceError> {
+        let invalid = |problem: String| ReferenceError::Invalid { path: path.to_owned(), problem };
+        let reference: Reference = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         reference.check().map_err(invalid)?;
-        Ok(Some(reference))
+        Ok(reference)
     }
 
     /// Checks the format and every feature's bins and shares.
