@@ -16,7 +16,7 @@
 //! 9. [`quality`]   — online quality per served model version (CTR, calibration, log loss, AUC),
 //!    from the samples the join emits.
 //! 10. [`drift`]    — beside the path: one request in N's served feature values against the
-//!    version's training reference (PSI per feature) and its fallback rates.
+//!     version's training reference (PSI per feature) and its fallback rates.
 //!
 //! Beside the path, the model control plane, [`repository`] (versions from a directory or a
 //! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:
