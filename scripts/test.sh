@@ -20,6 +20,7 @@ python3 scripts/check_module_cycles.py
 python3 scripts/config_reference.py --check
 .venv/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
 promtool check config deploy/prometheus/prometheus.yml
 # docker-compose.yml parses and resolves (no Docker engine needed for `config`); the compose
 # Prometheus config is checked beside the alert rules it mounts next to it.

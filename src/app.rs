@@ -35,6 +35,7 @@ use crate::admin::{
 };
 use crate::batch::metrics::BatchMetrics;
 use crate::config::{Config, RegistryConfig, StoreConfig};
+use crate::drift::Drift;
 use crate::feature_stream::{RedisTarget, StreamError, StreamMetrics, Target};
 use crate::fetch::metrics::CacheMetrics;
 use crate::fetch::{FeatureStore, MemoryStore, StoreOpenError};
@@ -263,7 +264,9 @@ impl App {
             }
             scenes.push(scene);
         }
-        let mut predictor = Predictor::new(scenes, store, config.fetch.clone());
+        let drift = metrics.of::<Drift>();
+        drift.start(&config.drift);
+        let mut predictor = Predictor::new(scenes, store, config.fetch.clone()).with_drift(drift);
         let samples = if config.samples.enabled {
             let pipeline = SamplePipeline::start(&config.samples, &metrics.of()).await?;
             predictor = predictor.with_samples(pipeline.samples());

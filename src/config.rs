@@ -6,7 +6,8 @@
 //! [`store` and `fetch`](crate::fetch::config), [`scenes`](crate::scene::config) with their
 //! bucket [`source`](crate::repository::config), [`admin`](crate::admin::config),
 //! [`log` and `trace`](crate::telemetry::config), [`registry`](crate::registry::config) and
-//! [`samples`](crate::sample_log::config) and [`feature_streams`](crate::feature_stream::config). Here are the tree, the layering, the checks that span
+//! [`samples`](crate::sample_log::config), [`feature_streams`](crate::feature_stream::config) and
+//! [`drift`](crate::drift::config). Here are the tree, the layering, the checks that span
 //! sections, and the test that `config/default.toml` and the code's defaults agree.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 pub use crate::admin::config::AdminConfig;
+pub use crate::drift::config::DriftConfig;
 pub use crate::feature_stream::config::{EntityKind, FeatureStreamConfig, UpdateFormat};
 pub use crate::fetch::config::{
     CacheConfig, FetchConfig, KeyTemplate, RedisConfig, StoreConfig, TableCacheConfig, TableConfig,
@@ -82,6 +84,9 @@ pub struct Config {
     /// Kafka topics of feature updates upserted into `[store]` as they arrive (none by default).
     #[serde(default)]
     pub feature_streams: Vec<FeatureStreamConfig>,
+    /// Served feature values against each version's training reference (PSI, fallback rates).
+    #[serde(default)]
+    pub drift: DriftConfig,
 }
 
 impl Config {
@@ -145,6 +150,7 @@ impl Config {
         }
         self.trace.validate()?;
         crate::feature_stream::config::validate(&self.feature_streams)?;
+        self.drift.validate()?;
         Ok(())
     }
 }

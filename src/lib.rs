@@ -17,6 +17,8 @@
 //!    from the samples the join emits.
 //! 10. [`rollout`]  — the canary that decides: compares a new version's online quality with the
 //!     stable's and promotes or rolls it back, recorded in the model repository for every replica.
+//! 11. [`drift`]    — beside the path: one request in N's served feature values against the
+//!     version's training reference (PSI per feature) and its fallback rates.
 //!
 //! Beside the path, the model control plane, [`repository`] (versions from a directory or a
 //! bucket, watched, validated, warmed, swapped in with their traffic split), and the lifecycle:
@@ -43,6 +45,7 @@ pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod feature_stream;
 pub mod fetch;

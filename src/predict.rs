@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::assemble::encode::RequestView;
 use crate::assemble::{Assembled, Fallback, FallbackReason, Spec, assemble};
+use crate::drift::Drift;
 use crate::error::{Error, RequestError};
 use crate::fetch::config::FetchConfig;
 use crate::fetch::{FeatureStore, FetchError, Row, Value};
@@ -60,18 +61,26 @@ pub struct Predictor {
     fetch: FetchConfig,
     /// The sample pipeline's ends: snapshots out, events in (`None`: sample logging off).
     samples: Option<Samples>,
+    /// Served values against each version's training reference (inert unless started).
+    drift: Drift,
 }
 
 impl Predictor {
     /// Wires scenes to a store.
     pub fn new(scenes: Vec<Scene>, store: Arc<dyn FeatureStore>, fetch: FetchConfig) -> Self {
         let scenes = scenes.into_iter().map(|s| (s.spec.scene.clone(), s)).collect();
-        Predictor { scenes, store, fetch, samples: None }
+        Predictor { scenes, store, fetch, samples: None, drift: Drift::default() }
     }
 
     /// Turns sample logging on.
     pub fn with_samples(mut self, samples: Samples) -> Self {
         self.samples = Some(samples);
+        self
+    }
+
+    /// Feeds one request in `drift.sample_every` to `drift`.
+    pub fn with_drift(mut self, drift: Drift) -> Self {
+        self.drift = drift;
         self
     }
 
@@ -135,6 +144,8 @@ impl Predictor {
         let tensors: Arc<[crate::assemble::Tensor]> = assembled.tensors.into();
         let scores = version.batcher.infer(Arc::clone(&tensors), deadline).await?;
         scene.stage(Stage::Infer).record(infer_started.elapsed());
+        let reference = version.reference.as_deref();
+        self.drift.observe(&scene.spec, scene.repo.name(), version.number, reference, &tensors, &assembled.fallbacks);
         if let Some(samples) = logged {
             // Moved, not copied: the request is not read after this.
             let item_ids = std::mem::take(&mut request.candidates).into_iter().map(|(id, _)| id).collect();

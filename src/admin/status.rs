@@ -3,8 +3,8 @@
 //! traffic split; what the publish gate recorded for each (evaluation and lineage); their online
 //! quality side by side (`ListModels`' `quality`); the canary decisions of scenes with a rollout
 //! policy (`ListModels`' `rollout`); request counts,
-//! rate and latency per scene; the batch-size distribution; the top fallbacks; and the sample
-//! pipeline.
+//! rate and latency per scene; the batch-size distribution; the top fallbacks; the sample
+//! pipeline; and drift per version and feature (`crate::drift`, found through the registry).
 //!
 //! No template engine, no JavaScript, no CDN: the page is a `String` built here, so it renders on
 //! an air-gapped host and needs no build step. It reads the same sources as everything else
@@ -124,6 +124,7 @@ pub fn render(models: &[ModelStatus], metrics: &Metrics, uptime: Duration) -> St
     batch_sizes(&mut page, &samples);
     fallbacks(&mut page, &samples);
     sample_pipeline(&mut page, &text, &samples);
+    drift(&mut page, metrics);
     page.push_str("</body>\n</html>\n");
     page
 }
@@ -558,6 +559,61 @@ fn sample_pipeline(page: &mut String, text: &str, samples: &[Sample]) {
                 "<tr><td>{}</td><td>{}</td><td colspan=\"2\">no sample yet</td></tr>",
                 escape(family),
                 escape(kind)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// Drift per version and feature (`crate::drift`): PSI of the served values against the training
+/// reference, served and training fallback rates, flagged above `drift.psi_threshold`.
+fn drift(page: &mut String, metrics: &Metrics) {
+    page.push_str("<h2>Drift per version</h2>\n");
+    let Some((drift, config)) = metrics.get::<crate::drift::Drift>().and_then(|d| d.config().cloned().map(|c| (d, c)))
+    else {
+        page.push_str("<p>Drift off (<code>drift.enabled</code>).</p>\n");
+        return;
+    };
+    let snapshot = drift.snapshot(crate::drift::now_ms());
+    if snapshot.versions.is_empty() {
+        page.push_str("<p>No Predict request observed yet.</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">Served values of one Predict request in {} over the last {}, against the training \
+         reference published with the version (<code>reference.json</code>). PSI once the window holds {} rows; \
+         flagged above {}. Fallback: rows served from the feature's default (training: per the reference).</p>",
+        config.sample_every,
+        human_duration(Duration::from_millis(config.window_ms().max(0) as u64)),
+        config.min_rows,
+        config.psi_threshold,
+    );
+    page.push_str(
+        "<table>\n<tr><th>Scene</th><th>Model</th><th>Version</th><th>Rows</th><th>Feature</th><th>PSI</th>\
+         <th>Fallback</th><th>Training fallback</th><th>Flagged</th></tr>\n",
+    );
+    let pct = |v: Option<f64>| v.map_or(String::new(), |v| format!("{:.2}%", 100.0 * v));
+    for v in &snapshot.versions {
+        for f in &v.features {
+            let psi = match f.psi {
+                Some(p) => format!("{p:.4}"),
+                None if !v.has_reference => "no reference".to_owned(),
+                None if !f.in_reference => "not in reference".to_owned(),
+                None => format!("&lt; {} rows", config.min_rows),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td>\
+                 <td class=\"n\">{psi}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&v.key.scene),
+                escape(&v.key.model),
+                v.key.version,
+                v.rows,
+                escape(&f.name),
+                pct(f.fallback_rate),
+                pct(f.reference_fallback_rate),
+                if f.flagged { "<strong>drift</strong>" } else { "" },
             );
         }
     }

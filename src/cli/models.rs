@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use super::gate::{self, Gate, GateError};
 use crate::assemble::Spec;
 use crate::config::{SceneConfig, SourceConfig};
+use crate::drift::reference::{REFERENCE_FILE, Reference, ReferenceError};
 use crate::model::{ModelError, ModelLoader};
 use crate::repository::bucket::{
     self, Bucket, BucketError, Conditional, FetchError, LATEST, MARKER, MODEL_FILE, Marker,
@@ -77,6 +78,9 @@ pub enum ModelsError {
         /// The numbers.
         evaluation: Box<Evaluation>,
     },
+    /// A `reference.json` among the files is not a training reference this build reads.
+    #[error("not published: {0}")]
+    Reference(#[from] ReferenceError),
     /// `--lineage` does not hold a lineage.
     #[error("{path}: not a lineage (JSON object with run, samples, warm_start_version): {problem}")]
     Lineage {
@@ -412,6 +416,18 @@ pub async fn publish_gated(
     upload_with(repo, Some(version), named, Some(evaluation), options.lineage.clone()).await
 }
 
+/// `files` (the model first) plus the training reference the trainer wrote beside the model
+/// (`reference.json`, for drift), unless absent or already among them: a version published from
+/// a trainer's output directory carries it without naming it.
+pub fn with_reference(mut files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let beside = files.first().and_then(|m| m.parent()).map(|d| d.join(REFERENCE_FILE));
+    let named = files.iter().skip(1).any(|f| f.file_name().is_some_and(|n| n == REFERENCE_FILE));
+    if let Some(reference) = beside.filter(|r| !named && r.is_file()) {
+        files.push(reference);
+    }
+    files
+}
+
 /// Reads a `--lineage` file.
 pub fn read_lineage(path: &Path) -> Result<Lineage, ModelsError> {
     let bytes = std::fs::read(path).map_err(|source| ModelsError::Io { path: path.display().to_string(), source })?;
@@ -503,6 +519,11 @@ async fn validated(
         }
         let bytes =
             std::fs::read(path).map_err(|source| ModelsError::Io { path: path.display().to_string(), source })?;
+        if name == REFERENCE_FILE {
+            // Served versions read it for drift: a file augur cannot read is caught here, not
+            // as "no reference" on every replica later.
+            Reference::parse(&bytes, &path.display().to_string())?;
+        }
         named.push((name, bytes));
     }
     Ok(named)

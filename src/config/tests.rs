@@ -56,6 +56,7 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
     same("trace", format!("{:?}", file.trace), format!("{:?}", TraceConfig::default()));
     same("registry", format!("{:?}", file.registry), format!("{:?}", RegistryConfig::default()));
     same("samples", format!("{:?}", file.samples), format!("{:?}", SamplesConfig::default()));
+    same("drift", format!("{:?}", file.drift), format!("{:?}", crate::drift::config::DriftConfig::default()));
     for (header, fields, subtables) in [
         ("server", fields_of::<ServerConfig>(), &["http2"][..]),
         ("server.http2", fields_of::<Http2Config>(), &[]),
@@ -68,6 +69,7 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
         ("samples.join", fields_of::<JoinConfig>(), &[]),
         ("samples.log", fields_of::<SampleLogConfig>(), &[]),
         ("samples.quality", fields_of::<crate::quality::config::QualityConfig>(), &[]),
+        ("drift", fields_of::<crate::drift::config::DriftConfig>(), &[]),
     ] {
         let text = section(header);
         for field in fields.iter().filter(|f| !subtables.contains(f)) {

@@ -63,6 +63,9 @@ pub struct Version {
     pub load_time: Duration,
     /// Warm-up stats.
     pub warmup: Warmup,
+    /// The training reference published with it (`reference.json`), for drift; `None` when it
+    /// has none or it is unusable (logged: the version serves all the same).
+    pub reference: Option<Arc<crate::drift::reference::Reference>>,
 }
 
 /// Why a run-time canary change was refused.
@@ -607,7 +610,29 @@ impl Repository {
         let batcher = Batcher::start(models, config, context);
         let load_time = started.elapsed();
         let warmup = warm_up(&self.spec, &batcher).await?;
-        Ok(Version { number, path: path.to_path_buf(), batcher, loaded_at: SystemTime::now(), load_time, warmup })
+        let reference = self.reference(number, path);
+        Ok(Version {
+            number,
+            path: path.to_path_buf(),
+            batcher,
+            loaded_at: SystemTime::now(),
+            load_time,
+            warmup,
+            reference,
+        })
+    }
+
+    /// The version's `reference.json` (a few KiB, read once per load): a bad one is logged and
+    /// ignored, never a reason to refuse a model that validated.
+    fn reference(&self, number: u64, model: &Path) -> Option<Arc<crate::drift::reference::Reference>> {
+        let dir = model.parent()?;
+        match crate::drift::reference::Reference::load(dir) {
+            Ok(reference) => reference.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(model = %self.name, version = number, error = %e, "training reference unusable; drift shows none");
+                None
+            }
+        }
     }
 }
 

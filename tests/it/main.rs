@@ -26,6 +26,8 @@ mod client_retry;
 // The shipped manifests configure the full build (etcd registration, Kafka, OTLP).
 #[cfg(all(feature = "kafka", feature = "bucket", feature = "etcd", feature = "otel"))]
 mod deploy_manifests;
+// Fake-model tests, and real-model ones that need ONNX Runtime.
+mod drift;
 mod fake_model;
 mod front_door;
 mod layers;

@@ -27,6 +27,9 @@ hand-written Adam (lazy/sparse rows for the tables), manual backprop.
 weights are the starting point instead of random ones. --lineage writes what `augur models
 publish --lineage` records in the version's marker: the run's parameters, the sample window the
 training rows came from (meta.json "window", written by samples.py) and the warm-start version.
+Beside --out it writes reference.json (--reference PATH elsewhere, '' none): per feature of
+meta.json "features", its training distribution (reference.py), which augur compares the served
+values with (drift).
 --shuffle-labels permutes the labels before training: a deliberately useless model, for testing
 the publish gate. --ipw weighs each training row by the inverse of its propensity (the probability
 the caller showed the item with, reported as the impression event's value and kept by samples.py),
@@ -494,6 +497,8 @@ def parse_args(argv=None):
     ap.add_argument("--init", help="warm start: an ONNX model this script wrote (e.g. the served version's)")
     ap.add_argument("--init-version", type=int, help="the version --init is, for the lineage")
     ap.add_argument("--lineage", help="write the run's lineage JSON here (for `augur models publish --lineage`)")
+    ap.add_argument("--reference", help="training reference for drift (default: reference.json beside --out); "
+                    "'' = none")
     ap.add_argument("--shuffle-labels", action="store_true",
                     help="permute the training labels: a deliberately degraded model (gate tests)")
     ap.add_argument("--ipw", action="store_true",
@@ -594,6 +599,18 @@ def main(argv=None) -> int:
         "scene": meta.get("scene", ""), "embed_dim": a.embed_dim,
         "hidden": ",".join(map(str, a.hidden_sizes)), "lr": a.lr, "batch": a.batch, "l2": a.l2,
     })
+
+    # The training distribution of every feature, for drift (src/drift): beside the model, so
+    # `augur models publish` carries it with the version.
+    ref_path = a.reference if a.reference is not None else str(Path(a.out).with_name("reference.json"))
+    if ref_path:
+        from reference import summarise, write as write_reference
+        reference = summarise(meta, tr["arrays"])
+        if reference is None:
+            log("train.py: meta.json names no features; no training reference written")
+        else:
+            write_reference(ref_path, reference)
+            log(f"training reference: {ref_path} ({len(reference['features'])} features)")
 
     # Score with the exported graph, so the numbers are what the service would serve.
     res = {}

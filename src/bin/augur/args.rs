@@ -78,7 +78,8 @@ pub(crate) struct ModelRepoArgs {
 pub(crate) struct PublishArgs {
     #[command(flatten)]
     pub(crate) repo: ModelRepoArgs,
-    /// The ONNX model; published as model.onnx.
+    /// The ONNX model; published as model.onnx. A `reference.json` beside it (the trainer's
+    /// training reference, for drift) is published with it.
     #[arg(long)]
     pub(crate) model: PathBuf,
     /// Further files of the version (e.g. a train report); repeatable.

@@ -36,7 +36,7 @@ pub(crate) async fn publish(PublishArgs { repo, model, files, to, version, gate 
     let spec = augur::assemble::Spec::load(&scene.spec)?;
     let loader = loader(&config);
     let target = Repo::open(&scene, to.as_deref())?;
-    let files: Vec<_> = std::iter::once(model).chain(files).collect();
+    let files = models::with_reference(std::iter::once(model).chain(files).collect());
     let lineage = gate.lineage.as_deref().map(models::read_lineage).transpose()?;
     let samples = gate.samples.or_else(|| config.samples.enabled.then(|| config.samples.log.dir.clone()));
     let options = models::PublishOptions {
