@@ -77,6 +77,7 @@ mod samples_crash;
 mod samples_dump;
 mod samples_e2e;
 mod samples_model;
+mod split_parity;
 #[cfg(feature = "kafka")]
 mod samples_sinks;
 mod search_suggest;
