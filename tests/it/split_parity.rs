@@ -123,3 +123,67 @@ async fn split_models_score_as_their_flat_twins_and_store_the_flat_form() {
     }
     server.stop().await;
 }
+
+/// The stored form a split spec's samples keep is the flat spec's, byte for byte: the same
+/// request assembled under `bench.yaml` and `bench_split.yaml`, the split tensors expanded as
+/// Predict does before offering a sample, encode to the same snapshot (fast tier: no model).
+#[test]
+fn split_spec_snapshots_encode_exactly_as_the_flat_specs() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use augur::assemble::encode::RequestView;
+    use augur::assemble::{RowKind, Spec, TensorData, assemble};
+    use augur::fetch::{Row, Value};
+    use augur::sample_log::snapshot::Served;
+
+    let flat = Spec::load(&common::root().join("features/bench.yaml")).unwrap();
+    let split = Spec::load(&common::root().join("features/bench_split.yaml")).unwrap();
+    let str_row = |pairs: &[(&str, &str)]| -> Arc<Row> {
+        Arc::new(pairs.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()))).collect())
+    };
+    let user = str_row(&[("age", "31"), ("gender", "f"), ("segment", "s3"), ("activity", "12.5")]);
+    let context: HashMap<String, Value> =
+        [("hour".to_string(), Value::Int(20)), ("device".to_string(), Value::Str("ios".into()))].into();
+    let candidates: Vec<(String, HashMap<String, Value>)> =
+        (0..37).map(|i| (format!("i{i}"), HashMap::new())).collect();
+    // Some items missing and some partial, so fallbacks and defaults are compared too.
+    let items: Vec<Option<Arc<Row>>> = (0..37)
+        .map(|i| match i % 5 {
+            0 => None,
+            1 => Some(str_row(&[("category", "c1")])),
+            _ => Some(str_row(&[
+                ("category", &format!("c{}", i % 7)),
+                ("brand", &format!("b{i}")),
+                ("tags", "a|b|c"),
+                ("price", &format!("{}.5", i * 3)),
+            ])),
+        })
+        .collect();
+    let view = RequestView::new("u42", &context, &candidates);
+    let a = assemble(&flat, view, Some(&user), &items);
+    let b = assemble(&split, view, Some(&user), &items);
+    // The model form: 9 + 1 per-row columns, 7 + 3 once, the index all zeros.
+    assert_eq!(split.row_kinds(), [RowKind::Candidate, RowKind::Candidate, RowKind::Request, RowKind::Request, RowKind::RequestIndex]);
+    let widths: Vec<(usize, usize)> = b.tensors.iter().map(|t| (t.width, t.rows())).collect();
+    assert_eq!(widths, [(9, 37), (1, 37), (7, 1), (3, 1), (1, 37)]);
+    assert_eq!(b.tensors[4].data, TensorData::I64(vec![0; 37]));
+    assert_eq!(a.fallbacks, b.fallbacks);
+    let stored = split.stored_form(&b.tensors, b.rows);
+    assert_eq!(stored, a.tensors);
+    // And back: the model form of stored rows (each its own request) expands to the same rows.
+    assert_eq!(split.stored_form(&split.model_form(&stored, 37), 37), a.tensors);
+    let served = |inputs: Vec<augur::assemble::Tensor>| Served {
+        request_id: "r1".into(),
+        timestamp_ms: 1,
+        scene: "bench".into(),
+        model_name: "bench".into(),
+        model_version: "1".into(),
+        user_id: "u42".into(),
+        item_ids: candidates.iter().map(|c| c.0.clone()).collect(),
+        scores: vec![0.5; 37],
+        inputs: inputs.into(),
+        fallbacks: a.fallbacks.clone(),
+    };
+    assert_eq!(served(stored).encode(), served(a.tensors.clone()).encode());
+}
