@@ -16,9 +16,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::fallback::{Fallback, FallbackReason};
-use super::spec::{
-    DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, Level, SourceRef, Spec, Step,
-};
+use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, Level, SourceRef, Spec, Step};
 use super::tensor::{Tensor, TensorData};
 use super::text;
 use crate::fetch::{Row, Value};

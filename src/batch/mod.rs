@@ -366,11 +366,7 @@ pub fn concat_rows<P>(parts: &[P], part: impl Fn(&P) -> (&[Tensor], Range<usize>
 /// tensors by the request rows each part's range refers to (its index's span), once per part;
 /// the request index renumbered to point into the concatenated request rows.
 #[doc(hidden)]
-pub fn concat_parts<P>(
-    parts: &[P],
-    kinds: &[RowKind],
-    part: impl Fn(&P) -> (&[Tensor], Range<usize>),
-) -> Vec<Tensor> {
+pub fn concat_parts<P>(parts: &[P], kinds: &[RowKind], part: impl Fn(&P) -> (&[Tensor], Range<usize>)) -> Vec<Tensor> {
     let index = (0..kinds.len()).find(|&i| kinds[i] == RowKind::RequestIndex);
     // Per part: the request rows its candidate rows refer to, and where they land.
     let spans: Vec<Range<usize>> = parts

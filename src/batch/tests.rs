@@ -444,7 +444,8 @@ async fn request_level_rows_are_merged_per_request_and_carried_by_every_chunk() 
     // One thread that waits for company, so the requests below merge into shared runs.
     let context = context().with_row_kinds(SPLIT_KINDS.to_vec());
     let batcher = Arc::new(Batcher::start(boxed(vec![model]), config(8, 64, 3_600_000), context));
-    let expect = |user: i64, rows: usize| -> Vec<f32> { (0..rows as i64).map(|r| (r * 10 + user * 1001) as f32).collect() };
+    let expect =
+        |user: i64, rows: usize| -> Vec<f32> { (0..rows as i64).map(|r| (r * 10 + user * 1001) as f32).collect() };
     // 19 rows: three chunks of at most 8, each carrying user 7's row.
     assert_eq!(batcher.infer(split_request(7, 19), None).await.unwrap(), expect(7, 19));
     // Concurrent small requests of different users: runs hold several requests' rows.

@@ -140,23 +140,27 @@ mod tests {
     #[test]
     fn split_models_must_match_the_request_level_inputs_and_index() {
         let out = [io("ctr", "float32", &[-1])];
-        let split = [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1])];
+        let split =
+            [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1])];
         assert!(check(&split_spec(), &split, &out).is_ok());
-        // The flat model against the split spec: the request-level input is missing.
-        let err = check(&split_spec(), &[io("ids", "int64", &[-1, 2])], &out).unwrap_err();
+        // A model without the request-level input.
+        let err = check(&split_spec(), &[io("ids", "int64", &[-1, 1])], &out).unwrap_err();
         assert!(err.contains("request-level input `user_ids` (features user) is not a model input"), "{err}");
         // A request-level input of the wrong width.
-        let wide = [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 2]), io("request_index", "int64", &[-1])];
+        let wide =
+            [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 2]), io("request_index", "int64", &[-1])];
         let err = check(&split_spec(), &wide, &out).unwrap_err();
         assert!(err.contains("request-level input `user_ids`") && err.contains("1 columns"), "{err}");
         // No index, or an index of the wrong shape.
         let err = check(&split_spec(), &split[..2], &out).unwrap_err();
         assert!(err.contains("request index `request_index`") && err.contains("not a model input"), "{err}");
-        let bad = [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1, 1])];
+        let bad =
+            [io("ids", "int64", &[-1, 1]), io("user_ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1, 1])];
         let err = check(&split_spec(), &bad, &out).unwrap_err();
         assert!(err.contains("must be int64 [N]") && err.contains("[N, 1]"), "{err}");
         // The split model against a flat spec.
-        let err = check(&spec(), &[io("ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1])], &out).unwrap_err();
+        let err =
+            check(&spec(), &[io("ids", "int64", &[-1, 1]), io("request_index", "int64", &[-1])], &out).unwrap_err();
         assert!(err.contains("`request_index` is fed by no feature") && err.contains("split spec"), "{err}");
     }
 }

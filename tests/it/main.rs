@@ -77,11 +77,11 @@ mod samples_crash;
 mod samples_dump;
 mod samples_e2e;
 mod samples_model;
-mod split_parity;
 #[cfg(feature = "kafka")]
 mod samples_sinks;
 mod search_suggest;
 mod shared_weights;
+mod split_parity;
 mod stats_and_loadgen;
 mod status_page;
 mod stream_features;

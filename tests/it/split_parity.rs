@@ -79,11 +79,8 @@ async fn split_models_score_as_their_flat_twins_and_store_the_flat_form() {
             let spread = a.iter().copied().fold(f32::MIN, f32::max) - a.iter().copied().fold(f32::MAX, f32::min);
             assert!(spread > 1e-4, "{flat}: scores too flat to tell rows apart ({spread})");
             // The stored form: what GetFeatures returns and samples keep is the flat scene's.
-            let fa = client
-                .get_features(common::features_request(&request(flat, user, &items)))
-                .await
-                .unwrap()
-                .into_inner();
+            let fa =
+                client.get_features(common::features_request(&request(flat, user, &items))).await.unwrap().into_inner();
             let fb = client
                 .get_features(common::features_request(&request(split, user, &items)))
                 .await
@@ -164,7 +161,10 @@ fn split_spec_snapshots_encode_exactly_as_the_flat_specs() {
     let a = assemble(&flat, view, Some(&user), &items);
     let b = assemble(&split, view, Some(&user), &items);
     // The model form: 9 + 1 per-row columns, 7 + 3 once, the index all zeros.
-    assert_eq!(split.row_kinds(), [RowKind::Candidate, RowKind::Candidate, RowKind::Request, RowKind::Request, RowKind::RequestIndex]);
+    assert_eq!(
+        split.row_kinds(),
+        [RowKind::Candidate, RowKind::Candidate, RowKind::Request, RowKind::Request, RowKind::RequestIndex]
+    );
     let widths: Vec<(usize, usize)> = b.tensors.iter().map(|t| (t.width, t.rows())).collect();
     assert_eq!(widths, [(9, 37), (1, 37), (7, 1), (3, 1), (1, 37)]);
     assert_eq!(b.tensors[4].data, TensorData::I64(vec![0; 37]));

@@ -220,19 +220,28 @@ fn request_level_misuse_names_the_feature_or_input() {
     let ok_item = "  - {name: i, source: item.$key, type: string, transform: [hash: {buckets: 5}], input: ids}\n  - {name: p, source: item.p, type: float, input: dense}\n";
     let cases = [
         (
-            format!("{SPLIT}  - {{name: cat, source: item.category, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"),
+            format!(
+                "{SPLIT}  - {{name: cat, source: item.category, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
             "feature `cat` reads item.category, but input `user_ids` is request-level",
         ),
         (
-            format!("{SPLIT}  - {{name: k, source: item.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"),
+            format!(
+                "{SPLIT}  - {{name: k, source: item.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
             "feature `k` reads item.$key",
         ),
         (
-            format!("{SPLIT}  - {{name: q, derive: {{cross: [context.q, item.c]}}, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"),
+            format!(
+                "{SPLIT}  - {{name: q, derive: {{cross: [context.q, item.c]}}, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
             "feature `q` reads item.c",
         ),
         (
-            format!("{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}", SPLIT.replace("request_index: request_index\n", "")),
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("request_index: request_index\n", "")
+            ),
             "request-level inputs need `request_index",
         ),
         (
@@ -240,15 +249,24 @@ fn request_level_misuse_names_the_feature_or_input() {
             "`request_index: r` is set but no input is `level: request`",
         ),
         (
-            format!("{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}", SPLIT.replace("part_of: ids", "part_of: dense")),
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("part_of: ids", "part_of: dense")
+            ),
             "input `user_ids` is part_of `dense`, which must be a per-row input of the same dtype",
         ),
         (
-            format!("{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}", SPLIT.replace("part_of: ids", "part_of: nope")),
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("part_of: ids", "part_of: nope")
+            ),
             "part_of `nope`, which is not declared",
         ),
         (
-            format!("{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}", SPLIT.replace("request_index: request_index", "request_index: ids")),
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("request_index: request_index", "request_index: ids")
+            ),
             "clashes with an input",
         ),
     ];
