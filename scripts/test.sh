@@ -15,6 +15,7 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 .venv/bin/python tools/train/metrics.py
 .venv/bin/python tools/train/samples.py --self-test
+.venv/bin/python tools/train/split.py --self-test
 python3 scripts/check_module_cycles.py
 # docs/config-reference.md is generated from the config structs: fail if it is stale.
 python3 scripts/config_reference.py --check

@@ -160,7 +160,13 @@ impl Predictor {
                     user_id: std::mem::take(&mut request.user_id),
                     item_ids,
                     scores: scores.clone(),
-                    inputs: tensors,
+                    // Samples keep every candidate's full row: request-level columns expanded
+                    // (copied here only for a spec with request-level inputs).
+                    inputs: if scene.spec.has_request_level() {
+                        scene.spec.stored_form(&tensors, scores.len()).into()
+                    } else {
+                        tensors
+                    },
                     fallbacks: assembled.fallbacks.clone(),
                 })
                 .await;
@@ -176,10 +182,11 @@ impl Predictor {
         })
     }
 
-    /// GetFeatures: the tensors Predict would feed the model.
+    /// GetFeatures: the tensors Predict would feed the model, in the stored form (every
+    /// candidate's full row, as samples and exports hold them).
     pub async fn features(&self, request: &ScoreRequest) -> Result<(&Spec, Assembled), Error> {
         let scene = self.scene(&request.scene)?;
-        Ok((&scene.spec, self.features_for(scene, request, None).await?))
+        Ok((&scene.spec, self.features_for(scene, request, None).await?.into_stored(&scene.spec)))
     }
 
     async fn features_for(

@@ -1,6 +1,8 @@
 //! Applies a compiled [`Spec`] to one request: rows + request values → tensors + fallbacks.
 //!
-//! User and context features are encoded once and copied into every candidate's row. Values that
+//! User and context features are encoded once and copied into every candidate's row; a
+//! request-level input keeps that one row, and a request index (all zeros) says every candidate
+//! reads it. Values that
 //! are missing, or stored values that do not parse as the declared type, are replaced by the
 //! feature's default (or the reserved "missing" id / 0.0) and reported as a [`Fallback`] — never
 //! silently. A derived feature falls back when either source is missing, with that source's
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::fallback::{Fallback, FallbackReason};
-use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, SourceRef, Spec, Step};
+use super::spec::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, Level, SourceRef, Spec, Step};
 use super::tensor::{Tensor, TensorData};
 use super::text;
 use crate::fetch::{Row, Value};
@@ -22,7 +24,8 @@ use crate::fetch::{Row, Value};
 /// The model-ready form of one request.
 #[derive(Debug, Clone)]
 pub struct Assembled {
-    /// One tensor per spec input, in spec order.
+    /// One tensor per spec input, in spec order, then the request index when the spec has
+    /// request-level inputs (the model form: see [`super::forms`]).
     pub tensors: Vec<Tensor>,
     /// Rows (= candidates).
     pub rows: usize,
@@ -73,6 +76,8 @@ pub fn assemble(
 ) -> Assembled {
     let rows = request.candidates.len();
     debug_assert_eq!(rows, item_rows.len());
+    // Request-level inputs have one row whatever the candidates: the template below is it.
+    let rows_of = |input: &Input| if input.level == Level::Request { 1 } else { rows };
     let mut tensors: Vec<Tensor> = spec
         .inputs
         .iter()
@@ -80,14 +85,15 @@ pub fn assemble(
             name: input.name.clone(),
             width: input.width,
             data: match input.dtype {
-                DType::Int64 => TensorData::I64(vec![0; rows * input.width]),
-                DType::Float32 => TensorData::F32(vec![0.0; rows * input.width]),
+                DType::Int64 => TensorData::I64(vec![0; rows_of(input) * input.width]),
+                DType::Float32 => TensorData::F32(vec![0.0; rows_of(input) * input.width]),
             },
         })
         .collect();
     let mut fallbacks = Vec::new();
 
-    // Shared features: encode into a one-row template, then copy into every row.
+    // Shared features: encode into a one-row template, then copy into every row (into the one
+    // row of a request-level input).
     let mut template = one_row(spec);
     let shared = RequestSide { user_id: Value::Str(request.user_id.to_owned()), request: &request, user_row };
     for feature in spec.features.iter().filter(|f| f.entity != Entity::Item) {
@@ -173,6 +179,10 @@ pub fn assemble(
         reason,
         candidates,
     }));
+    if let Some(name) = &spec.request_index {
+        // Every row reads the request's row 0; the batcher renumbers when it merges requests.
+        tensors.push(Tensor { name: name.clone(), width: 1, data: TensorData::I64(vec![0; rows]) });
+    }
     Assembled { tensors, rows, fallbacks }
 }
 

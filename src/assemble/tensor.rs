@@ -36,3 +36,16 @@ impl Tensor {
         len / self.width.max(1)
     }
 }
+
+/// What a model tensor's rows are, so the batcher can merge requests and ORT can shape them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// One row per candidate: `[N, width]`; merged by concatenating row ranges.
+    Candidate,
+    /// One row per request: `[R, width]`; a merged run holds one row per request in it (a
+    /// chunk of a split request carries its request's row).
+    Request,
+    /// The row → request index, int64 `[N]` (rank 1): for each candidate row, its request's row
+    /// in the request-level tensors.
+    RequestIndex,
+}

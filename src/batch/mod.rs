@@ -31,6 +31,12 @@
 //! tensors costs no copy. Each inference thread holds a task-tracker token, so the app's
 //! shutdown can wait for the threads to answer what is queued and exit.
 //!
+//! Request-level inputs (a spec's `level: request`: the user and context part, one row per
+//! request) are merged by request, not by row: a run of R requests gets their R rows, and the
+//! row → request index is renumbered so each candidate row points at its own request's row. A
+//! chunk of a request split by `max_batch_rows` carries its request's row, so every chunk runs
+//! on its own. The tensors' [`RowKind`]s come from the spec ([`BatchContext::with_row_kinds`]).
+//!
 //! Each chunk carries two trace spans across the thread boundary: its `queue` span, opened at
 //! enqueue and closed when a thread takes the chunk into a run, and the request's span, the
 //! explicit parent of the `inference` span the thread opens per chunk around the model run (one
@@ -51,7 +57,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
-use crate::assemble::{Tensor, TensorData};
+use crate::assemble::{RowKind, Tensor, TensorData};
 use crate::model::{Model, ModelError};
 use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, VersionLabels};
 use metrics::{BatchMetrics, CostLabels};
@@ -118,6 +124,7 @@ pub struct BatchContext {
     handles: Handles,
     tracker: TaskTracker,
     reopen: Option<Reopen>,
+    kinds: Arc<[RowKind]>,
 }
 
 impl std::fmt::Debug for BatchContext {
@@ -150,7 +157,20 @@ impl BatchContext {
                 .clone(),
             queue_wait: metrics.stage(scene, "queue"),
         };
-        BatchContext { name: format!("{model}-{version}"), handles, tracker: tracker.clone(), reopen: None }
+        BatchContext {
+            name: format!("{model}-{version}"),
+            handles,
+            tracker: tracker.clone(),
+            reopen: None,
+            kinds: Arc::from([]),
+        }
+    }
+
+    /// What the rows of each input tensor are ([`crate::assemble::Spec::row_kinds`]); without
+    /// it every tensor has one row per candidate.
+    pub fn with_row_kinds(mut self, kinds: Vec<RowKind>) -> Self {
+        self.kinds = kinds.into();
+        self
     }
 
     /// How to replace a thread's model after a panic; without it the thread exits instead.
@@ -206,6 +226,7 @@ pub struct Batcher {
     config: BatchConfig,
     handles: Handles,
     alive: Arc<AtomicUsize>,
+    kinds: Arc<[RowKind]>,
 }
 
 impl Batcher {
@@ -224,6 +245,7 @@ impl Batcher {
                 alive: Arc::clone(&alive),
                 busy: Arc::clone(&busy),
                 name: context.name.clone(),
+                kinds: Arc::clone(&context.kinds),
             };
             let token = context.tracker.token();
             std::thread::Builder::new()
@@ -234,7 +256,7 @@ impl Batcher {
                 })
                 .expect("spawning an inference thread");
         }
-        Batcher { tx, config, handles: context.handles, alive }
+        Batcher { tx, config, handles: context.handles, alive, kinds: context.kinds }
     }
 
     /// Counters.
@@ -264,7 +286,11 @@ impl Batcher {
     /// Scores `tensors` (one f32 per row, in order), splitting them into chunks of at most
     /// `max_batch_rows`. Fails fast when the queue is full.
     pub async fn infer(&self, tensors: Arc<[Tensor]>, deadline: Option<Instant>) -> Result<Vec<f32>, BatchError> {
-        let rows = tensors.first().map_or(0, Tensor::rows);
+        let rows = tensors
+            .iter()
+            .enumerate()
+            .find(|(i, _)| kind(&self.kinds, *i) == RowKind::Candidate)
+            .map_or(0, |(_, t)| t.rows());
         let max = self.config.max_batch_rows;
         let mut replies = Vec::with_capacity(rows.div_ceil(max));
         let enqueued = Instant::now();
@@ -309,14 +335,23 @@ fn queue_span(request: &tracing::Span, rows: usize) -> tracing::Span {
     tracing::debug_span!(parent: request, "queue", rows = rows as i64)
 }
 
+/// The kind of tensor `i` (one row per candidate unless the spec said otherwise).
+fn kind(kinds: &[RowKind], i: usize) -> RowKind {
+    kinds.get(i).copied().unwrap_or(RowKind::Candidate)
+}
+
 /// The tensors of a batch: the one message's own tensors when it is a whole request alone, else
 /// the row ranges of every message concatenated input by input.
-fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
+fn merge<'m>(messages: &'m [Message], kinds: &[RowKind]) -> std::borrow::Cow<'m, [Tensor]> {
     let first = &messages[0];
-    if messages.len() == 1 && first.rows.start == 0 && first.rows.end == first.tensors[0].rows() {
+    let whole = |m: &Message| {
+        let candidate = (0..m.tensors.len()).find(|&i| kind(kinds, i) == RowKind::Candidate).unwrap_or(0);
+        m.rows.start == 0 && m.rows.end == m.tensors[candidate].rows()
+    };
+    if messages.len() == 1 && whole(first) {
         return std::borrow::Cow::Borrowed(&first.tensors[..]);
     }
-    std::borrow::Cow::Owned(concat_rows(messages, |m| (&m.tensors[..], m.rows.clone())))
+    std::borrow::Cow::Owned(concat_parts(messages, kinds, |m| (&m.tensors[..], m.rows.clone())))
 }
 
 /// Concatenates a row range of each part's tensors, input by input (all parts have the inputs of
@@ -324,18 +359,61 @@ fn merge(messages: &[Message]) -> std::borrow::Cow<'_, [Tensor]> {
 /// `benches/batch.rs` can measure it without queueing messages.
 #[doc(hidden)]
 pub fn concat_rows<P>(parts: &[P], part: impl Fn(&P) -> (&[Tensor], Range<usize>)) -> Vec<Tensor> {
-    let rows: usize = parts.iter().map(|p| part(p).1.len()).sum();
+    concat_parts(parts, &[], part)
+}
+
+/// [`concat_rows`] for tensors of any [`RowKind`]: candidate tensors by row range; request-level
+/// tensors by the request rows each part's range refers to (its index's span), once per part;
+/// the request index renumbered to point into the concatenated request rows.
+#[doc(hidden)]
+pub fn concat_parts<P>(parts: &[P], kinds: &[RowKind], part: impl Fn(&P) -> (&[Tensor], Range<usize>)) -> Vec<Tensor> {
+    let index = (0..kinds.len()).find(|&i| kinds[i] == RowKind::RequestIndex);
+    // Per part: the request rows its candidate rows refer to, and where they land.
+    let spans: Vec<Range<usize>> = parts
+        .iter()
+        .map(|p| {
+            let (tensors, range) = part(p);
+            match index.map(|i| &tensors[i].data) {
+                Some(TensorData::I64(v)) if !range.is_empty() => {
+                    let ids = &v[range];
+                    let lo = ids.iter().copied().min().unwrap_or(0) as usize;
+                    let hi = ids.iter().copied().max().unwrap_or(0) as usize;
+                    lo..hi + 1
+                }
+                _ => 0..1,
+            }
+        })
+        .collect();
+    let rows_of = |i: usize, p: usize| match kind(kinds, i) {
+        RowKind::Request => spans[p].clone(),
+        RowKind::Candidate | RowKind::RequestIndex => part(&parts[p]).1,
+    };
     let (first, _) = part(&parts[0]);
     first
         .iter()
         .enumerate()
         .map(|(i, t)| {
             let w = t.width;
+            if kind(kinds, i) == RowKind::RequestIndex {
+                let rows: usize = parts.iter().map(|p| part(p).1.len()).sum();
+                let mut out = Vec::with_capacity(rows);
+                let mut base = 0i64;
+                for (p, span) in parts.iter().zip(&spans) {
+                    let (tensors, range) = part(p);
+                    if let TensorData::I64(v) = &tensors[i].data {
+                        out.extend(v[range].iter().map(|&r| r - span.start as i64 + base));
+                    }
+                    base += span.len() as i64;
+                }
+                return Tensor { name: t.name.clone(), width: w, data: TensorData::I64(out) };
+            }
+            let rows: usize = (0..parts.len()).map(|p| rows_of(i, p).len()).sum();
             let data = match &t.data {
                 TensorData::I64(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for p in parts {
-                        let (tensors, range) = part(p);
+                    for (p, at) in parts.iter().zip(0..) {
+                        let (tensors, _) = part(p);
+                        let range = rows_of(i, at);
                         if let TensorData::I64(v) = &tensors[i].data {
                             out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }
@@ -344,8 +422,9 @@ pub fn concat_rows<P>(parts: &[P], part: impl Fn(&P) -> (&[Tensor], Range<usize>
                 }
                 TensorData::F32(_) => {
                     let mut out = Vec::with_capacity(rows * w);
-                    for p in parts {
-                        let (tensors, range) = part(p);
+                    for (p, at) in parts.iter().zip(0..) {
+                        let (tensors, _) = part(p);
+                        let range = rows_of(i, at);
                         if let TensorData::F32(v) = &tensors[i].data {
                             out.extend_from_slice(&v[range.start * w..range.end * w]);
                         }

@@ -406,3 +406,70 @@ async fn inference_cpu_time_is_counted_per_version() {
     let text = metrics.render_prometheus();
     assert!(text.contains("augur_inference_cpu_seconds_total{scene=\"scene\",model=\"t\",version=\"7\"}"), "{text}");
 }
+
+/// Request-level tensors: `u` one row per request, the index `[N]`. A fake model that reads each
+/// row's request row through the index scores exactly as a flat row would.
+fn split_request(user: i64, rows: usize) -> Arc<[Tensor]> {
+    vec![
+        Tensor { name: "ids".into(), width: 1, data: TensorData::I64((0..rows as i64).map(|r| r * 10).collect()) },
+        Tensor { name: "u".into(), width: 2, data: TensorData::I64(vec![user, user * 1000]) },
+        Tensor { name: "request_index".into(), width: 1, data: TensorData::I64(vec![0; rows]) },
+    ]
+    .into()
+}
+
+const SPLIT_KINDS: [RowKind; 3] = [RowKind::Candidate, RowKind::Request, RowKind::RequestIndex];
+
+struct Gathering {
+    runs: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+impl Model for Gathering {
+    fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+        let (TensorData::I64(ids), TensorData::I64(u), TensorData::I64(index)) =
+            (&tensors[0].data, &tensors[1].data, &tensors[2].data)
+        else {
+            unreachable!()
+        };
+        assert_eq!((ids.len(), index.len()), (index.len(), tensors[0].rows()));
+        self.runs.lock().unwrap().push((ids.len(), u.len() / 2));
+        Ok(ids.iter().zip(index).map(|(&id, &r)| (id + u[r as usize * 2] + u[r as usize * 2 + 1]) as f32).collect())
+    }
+}
+
+#[tokio::test]
+async fn request_level_rows_are_merged_per_request_and_carried_by_every_chunk() {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let model = Gathering { runs: Arc::clone(&runs) };
+    // One thread that waits for company, so the requests below merge into shared runs.
+    let context = context().with_row_kinds(SPLIT_KINDS.to_vec());
+    let batcher = Arc::new(Batcher::start(boxed(vec![model]), config(8, 64, 3_600_000), context));
+    let expect =
+        |user: i64, rows: usize| -> Vec<f32> { (0..rows as i64).map(|r| (r * 10 + user * 1001) as f32).collect() };
+    // 19 rows: three chunks of at most 8, each carrying user 7's row.
+    assert_eq!(batcher.infer(split_request(7, 19), None).await.unwrap(), expect(7, 19));
+    // Concurrent small requests of different users: runs hold several requests' rows.
+    let calls: Vec<_> = (1..=6i64)
+        .map(|user| {
+            let batcher = Arc::clone(&batcher);
+            tokio::spawn(async move { (user, batcher.infer(split_request(user, user as usize), None).await.unwrap()) })
+        })
+        .collect();
+    for call in calls {
+        let (user, scores) = call.await.unwrap();
+        assert_eq!(scores, expect(user, user as usize), "user {user}");
+    }
+    let runs = runs.lock().unwrap();
+    assert!(runs.iter().take(3).all(|&(rows, requests)| rows <= 8 && requests == 1), "{runs:?}");
+    assert_eq!(runs.iter().map(|r| r.0).sum::<usize>(), 19 + 21);
+}
+
+#[test]
+fn concat_parts_renumbers_the_index_into_the_merged_request_rows() {
+    let (a, b) = (split_request(1, 3), split_request(2, 4));
+    let parts = [(a, 1..3), (b.clone(), 0..4), (b, 2..3)];
+    let merged = concat_parts(&parts, &SPLIT_KINDS, |(t, r)| (&t[..], r.clone()));
+    assert_eq!(merged[0].data, TensorData::I64(vec![10, 20, 0, 10, 20, 30, 20]));
+    assert_eq!(merged[1].data, TensorData::I64(vec![1, 1000, 2, 2000, 2, 2000]));
+    assert_eq!(merged[2].data, TensorData::I64(vec![0, 0, 1, 1, 1, 1, 2]));
+}

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{BatchConfig, BatchError, Handles, Message, Reopen, merge};
+use crate::assemble::RowKind;
 use crate::model::Model;
 
 /// How often a thread waiting for company re-checks whether another thread went idle: the most
@@ -41,6 +42,8 @@ pub(super) struct Worker {
     /// it to tell whether another thread could take new chunks at once.
     pub(super) busy: Arc<AtomicUsize>,
     pub(super) name: String,
+    /// What the rows of each input tensor are (for [`merge`]).
+    pub(super) kinds: Arc<[RowKind]>,
 }
 
 impl Worker {
@@ -84,7 +87,7 @@ impl Worker {
             let outcome = {
                 // Events during the run (ORT warnings) land in the first request's trace.
                 let _entered = spans.first().map(tracing::Span::enter);
-                let tensors = merge(&live);
+                let tensors = merge(&live, &self.kinds);
                 catch_unwind(AssertUnwindSafe(|| model.run(&tensors)))
             };
             self.handles.cpu.inc_by((thread_cpu_seconds() - cpu_started).max(0.0));

@@ -81,8 +81,9 @@ pub async fn export(
         .map(|(i, h)| (i, h.to_owned()))
         .collect();
 
+    // The stored form: what samples hold, so a split spec exports what its flat twin does.
     let mut columns: Vec<TensorData> = spec
-        .inputs
+        .stored
         .iter()
         .map(|i| match i.dtype {
             DType::Int64 => TensorData::I64(Vec::new()),
@@ -122,7 +123,7 @@ pub async fn export(
         for (((user_id, item_id, context, label), user), item) in chunk.into_iter().zip(users).zip(items) {
             let candidates = [(item_id, HashMap::new())];
             let view = RequestView::new(&user_id, &context, &candidates);
-            let assembled = assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]);
+            let assembled = assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]).into_stored(spec);
             for fallback in &assembled.fallbacks {
                 *summary.fallbacks.entry(fallback.feature.clone()).or_default() += 1;
             }
@@ -144,8 +145,8 @@ pub async fn export(
     let file = File::create(&npz_path).map_err(|e| io(&npz_path, &e))?;
     let mut npz = NpzWriter::new(file);
     let write_err = |e: &dyn std::fmt::Display| io(&npz_path, e);
-    for (input, column) in spec.inputs.iter().zip(columns) {
-        let shape = (summary.rows, input.width);
+    for (input, column) in spec.stored.iter().zip(columns) {
+        let shape = (summary.rows, input.columns.len());
         match column {
             TensorData::I64(v) => {
                 npz.add_array(input.name.as_str(), &Array2::from_shape_vec(shape, v).map_err(|e| write_err(&e))?)
@@ -164,15 +165,15 @@ pub async fn export(
         "rows": summary.rows,
         "output": spec.output,
         "label": "label",
-        "inputs": spec.inputs.iter().map(|i| {
-            let mut m = serde_json::json!({"name": i.name, "dtype": i.dtype.name(), "width": i.width});
+        "inputs": spec.stored.iter().map(|i| {
+            let mut m = serde_json::json!({"name": i.name, "dtype": i.dtype.name(), "width": i.columns.len()});
             if i.dtype == DType::Int64 {
                 m["vocab"] = i.vocab.into();
             }
             m
         }).collect::<Vec<_>>(),
-        "features": spec.features.iter().map(|f| serde_json::json!({
-            "name": f.name, "input": spec.inputs[f.input].name, "offset": f.offset, "width": f.width,
+        "features": spec.features.iter().zip(spec.stored_places()).map(|(f, (input, offset))| serde_json::json!({
+            "name": f.name, "input": spec.stored[input].name, "offset": offset, "width": f.width,
         })).collect::<Vec<_>>(),
         "fallbacks": summary.fallbacks,
     });

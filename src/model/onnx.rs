@@ -32,11 +32,13 @@ pub struct SessionOptions {
 pub struct OnnxModel {
     session: Session,
     output: String,
+    /// The spec's request index input: fed as int64 `[N]` (rank 1).
+    index: Option<String>,
 }
 
 impl Model for OnnxModel {
     fn run(&mut self, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
-        run(&mut self.session, &self.output, tensors)
+        run_indexed(&mut self.session, &self.output, tensors, self.index.as_deref())
     }
 }
 
@@ -87,19 +89,36 @@ pub fn open(
         scene: spec.scene.clone(),
         problem,
     })?;
-    Ok(OnnxModel { session, output: spec.output.clone() })
+    Ok(OnnxModel { session, output: spec.output.clone(), index: spec.request_index.clone() })
 }
 
 /// Scores one batch on `session`: one f32 per row.
 pub fn run(session: &mut Session, output: &str, tensors: &[Tensor]) -> Result<Vec<f32>, ModelError> {
+    run_indexed(session, output, tensors, None)
+}
+
+/// [`run`] for a model with request-level inputs: each tensor is `[its rows, width]`, the one
+/// named `index` is the row → request index, int64 `[N]`, and N (the scores expected) is its
+/// length.
+pub fn run_indexed(
+    session: &mut Session,
+    output: &str,
+    tensors: &[Tensor],
+    index: Option<&str>,
+) -> Result<Vec<f32>, ModelError> {
     let failed = |e: ort::Error| ModelError::Inference { source: Box::new(e) };
-    let rows = tensors.first().map_or(0, Tensor::rows);
+    let is_index = |t: &Tensor| index.is_some_and(|name| t.name == name);
+    let rows = tensors.iter().find(|t| is_index(t)).or(tensors.first()).map_or(0, Tensor::rows);
     let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(tensors.len());
     for tensor in tensors {
-        let shape = [rows, tensor.width];
-        let value: SessionInputValue<'_> = match &tensor.data {
-            TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice())).map_err(failed)?.into(),
-            TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice())).map_err(failed)?.into(),
+        let value: SessionInputValue<'_> = match (&tensor.data, is_index(tensor)) {
+            (TensorData::I64(v), true) => TensorRef::from_array_view(([v.len()], v.as_slice())).map_err(failed)?.into(),
+            (TensorData::I64(v), false) => {
+                TensorRef::from_array_view(([tensor.rows(), tensor.width], v.as_slice())).map_err(failed)?.into()
+            }
+            (TensorData::F32(v), _) => {
+                TensorRef::from_array_view(([tensor.rows(), tensor.width], v.as_slice())).map_err(failed)?.into()
+            }
         };
         inputs.push((tensor.name.as_str(), value));
     }

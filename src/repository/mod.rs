@@ -606,7 +606,8 @@ impl Repository {
         };
         let context =
             BatchContext::new(&self.context.metrics, &self.spec.scene, &self.name, number, &self.context.tracker)
-                .with_reopen(reopen);
+                .with_reopen(reopen)
+                .with_row_kinds(self.spec.row_kinds());
         let batcher = Batcher::start(models, config, context);
         let load_time = started.elapsed();
         let warmup = warm_up(&self.spec, &batcher).await?;

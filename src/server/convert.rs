@@ -141,7 +141,8 @@ pub fn predict_response(p: Prediction) -> proto::PredictResponse {
     }
 }
 
-/// Assembled tensors → proto, with the column layout of every feature.
+/// Assembled tensors (in the stored form: [`Assembled::into_stored`]) → proto, with the column
+/// layout of every feature.
 pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeaturesResponse {
     let inputs = assembled
         .tensors
@@ -158,10 +159,11 @@ pub fn features_response(spec: &Spec, assembled: Assembled) -> proto::GetFeature
     let layout = spec
         .features
         .iter()
-        .map(|f| proto::FeatureLayout {
+        .zip(spec.stored_places())
+        .map(|(f, (input, offset))| proto::FeatureLayout {
             feature: f.name.clone(),
-            input: spec.inputs[f.input].name.clone(),
-            offset: f.offset as u32,
+            input: spec.stored[input].name.clone(),
+            offset: offset as u32,
             width: f.width as u32,
         })
         .collect();

@@ -87,6 +87,7 @@ mod samples_parquet;
 mod samples_sinks;
 mod search_suggest;
 mod shared_weights;
+mod split_parity;
 mod stats_and_loadgen;
 mod status_page;
 mod stream_features;

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use super::schema::{DeriveDecl, SpecFile};
 use super::steps::check_steps;
-use super::types::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, SourceRef, Step};
+use super::types::{
+    DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, Level, SourceRef, Step, StoredInput,
+};
 use super::{Spec, SpecError};
 use crate::fetch::Value;
 
@@ -27,7 +29,54 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         if inputs.iter().any(|i| i.name == decl.name) {
             return Err(bad(format!("input `{}` is declared twice", decl.name)));
         }
-        inputs.push(Input { name: decl.name.clone(), dtype: decl.dtype, width: 0, vocab: 0 });
+        inputs.push(Input {
+            name: decl.name.clone(),
+            dtype: decl.dtype,
+            level: decl.level,
+            part_of: None,
+            width: 0,
+            vocab: 0,
+        });
+    }
+    for (index, decl) in file.inputs.iter().enumerate() {
+        match (decl.level, &decl.part_of) {
+            (Level::Row, Some(_)) => {
+                return Err(bad(format!("input `{}`: `part_of` applies only to `level: request` inputs", decl.name)));
+            }
+            (Level::Request, Some(home)) => {
+                let at = inputs.iter().position(|i| &i.name == home).ok_or_else(|| {
+                    bad(format!("input `{}` is part_of `{home}`, which is not declared under inputs", decl.name))
+                })?;
+                if inputs[at].level != Level::Row || inputs[at].dtype != decl.dtype {
+                    return Err(bad(format!(
+                        "input `{}` is part_of `{home}`, which must be a per-row input of the same dtype ({})",
+                        decl.name,
+                        decl.dtype.name()
+                    )));
+                }
+                inputs[index].part_of = Some(at);
+            }
+            _ => {}
+        }
+    }
+    let request_level = inputs.iter().any(|i| i.level == Level::Request);
+    match (&file.request_index, request_level) {
+        (None, true) => {
+            return Err(bad(
+                "request-level inputs need `request_index: <name>`: the model input (int64 [rows]) giving each row's request"
+                    .into(),
+            ));
+        }
+        (Some(name), false) => {
+            return Err(bad(format!("`request_index: {name}` is set but no input is `level: request`")));
+        }
+        (Some(name), true) if inputs.iter().any(|i| &i.name == name) || *name == file.output => {
+            return Err(bad(format!("`request_index: {name}` clashes with an input or the output")));
+        }
+        _ => {}
+    }
+    if !inputs.iter().any(|i| i.level == Level::Row) {
+        return Err(bad("declares no per-row input (every input is `level: request`)".into()));
     }
     // Types the plain features give their fields (first declaration wins; conflicts are reported
     // below), so a derived feature reads a field the same way wherever it is declared.
@@ -94,6 +143,18 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
                 )));
             }
         };
+        if inputs[input].level == Level::Request
+            && let Some(item) = reads.iter().find(|r| r.entity == Entity::Item)
+        {
+            let field = match &item.field {
+                Field::Key => "$key".to_owned(),
+                Field::Named(f) => f.clone(),
+            };
+            return Err(bad(format!(
+                "feature `{name}` reads item.{field}, but input `{}` is request-level (one row per request): only user and context sources may feed it",
+                decl.input
+            )));
+        }
         let is_key = derive.is_none() && reads[0].field == Field::Key;
         let (produces_ids, range) = check_steps(&name, ty, &decl.transform, is_key).map_err(&bad)?;
         let dtype = inputs[input].dtype;
@@ -119,11 +180,14 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         if is_key && default.is_some() {
             return Err(bad(format!("feature `{name}`: an entity key has no default")));
         }
+        // Ids are numbered in the stored input, so a request-level input and the per-row input
+        // it is part of share one id space (one embedding table, as in the flat model).
+        let home = inputs[input].part_of.unwrap_or(input);
+        let id_base = inputs[home].vocab as i64;
+        inputs[home].vocab += range;
         let slot = &mut inputs[input];
-        let id_base = slot.vocab as i64;
         let offset = slot.width;
         slot.width += width;
-        slot.vocab += range;
         for read in &reads {
             if let Field::Named(f) = &read.field {
                 match read.entity {
@@ -158,6 +222,12 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
             return Err(bad(format!("input `{}` is fed by no feature", input.name)));
         }
     }
+    for index in 0..inputs.len() {
+        if let Some(home) = inputs[index].part_of {
+            inputs[index].vocab = inputs[home].vocab;
+        }
+    }
+    let stored = stored_layout(&inputs, &features);
     let [user_fields, item_fields] = spec_fields;
     // Everything that decides the bytes an item row encodes to (steps, offsets, id bases,
     // defaults, widths) is in the features' Debug form.
@@ -170,6 +240,8 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         user_required: file.entities.user.required,
         item_table: file.entities.item.table,
         inputs,
+        request_index: file.request_index,
+        stored,
         output: file.output,
         features,
         user_fields,
@@ -178,6 +250,26 @@ pub(super) fn compile(file: SpecFile) -> Result<Spec, SpecError> {
         item_field_types,
         item_memo_tag,
     })
+}
+
+/// The stored form of the inputs: each per-row input, and each request-level input not `part_of`
+/// one, with its features' columns in declaration order. A spec without request-level inputs
+/// stores exactly its model inputs.
+fn stored_layout(inputs: &[Input], features: &[Feature]) -> Vec<StoredInput> {
+    let mut stored: Vec<(usize, StoredInput)> = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.part_of.is_none())
+        .map(|(index, i)| {
+            (index, StoredInput { name: i.name.clone(), dtype: i.dtype, columns: Vec::new(), vocab: i.vocab })
+        })
+        .collect();
+    for feature in features {
+        let home = inputs[feature.input].part_of.unwrap_or(feature.input);
+        let (_, slot) = stored.iter_mut().find(|(i, _)| *i == home).expect("every home input is stored");
+        slot.columns.extend((feature.offset..feature.offset + feature.width).map(|c| (feature.input, c)));
+    }
+    stored.into_iter().map(|(_, s)| s).collect()
 }
 
 /// Checks a `derive:` and types its sources: a field no plain feature declares is read as a

@@ -24,7 +24,9 @@ mod types;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use types::{DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, SourceRef, Step};
+pub use types::{
+    DType, DeriveOp, Derived, Entity, Feature, FeatureType, Field, Input, Level, SourceRef, Step, StoredInput,
+};
 
 /// Why a spec cannot be used. Messages name the feature (and the input) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,12 @@ pub struct Spec {
     pub item_table: String,
     /// Model inputs, in declaration order.
     pub inputs: Vec<Input>,
+    /// With request-level inputs: the model input (int64 `[rows]`) that gives each row the
+    /// index of its request's row in the request-level inputs.
+    pub request_index: Option<String>,
+    /// The inputs as snapshots, samples, exports and GetFeatures hold them (every candidate's
+    /// full row; request-level columns expanded into the input they are `part_of`).
+    pub stored: Vec<StoredInput>,
     /// The model output holding one score per row.
     pub output: String,
     /// Features, in declaration order.

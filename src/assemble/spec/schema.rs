@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::types::{DType, FeatureType, Step};
+use super::types::{DType, FeatureType, Level, Step};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,9 @@ pub(super) struct SpecFile {
     pub(super) scene: String,
     pub(super) entities: EntitiesDecl,
     pub(super) inputs: Vec<InputDecl>,
+    // Required when an input is request-level: the model input carrying row → request.
+    #[serde(default)]
+    pub(super) request_index: Option<String>,
     pub(super) output: String,
     pub(super) features: Vec<FeatureDecl>,
 }
@@ -40,6 +43,12 @@ pub(super) struct EntityDecl {
 pub(super) struct InputDecl {
     pub(super) name: String,
     pub(super) dtype: DType,
+    #[serde(default)]
+    pub(super) level: Level,
+    // A request-level input's columns are stored (snapshots, samples, exports) as columns of
+    // this per-row input, at the places their features hold in declaration order.
+    #[serde(default)]
+    pub(super) part_of: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 //! several jobs (schema, compile, step checking), and that is how a spec is used.
 
 use super::*;
+use types::Level;
 
 const BASE: &str = "scene: t\nentities: {user: {table: u, required: true}, item: {table: i}}\ninputs: [{name: ids, dtype: int64}, {name: dense, dtype: float32}]\noutput: ctr\nfeatures:\n";
 
@@ -182,6 +183,95 @@ fn text_and_derived_misuse_names_the_feature() {
     ];
     for (features, needle) in cases {
         let err = parse(&features).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    }
+}
+
+const SPLIT: &str = "scene: t\nentities: {user: {table: u}, item: {table: i}}\ninputs: [{name: ids, dtype: int64}, {name: dense, dtype: float32}, {name: user_ids, dtype: int64, level: request, part_of: ids}]\nrequest_index: request_index\noutput: ctr\nfeatures:\n";
+
+#[test]
+fn request_level_inputs_share_the_id_space_and_store_as_the_flat_layout() {
+    let features = "  - {name: u, source: user.$key, type: string, transform: [hash: {buckets: 10}], input: user_ids}\n\
+        \x20\x20- {name: i, source: item.$key, type: string, transform: [hash: {buckets: 5}], input: ids}\n\
+        \x20\x20- {name: h, source: context.hour, type: int, transform: [identity: {buckets: 24}], input: user_ids}\n\
+        \x20\x20- {name: x, derive: {cross: [user.segment, context.device]}, transform: [hash: {buckets: 7}], input: user_ids}\n\
+        \x20\x20- {name: p, source: item.p, type: float, input: dense}\n";
+    let split = Spec::parse(&format!("{SPLIT}{features}")).unwrap();
+    let flat = parse(&features.replace("input: user_ids", "input: ids")).unwrap();
+    // Same ids as the flat spec: one id space across `ids` and `user_ids`.
+    let bases = |s: &Spec| s.features.iter().map(|f| f.id_base).collect::<Vec<_>>();
+    assert_eq!(bases(&split), bases(&flat));
+    assert_eq!((split.inputs[0].width, split.inputs[2].width), (1, 3));
+    assert_eq!((split.inputs[0].vocab, split.inputs[2].vocab), (flat.inputs[0].vocab, flat.inputs[0].vocab));
+    assert_eq!((split.inputs[2].level, split.inputs[2].part_of), (Level::Request, Some(0)));
+    // Stored: `ids` in declaration order (u, i, h, x), `dense`; the request-level input is not
+    // stored on its own.
+    let names: Vec<&str> = split.stored.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ids", "dense"]);
+    assert_eq!(split.stored[0].columns, vec![(2, 0), (0, 0), (2, 1), (2, 2)]);
+    assert_eq!(split.stored_places(), flat.features.iter().map(|f| (f.input, f.offset)).collect::<Vec<_>>());
+    assert_eq!(split.request_index.as_deref(), Some("request_index"));
+    // A flat spec stores its inputs as they are.
+    assert_eq!(flat.stored[0].columns, vec![(0, 0), (0, 1), (0, 2), (0, 3)]);
+}
+
+#[test]
+fn request_level_misuse_names_the_feature_or_input() {
+    let ok_item = "  - {name: i, source: item.$key, type: string, transform: [hash: {buckets: 5}], input: ids}\n  - {name: p, source: item.p, type: float, input: dense}\n";
+    let cases = [
+        (
+            format!(
+                "{SPLIT}  - {{name: cat, source: item.category, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
+            "feature `cat` reads item.category, but input `user_ids` is request-level",
+        ),
+        (
+            format!(
+                "{SPLIT}  - {{name: k, source: item.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
+            "feature `k` reads item.$key",
+        ),
+        (
+            format!(
+                "{SPLIT}  - {{name: q, derive: {{cross: [context.q, item.c]}}, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}"
+            ),
+            "feature `q` reads item.c",
+        ),
+        (
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("request_index: request_index\n", "")
+            ),
+            "request-level inputs need `request_index",
+        ),
+        (
+            format!("{}{ok_item}", BASE.replace("output: ctr", "request_index: r\noutput: ctr")),
+            "`request_index: r` is set but no input is `level: request`",
+        ),
+        (
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("part_of: ids", "part_of: dense")
+            ),
+            "input `user_ids` is part_of `dense`, which must be a per-row input of the same dtype",
+        ),
+        (
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("part_of: ids", "part_of: nope")
+            ),
+            "part_of `nope`, which is not declared",
+        ),
+        (
+            format!(
+                "{}  - {{name: u, source: user.$key, type: string, transform: [hash: {{buckets: 5}}], input: user_ids}}\n{ok_item}",
+                SPLIT.replace("request_index: request_index", "request_index: ids")
+            ),
+            "clashes with an input",
+        ),
+    ];
+    for (yaml, needle) in cases {
+        let err = Spec::parse(&yaml).unwrap_err().to_string();
         assert!(err.contains(needle), "{needle:?} not in {err:?}");
     }
 }

@@ -253,6 +253,18 @@ pub struct Feature {
     pub derive: Option<Derived>,
 }
 
+/// How many rows of a model input one request contributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// One row per candidate (`[N, width]`).
+    #[default]
+    Row,
+    /// One row per request (`[R, width]`): only user and context features, computed once and
+    /// gathered per candidate inside the graph by the request index.
+    Request,
+}
+
 /// A compiled model input.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -260,8 +272,28 @@ pub struct Input {
     pub name: String,
     /// Element type.
     pub dtype: DType,
+    /// Rows per candidate or per request.
+    pub level: Level,
+    /// For a request-level input: the per-row input whose stored form holds its columns.
+    pub part_of: Option<usize>,
     /// Columns: sum of the widths of the features feeding it.
     pub width: usize,
-    /// For int64 inputs: every id is in `[0, vocab)` (embedding table size).
+    /// For int64 inputs: every id is in `[0, vocab)` (embedding table size). A request-level
+    /// input that is `part_of` another shares that input's id space (one embedding table).
+    pub vocab: u64,
+}
+
+/// One input as snapshots, samples, exports and GetFeatures hold it: every candidate's full
+/// row, as a spec without request-level inputs would feed the model. For such a spec the stored
+/// inputs are the model inputs.
+#[derive(Debug, Clone)]
+pub struct StoredInput {
+    /// Name (that of the per-row model input it extends).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Per stored column: (model input, column in it).
+    pub columns: Vec<(usize, usize)>,
+    /// Id space, as [`Input::vocab`].
     pub vocab: u64,
 }

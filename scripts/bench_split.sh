@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Flat vs split graph (issue 23 item 1, docs/features.md "Request-level inputs"), in one sitting:
+# raw ORT on the flat benchmark model at batch 256 (2 threads x 1 intra-op) against augur serving
+# the flat model (scene bench) and its split twin (scene bench_split, same weights) at 100
+# candidates per request, driven by h2load. augur's CPU is utime + stime from /proc/PID/stat
+# over each measured window (bench_lib.sh cpu_window). Rounds alternate the three, so a noisy
+# neighbour hits all of them; compare the ratios within a round.
+#
+#   scripts/bench_split.sh [SECONDS per run, default 8] [ROUNDS, default 2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}
+rounds=${2:-2}
+source scripts/bench_lib.sh
+cargo build --release --bin augur >/dev/null
+augur="$target_dir/release/augur"
+split_repo=target/bench-model/bench_split
+if [ ! -f "$split_repo/1/model.onnx" ]; then
+  .venv/bin/python tools/bench_model/make_deepfm.py --split --out "$split_repo/1/model.onnx"
+fi
+out=target/bench/split
+mkdir -p "$out"
+config="$out/bench_split.toml"
+cat config/bench.toml > "$config"
+printf '\n[[scenes]]\nname = "bench_split"\nspec = "features/bench_split.yaml"\nmodel = "%s"\n' "$split_repo" >> "$config"
+h2c=4
+h2m=8
+warmup=2
+
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$(free_port)
+AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$(free_port)" \
+  AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config "$config" &
+pid=$!
+addr="http://127.0.0.1:$port"
+$augur predict --addr "$addr" --scene bench_split --user u1 --items i1 --wait 120 >/dev/null
+predict_path=/augur.v1.Prediction/Predict
+for scene in bench bench_split; do
+  $augur bench --scene "$scene" --candidates 100 --write-body "$out/predict_$scene.bin"
+  check_grpc "$out/predict_$scene.bin" "$predict_path" "$addr"
+done
+
+for round in $(seq 1 "$rounds"); do
+  echo "== round $round: raw ORT flat, batch 256, 2 x 1 thread"
+  $augur bench-ort --model target/bench-model/bench/1/model.onnx --batch 256 --threads 2 --intra-op-threads 1 \
+    --duration "$secs" --json > "$out/raw_$round.json"
+  for scene in bench bench_split; do
+    echo "== round $round: augur $scene, 100 candidates, h2load -c $h2c -m $h2m"
+    cpu_window "${scene}_$round" "$pid" "$warmup" \
+      h2load_grpc "${scene}_$round" "$out/predict_$scene.bin" "$predict_path" "$addr" "$secs" "$warmup" "$h2c" "$h2m"
+  done
+  python3 - "$out" "$round" <<'PY'
+import json, sys
+d, r = sys.argv[1:]
+raw = json.load(open(f"{d}/raw_{r}.json"))
+row = {"round": int(r), "raw_items_per_s": raw["items_per_s"], "raw_items_per_cpu_s": raw["items_per_cpu_s"]}
+for scene in ("bench", "bench_split"):
+    h = json.load(open(f"{d}/h2load_{scene}_{r}.json"))
+    c = json.load(open(f"{d}/cpu_{scene}_{r}.json"))
+    items = h["requests_per_s"] * 100
+    row[scene] = {"items_per_s": items, "cores": c["cores"], "items_per_cpu_s": items / c["cores"],
+                  "failed": h["failed"] + h["errored"]}
+raw_cpu = row["raw_items_per_cpu_s"]
+print(f"round {r}: raw flat {row['raw_items_per_s']:.0f} items/s, {raw_cpu:.0f} per CPU-s | "
+      + " | ".join(f"{s} {row[s]['items_per_s']:.0f} items/s on {row[s]['cores']:.2f} cores, "
+                   f"{row[s]['items_per_cpu_s']:.0f} per CPU-s = {row[s]['items_per_cpu_s'] / raw_cpu:.2f}x raw"
+                   for s in ("bench", "bench_split")))
+json.dump(row, open(f"{d}/round_{r}.json", "w"))
+PY
+done
