@@ -67,176 +67,208 @@ async fn counter(server: &common::TestServer, name: &str, labels: &str) -> f64 {
     sample(&scrape(server).await, &format!("augur_feature_stream_{name}{{{labels}}}")).unwrap_or(0.0)
 }
 
+/// Fails the test, instead of hanging CI, if it takes longer than a generous bound: a stream
+/// test waits on a broker, a consumer group and Redis, and each wait is bounded on its own.
+async fn bounded(test: impl std::future::Future<Output = ()>) {
+    let bound = Duration::from_secs(240);
+    tokio::time::timeout(bound, test).await.unwrap_or_else(|_| panic!("the test took more than {bound:?}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_item_is_served_by_two_replicas() {
-    common::require!(Redis, Ort);
-    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-    let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
-    load_demo(&config).await;
-    let a = common::start(config.clone()).await;
-    let b = common::start(config).await;
-    // Both replicas have cached "no such item" for a minute.
-    assert!(!served(&a, "new-item").await && !served(&b, "new-item").await);
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
+        load_demo(&config).await;
+        let a = common::start(config.clone()).await;
+        let b = common::start(config).await;
+        // Both replicas have cached "no such item" for a minute.
+        assert!(!served(&a, "new-item").await && !served(&b, "new-item").await);
 
-    let published = Instant::now();
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("new-item", now_ms(), 12.5, "c3")])
-        .await
-        .expect("publish");
-    let mut seen = Vec::new();
-    for (name, server) in [("a", &a), ("b", &b)] {
-        common::wait_for(&format!("new-item served by replica {name}"), async || served(server, "new-item").await)
-            .await;
-        seen.push((name, published.elapsed()));
-    }
-    // Includes the consumer group's first join (the mock cluster's initial rebalance delay).
-    println!("publish → served: {seen:?}");
+        let published = Instant::now();
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("new-item", now_ms(), 12.5, "c3")])
+            .await
+            .expect("publish");
+        let mut seen = Vec::new();
+        for (name, server) in [("a", &a), ("b", &b)] {
+            common::wait_for(&format!("new-item served by replica {name}"), async || served(server, "new-item").await)
+                .await;
+            seen.push((name, published.elapsed()));
+        }
+        // Includes the consumer group's first join (the mock cluster's initial rebalance delay).
+        println!("publish → served: {seen:?}");
 
-    // One replica wrote it (one group); both invalidated over pub/sub; freshness is on /metrics.
-    let applied = |s| async move { counter(s, "updates_total", "stream=\"items\",result=\"applied\"").await };
-    assert_eq!(applied(&a).await + applied(&b).await, 1.0);
-    for server in [&a, &b] {
-        let text = scrape(server).await;
-        let count = sample(&text, "augur_feature_stream_freshness_seconds_count{stream=\"items\",path=\"pubsub\"}");
-        assert_eq!(count, Some(1.0), "every replica hears the write");
-    }
-    // A second update, as JSON (the stream takes both), now that the group has settled: the
-    // steady-state time.
-    assert!(!served(&a, "newer-item").await && !served(&b, "newer-item").await);
-    let published = Instant::now();
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Json, &[item_update("newer-item", now_ms(), 3.0, "c1")])
-        .await
-        .expect("publish");
-    let mut seen = Vec::new();
-    for (name, server) in [("a", &a), ("b", &b)] {
-        common::wait_for(&format!("newer-item served by {name}"), async || served(server, "newer-item").await).await;
-        seen.push((name, published.elapsed()));
-    }
-    println!("steady state publish → served: {seen:?}");
-    a.stop().await;
-    b.stop().await;
+        // One replica wrote it (one group); both invalidated over pub/sub; freshness is on /metrics.
+        let applied = |s| async move { counter(s, "updates_total", "stream=\"items\",result=\"applied\"").await };
+        assert_eq!(applied(&a).await + applied(&b).await, 1.0);
+        for server in [&a, &b] {
+            let text = scrape(server).await;
+            let count = sample(&text, "augur_feature_stream_freshness_seconds_count{stream=\"items\",path=\"pubsub\"}");
+            assert_eq!(count, Some(1.0), "every replica hears the write");
+        }
+        // A second update, as JSON (the stream takes both), now that the group has settled: the
+        // steady-state time.
+        assert!(!served(&a, "newer-item").await && !served(&b, "newer-item").await);
+        let published = Instant::now();
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Json, &[item_update("newer-item", now_ms(), 3.0, "c1")])
+            .await
+            .expect("publish");
+        let mut seen = Vec::new();
+        for (name, server) in [("a", &a), ("b", &b)] {
+            common::wait_for(&format!("newer-item served by {name}"), async || served(server, "newer-item").await)
+                .await;
+            seen.push((name, published.elapsed()));
+        }
+        println!("steady state publish → served: {seen:?}");
+        a.stop().await;
+        b.stop().await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_updates_resolve_by_event_time() {
-    common::require!(Redis, Ort);
-    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-    let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
-    load_demo(&config).await;
-    let server = common::start(config).await;
-    let t = now_ms();
-    let mut late = item_update("ooo", t - 60_000, 10.0, "old");
-    late.features.push(("color".into(), Value::Str("red".into())));
-    let updates = [
-        item_update("ooo", t, 20.0, "new"),
-        // A minute older: only `color`, which nothing newer set, is written.
-        late,
-        // A replay of the first: changes nothing.
-        item_update("ooo", t, 20.0, "new"),
-    ];
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &updates).await.expect("publish");
-    common::wait_for("three updates consumed", async || {
-        counter(&server, "updates_total", "stream=\"items\",result=\"applied\"").await
-            + counter(&server, "updates_total", "stream=\"items\",result=\"stale\"").await
-            >= 3.0
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
+        load_demo(&config).await;
+        let server = common::start(config).await;
+        let t = now_ms();
+        let mut late = item_update("ooo", t - 60_000, 10.0, "old");
+        late.features.push(("color".into(), Value::Str("red".into())));
+        let updates = [
+            item_update("ooo", t, 20.0, "new"),
+            // A minute older: only `color`, which nothing newer set, is written.
+            late,
+            // A replay of the first: changes nothing.
+            item_update("ooo", t, 20.0, "new"),
+        ];
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &updates).await.expect("publish");
+        common::wait_for("three updates consumed", async || {
+            counter(&server, "updates_total", "stream=\"items\",result=\"applied\"").await
+                + counter(&server, "updates_total", "stream=\"items\",result=\"stale\"").await
+                >= 3.0
+        })
+        .await;
+        assert_eq!(counter(&server, "updates_total", "stream=\"items\",result=\"applied\"").await, 2.0);
+        assert_eq!(counter(&server, "updates_total", "stream=\"items\",result=\"stale\"").await, 1.0);
+        assert_eq!(hget(&redis, "ooo", "price").as_deref(), Some("20"));
+        assert_eq!(hget(&redis, "ooo", "category").as_deref(), Some("new"));
+        assert_eq!(hget(&redis, "ooo", "color").as_deref(), Some("red"));
+        assert_eq!(hget(&redis, "ooo", "@t:price"), Some(t.to_string()));
+        assert!(served(&server, "ooo").await);
+        server.stop().await;
     })
-    .await;
-    assert_eq!(counter(&server, "updates_total", "stream=\"items\",result=\"applied\"").await, 2.0);
-    assert_eq!(counter(&server, "updates_total", "stream=\"items\",result=\"stale\"").await, 1.0);
-    assert_eq!(hget(&redis, "ooo", "price").as_deref(), Some("20"));
-    assert_eq!(hget(&redis, "ooo", "category").as_deref(), Some("new"));
-    assert_eq!(hget(&redis, "ooo", "color").as_deref(), Some("red"));
-    assert_eq!(hget(&redis, "ooo", "@t:price"), Some(t.to_string()));
-    assert!(served(&server, "ooo").await);
-    server.stop().await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_skipped_counted_and_dead_lettered() {
-    common::require!(Redis, Ort);
-    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-    let dead = dir.path().join("dead.jsonl");
-    let config = config(&redis, &kafka, &dead);
-    load_demo(&config).await;
-    let server = common::start(config).await;
-    // Same key, so the same partition: the good update comes after the poison.
-    let good = item_update("after-poison", now_ms(), 5.0, "c2");
-    publish_raw(
-        &kafka.bootstrap,
-        TOPIC,
-        [(good.key(), vec![0xff, 0xff, 0xff, 0x00]), (good.key(), encode(UpdateFormat::Protobuf, &good))],
-    )
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let dead = dir.path().join("dead.jsonl");
+        let config = config(&redis, &kafka, &dead);
+        load_demo(&config).await;
+        let server = common::start(config).await;
+        // Same key, so the same partition: the good update comes after the poison.
+        let good = item_update("after-poison", now_ms(), 5.0, "c2");
+        publish_raw(
+            &kafka.bootstrap,
+            TOPIC,
+            [(good.key(), vec![0xff, 0xff, 0xff, 0x00]), (good.key(), encode(UpdateFormat::Protobuf, &good))],
+        )
+        .await
+        .expect("publish");
+        common::wait_for("the update after the poison", async || served(&server, "after-poison").await).await;
+        assert_eq!(counter(&server, "bad_messages_total", "stream=\"items\",reason=\"decode\"").await, 1.0);
+        let letters = std::fs::read_to_string(&dead).expect("dead-letter file");
+        let lines: Vec<serde_json::Value> = letters.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{letters}");
+        assert_eq!(lines[0]["reason"], "decode");
+        assert_eq!(lines[0]["topic"], TOPIC);
+        assert_eq!(lines[0]["payload_hex"], "ffffff00");
+        server.stop().await;
+    })
     .await
-    .expect("publish");
-    common::wait_for("the update after the poison", async || served(&server, "after-poison").await).await;
-    assert_eq!(counter(&server, "bad_messages_total", "stream=\"items\",reason=\"decode\"").await, 1.0);
-    let letters = std::fs::read_to_string(&dead).expect("dead-letter file");
-    let lines: Vec<serde_json::Value> = letters.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 1, "{letters}");
-    assert_eq!(lines[0]["reason"], "decode");
-    assert_eq!(lines[0]["topic"], TOPIC);
-    assert_eq!(lines[0]["payload_hex"], "ffffff00");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_consumer_resumes_from_its_committed_offsets() {
-    common::require!(Redis, Ort);
-    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-    let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
-    load_demo(&config).await;
-    let first = common::start(config.clone()).await;
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("r1", now_ms(), 1.0, "c1")]).await.unwrap();
-    common::wait_for("r1 written", async || hget(&redis, "r1", "price").is_some()).await;
-    first.stop().await;
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
+        load_demo(&config).await;
+        let first = common::start(config.clone()).await;
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("r1", now_ms(), 1.0, "c1")])
+            .await
+            .unwrap();
+        common::wait_for("r1 written", async || hget(&redis, "r1", "price").is_some()).await;
+        first.stop().await;
 
-    // Published while no consumer runs.
-    let t = now_ms();
-    let later = [item_update("r2", t, 2.0, "c2"), item_update("r3", t, 3.0, "c3")];
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &later).await.unwrap();
-    let second = common::start(config).await;
-    common::wait_for("r2 and r3 written", async || {
-        hget(&redis, "r2", "price").is_some() && hget(&redis, "r3", "price").is_some()
+        // Published while no consumer runs.
+        let t = now_ms();
+        let later = [item_update("r2", t, 2.0, "c2"), item_update("r3", t, 3.0, "c3")];
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &later).await.unwrap();
+        let second = common::start(config).await;
+        common::wait_for("r2 and r3 written", async || {
+            hget(&redis, "r2", "price").is_some() && hget(&redis, "r3", "price").is_some()
+        })
+        .await;
+        assert!(served(&second, "r2").await && served(&second, "r3").await);
+        // Exactly the two it missed: r1 was committed, so it is not consumed again.
+        assert_eq!(counter(&second, "updates_total", "stream=\"items\",result=\"applied\"").await, 2.0);
+        assert_eq!(counter(&second, "updates_total", "stream=\"items\",result=\"stale\"").await, 0.0);
+        second.stop().await;
     })
-    .await;
-    assert!(served(&second, "r2").await && served(&second, "r3").await);
-    // Exactly the two it missed: r1 was committed, so it is not consumed again.
-    assert_eq!(counter(&second, "updates_total", "stream=\"items\",result=\"applied\"").await, 2.0);
-    assert_eq!(counter(&second, "updates_total", "stream=\"items\",result=\"stale\"").await, 0.0);
-    second.stop().await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_serves_stale_features_never_errors() {
-    common::require!(Redis, Ort);
-    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-    let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
-    load_demo(&config).await;
-    let server = common::start(config).await;
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("o1", now_ms(), 10.0, "c1")]).await.unwrap();
-    common::wait_for("o1 served", async || served(&server, "o1").await).await;
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let config = config(&redis, &kafka, &dir.path().join("dead.jsonl"));
+        load_demo(&config).await;
+        let server = common::start(config).await;
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("o1", now_ms(), 10.0, "c1")])
+            .await
+            .unwrap();
+        common::wait_for("o1 served", async || served(&server, "o1").await).await;
 
-    let faults = kafka.faults();
-    for broker in 1..=3 {
-        faults.inject(Fault::Down(broker)).await;
-    }
-    let mut client = server.client().await;
-    let until = Instant::now() + Duration::from_secs(6);
-    let mut calls = 0;
-    while Instant::now() < until {
-        let response = client.predict(common::ranking_request("u1", &["o1", "i1"])).await;
-        let response = response.expect("Predict must not fail while the brokers are down").into_inner();
-        assert!(!response.fallbacks.iter().any(|f| f.reason == FallbackReason::MissingRow as i32), "o1 stays served");
-        calls += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let errors = counter(&server, "consumer_errors_total", "stream=\"items\"").await;
-    println!("{calls} Predict calls during the outage, all OK; consumer errors counted: {errors}");
-    for broker in 1..=3 {
-        faults.inject(Fault::Up(broker)).await;
-    }
-    // The stream picks up where it was.
-    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("o1", now_ms(), 99.0, "c1")]).await.unwrap();
-    common::wait_for("o1 updated after the outage", async || hget(&redis, "o1", "price").as_deref() == Some("99"))
-        .await;
-    server.stop().await;
+        let faults = kafka.faults();
+        for broker in 1..=3 {
+            faults.inject(Fault::Down(broker)).await;
+        }
+        let mut client = server.client().await;
+        let until = Instant::now() + Duration::from_secs(6);
+        let mut calls = 0;
+        while Instant::now() < until {
+            let response = client.predict(common::ranking_request("u1", &["o1", "i1"])).await;
+            let response = response.expect("Predict must not fail while the brokers are down").into_inner();
+            assert!(
+                !response.fallbacks.iter().any(|f| f.reason == FallbackReason::MissingRow as i32),
+                "o1 stays served"
+            );
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let errors = counter(&server, "consumer_errors_total", "stream=\"items\"").await;
+        println!("{calls} Predict calls during the outage, all OK; consumer errors counted: {errors}");
+        for broker in 1..=3 {
+            faults.inject(Fault::Up(broker)).await;
+        }
+        // The stream picks up where it was.
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &[item_update("o1", now_ms(), 99.0, "c1")])
+            .await
+            .unwrap();
+        common::wait_for("o1 updated after the outage", async || hget(&redis, "o1", "price").as_deref() == Some("99"))
+            .await;
+        server.stop().await;
+    })
+    .await
 }
