@@ -49,6 +49,15 @@ fn bad_messages_name_their_reason() {
 
 const STREAM: &str = "[[feature_streams]]\nname = \"items\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"features\"\n";
 
+/// Without the `kafka` feature a feature stream cannot run: start-up refuses it, naming it.
+#[cfg(not(feature = "kafka"))]
+#[test]
+fn a_build_without_kafka_refuses_a_stream() {
+    let err = Config::from_toml(STREAM).unwrap_err().to_string();
+    assert!(err.contains("feature_streams") && err.contains("Kafka"), "{err}");
+}
+
+#[cfg(feature = "kafka")]
 #[test]
 fn a_stream_gets_its_defaults_and_bad_values_name_their_key() {
     let config = Config::from_toml(STREAM).unwrap();

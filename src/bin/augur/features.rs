@@ -102,7 +102,15 @@ pub(crate) async fn publish(args: FeaturePublishArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("--file, or --entity with --id and --set"),
     };
-    let sent = augur::feature_stream::publish::publish(&brokers, &topic, format, &updates).await?;
-    println!("published {sent} updates to {topic}");
-    Ok(())
+    #[cfg(feature = "kafka")]
+    {
+        let sent = augur::feature_stream::publish::publish(&brokers, &topic, format, &updates).await?;
+        println!("published {sent} updates to {topic}");
+        Ok(())
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = (brokers, format, updates);
+        anyhow::bail!("this build of augur lacks the `kafka` feature: `augur features publish` to {topic} needs it")
+    }
 }
