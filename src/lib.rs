@@ -31,7 +31,8 @@
 //! idempotent call once on UNAVAILABLE).
 //!
 //! Feeding step 3 from beside the path, [`feature_stream`]: Kafka topics of feature updates
-//! upserted into the store (event-time last-writer-wins) with every replica's cache invalidated.
+//! upserted into the store (event-time last-writer-wins) with every replica's cache invalidated;
+//! and [`feature_history`]: the changelog of every store change, replayed for point-in-time backfill.
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator, `augur models` publish/list).
@@ -47,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod feature_history;
 pub mod feature_stream;
 pub mod fetch;
 pub mod model;

@@ -94,6 +94,36 @@ impl MemoryStore {
         done
     }
 
+    /// Sets (`Some`) or deletes (`None`) `fields` of one row unconditionally, as a bulk load's
+    /// `HSET`/`HDEL` does in Redis: the fields' event times are left as they were, so a later
+    /// streamed update still compares against the last streamed one.
+    pub fn overwrite(&self, table: &str, id: &str, fields: Vec<(String, Option<Value>)>) {
+        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let table = tables.entry(table.to_owned()).or_default();
+        let mut row = Row::new();
+        if let Some(old) = table.rows.get(id) {
+            for (field, value) in old.iter() {
+                row.insert(field.to_owned(), value.clone());
+            }
+        }
+        for (field, value) in fields {
+            match value {
+                Some(value) => {
+                    row.insert(field, value);
+                }
+                None => {
+                    row.remove(&field);
+                }
+            }
+        }
+        // Redis drops a hash whose last field is deleted: the row is absent, not empty.
+        if row.iter().next().is_none() {
+            table.rows.remove(id);
+        } else {
+            table.rows.insert(id.to_owned(), Arc::new(row));
+        }
+    }
+
     /// Number of rows in `table`.
     pub fn len(&self, table: &str) -> usize {
         self.tables.read().unwrap_or_else(|e| e.into_inner()).get(table).map_or(0, |t| t.rows.len())
