@@ -36,7 +36,7 @@ use crate::admin::{
 use crate::batch::metrics::BatchMetrics;
 use crate::config::{Config, RegistryConfig, StoreConfig};
 use crate::drift::Drift;
-use crate::feature_stream::{RedisTarget, StreamError, StreamMetrics, Target};
+use crate::feature_stream::{RedisTarget, SpecReads, StreamError, StreamMetrics, Target};
 use crate::fetch::metrics::CacheMetrics;
 use crate::fetch::{FeatureStore, MemoryStore, StoreOpenError};
 use crate::model::ModelLoader;
@@ -236,8 +236,18 @@ impl App {
                     StoreConfig::Memory { .. } => None,
                 };
                 let stream_metrics = metrics.of::<StreamMetrics>();
+                // The specs again (the scenes load them below, after their models): parsing is
+                // cheap, and a stream writing a table nothing reads fails start-up before any
+                // model is loaded.
+                let mut specs = Vec::new();
+                if !config.feature_streams.is_empty() {
+                    for scene in &config.scenes {
+                        specs.push(crate::assemble::Spec::load(&scene.spec).map_err(SceneError::from)?);
+                    }
+                }
                 crate::feature_stream::start(
                     &config.feature_streams,
+                    &SpecReads::of(&specs),
                     target,
                     redis,
                     &stream_metrics,

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::FeatureStreamConfig;
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::metrics::{BadLabels, FreshnessLabels, PartitionLabels, StreamLabels, StreamMetrics, UpdateLabels};
+use super::specs::UnknownFeatures;
 use super::target::Target;
 use super::update::{BadMessage, Update};
 use super::{StreamError, age_seconds};
@@ -43,6 +44,8 @@ pub(super) struct StreamConsumerTask {
     /// Shared with the lag watcher.
     consumer: Arc<StreamConsumer>,
     target: Target,
+    /// Counts the features of each update that no scene's spec reads (applied all the same).
+    unknown: UnknownFeatures,
     /// With the in-memory store nothing is committed (each start replays the topic).
     commit: bool,
     dead_letters: DeadLetters,
@@ -66,6 +69,7 @@ impl StreamConsumerTask {
     pub(super) fn new(
         config: &FeatureStreamConfig,
         target: Target,
+        unknown: UnknownFeatures,
         metrics: StreamMetrics,
     ) -> Result<Self, StreamError> {
         let commit = !matches!(target, Target::Memory(_));
@@ -100,6 +104,7 @@ impl StreamConsumerTask {
             config: config.clone(),
             consumer: Arc::new(consumer),
             target,
+            unknown,
             commit,
             dead_letters: DeadLetters::new(config.dead_letter_path()),
             metrics,
@@ -190,7 +195,10 @@ impl StreamConsumerTask {
                     }),
                 });
             match decoded {
-                Ok((table, update)) => good.push((i, table, update)),
+                Ok((table, update)) => {
+                    self.unknown.observe(&self.metrics, &name, table, &update);
+                    good.push((i, table, update));
+                }
                 Err(bad) => self.bad(message, bad.reason, &bad.detail),
             }
         }

@@ -26,6 +26,15 @@ pub struct UpdateLabels {
     pub result: String,
 }
 
+/// `{stream, table}` of a feature no scene's spec reads.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// The stream.
+    pub stream: String,
+    /// The table the update was written to (a `tables` value of the stream's config: bounded).
+    pub table: String,
+}
+
 /// `{stream, reason}` of a bad message.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BadLabels {
@@ -67,6 +76,10 @@ pub struct StreamMetrics {
     pub updates: Family<UpdateLabels, Counter>,
     /// `augur_feature_stream_bad_messages_total{stream, reason}`: skipped and dead-lettered.
     pub bad_messages: Family<BadLabels, Counter>,
+    /// `augur_feature_stream_unknown_features_total{stream, table}`: feature values applied that
+    /// no scene's spec reads from that table (the name is logged, never a label: it comes from
+    /// the message).
+    pub unknown_features: Family<TableLabels, Counter>,
     /// `augur_feature_stream_lag_messages{stream, partition}`: messages behind the partition's
     /// end, as of the last batch or the last periodic check.
     pub lag: Family<PartitionLabels, Gauge>,
@@ -88,6 +101,7 @@ impl Default for StreamMetrics {
         StreamMetrics {
             updates: Family::default(),
             bad_messages: Family::default(),
+            unknown_features: Family::default(),
             lag: Family::default(),
             freshness: Family::new_with_constructor(|| Histogram::new(freshness_buckets())),
             write_errors: Family::default(),
@@ -102,6 +116,11 @@ impl ModuleMetrics for StreamMetrics {
         let r = r.sub_registry_with_prefix("feature_stream");
         r.register("updates", "Feature updates consumed, by result (applied or stale)", self.updates.clone());
         r.register("bad_messages", "Messages skipped and dead-lettered, by reason", self.bad_messages.clone());
+        r.register(
+            "unknown_features",
+            "Feature values applied that no scene's spec reads from their table",
+            self.unknown_features.clone(),
+        );
         r.register("lag_messages", "Messages behind the end of each partition", self.lag.clone());
         r.register("freshness_seconds", "Update event time to servable", self.freshness.clone());
         r.register("write_errors", "Failed feature store writes (retried)", self.write_errors.clone());

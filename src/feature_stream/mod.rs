@@ -12,6 +12,8 @@
 //!   script in the same atomic step as the write.
 //! - `consumer` — the consumer group member: batch, write, then commit (cargo feature `kafka`).
 //! - `publish` — the producer behind `augur features publish` (cargo feature `kafka`).
+//! - [`specs`] — what the scenes' specs read: a stream's `tables` checked against it at start-up,
+//!   each update's features counted when no spec reads them.
 //! - [`dead_letter`], [`metrics`].
 //!
 //! Replicas: with Redis, every replica runs one member of the stream's consumer group (the
@@ -29,6 +31,7 @@ pub mod metrics;
 mod properties;
 #[cfg(feature = "kafka")]
 pub mod publish;
+pub mod specs;
 pub mod target;
 pub mod update;
 
@@ -39,6 +42,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{EntityKind, FeatureStreamConfig, UpdateFormat};
 pub use metrics::StreamMetrics;
+pub use specs::SpecReads;
 pub use target::{RedisTarget, Target};
 pub use update::{BadMessage, Update};
 
@@ -60,6 +64,9 @@ pub enum StreamError {
     /// store supplied by an embedding), or this build has no Kafka support.
     #[error("feature streams: {0}")]
     Unsupported(String),
+    /// A stream's `tables` maps a kind to a table no scene's spec reads (the key is named).
+    #[error("config: {0}")]
+    Tables(#[from] crate::validate::Invalid),
 }
 
 #[cfg(feature = "kafka")]
@@ -71,10 +78,12 @@ mod rdkafka_error {
     pub(super) type Error = std::convert::Infallible;
 }
 
-/// Starts a consumer per stream (and, for Redis with a local cache, the invalidation
-/// subscription) on `tracker`, until `stop`.
+/// Checks every stream's `tables` against what the scenes' specs read ([`specs`]), then starts a
+/// consumer per stream (and, for Redis with a local cache, the invalidation subscription) on
+/// `tracker`, until `stop`.
 pub fn start(
     streams: &[FeatureStreamConfig],
+    reads: &SpecReads,
     target: Target,
     redis: Option<&crate::fetch::config::RedisConfig>,
     metrics: &StreamMetrics,
@@ -84,6 +93,7 @@ pub fn start(
     if streams.is_empty() {
         return Ok(());
     }
+    reads.check(streams)?;
     #[cfg(not(feature = "kafka"))]
     {
         let _ = (target, redis, metrics, tracker, stop);
@@ -95,7 +105,8 @@ pub fn start(
             tracker.spawn(invalidate::run(redis.clone(), std::sync::Arc::clone(cache), metrics.clone(), stop.clone()));
         }
         for stream in streams {
-            let task = consumer::StreamConsumerTask::new(stream, target.clone(), metrics.clone())?;
+            let unknown = specs::UnknownFeatures::new(reads.clone());
+            let task = consumer::StreamConsumerTask::new(stream, target.clone(), unknown, metrics.clone())?;
             tracker.spawn(task.run(stop.clone()));
         }
         Ok(())

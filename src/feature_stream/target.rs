@@ -4,14 +4,17 @@
 //! - **In memory**: [`MemoryStore::upsert`] compares, per row and field, the update's event time
 //!   with the one of the value held, under the store's write lock.
 //! - **Redis / Redis Cluster**: one `EVAL` of [`UPSERT_LUA`] per update, all of a batch in one
-//!   pipeline (one per key on a cluster, routed by its key's slot). The script keeps each field's
-//!   event time in the same hash under `@t:<field>` (serving reads fields with `HMGET`, so these
-//!   are never seen; one hash keeps the script single-key, hence cluster-safe) and writes a field
+//!   pipeline (one command per key on a cluster, routed by its key's slot and run concurrently,
+//!   so a row updated twice in one batch is written in rounds that keep batch order). The script
+//!   keeps each field's event time in the same hash under `@t:<field>` (serving reads fields with
+//!   `HMGET`, so these are never seen; one hash keeps the script single-key, hence cluster-safe)
+//!   and writes a field
 //!   only when the update is strictly newer: replays and late duplicates change nothing. When it
 //!   wrote anything it `PUBLISH`es `<event_time_ms> <stream> <table> <id>` on
 //!   `<namespace>:feature-updates` in the same atomic step, which is how every replica's cache
 //!   learns of the write ([`super::invalidate`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,23 +97,44 @@ impl Target {
 
 impl RedisTarget {
     async fn apply(&self, stream: &str, batch: &[(&str, &Update)]) -> Result<Vec<Outcome>, FetchError> {
-        let cmds = batch
+        let keys: Vec<String> = batch.iter().map(|(table, u)| self.store.key(table, &u.entity_id)).collect();
+        let command = |i: usize| {
+            let (table, u) = batch[i];
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(UPSERT_LUA)
+                .arg(1)
+                .arg(&keys[i])
+                .arg(u.event_time_ms)
+                .arg(&self.channel)
+                .arg(format!("{} {stream} {table} {}", u.event_time_ms, u.entity_id));
+            for (name, value) in &u.features {
+                cmd.arg(name).arg(value_text(value));
+            }
+            cmd
+        };
+        // One call's commands run concurrently on a cluster (one per key, in no set order), so
+        // two updates of one row in a batch could run in reverse: the final value is the same
+        // (last writer by event time), but the older one would be written for a moment and
+        // counted `applied`. Each round holds a row at most once and rounds run in batch order;
+        // a batch without a repeated row is one round, as before.
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+        let round_of: Vec<usize> = keys
             .iter()
-            .map(|(table, u)| {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(UPSERT_LUA)
-                    .arg(1)
-                    .arg(self.store.key(table, &u.entity_id))
-                    .arg(u.event_time_ms)
-                    .arg(&self.channel)
-                    .arg(format!("{} {stream} {table} {}", u.event_time_ms, u.entity_id));
-                for (name, value) in &u.features {
-                    cmd.arg(name).arg(value_text(value));
-                }
-                cmd
+            .map(|k| {
+                let n = seen.entry(k.as_str()).or_insert(0);
+                *n += 1;
+                *n - 1
             })
             .collect();
-        let replies = self.store.run(cmds, WRITE_TIMEOUT).await?;
+        let mut replies: Vec<Option<redis::RedisResult<redis::Value>>> = (0..batch.len()).map(|_| None).collect();
+        for round in 0..seen.values().max().copied().unwrap_or(0) {
+            let members: Vec<usize> = (0..batch.len()).filter(|&i| round_of[i] == round).collect();
+            let cmds = members.iter().map(|&i| command(i)).collect();
+            for (i, reply) in members.into_iter().zip(self.store.run(cmds, WRITE_TIMEOUT).await?) {
+                replies[i] = Some(reply);
+            }
+        }
+        let replies = replies.into_iter().map(|r| r.expect("every update is in one round"));
         let mut outcomes = Vec::with_capacity(batch.len());
         for ((table, u), reply) in batch.iter().zip(replies) {
             outcomes.push(match reply {

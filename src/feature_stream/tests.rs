@@ -2,7 +2,9 @@
 //! tests/it/feature_streams.rs).
 
 use super::config::{EntityKind, UpdateFormat};
+use super::specs::SpecReads;
 use super::update::{Update, value_text};
+use crate::assemble::Spec;
 use crate::config::Config;
 use crate::fetch::Value;
 
@@ -92,4 +94,51 @@ fn a_stream_gets_its_defaults_and_bad_values_name_their_key() {
     assert!(Config::from_toml(&twice).unwrap_err().to_string().contains("feature_streams[1].name"));
     let unknown = format!("{STREAM}tables = {{ shop = \"x\" }}\n");
     assert!(Config::from_toml(&unknown).is_err(), "an unknown entity kind is refused");
+}
+
+/// The specs of the default scenes: ranking reads `users` and `items`, search_suggest `users` and
+/// `suggestions`.
+fn default_reads() -> SpecReads {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let specs: Vec<Spec> = ["features/ranking.yaml", "features/search_suggest.yaml"]
+        .iter()
+        .map(|p| Spec::load(&root.join(p)).unwrap())
+        .collect();
+    SpecReads::of(&specs)
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn a_stream_writing_a_table_no_spec_reads_fails_naming_its_key() {
+    let reads = default_reads();
+    let streams = |tables: &str| Config::from_toml(&format!("{STREAM}tables = {tables}\n")).unwrap().feature_streams;
+    assert!(reads.check(&streams("{ user = \"users\", item = \"items\" }")).is_ok());
+    assert!(reads.check(&streams("{ item = \"suggestions\" }")).is_ok(), "any scene's table will do");
+    for (tables, key, says) in [
+        ("{ item = \"item\" }", "feature_streams[0].tables.item", "`item`"),
+        // A table some spec reads, but as another kind's rows.
+        ("{ user = \"users\", item = \"users\" }", "feature_streams[0].tables.item", "items, suggestions"),
+        ("{ item = \"items\", context = \"ctx\" }", "feature_streams[0].tables.context", "from each request"),
+    ] {
+        let err = reads.check(&streams(tables)).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(says), "{tables}: {err}");
+    }
+    // The default mapping (users and items) passes for the default scenes.
+    assert!(reads.check(&Config::from_toml(STREAM).unwrap().feature_streams).is_ok());
+}
+
+#[test]
+fn features_no_spec_reads_from_the_table_are_named() {
+    let reads = default_reads();
+    let mut u = update();
+    u.features.push(("color".into(), Value::Str("red".into())));
+    // ranking reads category, price and brand/tags from `items`; `color` no spec reads.
+    assert_eq!(reads.unknown("items", &u).collect::<Vec<_>>(), ["color"]);
+    // search_suggest reads other fields from `suggestions`.
+    assert!(reads.unknown("suggestions", &u).any(|f| f == "price"));
+    // A table no spec reads: every feature is unknown.
+    assert_eq!(reads.unknown("nowhere", &u).count(), 4);
+    // The same names on a user update are user fields, not item fields.
+    let user = Update { entity: EntityKind::User, ..u };
+    assert!(reads.unknown("users", &user).any(|f| f == "price"));
 }

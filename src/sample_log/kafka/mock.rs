@@ -39,14 +39,23 @@ impl MockKafka {
     /// Three brokers (ids 1..=3) and `topic` with `partitions` partitions, partition p led by
     /// broker p % 3 + 1, so downing a broker stalls known partitions.
     pub fn start(topic: &str, partitions: i32) -> MockKafka {
+        Self::start_topics(&[(topic, partitions)])
+    }
+
+    /// [`MockKafka::start`] with several topics, each (name, partitions), created before the
+    /// cluster is handed out: a consumer subscribed to a topic that does not exist yet would
+    /// only see it at its next metadata refresh.
+    pub fn start_topics(topics: &[(&str, i32)]) -> MockKafka {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (faults_tx, faults_rx) = mpsc::channel::<(Fault, oneshot::Sender<()>)>();
-        let topic = topic.to_owned();
+        let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect();
         let thread = std::thread::spawn(move || {
             let cluster = MockCluster::new(3).expect("mock cluster");
-            cluster.create_topic(&topic, partitions, 3).expect("create topic");
-            for p in 0..partitions {
-                cluster.partition_leader(&topic, p, Some(p % 3 + 1)).expect("partition leader");
+            for (topic, partitions) in &topics {
+                cluster.create_topic(topic, *partitions, 3).expect("create topic");
+                for p in 0..*partitions {
+                    cluster.partition_leader(topic, p, Some(p % 3 + 1)).expect("partition leader");
+                }
             }
             ready_tx.send(cluster.bootstrap_servers()).expect("test waits");
             for (fault, done) in faults_rx {
