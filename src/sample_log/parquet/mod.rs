@@ -72,3 +72,9 @@ pub enum ParquetError {
     #[error("building columns: {0}")]
     Columns(#[from] arrow_schema::ArrowError),
 }
+
+impl From<crate::hourly::CommitError> for ParquetError {
+    fn from(e: crate::hourly::CommitError) -> Self {
+        ParquetError::Io { op: e.op, path: e.path, source: e.source }
+    }
+}

@@ -19,7 +19,10 @@ use crate::sample_log::metrics::{DeadLetterLabels, SampleMetrics, SinkLabels};
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::Tick;
 
-const HOUR_MS: i64 = 3_600_000;
+use crate::hourly::HOUR_MS;
+pub(super) use crate::hourly::hour_dir;
+#[cfg(test)]
+pub(super) use crate::hourly::{civil_from_days, days_from_civil};
 
 /// (hour start in ms, scene): one `dt=/hour=/scene=` directory.
 type Key = (i64, String);
@@ -299,12 +302,8 @@ impl Writer {
         let Some(part) = partition.open.take() else { return Ok(()) };
         let Part { first, last, rows, tmp, writer, .. } = part;
         let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.clone(), source })?;
-        file.sync_all().map_err(io("fsyncing", &tmp))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        drop(file);
         let path = partition.dir.join(part_name(first, last));
-        fs::rename(&tmp, &path).map_err(io("renaming to", &path))?;
-        sync_dir(&partition.dir)?;
+        let bytes = crate::hourly::commit(file, &tmp, &path).map_err(ParquetError::from)?;
         partition.committed_through = last;
         self.metrics.parquet_files.get_or_create(&self.labels).inc();
         self.metrics.parquet_rows.get_or_create(&self.labels).inc_by(rows as u64);
@@ -352,18 +351,8 @@ impl Writer {
 
     /// Hours with a directory and no marker (`dt=*/hour=*`).
     fn unclosed_hours(&self) -> Result<Vec<i64>, ParquetError> {
-        let mut hours = Vec::new();
-        for day in read_dir(&self.dir)? {
-            let Some(days) = day.file_name().and_then(|n| n.to_str()).and_then(parse_day) else { continue };
-            for hour in read_dir(&day)? {
-                let name = hour.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                let Some(h) = name.strip_prefix("hour=").and_then(|h| h.parse::<i64>().ok()) else { continue };
-                if !hour.join(MARKER).exists() {
-                    hours.push(days * 24 * HOUR_MS + h * HOUR_MS);
-                }
-            }
-        }
-        Ok(hours)
+        let hours = crate::hourly::hours(&self.dir).map_err(io("listing", &self.dir))?;
+        Ok(hours.into_iter().filter(|(_, dir)| !dir.join(MARKER).exists()).map(|(hour, _)| hour).collect())
     }
 }
 
@@ -389,14 +378,6 @@ pub(super) fn part_range(path: &Path) -> Option<(u64, u64)> {
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
-/// `<dir>/dt=YYYY-MM-DD/hour=HH` of the hour starting at `hour_ms`.
-pub(super) fn hour_dir(dir: &Path, hour_ms: i64) -> PathBuf {
-    let days = hour_ms.div_euclid(24 * HOUR_MS);
-    let (y, m, d) = civil_from_days(days);
-    let h = hour_ms.rem_euclid(24 * HOUR_MS) / HOUR_MS;
-    dir.join(format!("dt={y:04}-{m:02}-{d:02}")).join(format!("hour={h:02}"))
-}
-
 fn marker_path(dir: &Path, hour_ms: i64) -> PathBuf {
     hour_dir(dir, hour_ms).join(MARKER)
 }
@@ -413,39 +394,6 @@ fn escape(scene: &str) -> String {
         }
     }
     out
-}
-
-/// Days since the Unix epoch of `dt=YYYY-MM-DD`.
-fn parse_day(name: &str) -> Option<i64> {
-    let date = name.strip_prefix("dt=")?;
-    let mut parts = date.splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The inverse of [`civil_from_days`].
-pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let (m, d) = (i64::from(m), i64::from(d));
-    let doy = (153 * if m > 2 { m - 3 } else { m + 9 } + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ParquetError {
@@ -472,5 +420,5 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ParquetError> {
 
 /// Makes a rename in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), ParquetError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsyncing", dir))
+    crate::hourly::sync_dir(dir).map_err(io("fsyncing", dir))
 }
