@@ -55,6 +55,8 @@ mod batching;
 #[cfg(feature = "bucket")]
 mod bucket_source;
 mod degraded_fetch;
+#[cfg(all(feature = "kafka", feature = "parquet"))]
+mod feature_history;
 #[cfg(feature = "kafka")]
 mod feature_streams;
 mod features_load;
