@@ -296,3 +296,41 @@ async fn sigkilled_consumers_never_commit_an_offset_ahead_of_the_changelog() {
     })
     .await
 }
+
+/// `augur features load` with `[feature_history]` configured records every row it wrote as a
+/// `load` change (an empty cell as a deletion), and the replay equals Redis.
+#[test]
+fn the_load_command_records_its_rows() {
+    common::require!(Redis);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, config, history) =
+        (dir.path().join("items.csv"), dir.path().join("augur.toml"), dir.path().join("history"));
+    std::fs::write(&file, "item_id,price,color\nx1,1.5,red\nx2,,blue\nx3,3,\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"redis\"\nurls = [\"{}\"]\n[feature_history]\ndir = \"{}\"\n",
+            redis.url(),
+            history.display()
+        ),
+    )
+    .unwrap();
+    let out = common::process::cli()
+        .args(["features", "load", "--config", config.to_str().unwrap(), "--table", "items"])
+        .args(["--file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("loaded 3 rows") && stdout.contains("recorded in the feature history"), "{stdout}");
+    let recorded: Vec<_> = changes(&history, i64::MAX).unwrap().map(Result::unwrap).collect();
+    assert_eq!(recorded.len(), 3);
+    assert!(recorded.iter().all(|c| c.kind == ChangeKind::Load && c.table == "items"));
+    let x2 = recorded.iter().find(|c| c.entity_id == "x2").unwrap();
+    assert_eq!(x2.features, [("price".to_owned(), None), ("color".to_owned(), Some(Value::Str("blue".into())))]);
+    let ids: Vec<String> = ["x1", "x2", "x3"].map(String::from).to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let fields = runtime.block_on(assert_replay_equals_redis(&history, &redis, &ids));
+    assert_eq!(fields, 4);
+}
