@@ -1,6 +1,6 @@
-//! `augur models rollout|decide|promote|rollback`: a running augur's canary, read and driven
-//! through its ModelAdmin service (the admin gRPC port), where [`super::models`] works on the
-//! repository itself. The canary's state lives in the server (which version is stable and which
+//! `augur models rollout|decide|promote|rollback` and `augur models list --admin-addr`: a running
+//! augur's canary and served versions (with their drift), read and driven through its ModelAdmin
+//! service (the admin gRPC port), where [`super::models`] works on the repository itself. The canary's state lives in the server (which version is stable and which
 //! canary, the share, the online quality of each, the decider's last look), so the tool asks the
 //! server rather than reading the repository: what it shows is what that replica routes by.
 //!
@@ -350,6 +350,114 @@ impl fmt::Display for Rollout {
         }
         for d in r.decisions.iter().skip(1) {
             writeln!(f, "earlier: {}", decision_line(d))?;
+        }
+        Ok(())
+    }
+}
+
+/// `augur models list --admin-addr`: the versions a running augur serves for a scene, with their
+/// labels, share and drift (ListModels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    /// ListModels' entry for the scene.
+    pub status: ModelStatus,
+    /// Features named per version in the table, worst PSI first (the JSON has them all).
+    pub top: usize,
+}
+
+impl Admin {
+    /// `scene`'s served versions, `top` worst drifting features of each in the table.
+    pub async fn served(&self, scene: &str, top: usize) -> Result<Served, ServedError> {
+        Ok(Served { status: self.scene(scene).await?, top })
+    }
+}
+
+impl Served {
+    /// Everything shown, as JSON: per version its labels, share and full drift summary.
+    pub fn to_json(&self) -> Value {
+        let s = &self.status;
+        let versions: Vec<Value> = s
+            .versions
+            .iter()
+            .map(|v| {
+                let drift = v.drift.as_ref().map(|d| {
+                    let features: Vec<Value> = d
+                        .features
+                        .iter()
+                        .map(|f| {
+                            json!({
+                                "feature": f.feature,
+                                "psi": f.psi,
+                                "flagged": f.flagged,
+                                "fallback_rate": f.fallback_rate,
+                                "reference_fallback_rate": f.reference_fallback_rate,
+                                "in_reference": f.in_reference,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "has_reference": d.has_reference,
+                        "rows": d.rows,
+                        "rows_total": d.rows_total,
+                        "window_start_ms": d.window_start_ms,
+                        "window_end_ms": d.window_end_ms,
+                        "psi_threshold": d.psi_threshold,
+                        "flagged": d.flagged,
+                        "features": features,
+                    })
+                });
+                json!({
+                    "version": v.version,
+                    "labels": v.labels,
+                    "share": v.traffic_weight,
+                    "rows": v.rows,
+                    "drift": drift,
+                })
+            })
+            .collect();
+        json!({ "scene": s.scene, "model": s.name, "source": s.source, "versions": versions })
+    }
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.status;
+        writeln!(f, "scene {}  model {}  served from {}", s.scene, s.name, s.directory)?;
+        writeln!(f, "{:>8}  {:<14}  {:>5}  {:>10}  DRIFT", "VERSION", "LABELS", "SHARE", "SCORED")?;
+        for v in &s.versions {
+            let drift = match &v.drift {
+                None => "not observed (drift off, or no traffic yet)".to_owned(),
+                Some(d) if !d.has_reference => format!("no reference; {} rows observed", d.rows),
+                Some(d) => {
+                    let worst: Vec<String> = d
+                        .features
+                        .iter()
+                        .filter_map(|x| x.psi.map(|p| (x, p)))
+                        .take(self.top)
+                        .map(|(x, p)| format!("{} {p:.3}{}", x.feature, if x.flagged { "!" } else { "" }))
+                        .collect();
+                    let psi = if worst.is_empty() {
+                        "no PSI yet (fewer than drift.min_rows rows)".to_owned()
+                    } else {
+                        format!("worst PSI: {}", worst.join(", "))
+                    };
+                    format!(
+                        "{} of {} flagged (PSI > {}) over {} rows; {psi}",
+                        d.flagged,
+                        d.features.len(),
+                        d.psi_threshold,
+                        d.rows
+                    )
+                }
+            };
+            writeln!(
+                f,
+                "{:>8}  {:<14}  {:>5.2}  {:>10}  {drift}",
+                v.version,
+                v.labels.join(","),
+                v.traffic_weight,
+                v.rows
+            )?;
         }
         Ok(())
     }

@@ -58,7 +58,8 @@ pub(crate) enum ModelsCommand {
     /// completion marker (sizes + SHA-256, the evaluation, the lineage) and flip LATEST last. A
     /// serving augur polling the bucket deploys it.
     Publish(PublishArgs),
-    /// Versions in a repository (bucket or directory), their marker state, and which is LATEST.
+    /// Versions in a repository (bucket or directory), their marker state, and which is LATEST;
+    /// with --admin-addr, the versions a running augur serves and their drift.
     List(ListArgs),
     /// Point LATEST at a complete version (rollback: an older one).
     SetLatest(SetLatestArgs),
@@ -203,8 +204,21 @@ pub(crate) struct ListArgs {
     pub(crate) from: Option<String>,
     /// Also download every file, check it against its marker, and open the model against the
     /// scene's feature spec (as the service would before serving it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "admin_addr")]
     pub(crate) verify: bool,
+    /// List what a running augur serves instead (its admin gRPC address, `admin.grpc_listen`):
+    /// each loaded version's labels, share and drift against its training reference.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) admin_addr: Option<String>,
+    /// With --admin-addr: bearer token for an admin port that asks for one (`admin.auth_token`).
+    #[arg(long, env = "AUGUR_ADMIN_TOKEN", hide_env_values = true, requires = "admin_addr")]
+    pub(crate) token: Option<String>,
+    /// With --admin-addr: features named per version, worst PSI first (the JSON has all).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) top: usize,
+    /// With --admin-addr: print JSON instead of a table.
+    #[arg(long, requires = "admin_addr")]
+    pub(crate) json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -78,7 +78,17 @@ pub(crate) async fn publish(PublishArgs { repo, model, files, to, version, gate 
     Ok(())
 }
 
-pub(crate) async fn list(ListArgs { repo, from, verify }: ListArgs) -> anyhow::Result<()> {
+pub(crate) async fn list(
+    ListArgs { repo, from, verify, admin_addr, token, top, json }: ListArgs,
+) -> anyhow::Result<()> {
+    if let Some(addr) = admin_addr {
+        let served = Admin::connect(&addr, token.as_deref()).await?.served(&repo.scene, top).await?;
+        match json {
+            true => println!("{}", served.to_json()),
+            false => print!("{served}"),
+        }
+        return Ok(());
+    }
     let (config, scene) = scene(&repo)?;
     let spec = if verify { Some(augur::assemble::Spec::load(&scene.spec)?) } else { None };
     let check = models::Verify {
