@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use augur::cli::served::{Admin, ServedError};
-use augur::config::{Config, RolloutConfig};
+use augur::config::Config;
 use augur::proto::{CanaryAction, ReportEventsRequest};
 use serde_json::Value;
 
@@ -30,14 +30,7 @@ fn config(repo: &Path, log: &Path) -> Config {
     config.samples = samples.samples;
     config.model.watch = true;
     config.model.poll_interval_ms = 200;
-    config.scenes[0].rollout = Some(RolloutConfig {
-        canary_share: 0.5,
-        min_impressions: 1_000_000,
-        max_auc_drop: 0.02,
-        max_calibration_error: 0.5,
-        decision_window_s: 60,
-        check_interval_ms: 200,
-    });
+    config.scenes[0].rollout = Some(common::manual_rollout());
     config.validate().expect("the test config validates");
     config
 }
