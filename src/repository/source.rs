@@ -203,12 +203,8 @@ impl Source {
                 state.decisions.insert(version, (None, None));
                 Ok(false)
             }
-            (Some(l), Some(_))
-                if l.by == "operator"
-                    && seen.as_ref() != Some(&l)
-                    && l.at_ms >= seen.as_ref().map_or(0, |s| s.at_ms) =>
-            {
-                // An operator here replaced the shared decision.
+            (Some(l), Some(r)) if l.by == "operator" && seen.as_ref() != Some(&l) && l.at_ms >= r.at_ms => {
+                // An operator here replaced the shared decision (the later of two operators wins).
                 self.bucket.put(&relative, serde_json::to_vec_pretty(&l).unwrap_or_default()).await?;
                 state.decisions.remove(&version);
                 Ok(false)
