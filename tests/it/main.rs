@@ -21,6 +21,7 @@ mod common;
 mod admin_http;
 mod assemble_props;
 mod assemble_text_props;
+mod canary_cli;
 mod canary_rollout;
 mod client_retry;
 // The shipped manifests configure the full build (etcd registration, Kafka, OTLP).
