@@ -245,12 +245,17 @@ impl App {
                         specs.push(crate::assemble::Spec::load(&scene.spec).map_err(SceneError::from)?);
                     }
                 }
+                let history = config.feature_history.active_dir().map(|_| crate::feature_stream::History {
+                    config: &config.feature_history,
+                    metrics: metrics.of::<crate::feature_history::HistoryMetrics>(),
+                });
                 crate::feature_stream::start(
                     &config.feature_streams,
                     &SpecReads::of(&specs),
                     target,
                     redis,
                     &stream_metrics,
+                    history,
                     &tracker,
                     shutdown.clone(),
                 )?;
