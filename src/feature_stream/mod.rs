@@ -100,6 +100,8 @@ pub struct History<'a> {
 /// Checks every stream's `tables` against what the scenes' specs read ([`specs`]), then starts a
 /// consumer per stream (and, for Redis with a local cache, the invalidation subscription) on
 /// `tracker`, until `stop`.
+// Wiring: each argument is a different part of the app (as `drift`'s), none worth a struct.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     streams: &[FeatureStreamConfig],
     reads: &SpecReads,
