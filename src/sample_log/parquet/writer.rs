@@ -87,11 +87,7 @@ impl Writer {
     ) -> Result<Writer, ParquetError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(config.row_group_rows.max(1)))
-            .set_created_by(format!("augur {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let properties = writer_properties(config.row_group_rows);
         let mut writer = Writer {
             dir,
             label_types: settings.label_types,
@@ -298,13 +294,8 @@ impl Writer {
         let Some(partition) = self.partitions.get_mut(key) else { return Ok(()) };
         let Some(part) = partition.open.take() else { return Ok(()) };
         let Part { first, last, rows, tmp, writer, .. } = part;
-        let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.clone(), source })?;
-        file.sync_all().map_err(io("fsyncing", &tmp))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        drop(file);
         let path = partition.dir.join(part_name(first, last));
-        fs::rename(&tmp, &path).map_err(io("renaming to", &path))?;
-        sync_dir(&partition.dir)?;
+        let bytes = commit_part(writer, &tmp, &path)?;
         partition.committed_through = last;
         self.metrics.parquet_files.get_or_create(&self.labels).inc();
         self.metrics.parquet_rows.get_or_create(&self.labels).inc_by(rows as u64);
@@ -389,8 +380,31 @@ pub(super) fn part_range(path: &Path) -> Option<(u64, u64)> {
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
-/// `<dir>/dt=YYYY-MM-DD/hour=HH` of the hour starting at `hour_ms`.
-pub(super) fn hour_dir(dir: &Path, hour_ms: i64) -> PathBuf {
+/// How augur writes every Parquet file: snappy, `row_group_rows` rows per row group (the rows a
+/// writer holds unencoded), stamped with augur's version.
+pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_created_by(format!("augur {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Commits a part written to the hidden `tmp`: footer, fsync, rename to `path` (in the same
+/// directory), fsync of the directory, so a reader sees the whole part or none of it. Returns
+/// its size in bytes.
+pub fn commit_part(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, ParquetError> {
+    let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.to_owned(), source })?;
+    file.sync_all().map_err(io("fsyncing", tmp))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    drop(file);
+    fs::rename(tmp, path).map_err(io("renaming to", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(bytes)
+}
+
+/// `<dir>/dt=YYYY-MM-DD/hour=HH` of the hour starting at `hour_ms` (UTC).
+pub fn hour_dir(dir: &Path, hour_ms: i64) -> PathBuf {
     let days = hour_ms.div_euclid(24 * HOUR_MS);
     let (y, m, d) = civil_from_days(days);
     let h = hour_ms.rem_euclid(24 * HOUR_MS) / HOUR_MS;
