@@ -177,27 +177,7 @@ async fn backfill_equals_the_sample_sink_for_arrow_and_duckdb() {
     changes.extend(load_changes(&root.join("demo/items.csv"), "items", 0));
     let samples = logged_samples(&log_dir);
     assert_eq!(samples.len(), expected.len());
-    // request(k) sends hour = 20 and device = ios.
-    let impressions = dir.path().join("impressions.csv");
-    write_impressions(&impressions, &samples, |_| vec![("hour".into(), "20".into()), ("device".into(), "ios".into())]);
-    let spec = augur::assemble::Spec::load(&root.join("features/ranking.yaml")).unwrap();
-    let history =
-        move |until: i64| Ok::<_, Infallible>(changes.into_iter().filter(move |c| c.applied_time_ms <= until).map(Ok));
-    let options = augur::cli::backfill::Options::default();
-    let progress = indicatif::ProgressBar::hidden();
-    let summary =
-        augur::cli::backfill::backfill(&spec, &impressions, history, &out, &options, &progress).await.unwrap();
-    assert_eq!(summary.rows as usize, samples.len());
-
-    // Arrow: every logged candidate's backfilled inputs are the served ones, byte for byte.
-    let inputs = ["ids", "dense"];
-    let rows = backfilled(&out, &inputs);
-    assert_eq!(rows.len(), samples.len());
-    for s in &samples {
-        let (time, values) = &rows[&(s.request_id.clone(), s.item_id.clone())];
-        assert_eq!(*time, s.timestamp_ms);
-        assert_eq!(values, &served(s, &inputs), "{}", s.sample_id);
-    }
+    backfill_equals_served(dir.path(), &samples, changes, &out).await;
 
     // DuckDB: both directories as a data tool reads them.
     let query = format!(
@@ -227,4 +207,92 @@ async fn backfill_equals_the_sample_sink_for_arrow_and_duckdb() {
     let hours: std::collections::BTreeSet<i64> = samples.iter().map(|s| s.timestamp_ms / 3_600_000).collect();
     assert_eq!(lines[2], format!("({clicks}, {})", hours.len()), "{duck}");
     assert_eq!(lines[3], format!("('u2', {width})"), "{duck}");
+}
+
+/// Backfills `samples` (the ranking scene's, sent with hour = 20 and device = ios) from
+/// `changes` into `out` by applied time, and checks every logged candidate: the backfilled
+/// inputs are the served snapshot's, byte for byte.
+async fn backfill_equals_served(dir: &Path, samples: &[Sample], changes: Vec<Change>, out: &Path) {
+    let impressions = dir.join("impressions.csv");
+    write_impressions(&impressions, samples, |_| vec![("hour".into(), "20".into()), ("device".into(), "ios".into())]);
+    let spec = augur::assemble::Spec::load(&common::root().join("features/ranking.yaml")).unwrap();
+    let history =
+        move |until: i64| Ok::<_, Infallible>(changes.into_iter().filter(move |c| c.applied_time_ms <= until).map(Ok));
+    let options = augur::cli::backfill::Options::default();
+    let progress = indicatif::ProgressBar::hidden();
+    let summary = augur::cli::backfill::backfill(&spec, &impressions, history, out, &options, &progress).await.unwrap();
+    assert_eq!(summary.rows as usize, samples.len());
+    let inputs = ["ids", "dense"];
+    let rows = backfilled(out, &inputs);
+    assert_eq!(rows.len(), samples.len());
+    for s in samples {
+        let (time, values) = &rows[&(s.request_id.clone(), s.item_id.clone())];
+        assert_eq!(*time, s.timestamp_ms);
+        assert_eq!(values, &served(s, &inputs), "{}", s.sample_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_between_predictions_backfill_to_every_served_snapshot() {
+    common::require!(Ort);
+    use augur::fetch::MemoryStore;
+    use augur::sample_log::snapshot::now_ms;
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::root();
+    let (log_dir, out) = (dir.path().join("log"), dir.path().join("backfill"));
+    let config = samples_config(&log_dir, "");
+    // The store augur serves from, kept by the test to write updates into while it serves; the
+    // test records each write as the changelog would (applied time stamped once it is done).
+    let augur::config::StoreConfig::Memory { tables } = &config.store else { panic!("the demo store is in memory") };
+    let store = std::sync::Arc::new(MemoryStore::load(tables).unwrap());
+    let mut changes = load_changes(&root.join("demo/users.csv"), "users", 0);
+    changes.extend(load_changes(&root.join("demo/items.csv"), "items", 0));
+    let parts = augur::app::Parts { store: Some(store.clone()), ..Default::default() };
+    let server = common::start_with(config, parts).await;
+    let mut client = server.client().await;
+    let items = ["i1", "i2", "i3", "i4"];
+    let rounds = 8;
+    let mut upsert = |table: &str, id: &str, event: i64, field: &str, value: Value| {
+        let done = store.upsert(table, id, event, vec![(field.to_owned(), value.clone())]);
+        changes.push(Change {
+            table: table.into(),
+            entity_id: id.into(),
+            event_time_ms: event,
+            applied_time_ms: now_ms(),
+            kind: ChangeKind::Upsert,
+            features: vec![(field.to_owned(), Some(value))],
+        });
+        done
+    };
+    let mut reports = Vec::new();
+    for round in 0..rounds {
+        let mut r = common::ranking_request("u1", &items);
+        r.request_id = format!("round-{round}");
+        client.predict(r.clone()).await.expect("predict");
+        reports.extend(r.candidates.iter().map(|c| common::samples::event(&r.request_id, &c.item_id, "impression")));
+        // Times are in ms: a change applied within the prediction's own ms counts as seen
+        // (inclusive), so the test keeps its writes out of the ms its predictions are stamped in.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        // Between two predictions: a new price for one item, a new activity for the user, and
+        // (odd rounds) a late update that loses to the newer value held (event-time LWW).
+        let now = now_ms();
+        let price = Value::Float(10.0 + 7.0 * f64::from(round));
+        assert_eq!(upsert("items", items[round as usize % 4], now, "price", price).applied, 1);
+        assert_eq!(upsert("users", "u1", now, "activity", Value::Float(f64::from(round))).applied, 1);
+        if round % 2 == 1 {
+            assert_eq!(upsert("users", "u1", now - 60_000, "activity", Value::Float(99.0)).stale, 1);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    client.report_events(ReportEventsRequest { events: reports }).await.expect("report");
+    wait_for(&server.metrics, EMITTED, (rounds * items.len() as i32) as f64).await;
+    server.stop().await;
+
+    let samples = logged_samples(&log_dir);
+    assert_eq!(samples.len(), rounds as usize * items.len());
+    // The updates reached the served inputs: the user's dense row changed every round.
+    let dense: std::collections::BTreeSet<Vec<u8>> =
+        samples.iter().filter(|s| s.item_id == "i2").map(|s| served(s, &["dense"]).remove(0)).collect();
+    assert_eq!(dense.len(), rounds as usize, "a different served row per round");
+    backfill_equals_served(dir.path(), &samples, changes, &out).await;
 }

@@ -9,10 +9,12 @@
 //! (inclusive: a change stamped the same millisecond as the impression is in; the test
 //! `a_change_at_the_impression_time_is_in` pins it). Which time:
 //! - [`TimeBasis::Applied`] (the default): when augur wrote the change to the store. That is
-//!   what a replica could serve at `t`, so it reproduces the served snapshot: a Predict logged
-//!   at `t` read the store after every change applied before it (sample time is stamped after
-//!   the fetch, so a change applied *during* a fetch is the one race; a replica's local cache can
-//!   also serve a value the store no longer has until its entry is invalidated or expires).
+//!   what a replica could serve at `t`, so it reproduces the served snapshot: a sample's time is
+//!   stamped just before Predict reads the store, which then holds every change applied before
+//!   it. Times are whole ms, so two races remain: a change applied during the fetch itself, and
+//!   one applied within the prediction's own ms but after its fetch (counted as seen). A
+//!   replica's local cache can also serve a value the store no longer has until its entry is
+//!   invalidated (stream updates) or expires (bulk loads).
 //! - [`TimeBasis::Event`]: when the values became true (the update's event time). A correction
 //!   that arrived late (event time before the impression, applied after it) is in: what was
 //!   true, not what was served. Changes are ordered by event time (ties: by applied order) and
