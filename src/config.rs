@@ -6,8 +6,8 @@
 //! [`store` and `fetch`](crate::fetch::config), [`scenes`](crate::scene::config) with their
 //! bucket [`source`](crate::repository::config), [`admin`](crate::admin::config),
 //! [`log` and `trace`](crate::telemetry::config), [`registry`](crate::registry::config) and
-//! [`samples`](crate::sample_log::config), [`feature_streams`](crate::feature_stream::config) and
-//! [`drift`](crate::drift::config). Here are the tree, the layering, the checks that span
+//! [`samples`](crate::sample_log::config), [`feature_streams`](crate::feature_stream::config),
+//! [`feature_history`](crate::feature_history::config) and [`drift`](crate::drift::config). Here are the tree, the layering, the checks that span
 //! sections, and the test that `config/default.toml` and the code's defaults agree.
 
 use std::path::Path;
@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 pub use crate::admin::config::AdminConfig;
 pub use crate::drift::config::DriftConfig;
+pub use crate::feature_history::config::HistoryConfig;
 pub use crate::feature_stream::config::{EntityKind, FeatureStreamConfig, UpdateFormat};
 pub use crate::fetch::config::{
     CacheConfig, FetchConfig, KeyTemplate, RedisConfig, StoreConfig, TableCacheConfig, TableConfig,
@@ -87,6 +88,10 @@ pub struct Config {
     /// Served feature values against each version's training reference (PSI, fallback rates).
     #[serde(default)]
     pub drift: DriftConfig,
+    /// The changelog of every store change (stream updates, bulk loads), for point-in-time
+    /// backfill (off unless a directory is set).
+    #[serde(default)]
+    pub feature_history: HistoryConfig,
 }
 
 impl Config {
@@ -151,6 +156,10 @@ impl Config {
         self.trace.validate()?;
         crate::feature_stream::config::validate(&self.feature_streams)?;
         self.drift.validate()?;
+        let largest_batch = (self.feature_streams.iter().enumerate())
+            .max_by_key(|(_, s)| s.max_batch)
+            .map(|(i, s)| (format!("feature_streams[{i}].max_batch"), s.max_batch));
+        self.feature_history.validate(largest_batch)?;
         Ok(())
     }
 }

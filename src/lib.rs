@@ -32,7 +32,7 @@
 //!
 //! Feeding step 3 from beside the path, [`feature_stream`]: Kafka topics of feature updates
 //! upserted into the store (event-time last-writer-wins) with every replica's cache invalidated;
-//! and [`feature_history`]: the changelog of every store change, replayed for point-in-time backfill.
+//! and [`feature_history`]: the changelog of every store change, replayed for point-in-time backfill; both keep hour-partitioned files the way [`hourly`] says.
 //!
 //! Out of the way, the tools: [`cli`] (the `augur predict` client, demo data, feature export
 //! and load, the load generator, `augur models` publish/list).
@@ -51,6 +51,7 @@ pub mod error;
 pub mod feature_history;
 pub mod feature_stream;
 pub mod fetch;
+pub mod hourly;
 pub mod model;
 pub mod predict;
 pub mod quality;

@@ -57,6 +57,7 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
     same("registry", format!("{:?}", file.registry), format!("{:?}", RegistryConfig::default()));
     same("samples", format!("{:?}", file.samples), format!("{:?}", SamplesConfig::default()));
     same("drift", format!("{:?}", file.drift), format!("{:?}", crate::drift::config::DriftConfig::default()));
+    same("feature_history", format!("{:?}", file.feature_history), format!("{:?}", HistoryConfig::default()));
     for (header, fields, subtables) in [
         ("server", fields_of::<ServerConfig>(), &["http2"][..]),
         ("server.http2", fields_of::<Http2Config>(), &[]),
@@ -70,6 +71,7 @@ fn default_toml_has_every_key_and_agrees_with_the_code() {
         ("samples.log", fields_of::<SampleLogConfig>(), &[]),
         ("samples.quality", fields_of::<crate::quality::config::QualityConfig>(), &[]),
         ("drift", fields_of::<crate::drift::config::DriftConfig>(), &[]),
+        ("feature_history", fields_of::<HistoryConfig>(), &[]),
     ] {
         let text = section(header);
         for field in fields.iter().filter(|f| !subtables.contains(f)) {
@@ -310,4 +312,40 @@ fn a_feature_left_out_of_the_build_is_refused_naming_its_key() {
             }
         }
     }
+}
+
+#[cfg(feature = "parquet")]
+#[test]
+fn feature_history_is_off_by_default_and_its_validation_names_the_key() {
+    let history = Config::from_toml("").unwrap().feature_history;
+    assert_eq!(history.active_dir(), None);
+    let on = Config::from_toml("[feature_history]\ndir = \"h\"\n").unwrap().feature_history;
+    assert_eq!(on.active_dir(), Some(Path::new("h")));
+    let off = Config::from_toml("[feature_history]\ndir = \"h\"\nenabled = false\n").unwrap().feature_history;
+    assert_eq!(off.active_dir(), None);
+    let err =
+        |toml: &str| Config::from_toml(&format!("[feature_history]\ndir = \"h\"\n{toml}")).unwrap_err().to_string();
+    assert!(err("roll_interval_ms = 10\n").contains("`feature_history.roll_interval_ms`"));
+    assert!(err("max_rows_per_part = 0\n").contains("`feature_history.max_rows_per_part`"));
+    let e = err("max_rows_per_part = 10\nmax_uncommitted_rows = 5\n");
+    assert!(e.contains("`feature_history.max_uncommitted_rows`"), "{e}");
+    #[cfg(feature = "kafka")]
+    {
+        let stream = "[[feature_streams]]\nname = \"s\"\nbrokers = \"b:1\"\ntopic = \"t\"\nmax_batch = 500\n";
+        let e = err(&format!("max_rows_per_part = 10\nmax_uncommitted_rows = 100\n{stream}"));
+        assert!(
+            e.contains("`feature_history.max_uncommitted_rows`") && e.contains("feature_streams[0].max_batch"),
+            "{e}"
+        );
+    }
+    assert!(Config::from_toml("[feature_history]\ndirectory = \"h\"\n").is_err(), "unknown keys are refused");
+}
+
+/// Without the `parquet` feature there is no changelog: a configured one is refused, naming it.
+#[cfg(not(feature = "parquet"))]
+#[test]
+fn a_build_without_parquet_refuses_feature_history() {
+    let err = Config::from_toml("[feature_history]\ndir = \"h\"\n").unwrap_err().to_string();
+    assert!(err.contains("`feature_history.dir`") && err.contains("parquet"), "{err}");
+    Config::from_toml("[feature_history]\ndir = \"h\"\nenabled = false\n").unwrap();
 }

@@ -215,20 +215,9 @@ impl Update {
     }
 }
 
-/// A value as Redis holds it: the text `augur features load` writes and assembly parses (lists
-/// joined by `|`, floats in Rust's shortest round-trip form).
+/// A value as Redis holds it ([`Value::store_text`]).
 pub(crate) fn value_text(value: &Value) -> String {
-    fn join<T: ToString>(items: &[T]) -> String {
-        items.iter().map(ToString::to_string).collect::<Vec<_>>().join("|")
-    }
-    match value {
-        Value::Int(i) => i.to_string(),
-        Value::Float(x) => format!("{x}"),
-        Value::Str(s) => s.clone(),
-        Value::IntList(v) => join(v),
-        Value::FloatList(v) => join(v),
-        Value::StrList(v) => v.join("|"),
-    }
+    value.store_text()
 }
 
 /// JSON → value with the in-memory store's JSONL rules (booleans are 1/0; mixed lists are text).

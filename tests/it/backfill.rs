@@ -6,52 +6,20 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
+use augur::feature_history::write::HistoryWriter;
 use augur::feature_history::{Change, ChangeKind};
 use augur::fetch::Value;
 use augur::proto::{ReportEventsRequest, Sample};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common;
+use crate::common::parquet::batches;
 use crate::common::samples::{EMITTED, events, read_log, request, samples_config, wait_for};
-
-/// Every committed part under `dir`.
-pub(crate) fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            let hidden = p.file_name().unwrap().to_str().unwrap().starts_with('.');
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") && !hidden {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn batches(dir: &Path) -> Vec<RecordBatch> {
-    parts(dir)
-        .into_iter()
-        .flat_map(|p| {
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-        })
-        .collect()
-}
 
 /// (request_id, item_id) → (timestamp, every input's values as bytes) of each backfilled row.
 pub(crate) type Backfilled = HashMap<(String, String), (i64, Vec<Vec<u8>>)>;
@@ -177,7 +145,7 @@ async fn backfill_equals_the_sample_sink_for_arrow_and_duckdb() {
     changes.extend(load_changes(&root.join("demo/items.csv"), "items", 0));
     let samples = logged_samples(&log_dir);
     assert_eq!(samples.len(), expected.len());
-    backfill_equals_served(dir.path(), &samples, changes, &out).await;
+    backfill_equals_served(dir.path(), &samples, History::Memory(changes), &out).await;
 
     // DuckDB: both directories as a data tool reads them.
     let query = format!(
@@ -209,19 +177,48 @@ async fn backfill_equals_the_sample_sink_for_arrow_and_duckdb() {
     assert_eq!(lines[3], format!("('u2', {width})"), "{duck}");
 }
 
+/// Where the backfill reads the changelog.
+enum History {
+    /// Handed to the library call as an iterator.
+    Memory(Vec<Change>),
+    /// A changelog directory, read by `augur features backfill` (the binary).
+    Dir(PathBuf),
+}
+
 /// Backfills `samples` (the ranking scene's, sent with hour = 20 and device = ios) from
-/// `changes` into `out` by applied time, and checks every logged candidate: the backfilled
+/// `history` into `out` by applied time, and checks every logged candidate: the backfilled
 /// inputs are the served snapshot's, byte for byte.
-async fn backfill_equals_served(dir: &Path, samples: &[Sample], changes: Vec<Change>, out: &Path) {
+async fn backfill_equals_served(dir: &Path, samples: &[Sample], history: History, out: &Path) {
     let impressions = dir.join("impressions.csv");
     write_impressions(&impressions, samples, |_| vec![("hour".into(), "20".into()), ("device".into(), "ios".into())]);
-    let spec = augur::assemble::Spec::load(&common::root().join("features/ranking.yaml")).unwrap();
-    let history =
-        move |until: i64| Ok::<_, Infallible>(changes.into_iter().filter(move |c| c.applied_time_ms <= until).map(Ok));
-    let options = augur::cli::backfill::Options::default();
-    let progress = indicatif::ProgressBar::hidden();
-    let summary = augur::cli::backfill::backfill(&spec, &impressions, history, out, &options, &progress).await.unwrap();
-    assert_eq!(summary.rows as usize, samples.len());
+    let rows = match history {
+        History::Memory(changes) => {
+            let spec = augur::assemble::Spec::load(&common::root().join("features/ranking.yaml")).unwrap();
+            let history = move |until: i64| {
+                Ok::<_, Infallible>(changes.into_iter().filter(move |c| c.applied_time_ms <= until).map(Ok))
+            };
+            let options = augur::cli::backfill::Options::default();
+            let progress = indicatif::ProgressBar::hidden();
+            let summary =
+                augur::cli::backfill::backfill(&spec, &impressions, history, out, &options, &progress).await.unwrap();
+            summary.rows
+        }
+        History::Dir(history) => {
+            let run = common::process::cli()
+                .args(["features", "backfill", "--scene", "ranking", "--json", "--impressions"])
+                .arg(&impressions)
+                .arg("--history")
+                .arg(&history)
+                .arg("--out")
+                .arg(out)
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+            let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+            summary["rows"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(rows as usize, samples.len());
     let inputs = ["ids", "dense"];
     let rows = backfilled(out, &inputs);
     assert_eq!(rows.len(), samples.len());
@@ -294,5 +291,17 @@ async fn updates_between_predictions_backfill_to_every_served_snapshot() {
     let dense: std::collections::BTreeSet<Vec<u8>> =
         samples.iter().filter(|s| s.item_id == "i2").map(|s| served(s, &["dense"]).remove(0)).collect();
     assert_eq!(dense.len(), rounds as usize, "a different served row per round");
-    backfill_equals_served(dir.path(), &samples, changes, &out).await;
+    // The changelog on disk, as its writers commit it (a load's and a stream's writer sharing the
+    // directory), read back by `augur features backfill`.
+    let history = dir.path().join("history");
+    let config = augur::feature_history::config::HistoryConfig::default();
+    let metrics = augur::feature_history::metrics::HistoryMetrics::default();
+    let mut load = HistoryWriter::open(&history, &config, "load", metrics.clone()).unwrap();
+    let mut stream = HistoryWriter::open(&history, &config, "stream:test", metrics).unwrap();
+    let (loads, upserts): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|c| c.kind == ChangeKind::Load);
+    load.append(loads).unwrap();
+    stream.append(upserts).unwrap();
+    load.commit().unwrap();
+    stream.commit().unwrap();
+    backfill_equals_served(dir.path(), &samples, History::Dir(history), &out).await;
 }

@@ -103,13 +103,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
             ..backfill::Options::default()
         };
         let progress = progress_bar(None, "{elapsed_precise} {msg} [{wide_bar}] {human_pos}/{human_len} {per_sec}")?;
-        // TODO(backfill): `augur::feature_history::read::changes(&history, until)` once the
-        // changelog reader (branch `history`) is on main.
-        let changes = |_until: i64| {
-            Err::<std::iter::Empty<Result<augur::feature_history::Change, std::io::Error>>, _>(std::io::Error::other(
-                format!("{}: this build has no changelog reader yet", history.display()),
-            ))
-        };
+        let changes = |until_applied_ms| augur::feature_history::read::changes(&history, until_applied_ms);
         let summary = backfill::backfill(&spec, &impressions, changes, &out, &options, &progress).await?;
         progress.finish_and_clear();
         if json {

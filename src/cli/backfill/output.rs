@@ -27,8 +27,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::assemble::{Assembled, DType, Spec, TensorData};
 use crate::cli::impressions::Impression;
+use crate::hourly::hour_dir;
 use crate::sample_log::parquet::{
-    ParquetError, commit_part, fallbacks_array, fallbacks_field, hour_dir, input_array, input_field, writer_properties,
+    ParquetError, commit_part, fallbacks_array, fallbacks_field, input_array, input_field, writer_properties,
 };
 
 /// Writes the rows of one hour after another.

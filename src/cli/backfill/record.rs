@@ -12,7 +12,7 @@ use crate::cli::impressions::Impression;
 use crate::feature_history::{Change, ChangeKind};
 use crate::fetch::Value;
 
-const HOUR_MS: i64 = 3_600_000;
+use crate::hourly::HOUR_MS;
 
 /// A spilled record that does not decode: the spill files were changed under the backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

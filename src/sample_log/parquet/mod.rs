@@ -41,7 +41,7 @@ mod writer;
 
 pub use schema::{fallbacks_array, fallbacks_field, input_array, input_column, input_field, label_column};
 pub use sink::ParquetSink;
-pub use writer::{commit_part, hour_dir, writer_properties};
+pub use writer::{commit_part, writer_properties};
 
 /// Name of the hour marker.
 pub const MARKER: &str = "_SUCCESS";
@@ -72,4 +72,10 @@ pub enum ParquetError {
     /// Building the columns failed (a sample not shaped like the part's schema).
     #[error("building columns: {0}")]
     Columns(#[from] arrow_schema::ArrowError),
+}
+
+impl From<crate::hourly::CommitError> for ParquetError {
+    fn from(e: crate::hourly::CommitError) -> Self {
+        ParquetError::Io { op: e.op, path: e.path, source: e.source }
+    }
 }

@@ -19,7 +19,10 @@ use crate::sample_log::metrics::{DeadLetterLabels, SampleMetrics, SinkLabels};
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::Tick;
 
-const HOUR_MS: i64 = 3_600_000;
+use crate::hourly::HOUR_MS;
+pub(super) use crate::hourly::hour_dir;
+#[cfg(test)]
+pub(super) use crate::hourly::{civil_from_days, days_from_civil};
 
 /// (hour start in ms, scene): one `dt=/hour=/scene=` directory.
 type Key = (i64, String);
@@ -343,18 +346,8 @@ impl Writer {
 
     /// Hours with a directory and no marker (`dt=*/hour=*`).
     fn unclosed_hours(&self) -> Result<Vec<i64>, ParquetError> {
-        let mut hours = Vec::new();
-        for day in read_dir(&self.dir)? {
-            let Some(days) = day.file_name().and_then(|n| n.to_str()).and_then(parse_day) else { continue };
-            for hour in read_dir(&day)? {
-                let name = hour.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                let Some(h) = name.strip_prefix("hour=").and_then(|h| h.parse::<i64>().ok()) else { continue };
-                if !hour.join(MARKER).exists() {
-                    hours.push(days * 24 * HOUR_MS + h * HOUR_MS);
-                }
-            }
-        }
-        Ok(hours)
+        let hours = crate::hourly::hours(&self.dir).map_err(io("listing", &self.dir))?;
+        Ok(hours.into_iter().filter(|(_, dir)| !dir.join(MARKER).exists()).map(|(hour, _)| hour).collect())
     }
 }
 
@@ -390,25 +383,11 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
         .build()
 }
 
-/// Commits a part written to the hidden `tmp`: footer, fsync, rename to `path` (in the same
-/// directory), fsync of the directory, so a reader sees the whole part or none of it. Returns
-/// its size in bytes.
+/// Finishes a part written to the hidden `tmp` (footer) and commits it as `path`
+/// ([`crate::hourly::commit`]); returns its size in bytes.
 pub fn commit_part(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, ParquetError> {
     let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.to_owned(), source })?;
-    file.sync_all().map_err(io("fsyncing", tmp))?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    drop(file);
-    fs::rename(tmp, path).map_err(io("renaming to", path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(bytes)
-}
-
-/// `<dir>/dt=YYYY-MM-DD/hour=HH` of the hour starting at `hour_ms` (UTC).
-pub fn hour_dir(dir: &Path, hour_ms: i64) -> PathBuf {
-    let days = hour_ms.div_euclid(24 * HOUR_MS);
-    let (y, m, d) = civil_from_days(days);
-    let h = hour_ms.rem_euclid(24 * HOUR_MS) / HOUR_MS;
-    dir.join(format!("dt={y:04}-{m:02}-{d:02}")).join(format!("hour={h:02}"))
+    Ok(crate::hourly::commit(file, tmp, path)?)
 }
 
 fn marker_path(dir: &Path, hour_ms: i64) -> PathBuf {
@@ -427,39 +406,6 @@ fn escape(scene: &str) -> String {
         }
     }
     out
-}
-
-/// Days since the Unix epoch of `dt=YYYY-MM-DD`.
-fn parse_day(name: &str) -> Option<i64> {
-    let date = name.strip_prefix("dt=")?;
-    let mut parts = date.splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The inverse of [`civil_from_days`].
-pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let (m, d) = (i64::from(m), i64::from(d));
-    let doy = (153 * if m > 2 { m - 3 } else { m + 9 } + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ParquetError {
@@ -486,5 +432,5 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ParquetError> {
 
 /// Makes a rename in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), ParquetError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsyncing", dir))
+    crate::hourly::sync_dir(dir).map_err(io("fsyncing", dir))
 }
