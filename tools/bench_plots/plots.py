@@ -221,7 +221,7 @@ def candidates(plt, bench, out):
         ax.minorticks_off()
         ax.set_xlabel("candidates per request (N)")
         ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
         thousands(ax)
         ax.grid(alpha=0.3)
         ax.set_title(f"{unit} (labels: augur / raw ORT at batch N)", fontsize=9)
