@@ -236,11 +236,16 @@ impl App {
                     StoreConfig::Memory { .. } => None,
                 };
                 let stream_metrics = metrics.of::<StreamMetrics>();
+                let history = config.feature_history.active_dir().map(|_| crate::feature_stream::History {
+                    config: &config.feature_history,
+                    metrics: metrics.of::<crate::feature_history::HistoryMetrics>(),
+                });
                 crate::feature_stream::start(
                     &config.feature_streams,
                     target,
                     redis,
                     &stream_metrics,
+                    history,
                     &tracker,
                     shutdown.clone(),
                 )?;

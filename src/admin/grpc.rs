@@ -1,6 +1,7 @@
 //! The ModelAdmin service: list repositories and versions, reload now, set the canary share.
 //! Its model listing also feeds the admin HTTP status page; each loaded version carries what its
-//! marker recorded at publish (the gate's evaluation and the trainer's lineage).
+//! marker recorded at publish (the gate's evaluation and the trainer's lineage) and, with drift
+//! on, its features' drift against the training reference (`crate::drift`).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -13,9 +14,9 @@ use crate::error::Error;
 use crate::predict::Predictor;
 use crate::proto::model_admin_server::ModelAdmin;
 use crate::proto::{
-    CacheStats, FeatureFallbacks, GetStatsRequest, GetStatsResponse, Lineage, ListModelsRequest, ListModelsResponse,
-    ModelStatus, OfflineScores, PublishEvaluation, RejectedVersion, ReloadRequest, SceneStats, SetCanaryRequest,
-    StageLatency, VersionQuality, VersionStatus,
+    CacheStats, FeatureDrift, FeatureFallbacks, GetStatsRequest, GetStatsResponse, Lineage, ListModelsRequest,
+    ListModelsResponse, ModelStatus, OfflineScores, PublishEvaluation, RejectedVersion, ReloadRequest, SceneStats,
+    SetCanaryRequest, StageLatency, VersionDrift, VersionQuality, VersionStatus,
 };
 use crate::proto::{CanaryAction, CanaryDecision, DecideCanaryRequest, RolloutStatus};
 use crate::repository::bucket;
@@ -57,6 +58,7 @@ impl AdminService {
         for scene in self.predictor.scenes() {
             models.push(self.with_quality(status(scene).await));
         }
+        self.with_drift(&mut models);
         models.sort_by(|a, b| a.name.cmp(&b.name));
         ListModelsResponse { models }
     }
@@ -104,6 +106,57 @@ impl AdminService {
         });
         status.quality = versions;
         status
+    }
+}
+
+impl AdminService {
+    /// Each listed version's drift (`crate::drift`), when drift is on: read from the tracker the
+    /// predictor feeds, found through the metrics registry as the status page finds it.
+    fn with_drift(&self, models: &mut [ModelStatus]) {
+        let Some(drift) = self.metrics.get::<crate::drift::Drift>() else { return };
+        let Some(threshold) = drift.config().map(|c| c.psi_threshold) else { return };
+        let snapshot = drift.snapshot(crate::drift::now_ms());
+        for model in models.iter_mut() {
+            for version in &mut model.versions {
+                let tracked = snapshot.versions.iter().find(|v| {
+                    v.key.scene == model.scene && v.key.model == model.name && v.key.version == version.version
+                });
+                version.drift = tracked.map(|v| version_drift(v, threshold));
+            }
+        }
+    }
+}
+
+/// A tracked version's drift as ListModels shows it: worst PSI first.
+fn version_drift(v: &crate::drift::VersionDrift, psi_threshold: f64) -> VersionDrift {
+    let mut features: Vec<FeatureDrift> = v
+        .features
+        .iter()
+        .map(|f| FeatureDrift {
+            feature: f.name.clone(),
+            psi: f.psi,
+            flagged: f.flagged,
+            fallback_rate: f.fallback_rate,
+            reference_fallback_rate: f.reference_fallback_rate,
+            in_reference: f.in_reference,
+        })
+        .collect();
+    // Stable: features without a PSI keep spec order after the others.
+    features.sort_by(|a, b| match (a.psi, b.psi) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    VersionDrift {
+        has_reference: v.has_reference,
+        rows: v.rows,
+        rows_total: v.rows_total,
+        window_start_ms: v.window_ms.0,
+        window_end_ms: v.window_ms.1,
+        psi_threshold,
+        flagged: features.iter().filter(|f| f.flagged).count() as u32,
+        features,
     }
 }
 
@@ -159,6 +212,8 @@ async fn status(scene: &Scene) -> ModelStatus {
                 inference_cpu_seconds: b.cpu_seconds,
                 evaluation: marker.as_ref().and_then(|m| m.evaluation.as_ref()).map(evaluation),
                 lineage: marker.as_ref().and_then(|m| m.lineage.as_ref()).map(lineage),
+                // Filled by `AdminService::with_drift`, which holds the tracker.
+                drift: None,
             }
         })
         .collect();
@@ -404,7 +459,10 @@ impl ModelAdmin for AdminService {
         let r = request.into_inner();
         let scene = self.scene_for(&r.model)?;
         scene.repo.set_canary(r.version, r.weight).await.map_err(Error::from)?;
-        Ok(Response::new(self.with_quality(status(scene).await)))
+        let mut listed = [self.with_quality(status(scene).await)];
+        self.with_drift(&mut listed);
+        let [listed] = listed;
+        Ok(Response::new(listed))
     }
 
     async fn decide_canary(&self, request: Request<DecideCanaryRequest>) -> Result<Response<ModelStatus>, Status> {
@@ -422,6 +480,9 @@ impl ModelAdmin for AdminService {
         crate::rollout::operator(&scene.spec.scene, &scene.repo, r.version, action, &r.reason, &self.metrics)
             .await
             .map_err(Error::from)?;
-        Ok(Response::new(self.with_quality(status(scene).await)))
+        let mut listed = [self.with_quality(status(scene).await)];
+        self.with_drift(&mut listed);
+        let [listed] = listed;
+        Ok(Response::new(listed))
     }
 }

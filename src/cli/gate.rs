@@ -10,6 +10,11 @@
 //! without, the most recent rows, and the evaluation says they may not be held out. At most
 //! [`Gate::max_rows`], the newest.
 //!
+//! The rows are in the stored form (every candidate's full row, as samples keep it); a split
+//! model (a spec with request-level inputs) is fed the model form built from them, each row its
+//! own request ([`score`]), so a split candidate or a split `LATEST` is judged on the same
+//! numbers as its flat twin.
+//!
 //! The numbers are computed here, not by the online quality tracker ([`crate::quality`]) which
 //! judges one served version on its own traffic: the gate needs two models on identical rows.
 //! Its AUC and log loss are the tracker's reference functions ([`exact_auc`], [`log_loss`]).
@@ -18,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::assemble::{Tensor, TensorData};
+use crate::assemble::{Spec, Tensor, TensorData};
 use crate::model::{Model, ModelError};
 use crate::proto::{Sample, log_record};
 use crate::quality::estimator::{exact_auc, log_loss};
@@ -201,8 +206,23 @@ fn to_rows(samples: &[Sample], positive_event: &str) -> Rows {
     rows
 }
 
-/// Scores every row with `model`, [`CHUNK_ROWS`] at a time.
-pub fn score(model: &mut dyn Model, rows: &Rows) -> Result<Vec<f32>, ModelError> {
+/// Scores every row with `model` (opened against `spec`), [`CHUNK_ROWS`] at a time. The rows
+/// are in the stored form, as samples keep them; a model of a spec with request-level inputs
+/// takes the model form, so each chunk is converted first with every row its own request
+/// ([`Spec::model_form`]): a split model scores exactly as its flat twin on the same rows.
+pub fn score(model: &mut dyn Model, spec: &Spec, rows: &Rows) -> Result<Vec<f32>, ModelError> {
+    if spec.has_request_level() {
+        let logged: Vec<&str> = rows.tensors.iter().map(|t| t.name.as_str()).collect();
+        let stored: Vec<&str> = spec.stored.iter().map(|s| s.name.as_str()).collect();
+        if !rows.is_empty() && logged != stored {
+            return Err(ModelError::Output {
+                problem: format!(
+                    "the samples hold inputs {logged:?}, the spec `{}` stores {stored:?}: not its samples",
+                    spec.scene
+                ),
+            });
+        }
+    }
     let mut out = Vec::with_capacity(rows.len());
     let mut start = 0;
     while start < rows.len() {
@@ -219,7 +239,10 @@ pub fn score(model: &mut dyn Model, rows: &Rows) -> Result<Vec<f32>, ModelError>
                 },
             })
             .collect();
-        let scores = model.run(&chunk)?;
+        let scores = match spec.has_request_level() {
+            true => model.run(&spec.model_form(&chunk, end - start))?,
+            false => model.run(&chunk)?,
+        };
         if scores.len() != end - start {
             return Err(ModelError::Output { problem: format!("{} scores for {} rows", scores.len(), end - start) });
         }
@@ -506,6 +529,8 @@ mod tests {
                 Ok(ids.chunks(tensors[0].width).map(|r| r[0] as f32).collect())
             }
         }
-        assert_eq!(score(&mut FirstId, &rows).unwrap(), [1.0, 3.0, 8.0]);
+        // A spec without request-level inputs: the rows go to the model as they are.
+        let flat = Spec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("features/ranking.yaml")).unwrap();
+        assert_eq!(score(&mut FirstId, &flat, &rows).unwrap(), [1.0, 3.0, 8.0]);
     }
 }

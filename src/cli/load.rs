@@ -10,6 +10,12 @@
 //! integers in decimal, floats in Rust's shortest round-trip form (`format!("{}", f64)`, so the
 //! served `f64` is bit-identical to the file's), booleans as `1`/`0`, arrays joined by `|`.
 //!
+//! With `[feature_history]` on, each row written is also appended to the changelog as a
+//! [`Load`](crate::feature_history::ChangeKind::Load) change (present cells `Some`, empty ones
+//! `None`), stamped with the time its batch's write returned, and the changelog is committed
+//! before the load reports success; a row Redis refused is not recorded. The commits run on the
+//! load's own task (a CLI tool: a part's write blocks it briefly).
+//!
 //! A line that cannot be used (wrong field count, bad JSON, no id) is reported with its 1-based
 //! line number and skipped ([`OnError::Skip`]) or ends the load ([`OnError::Stop`]; the rows
 //! before it are written).
@@ -27,7 +33,9 @@ use redis::Cmd;
 use tokio::task::JoinHandle;
 
 use crate::config::{RedisConfig, TableConfig};
-use crate::fetch::{FetchError, RedisFeatureStore, StoreOpenError};
+use crate::feature_history::write::HistoryWriter;
+use crate::feature_history::{Change, ChangeKind, HistoryError};
+use crate::fetch::{FetchError, RedisFeatureStore, StoreOpenError, Value};
 
 /// Batches written concurrently while the next one is parsed.
 const IN_FLIGHT: usize = 4;
@@ -153,6 +161,10 @@ pub enum LoadFileError {
     /// Redis failed; rows of unfinished batches may or may not be written (re-run the load).
     #[error(transparent)]
     Store(#[from] FetchError),
+    /// The changelog could not be written; the rows are in Redis (re-run the load to record
+    /// them).
+    #[error(transparent)]
+    History(#[from] HistoryError),
 }
 
 /// A batch being written: the batch back, with each command's error (if any).
@@ -163,6 +175,8 @@ struct Batch {
     cmds: Vec<Cmd>,
     lines: Vec<u64>,
     rows: u64,
+    /// With history: each row's change and its line (applied time set once written).
+    changes: Vec<(u64, Change)>,
 }
 
 /// Loads `path` (`.jsonl` = JSON lines, anything else = CSV with a header) into `store`.
@@ -172,6 +186,17 @@ pub async fn load_file(
     path: &Path,
     options: &LoadOptions,
     progress: &ProgressBar,
+) -> Result<LoadSummary, LoadFileError> {
+    load_file_with_history(store, path, options, progress, None).await
+}
+
+/// [`load_file`], each row written also appended to `history` (committed before this returns).
+pub async fn load_file_with_history(
+    store: &RedisFeatureStore,
+    path: &Path,
+    options: &LoadOptions,
+    progress: &ProgressBar,
+    history: Option<&mut HistoryWriter>,
 ) -> Result<LoadSummary, LoadFileError> {
     let started = Instant::now();
     let shown = path.display().to_string();
@@ -183,6 +208,7 @@ pub async fn load_file(
         progress,
         batch: Batch::new(options.batch),
         key: String::new(),
+        history,
         in_flight: VecDeque::new(),
         summary: LoadSummary { rows: 0, error_count: 0, errors: Vec::new(), stopped_at: None, elapsed: Duration::ZERO },
     };
@@ -195,6 +221,9 @@ pub async fn load_file(
     loader.flush().await?;
     while let Some(handle) = loader.in_flight.pop_front() {
         loader.finish(handle).await?;
+    }
+    if let Some(history) = loader.history.as_mut() {
+        history.commit()?;
     }
     let mut summary = loader.summary;
     summary.errors.sort_by_key(|e| e.line);
@@ -209,6 +238,7 @@ struct Loader<'a> {
     batch: Batch,
     /// Reused for every row's key.
     key: String,
+    history: Option<&'a mut HistoryWriter>,
     in_flight: VecDeque<Written>,
     summary: LoadSummary,
 }
@@ -324,7 +354,11 @@ impl Loader<'_> {
         set.arg("HSET").arg(key);
         let mut del: Option<Cmd> = None;
         let mut sets = 0;
+        let mut features = Vec::new();
         for (field, value) in cells {
+            if self.history.is_some() {
+                features.push((field.to_owned(), value.map(|v| Value::Str(v.to_owned()))));
+            }
             match value {
                 Some(value) => {
                     set.arg(field).arg(value);
@@ -347,6 +381,17 @@ impl Loader<'_> {
         if let Some(del) = del {
             self.batch.cmds.push(del);
             self.batch.lines.push(line);
+        }
+        if self.history.is_some() {
+            let change = Change {
+                table: self.options.table.clone(),
+                entity_id: id.to_owned(),
+                event_time_ms: 0,
+                applied_time_ms: 0,
+                kind: ChangeKind::Load,
+                features,
+            };
+            self.batch.changes.push((line, change));
         }
         self.batch.rows += 1;
     }
@@ -399,13 +444,31 @@ impl Loader<'_> {
             }
         }
         self.summary.rows += batch.rows - failed.len() as u64;
+        if let Some(history) = self.history.as_deref_mut() {
+            // A load is unconditional (no event-time compare): its event time is when it was
+            // applied.
+            let applied_ms = crate::feature_stream::now_ms();
+            let changes: Vec<Change> = batch
+                .changes
+                .into_iter()
+                .filter(|(line, _)| !failed.contains(line))
+                .map(|(_, change)| Change { event_time_ms: applied_ms, applied_time_ms: applied_ms, ..change })
+                .collect();
+            if let Err(HistoryError::Full { .. }) = history.append(changes.iter().cloned()) {
+                history.commit()?;
+                history.append(changes)?;
+            }
+            if history.due() {
+                history.commit()?;
+            }
+        }
         Ok(())
     }
 }
 
 impl Batch {
     fn new(rows: usize) -> Self {
-        Batch { cmds: Vec::with_capacity(rows), lines: Vec::with_capacity(rows), rows: 0 }
+        Batch { cmds: Vec::with_capacity(rows), lines: Vec::with_capacity(rows), rows: 0, changes: Vec::new() }
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`models`]  — `augur models publish|list|set-latest`: "export is deploy" to a bucket or
 //!   directory, validated against the scene's spec before anything is uploaded; [`gate`] is
 //!   its publish gate (the candidate against `LATEST` on recent joined samples).
+//! - [`served`]  — `augur models rollout|decide|promote|rollback`, `augur models list
+//!   --admin-addr`: a running augur's canary and served versions (with drift), through ModelAdmin.
 //! - [`simulate`] — `augur simulate`: the demo catalogue's users calling a running server, clicking
 //!   by the demo's true click model and reporting the events.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
@@ -29,4 +31,5 @@ pub mod models;
 pub mod predict;
 pub mod publish;
 pub mod samples;
+pub mod served;
 pub mod simulate;

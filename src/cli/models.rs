@@ -489,7 +489,7 @@ async fn evaluate(
         let score = |path: &Path, version: String| {
             let fail = |source| GateError::Score { version: version.clone(), source };
             let mut m = loader.open(path, &spec).map_err(fail)?;
-            gate::score(m.as_mut(), &rows_for_scoring).map_err(fail)
+            gate::score(m.as_mut(), &spec, &rows_for_scoring).map_err(fail)
         };
         Ok::<_, GateError>((score(&model, "candidate".into())?, score(&baseline_path, baseline_version.to_string())?))
     })

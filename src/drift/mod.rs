@@ -3,7 +3,10 @@
 //! `drift.sample_every` (its assembled tensors and fallbacks, already in memory) to
 //! [`Drift::observe`], which adds each feature's served values to a histogram in the bins of the
 //! version's training reference ([`reference`], `reference.json` beside `model.onnx`) and counts
-//! the rows served from the feature's default.
+//! the rows served from the feature's default. A split scene's tensors (request-level inputs one
+//! row per request, `crate::assemble::forms`) are observed in the stored form, every candidate's
+//! full row, because the reference was made from samples, which hold that form: a user feature
+//! counts once per candidate on both sides, and a split scene drifts exactly as its flat twin.
 //!
 //! Per (scene, model, version, feature), over a sliding window of `buckets x bucket_s` seconds
 //! (a ring of per-bucket counts: bounded memory, `features x bins x buckets x 8` bytes a version):
@@ -133,7 +136,7 @@ struct VersionState {
 #[derive(Debug)]
 struct FeatureState {
     name: String,
-    /// Model input (index into the tensors), first column and columns in it.
+    /// Stored-form input (index into the stored tensors), first column and columns in it.
     input: usize,
     offset: usize,
     width: usize,
@@ -172,7 +175,8 @@ impl Drift {
     }
 
     /// One answered Predict request of `spec`'s scene, scored by `model` `version` (loaded with
-    /// `reference`): `tensors` as the model got them, `fallbacks` as assembly reported them.
+    /// `reference`): `tensors` as the model got them (the model form: a split scene's
+    /// request-level inputs one row, observed per candidate), `fallbacks` as assembly reported them.
     /// Counted only for one request in `sample_every`; the others cost one atomic increment.
     pub fn observe(
         &self,
@@ -204,7 +208,18 @@ impl Drift {
     ) {
         let Some(tracker) = self.inner.get() else { return };
         let config = &tracker.config;
-        let rows = tensors.first().map_or(0, Tensor::rows);
+        // A split scene's request-level inputs hold one row per request, but the training
+        // reference counts every candidate's row (it is made from samples, which keep the stored
+        // form): observed in the model form, a user feature would be weighed once per request
+        // and its PSI taken on another population. The copy is made for observed requests only.
+        let stored;
+        let (tensors, rows) = if spec.has_request_level() {
+            let rows = tensors.get(spec.inputs.len()).map_or(0, Tensor::rows);
+            stored = spec.stored_form(tensors, rows);
+            (&stored[..], rows)
+        } else {
+            (tensors, tensors.first().map_or(0, Tensor::rows))
+        };
         if rows == 0 {
             return;
         }
@@ -318,10 +333,13 @@ impl State {
                 "drift: version evicted by drift.max_versions"
             );
         }
+        // Columns are read in the stored form (see `observe_at`).
+        let places = spec.stored_places();
         let features = spec
             .features
             .iter()
-            .map(|f| {
+            .zip(places)
+            .map(|(f, (input, offset))| {
                 // A summary of the wrong kind for the input's dtype (ids binned as dense values or
                 // the reverse) would compare nothing meaningful: treated as absent.
                 let dense = spec.inputs.get(f.input).is_some_and(|i| i.dtype == DType::Float32);
@@ -329,8 +347,8 @@ impl State {
                 let bins = summary.map_or(0, |s| s.bins());
                 FeatureState {
                     name: f.name.clone(),
-                    input: f.input,
-                    offset: f.offset,
+                    input,
+                    offset,
                     width: f.width,
                     binner: summary.map(|s| s.binner()),
                     shares: summary.map_or_else(Vec::new, |s| s.shares.clone()),

@@ -268,3 +268,61 @@ fn reference_files_load_absent_is_none_and_bad_ones_say_why() {
         assert!(e.contains(why), "{e} lacks {why}");
     }
 }
+
+/// A split scene and its flat twin (`features/ranking_split.yaml`, `features/ranking.yaml`: the
+/// same features, the user and context part request-level in the split one) observed on the same
+/// requests, against the demo model's training reference: the same rows, PSI and fallback rates
+/// per feature. Requests carry 1 to 8 candidates, so a user feature counted once per request
+/// (the model form) would weigh users differently from the reference and give another PSI.
+#[test]
+fn a_split_scene_drifts_exactly_as_its_flat_twin() {
+    use std::collections::HashMap;
+
+    use crate::assemble::assemble;
+    use crate::assemble::encode::RequestView;
+    use crate::fetch::Value;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flat = Spec::load(&root.join("features/ranking.yaml")).expect("flat spec");
+    let mut split = Spec::load(&root.join("features/ranking_split.yaml")).expect("split spec");
+    // One scene name for both, so the snapshots compare key for key.
+    split.scene = flat.scene.clone();
+    assert!(split.has_request_level() && !flat.has_request_level());
+    let reference = Reference::load(&root.join("models/ranking/1")).expect("reference").expect("present");
+    let config = DriftConfig { min_rows: 10, ..config() };
+    let (on_flat, on_split) = (Drift::default(), Drift::default());
+    on_flat.start(&config);
+    on_split.start(&config);
+    let mut request_rows = 0;
+    for k in 0..300usize {
+        let context: HashMap<String, Value> = [
+            ("hour".to_owned(), Value::Int((k * 7 % 24) as i64)),
+            ("device".to_owned(), Value::Str(["ios", "android", "web"][k % 3].to_owned())),
+        ]
+        .into();
+        let candidates: Vec<(String, HashMap<String, Value>)> =
+            (0..1 + k * 5 % 8).map(|j| (format!("i{}", (k * 13 + j * 31) % 500), HashMap::new())).collect();
+        let user = format!("u{}", k * 17 % 97);
+        let view = || RequestView::new(&user, &context, &candidates);
+        let items = vec![None; candidates.len()];
+        let a = assemble(&flat, view(), None, &items);
+        let b = assemble(&split, view(), None, &items);
+        let request_level = split.inputs.iter().position(|i| i.name == "user_ids").unwrap();
+        request_rows += b.tensors[request_level].rows();
+        on_flat.observe_at(1_000, &flat, "m", 1, Some(&reference), &a.tensors, &a.fallbacks);
+        on_split.observe_at(1_000, &split, "m", 1, Some(&reference), &b.tensors, &b.fallbacks);
+    }
+    assert_eq!(request_rows, 300, "the split scene's user part is one row per request");
+    let (a, b) = (on_flat.snapshot(2_000), on_split.snapshot(2_000));
+    let (a, b) = (&a.versions[0], &b.versions[0]);
+    assert_eq!((a.rows, b.rows), (a.rows, a.rows));
+    assert_eq!(a.features.len(), b.features.len());
+    for (x, y) in a.features.iter().zip(&b.features) {
+        assert_eq!(x.name, y.name);
+        assert!(x.psi.is_some(), "{}: a PSI to compare", x.name);
+        assert_eq!((x.psi, x.flagged, x.fallback_rate), (y.psi, y.flagged, y.fallback_rate), "{}", x.name);
+    }
+    // The user part varies with the request, so how it is weighed shows in its PSI.
+    let user_id = a.features.iter().find(|f| f.name == "user_id").unwrap();
+    assert!(user_id.psi.unwrap() > 0.0);
+}

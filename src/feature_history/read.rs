@@ -1,8 +1,9 @@
 //! Reading the changelog back in applied-time order: [`changes`].
 //!
 //! The hours in order; within an hour a k-way merge over its committed parts, each streamed one
-//! record batch at a time. Memory: one batch per part of the hour being read, whatever the
-//! size of the hour or of the history. Ties in applied time go to the part whose name sorts
+//! record batch at a time. Memory: per part of the hour being read, one decoded batch of
+//! `BATCH_ROWS` and the pages of the row group it comes from (augur's writer caps row groups at
+//! 8192 rows), whatever the size of the hour or of the history. Ties in applied time go to the part whose name sorts
 //! first, then to file order, so the same directory always reads the same way.
 
 use std::cmp::Reverse;

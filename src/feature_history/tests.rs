@@ -152,3 +152,35 @@ fn a_corrupt_part_is_an_error_naming_the_file() {
     let err = changes(dir.path(), i64::MAX).unwrap().find_map(Result::err).unwrap().to_string();
     assert!(err.contains("part-zz-00000000.parquet"), "{err}");
 }
+
+#[test]
+fn large_parts_are_merged_across_batches_and_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = HistoryConfig { max_rows_per_part: 50_000, max_uncommitted_rows: 50_000, ..HistoryConfig::default() };
+    let (a_rows, b_rows) = (20_000i64, 9_000i64);
+    let mut a = HistoryWriter::open(dir.path(), &big, "stream:a", HistoryMetrics::default()).unwrap();
+    let mut b = HistoryWriter::open(dir.path(), &big, "stream:b", HistoryMetrics::default()).unwrap();
+    // One part each, many record batches (1024 rows) and row groups (8192) long, interleaved in
+    // applied time: a on even milliseconds, b on every second odd one.
+    let one = |i: i64| vec![("n".to_owned(), Some(Value::Int(i)))];
+    a.append((0..a_rows).map(|i| change("a", T0 + 2 * i, ChangeKind::Upsert, one(i)))).unwrap();
+    b.append((0..b_rows).map(|i| change("b", T0 + 4 * i + 1, ChangeKind::Upsert, one(i)))).unwrap();
+    a.commit().unwrap();
+    b.commit().unwrap();
+    let row_groups: Vec<usize> = parts(dir.path())
+        .iter()
+        .map(|p| {
+            let file = std::fs::File::open(p).unwrap();
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            builder.metadata().num_row_groups()
+        })
+        .collect();
+    assert_eq!(row_groups, [3, 2], "row groups of 8192 rows (a's part lists first)");
+    let read = read_all(dir.path(), i64::MAX);
+    assert_eq!(read.len() as i64, a_rows + b_rows);
+    assert!(read.windows(2).all(|w| w[0].applied_time_ms < w[1].applied_time_ms), "strictly interleaved");
+    for entity in ["a", "b"] {
+        let ns: Vec<&Option<Value>> = read.iter().filter(|c| c.entity_id == entity).map(|c| &c.features[0].1).collect();
+        assert!(ns.iter().enumerate().all(|(i, v)| **v == Some(Value::Int(i as i64))), "{entity}: file order kept");
+    }
+}

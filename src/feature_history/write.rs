@@ -20,8 +20,11 @@ use super::metrics::{FailureLabels, HistoryMetrics, SourceLabels};
 use super::{Change, HistoryError, columns};
 use crate::hourly::{HOUR_MS, hour_dir};
 
-/// Rows per record batch handed to the Parquet writer (and per row group's pages).
+/// Rows per record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 4096;
+/// Rows per row group: a reader decodes a part a row group at a time, so this (not the part's
+/// size) bounds what the merge holds per part.
+const ROW_GROUP_ROWS: usize = 8192;
 
 /// One writer of the changelog (see the module doc of [`super`]).
 pub struct HistoryWriter {
@@ -72,6 +75,7 @@ impl HistoryWriter {
         let id = format!("{safe}-{}", uuid::Uuid::new_v4().simple());
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("augur {}", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(HistoryWriter {

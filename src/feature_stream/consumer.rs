@@ -9,6 +9,19 @@
 //! batch's offsets committed (asynchronously; once more synchronously at shutdown). A broker
 //! outage surfaces as consumer errors, counted and logged at most once per interval: serving
 //! goes on with the values the store holds.
+//!
+//! With `[feature_history]` on, every decoded update the store accepted (stale ones too: the
+//! replay drops them exactly as the store did) is appended to the changelog as an
+//! [`Upsert`](crate::feature_history::ChangeKind::Upsert) stamped with the time the store write
+//! returned, and **offsets are committed only once both the store write and the changelog part
+//! holding those updates are committed**. The part commits within `roll_interval_ms` (or at
+//! `max_rows_per_part`), so that is how long offsets wait; the store write is not delayed, so
+//! freshness is unaffected. Invariant: every update whose offset was committed is in a committed
+//! part. A crash before the part commits re-delivers its updates; writing them again changes
+//! nothing in the store (upserts are last-writer-wins by event time: a replayed update is stale)
+//! and recording them again changes nothing in a replay (the copy is stale there too), so
+//! re-delivery is idempotent for both. A changelog that cannot be written holds offsets back (the
+//! updates wait in memory up to `max_uncommitted_rows`, then consuming waits), never the store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +38,9 @@ use super::dead_letter::{DeadLetter, DeadLetters};
 use super::metrics::{BadLabels, FreshnessLabels, PartitionLabels, StreamLabels, StreamMetrics, UpdateLabels};
 use super::target::Target;
 use super::update::{BadMessage, Update};
-use super::{StreamError, age_seconds};
+use super::{StreamError, age_seconds, now_ms};
+use crate::feature_history::write::HistoryWriter;
+use crate::feature_history::{Change, ChangeKind, HistoryError};
 use crate::telemetry::LogEvery;
 
 /// How often lag is re-read for partitions with no new messages.
@@ -47,8 +62,14 @@ pub(super) struct StreamConsumerTask {
     commit: bool,
     dead_letters: DeadLetters,
     metrics: StreamMetrics,
-    /// Highest offset + 1 written, per partition: committed after each batch, and at shutdown.
+    /// Highest offset + 1 written, per partition: committed after each batch (with history:
+    /// once the changelog holds every update written), and at shutdown.
     written: BTreeMap<i32, i64>,
+    /// The changelog writer, when `[feature_history]` is on. An `Option` also so it can be moved
+    /// to a blocking thread for a commit and back.
+    history: Option<HistoryWriter>,
+    /// History is on (even while the writer is away on a blocking thread).
+    keeps_history: bool,
     warn: LogEvery,
 }
 
@@ -67,6 +88,7 @@ impl StreamConsumerTask {
         config: &FeatureStreamConfig,
         target: Target,
         metrics: StreamMetrics,
+        history: Option<HistoryWriter>,
     ) -> Result<Self, StreamError> {
         let commit = !matches!(target, Target::Memory(_));
         let group = if commit {
@@ -104,6 +126,8 @@ impl StreamConsumerTask {
             dead_letters: DeadLetters::new(config.dead_letter_path()),
             metrics,
             written: BTreeMap::new(),
+            keeps_history: history.is_some(),
+            history,
             warn: LogEvery::new(Duration::from_secs(10)),
         })
     }
@@ -117,8 +141,13 @@ impl StreamConsumerTask {
             stop.clone(),
         ));
         loop {
+            let roll_at = self.history.as_ref().and_then(HistoryWriter::roll_at);
             let first = tokio::select! {
                 () = stop.cancelled() => break,
+                () = sleep_until(roll_at) => {
+                    self.roll_history().await;
+                    continue;
+                }
                 m = self.consumer.recv() => m.map(|m| m.detach()),
             };
             let first = match first {
@@ -148,7 +177,12 @@ impl StreamConsumerTask {
         // without a bound while the group coordinator is unreachable, and a blocking-pool task
         // would hold up the runtime's exit. Waited for up to `CLOSE_WAIT`; after that the thread
         // finishes on its own and the uncommitted updates come again (no-ops).
-        let tpl = self.commit.then(|| self.offsets());
+        // The changelog first: offsets only when every update written is in a committed part.
+        let recorded = !self.keeps_history || self.commit_history().await;
+        if !recorded {
+            tracing::warn!(stream = %self.config.name, "feature stream: the changelog could not be committed at shutdown; offsets not committed (the updates will be consumed and recorded again)");
+        }
+        let tpl = (self.commit && recorded).then(|| self.offsets());
         let (consumer, stream) = (self.consumer, self.config.name);
         let _ = lag.await;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -196,12 +230,16 @@ impl StreamConsumerTask {
         }
         let writes: Vec<(&str, &Update)> = good.iter().map(|(_, table, u)| (*table, u)).collect();
         let mut pause = Duration::from_millis(50);
+        let mut applied_ms = 0;
         let outcomes = loop {
             if writes.is_empty() {
                 break Vec::new();
             }
             match self.target.apply(&name, &writes).await {
-                Ok(outcomes) => break outcomes,
+                Ok(outcomes) => {
+                    applied_ms = now_ms();
+                    break outcomes;
+                }
                 Err(e) => {
                     self.metrics.write_errors.get_or_create(&self.stream_labels()).inc();
                     if let Some(suppressed) = self.warn.ready() {
@@ -215,7 +253,18 @@ impl StreamConsumerTask {
                 }
             }
         };
-        for ((i, _, update), outcome) in good.iter().zip(outcomes) {
+        let mut changes = Vec::new();
+        for ((i, table, update), outcome) in good.iter().zip(outcomes) {
+            if self.keeps_history && outcome.is_ok() {
+                changes.push(Change {
+                    table: (*table).to_owned(),
+                    entity_id: update.entity_id.clone(),
+                    event_time_ms: update.event_time_ms,
+                    applied_time_ms: applied_ms,
+                    kind: ChangeKind::Upsert,
+                    features: update.features.iter().map(|(f, v)| (f.clone(), Some(v.clone()))).collect(),
+                });
+            }
             match outcome {
                 Ok(done) => {
                     let result = if done.applied > 0 { "applied" } else { "stale" };
@@ -231,17 +280,86 @@ impl StreamConsumerTask {
                 Err(detail) => self.bad(&batch[*i], "store", &detail),
             }
         }
+        if self.keeps_history && !self.record(changes, stop).await {
+            return false;
+        }
         for message in batch {
             let next = self.written.entry(message.partition()).or_insert(0);
             *next = (*next).max(message.offset() + 1);
         }
+        match &self.history {
+            // Nothing of this batch (nor before it) waits for a part: bad messages only.
+            Some(history) if history.pending_rows() == 0 => self.commit_offsets(),
+            Some(history) if history.due() => self.roll_history().await,
+            // The offsets wait for the part: the roll that commits it commits them.
+            Some(_) => {}
+            None => self.commit_offsets(),
+        }
+        true
+    }
+
+    /// Appends `changes` to the changelog; when the writer holds too many, commits first, and
+    /// while that fails waits with backoff. `false` when shutdown came meanwhile (the batch's
+    /// offsets are then never committed: it comes again).
+    async fn record(&mut self, changes: Vec<Change>, stop: &CancellationToken) -> bool {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let history = self.history.as_mut().expect("history is on");
+            match history.append(changes.iter().cloned()) {
+                Ok(()) => return true,
+                Err(HistoryError::Full { .. }) if self.commit_history().await => continue,
+                Err(e) => {
+                    if let Some(suppressed) = self.warn.ready() {
+                        tracing::warn!(stream = %self.config.name, error = %e, suppressed, "feature stream: changelog full and not committing; waiting");
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// Commits the changelog's pending part(s) and, when nothing is left pending, the offsets of
+    /// everything written.
+    async fn roll_history(&mut self) {
+        if self.commit_history().await {
+            self.commit_offsets();
+        }
+    }
+
+    /// Commits the changelog on a blocking thread; `true` when every change appended is in a
+    /// committed part.
+    async fn commit_history(&mut self) -> bool {
+        let Some(mut history) = self.history.take() else { return !self.keeps_history };
+        let (history, result) = match tokio::task::spawn_blocking(move || {
+            let result = history.commit();
+            (history, result)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let pending = history.pending_rows();
+        self.history = Some(history);
+        if let Err(e) = result
+            && let Some(suppressed) = self.warn.ready()
+        {
+            tracing::warn!(stream = %self.config.name, error = %e, pending, suppressed, "feature stream: changelog commit failed; offsets wait, retrying");
+        }
+        pending == 0
+    }
+
+    fn commit_offsets(&self) {
         if self.commit
             && let Err(e) = self.consumer.commit(&self.offsets(), CommitMode::Async)
             && let Some(suppressed) = self.warn.ready()
         {
-            tracing::warn!(stream = %name, error = %e, suppressed, "feature stream: commit failed; updates may be consumed again (no-ops)");
+            tracing::warn!(stream = %self.config.name, error = %e, suppressed, "feature stream: commit failed; updates may be consumed again (no-ops)");
         }
-        true
     }
 
     fn bad(&self, message: &OwnedMessage, reason: &'static str, detail: &str) {
@@ -279,6 +397,14 @@ impl StreamConsumerTask {
 
     fn stream_labels(&self) -> StreamLabels {
         StreamLabels { stream: self.config.name.clone() }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

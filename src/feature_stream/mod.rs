@@ -10,7 +10,8 @@
 //!   Redis Cluster, a compare under the lock in memory) and the local cache invalidated.
 //! - [`invalidate`] — how every replica learns of a write: Redis pub/sub, published by the
 //!   script in the same atomic step as the write.
-//! - `consumer` — the consumer group member: batch, write, then commit (cargo feature `kafka`).
+//! - `consumer` — the consumer group member: batch, write, record in the changelog
+//!   ([`crate::feature_history`]), then commit (cargo feature `kafka`).
 //! - `publish` — the producer behind `augur features publish` (cargo feature `kafka`).
 //! - [`dead_letter`], [`metrics`].
 //!
@@ -56,6 +57,15 @@ pub enum StreamError {
         #[source]
         source: rdkafka_error::Error,
     },
+    /// The stream's changelog writer could not be opened.
+    #[error("feature stream `{stream}`: {source}")]
+    History {
+        /// The stream.
+        stream: String,
+        /// Why.
+        #[source]
+        source: crate::feature_history::HistoryError,
+    },
     /// Streams are configured but the store they would write is not the configured one (a
     /// store supplied by an embedding), or this build has no Kafka support.
     #[error("feature streams: {0}")]
@@ -71,6 +81,15 @@ mod rdkafka_error {
     pub(super) type Error = std::convert::Infallible;
 }
 
+/// The changelog every stream appends to (each with a writer of its own), when it is on.
+#[derive(Debug, Clone)]
+pub struct History<'a> {
+    /// `[feature_history]`, with a directory.
+    pub config: &'a crate::feature_history::HistoryConfig,
+    /// Where the writers count.
+    pub metrics: crate::feature_history::HistoryMetrics,
+}
+
 /// Starts a consumer per stream (and, for Redis with a local cache, the invalidation
 /// subscription) on `tracker`, until `stop`.
 pub fn start(
@@ -78,6 +97,7 @@ pub fn start(
     target: Target,
     redis: Option<&crate::fetch::config::RedisConfig>,
     metrics: &StreamMetrics,
+    history: Option<History<'_>>,
     tracker: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), StreamError> {
@@ -86,7 +106,7 @@ pub fn start(
     }
     #[cfg(not(feature = "kafka"))]
     {
-        let _ = (target, redis, metrics, tracker, stop);
+        let _ = (target, redis, metrics, history, tracker, stop);
         Err(StreamError::Unsupported("this build has no Kafka support (cargo feature `kafka`)".into()))
     }
     #[cfg(feature = "kafka")]
@@ -95,7 +115,19 @@ pub fn start(
             tracker.spawn(invalidate::run(redis.clone(), std::sync::Arc::clone(cache), metrics.clone(), stop.clone()));
         }
         for stream in streams {
-            let task = consumer::StreamConsumerTask::new(stream, target.clone(), metrics.clone())?;
+            let writer = match history.as_ref().and_then(|h| Some((h, h.config.active_dir()?))) {
+                Some((h, dir)) => Some(
+                    crate::feature_history::write::HistoryWriter::open(
+                        dir,
+                        h.config,
+                        &format!("stream:{}", stream.name),
+                        h.metrics.clone(),
+                    )
+                    .map_err(|source| StreamError::History { stream: stream.name.clone(), source })?,
+                ),
+                None => None,
+            };
+            let task = consumer::StreamConsumerTask::new(stream, target.clone(), metrics.clone(), writer)?;
             tracker.spawn(task.run(stop.clone()));
         }
         Ok(())

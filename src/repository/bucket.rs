@@ -28,7 +28,9 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 #[cfg(feature = "bucket")]
 use object_store::path::Path;
 #[cfg(feature = "bucket")]
-use object_store::{ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "bucket")]
 use tokio::io::AsyncWriteExt;
@@ -422,6 +424,25 @@ impl Bucket {
             .map_err(|e| self.store_error(relative, e))
     }
 
+    /// Creates `relative` only if no object has that name (S3 `If-None-Match: *`): `false` when
+    /// one exists, which then stands.
+    pub async fn put_if_absent(&self, relative: &str, bytes: Vec<u8>) -> Result<bool, BucketError> {
+        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        match self.store.put_opts(&self.object(relative), PutPayload::from(bytes), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.store_error(relative, e)),
+        }
+    }
+
+    /// Deletes `relative` (absent is fine).
+    pub async fn delete(&self, relative: &str) -> Result<(), BucketError> {
+        match self.store.delete(&self.object(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_error(relative, e)),
+        }
+    }
+
     /// Version directories present in the bucket (one delimited LIST; tools only, never the
     /// poller).
     pub async fn versions(&self) -> Result<Vec<u64>, BucketError> {
@@ -473,6 +494,12 @@ impl Bucket {
         match self.0 {}
     }
     pub async fn put(&self, _relative: &str, _bytes: Vec<u8>) -> Result<(), BucketError> {
+        match self.0 {}
+    }
+    pub async fn put_if_absent(&self, _relative: &str, _bytes: Vec<u8>) -> Result<bool, BucketError> {
+        match self.0 {}
+    }
+    pub async fn delete(&self, _relative: &str) -> Result<(), BucketError> {
         match self.0 {}
     }
     pub async fn versions(&self) -> Result<Vec<u64>, BucketError> {

@@ -2,7 +2,9 @@
 //! the model repository every replica watches. A decision is what routing follows (the highest
 //! promoted version is stable, a rolled-back version is refused like a corrupt one, the newest
 //! undecided or held version above stable is the canary), so every replica that sees the
-//! directory routes the same way whichever of them decided.
+//! directory routes the same way whichever of them decided. With a bucket source the directory
+//! is each replica's own copy: the poller shares the files through the bucket
+//! ([`crate::repository::source::Source::sync_decisions`]).
 //!
 //! Writers never overwrite each other by accident: an automatic decision is created only if the
 //! version has none yet (write a temporary file, then `hard_link` it into place, which fails when

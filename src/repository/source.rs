@@ -13,6 +13,10 @@
 //! also re-checks the marker, one more request, until it is fixed or `LATEST` moves).
 //! A version that downloads fine but does not match the feature spec is the repository's to
 //! reject, as for a local directory.
+//!
+//! For a scene with a rollout policy each poll also reconciles the canary decisions of the local
+//! versions with `<version>/rollout.json` objects in the bucket ([`Source::sync_decisions`]), so
+//! replicas that each keep their own directory follow one decision.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Repository;
 use super::bucket::{self, Bucket, BucketError, Conditional, FetchError, MARKER, Reason, Rejection};
+use super::rollout::{self, DECISION_FILE, Decision};
 use crate::repository::config::SourceConfig;
 use crate::repository::metrics::{ModelMetrics, SourcePollLabels, SourceRejectLabels};
 use crate::telemetry::Metrics;
@@ -69,6 +74,9 @@ struct State {
     /// A rejected `LATEST` target and its marker's ETag: re-checked each poll.
     pending: Option<(u64, Option<String>)>,
     rejected: VecDeque<(Rejection, i64)>,
+    /// Per local version, the decision object last seen in the bucket and its ETag
+    /// ([`Source::sync_decisions`]); `None`: none seen there.
+    decisions: std::collections::BTreeMap<u64, (Option<Decision>, Option<String>)>,
 }
 
 /// Polls one bucket for one repository directory.
@@ -82,6 +90,8 @@ pub struct Source {
     max_version_bytes: u64,
     keep_versions: usize,
     metrics: Metrics,
+    /// The scene has a rollout policy: canary decisions are shared through the bucket.
+    share_decisions: bool,
     /// Serialises polls (the background task and start-up), and holds what they learnt.
     state: tokio::sync::Mutex<State>,
 }
@@ -111,8 +121,101 @@ impl Source {
             max_version_bytes: config.max_version_bytes,
             keep_versions: config.keep_versions,
             metrics: metrics.clone(),
+            share_decisions: false,
             state: tokio::sync::Mutex::new(State::default()),
         })
+    }
+
+    /// Shares canary decisions through the bucket ([`sync_decisions`](Self::sync_decisions)):
+    /// for a scene with a rollout policy.
+    pub fn sharing_decisions(mut self) -> Self {
+        self.share_decisions = true;
+        self
+    }
+
+    /// Reconciles the canary decisions of the local versions with the bucket's
+    /// (`<version>/rollout.json` beside the marker), so replicas that each keep their own local
+    /// copy follow one decision. Per version, one conditional GET (304 when unchanged), then:
+    /// - a local decision the bucket does not have is uploaded create-if-absent (`If-None-Match:
+    ///   *`): when two replicas decide at once the first upload wins, as the first hard link
+    ///   does in a shared directory, and the other replica takes it at its next sync;
+    /// - an operator's local decision that replaced the one last synced replaces the bucket's;
+    /// - one removed locally after it was synced (an operator's `RESUME`) is deleted there;
+    /// - otherwise the bucket's decision is the one that stands: copied into the directory,
+    ///   or the local one removed when the bucket's was deleted.
+    ///
+    /// Returns whether the directory changed (the repository should rescan). Errors are logged
+    /// and retried at the next poll. A no-op unless [`sharing_decisions`](Self::sharing_decisions).
+    pub async fn sync_decisions(&self) -> bool {
+        if !self.share_decisions {
+            return false;
+        }
+        let mut state = self.state.lock().await;
+        let mut changed = false;
+        for version in local_versions(&self.dir) {
+            match self.sync_decision(&mut state, version).await {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    tracing::warn!(model = %self.model, version, error = %e, "cannot share a canary decision through the bucket; retrying at the next poll");
+                }
+            }
+        }
+        let present = local_versions(&self.dir);
+        state.decisions.retain(|v, _| present.contains(v));
+        changed
+    }
+
+    async fn sync_decision(&self, state: &mut State, version: u64) -> Result<bool, BucketError> {
+        let relative = format!("{version}/{DECISION_FILE}");
+        let (seen, etag) = state.decisions.get(&version).cloned().unwrap_or((None, None));
+        let remote = match self.bucket.get_if_changed(&relative, etag.as_deref()).await? {
+            Conditional::NotModified => seen.clone(),
+            Conditional::Missing => None,
+            Conditional::Found { bytes, etag } => {
+                let parsed = serde_json::from_slice::<Decision>(&bytes).ok().filter(|d| d.version == version);
+                state.decisions.insert(version, (parsed.clone(), etag));
+                parsed
+            }
+        };
+        if remote.is_none() {
+            state.decisions.insert(version, (None, None));
+        }
+        let local = rollout::read(&self.dir, version);
+        let io = |source| BucketError::Io { path: self.dir.join(&relative).display().to_string(), source };
+        match (local, remote) {
+            (Some(l), Some(r)) if l == r => Ok(false),
+            (Some(l), None) if seen.is_none() => {
+                // Decided here, not yet shared: first upload wins.
+                if !self.bucket.put_if_absent(&relative, serde_json::to_vec_pretty(&l).unwrap_or_default()).await? {
+                    tracing::info!(model = %self.model, version, "canary decision: another replica's was shared first; taking it at the next poll");
+                    state.decisions.remove(&version);
+                }
+                Ok(false)
+            }
+            (Some(_), None) => {
+                // Deleted in the bucket after it was shared: resumed elsewhere.
+                rollout::clear(&self.dir, version).map_err(io)?;
+                Ok(true)
+            }
+            (None, Some(_)) if seen.is_some() && seen == state.decisions.get(&version).and_then(|d| d.0.clone()) => {
+                // Removed here after it was shared: an operator's RESUME on this replica.
+                self.bucket.delete(&relative).await?;
+                state.decisions.insert(version, (None, None));
+                Ok(false)
+            }
+            (Some(l), Some(r)) if l.by == "operator" && seen.as_ref() != Some(&l) && l.at_ms >= r.at_ms => {
+                // An operator here replaced the shared decision (the later of two operators wins).
+                self.bucket.put(&relative, serde_json::to_vec_pretty(&l).unwrap_or_default()).await?;
+                state.decisions.remove(&version);
+                Ok(false)
+            }
+            (_, Some(r)) => {
+                rollout::write(&self.dir, &r, true).map_err(io)?;
+                tracing::info!(model = %self.model, version, decision = r.verdict.as_str(), by = %r.by, replica = %r.replica, "canary decision taken from the bucket");
+                Ok(true)
+            }
+            (None, None) => Ok(false),
+        }
     }
 
     /// Where the model lives in the bucket.
@@ -324,6 +427,18 @@ impl Source {
     }
 }
 
+/// Version directories with a marker in `dir` (materialised ones).
+fn local_versions(dir: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut versions: Vec<u64> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|v| bucket::local_marker(dir, *v).is_some())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -341,7 +456,11 @@ pub fn spawn(source: Arc<Source>, repo: Weak<Repository>, tracker: &TaskTracker,
                 () = shutdown.cancelled() => return,
                 outcome = source.poll() => outcome,
             };
-            if let PollOutcome::Ready(_) = outcome {
+            let decided = tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = source.sync_decisions() => changed,
+            };
+            if matches!(outcome, PollOutcome::Ready(_)) || decided {
                 let Some(repo) = repo.upgrade() else { return };
                 tokio::select! {
                     () = shutdown.cancelled() => return,

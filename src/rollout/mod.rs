@@ -8,7 +8,8 @@
 //! Several replicas: the decision is shared state, not a replica's memory. Each replica's decider
 //! judges its own traffic and records its verdict create-if-absent in the version's directory;
 //! the first replica to reach a verdict decides, every replica (it included) routes by the
-//! recorded decision once its watcher rescans. An operator overrides through
+//! recorded decision once its watcher rescans (with a bucket source, once its poller has copied
+//! the decision from the bucket). An operator overrides through
 //! `ModelAdmin.DecideCanary` ([`operator`]): promote, roll back, hold (the decider leaves the
 //! version alone) or resume (the decision is removed and the decider looks again).
 //!

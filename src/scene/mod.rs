@@ -166,7 +166,10 @@ impl Scene {
         let error = |source| SceneError::Source { scene: config.name.clone(), source };
         std::fs::create_dir_all(&config.model)
             .map_err(|e| error(bucket::BucketError::Io { path: config.model.display().to_string(), source: e }))?;
-        let source = source::Source::new(source, &config.model, metrics).map_err(error)?;
+        let mut source = source::Source::new(source, &config.model, metrics).map_err(error)?;
+        if config.rollout.is_some() {
+            source = source.sharing_decisions();
+        }
         let outcome = source.poll().await;
         tracing::info!(scene = %config.name, url = %source.url(), outcome = ?outcome, "model bucket polled at start-up");
         Ok(source)

@@ -276,3 +276,117 @@ async fn an_unreachable_bucket_leaves_the_local_version_serving() {
     assert_eq!(response.model_version, "1", "the local version serves while the bucket is unreachable");
     server.stop().await;
 }
+
+/// Canary decisions shared through the bucket: two replicas, each with its own local directory
+/// fed from one bucket on moto, fake models, a rollout policy whose decider never decides by
+/// itself. v2 becomes canary on both; an operator's rollback on A reaches B through the bucket
+/// (`2/rollout.json`), an operator's promote on B replaces it and reaches A, and a resume on A
+/// deletes it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_bucket_follow_the_same_canary_decision() {
+    use augur::proto::{CanaryAction, DecideCanaryRequest};
+
+    common::require!(Moto);
+    let moto = MotoServer::start();
+    moto.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = moto.source_toml(&format!("s3://{BUCKET}/deploy"), 100, "");
+    let replica = |name: &str| {
+        let mut config = common::samples::samples_config(
+            &dir.path().join(format!("log-{name}")),
+            &format!(
+                "[samples.quality]\nbucket_s = 1\nbuckets = 60\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\nsource = {source}\n",
+                dir.path().join(name).join("ranking").display()
+            ),
+        );
+        config.scenes[0].rollout = Some(common::manual_rollout());
+        config.validate().expect("the test config validates");
+        config
+    };
+    let repo = Repo::open(&replica("a").scenes[0], None).unwrap();
+    let fake = || vec![(MODEL_FILE.to_owned(), b"fake".to_vec())];
+    models::upload(&repo, Some(1), fake()).await.unwrap();
+    let parts = || augur::app::Parts {
+        loader: Some(Arc::new(crate::common::fake_model::FakeLoader::default())),
+        ..Default::default()
+    };
+    let a = common::start_with(replica("a"), parts()).await;
+    let b = common::start_with(replica("b"), parts()).await;
+    let mut admin_a = ModelAdminClient::new(a.admin_channel().await);
+    let mut admin_b = ModelAdminClient::new(b.admin_channel().await);
+    models::upload(&repo, Some(2), fake()).await.unwrap();
+    for admin in [&mut admin_a, &mut admin_b] {
+        common::wait_for("v2 as canary", async || status(admin).await.rollout.unwrap().canary_version == 2).await;
+    }
+    let decision = |s: &ModelStatus, version: u64| {
+        s.rollout
+            .as_ref()
+            .unwrap()
+            .decisions
+            .iter()
+            .find(|d| d.version == version)
+            .map(|d| (d.decision.clone(), d.by.clone()))
+    };
+    let decide = |version: u64, action: CanaryAction, reason: &str| DecideCanaryRequest {
+        model: "ranking".into(),
+        version,
+        action: action as i32,
+        reason: reason.into(),
+    };
+
+    // Rolled back on A: B follows through the bucket.
+    admin_a.decide_canary(decide(2, CanaryAction::Rollback, "on A")).await.expect("rollback on A");
+    for admin in [&mut admin_a, &mut admin_b] {
+        common::wait_for("v2 rolled back on both", async || {
+            let s = status(admin).await;
+            let r = s.rollout.clone().unwrap();
+            decision(&s, 2) == Some(("rollback".into(), "operator".into()))
+                && r.canary_version == 0
+                && r.stable_version == 1
+        })
+        .await;
+    }
+    let shared = repo_object(&repo, "2/rollout.json").await;
+    assert!(shared.contains("\"rollback\"") && shared.contains("on A"), "{shared}");
+
+    // Promoted on B (an operator replaces the decision): A follows.
+    admin_b.decide_canary(decide(2, CanaryAction::Promote, "on B")).await.expect("promote on B");
+    for admin in [&mut admin_a, &mut admin_b] {
+        common::wait_for("v2 stable on both", async || {
+            let s = status(admin).await;
+            decision(&s, 2) == Some(("promote".into(), "operator".into())) && s.rollout.unwrap().stable_version == 2
+        })
+        .await;
+    }
+    assert!(repo_object(&repo, "2/rollout.json").await.contains("on B"));
+
+    // Resumed on A (the decision removed): deleted in the bucket, removed on B, v2 canary again.
+    admin_a.decide_canary(decide(2, CanaryAction::Resume, "look again")).await.expect("resume on A");
+    for admin in [&mut admin_a, &mut admin_b] {
+        common::wait_for("v2 canary again on both", async || {
+            let s = status(admin).await;
+            decision(&s, 2).is_none() && s.rollout.unwrap().canary_version == 2
+        })
+        .await;
+    }
+    let Repo::Bucket(bucket) = &repo else { unreachable!() };
+    assert!(matches!(
+        bucket.get_if_changed("2/rollout.json", None).await.unwrap(),
+        augur::repository::bucket::Conditional::Missing
+    ));
+    // Both replicas hold the same bootstrap stable (the first one shared).
+    let (sa, sb) = (status(&mut admin_a).await, status(&mut admin_b).await);
+    let bootstrap = |s: &ModelStatus| s.rollout.as_ref().unwrap().decisions.iter().find(|d| d.version == 1).cloned();
+    assert_eq!(bootstrap(&sa), bootstrap(&sb));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The text of `relative` under the repository's bucket prefix.
+async fn repo_object(repo: &Repo, relative: &str) -> String {
+    let Repo::Bucket(bucket) = repo else { panic!("a bucket") };
+    match bucket.get_if_changed(relative, None).await.unwrap() {
+        augur::repository::bucket::Conditional::Found { bytes, .. } => String::from_utf8(bytes.to_vec()).unwrap(),
+        other => panic!("{relative}: {other:?}"),
+    }
+}

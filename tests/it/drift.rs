@@ -191,3 +191,57 @@ async fn publish_carries_the_reference_beside_the_model_and_refuses_a_bad_one() 
     assert!(refused.to_string().contains("format 9"), "{refused}");
     assert!(!dir.path().join("ranking/2").exists());
 }
+
+/// Fast tier (fake model, the demo model's reference copied beside it): ListModels carries each
+/// version's drift, worst PSI first with the flagged count, and `augur models list --admin-addr`
+/// shows it (table and JSON) from the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_models_and_the_cli_show_each_versions_drift_worst_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fake_repository(dir.path());
+    std::fs::copy(common::root().join("models/ranking/1/reference.json"), repo.join("1").join(REFERENCE_FILE)).unwrap();
+    let config = fake_config(&repo, "[drift]\nsample_every = 1\nmin_rows = 1000\n");
+    let parts = augur::app::Parts { loader: Some(Arc::new(FakeLoader::default())), ..Default::default() };
+    let server = common::start_with(config, parts).await;
+    let mut client = server.client().await;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for _ in 0..600 {
+        client.predict(request(&mut rng, true)).await.expect("predict");
+    }
+    let mut admin = augur::proto::model_admin_client::ModelAdminClient::new(server.admin_channel().await);
+    let listed = admin.list_models(augur::proto::ListModelsRequest {}).await.unwrap().into_inner().models.remove(0);
+    let drift = listed.versions[0].drift.clone().expect("version 1's drift");
+    assert!(drift.has_reference);
+    assert_eq!((drift.rows, drift.rows_total, drift.psi_threshold), (2400, 2400, THRESHOLD));
+    let names: Vec<&str> = drift.features.iter().map(|f| f.feature.as_str()).collect();
+    eprintln!("worst first: {:?}", drift.features.iter().map(|f| (&f.feature, f.psi)).collect::<Vec<_>>());
+    let mut shifted = names[..2].to_vec();
+    shifted.sort_unstable();
+    assert_eq!(shifted, ["item_price", "item_price_bucket"], "{names:?}");
+    assert_eq!(drift.flagged, 2, "{drift:?}");
+    assert!(drift.features.windows(2).all(|w| w[0].psi >= w[1].psi), "worst PSI first");
+    assert_eq!(drift.features.len(), 13);
+    let price = &drift.features.iter().find(|f| f.feature == "item_price").unwrap();
+    assert_eq!(price.fallback_rate, Some(0.0), "every price came with the request");
+
+    let admin_addr = format!("http://{}", server.admin_addr);
+    let cli = |extra: &[&str]| {
+        let out = common::process::cli()
+            .args(["models", "list", "--admin-addr", &admin_addr, "--scene", "ranking"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&["--top", "2"]);
+    eprintln!("{table}");
+    let line = table.lines().find(|l| l.trim_start().starts_with("1 ")).expect("version 1's line");
+    assert!(line.contains("2 of 13 flagged (PSI > 0.25) over 2400 rows"), "{line}");
+    assert!(line.contains("item_price ") && line.contains("item_price_bucket ") && !line.contains("hour"), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&cli(&["--json"])).unwrap();
+    let version = &json["versions"][0];
+    assert_eq!(version["drift"]["flagged"], 2, "{json}");
+    assert_eq!(version["drift"]["features"].as_array().unwrap().len(), 13);
+    server.stop().await;
+}

@@ -14,7 +14,7 @@ use crate::common;
 use crate::common::http::{sample, scrape};
 use crate::common::redis_server::{RedisServer, load_demo, redis_demo_config};
 
-const TOPIC: &str = "features";
+pub(crate) const TOPIC: &str = "features";
 
 /// Items cached for a minute, unknown ids too: only an invalidation makes an update visible
 /// within a test's timeout.
@@ -33,12 +33,12 @@ fn config(redis: &RedisServer, kafka: &MockKafka, dead_letters: &std::path::Path
     )
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// Every field the ranking spec reads from an item.
-fn item_update(id: &str, event_time_ms: i64, price: f64, category: &str) -> Update {
+pub(crate) fn item_update(id: &str, event_time_ms: i64, price: f64, category: &str) -> Update {
     Update {
         entity: EntityKind::Item,
         entity_id: id.to_owned(),
@@ -69,7 +69,7 @@ async fn counter(server: &common::TestServer, name: &str, labels: &str) -> f64 {
 
 /// Fails the test, instead of hanging CI, if it takes longer than a generous bound: a stream
 /// test waits on a broker, a consumer group and Redis, and each wait is bounded on its own.
-async fn bounded(test: impl std::future::Future<Output = ()>) {
+pub(crate) async fn bounded(test: impl std::future::Future<Output = ()>) {
     let bound = Duration::from_secs(240);
     tokio::time::timeout(bound, test).await.unwrap_or_else(|_| panic!("the test took more than {bound:?}"));
 }
@@ -276,63 +276,81 @@ async fn a_broker_outage_serves_stale_features_never_errors() {
 /// The stream's crash invariant, on the real binary: an update's offset is committed only after
 /// its write, so whatever a SIGKILL interrupts is delivered again to the next process of the
 /// group, and the replay is harmless (last writer by event time wins, so a re-delivered older
-/// update never undoes a newer one). Every item gets two updates in publish order (price `i`,
-/// then `1000 + i` a millisecond later), published in three chunks; the first two replicas are
-/// SIGKILLed right after their chunk is published (mid-consumption), the third drains the rest;
-/// then every item must hold its newer price and nothing is dead-lettered.
+/// update never undoes a newer one). See [`kill_twice_then_drain`]; then every item must hold its
+/// newer price and nothing is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_consumers_lose_no_update_and_replays_never_regress_one() {
-    use crate::common::process::AugurProcess;
     bounded(async {
         common::require!(Redis, Ort);
-        const ITEMS: usize = 600;
-        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
-        let path = dir.path().join("augur.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-                 [store]\nkind = \"redis\"\nurls = [\"{}\"]\ntimeout_ms = 5000\n\
-                 [[feature_streams]]\nname = \"items\"\nbrokers = \"{}\"\ntopic = \"{TOPIC}\"\nmax_batch = 16\n\
-                 dead_letter_path = \"{}\"\n",
-                redis.url(),
-                kafka.bootstrap,
-                dir.path().join("dead.jsonl").display()
-            ),
-        )
-        .unwrap();
-        let base = now_ms() - 60_000;
-        let chunk = |range: std::ops::Range<usize>| {
-            let mut updates = Vec::with_capacity(2 * range.len());
-            for i in range {
-                let id = format!("k{i}");
-                updates.push(item_update(&id, base + 2 * i as i64, i as f64, "c1"));
-                updates.push(item_update(&id, base + 2 * i as i64 + 1, 1000.0 + i as f64, "c1"));
-            }
-            updates
-        };
-        let newest = |i: usize| hget(&redis, &format!("k{i}"), "price").as_deref() == Some(&*format!("{}", 1000 + i));
-        let thirds = [0..ITEMS / 3, ITEMS / 3..2 * ITEMS / 3];
-        for (replica, range) in ["a", "b"].into_iter().zip(thirds) {
-            let augur = AugurProcess::start(&path).await;
-            // Joined the group and consuming: the first update of this chunk is written.
-            let first = range.start;
-            publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(first..first + 1)).await.unwrap();
-            common::wait_for(&format!("{replica} consuming"), async || newest(first)).await;
-            publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(first + 1..range.end)).await.unwrap();
-            augur.kill();
-            let done = (first..range.end).filter(|&i| newest(i)).count();
-            println!(
-                "replica {replica} SIGKILLed with {done} of {} items of its chunk at the newer price",
-                range.len()
-            );
-        }
-        let last = AugurProcess::start(&path).await;
-        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(2 * ITEMS / 3..ITEMS)).await.unwrap();
-        common::wait_for("every item at its newer price", async || (0..ITEMS).all(newest)).await;
-        let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap_or_default();
+        let run = kill_twice_then_drain(600, |_| String::new(), |_, _, _| {}).await;
+        let dead = std::fs::read_to_string(run.dir.path().join("dead.jsonl")).unwrap_or_default();
         assert!(dead.is_empty(), "nothing was dead-lettered: {dead}");
-        drop(last);
     })
     .await
+}
+
+/// What [`kill_twice_then_drain`] leaves for the caller's checks.
+pub(crate) struct Drained {
+    pub(crate) redis: RedisServer,
+    pub(crate) kafka: MockKafka,
+    pub(crate) dir: tempfile::TempDir,
+    /// The third process, still running.
+    pub(crate) last: crate::common::process::AugurProcess,
+}
+
+/// The crash scenario on the real binary (`augur serve`, config `augur.toml` in a temp dir, plus
+/// `extra(dir)`): every item gets two updates in publish order (price `i`, then `1000 + i` a
+/// millisecond later), published in three chunks; the first two replicas are SIGKILLed right
+/// after their chunk is published (mid-consumption; `after_kill(kafka, dir, replica)` runs after
+/// each), the third drains the rest, until every item holds its newer price.
+pub(crate) async fn kill_twice_then_drain(
+    items: usize,
+    extra: impl Fn(&std::path::Path) -> String,
+    after_kill: impl Fn(&MockKafka, &std::path::Path, &str),
+) -> Drained {
+    use crate::common::process::AugurProcess;
+    let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+    let path = dir.path().join("augur.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
+             [store]\nkind = \"redis\"\nurls = [\"{}\"]\ntimeout_ms = 5000\n\
+             [[feature_streams]]\nname = \"items\"\nbrokers = \"{}\"\ntopic = \"{TOPIC}\"\nmax_batch = 16\n\
+             dead_letter_path = \"{}\"\n{}",
+            redis.url(),
+            kafka.bootstrap,
+            dir.path().join("dead.jsonl").display(),
+            extra(dir.path())
+        ),
+    )
+    .unwrap();
+    let base = now_ms() - 60_000;
+    let chunk = |range: std::ops::Range<usize>| {
+        let mut updates = Vec::with_capacity(2 * range.len());
+        for i in range {
+            let id = format!("k{i}");
+            updates.push(item_update(&id, base + 2 * i as i64, i as f64, "c1"));
+            updates.push(item_update(&id, base + 2 * i as i64 + 1, 1000.0 + i as f64, "c1"));
+        }
+        updates
+    };
+    let newest = |i: usize| hget(&redis, &format!("k{i}"), "price").as_deref() == Some(&*format!("{}", 1000 + i));
+    let thirds = [0..items / 3, items / 3..2 * items / 3];
+    for (replica, range) in ["a", "b"].into_iter().zip(thirds) {
+        let augur = AugurProcess::start(&path).await;
+        // Joined the group and consuming: the first update of this chunk is written.
+        let first = range.start;
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(first..first + 1)).await.unwrap();
+        common::wait_for(&format!("{replica} consuming"), async || newest(first)).await;
+        publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(first + 1..range.end)).await.unwrap();
+        augur.kill();
+        let done = (first..range.end).filter(|&i| newest(i)).count();
+        println!("replica {replica} SIGKILLed with {done} of {} items of its chunk at the newer price", range.len());
+        after_kill(&kafka, dir.path(), replica);
+    }
+    let last = AugurProcess::start(&path).await;
+    publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &chunk(2 * items / 3..items)).await.unwrap();
+    common::wait_for("every item at its newer price", async || (0..items).all(newest)).await;
+    Drained { redis, kafka, dir, last }
 }

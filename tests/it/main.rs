@@ -21,6 +21,7 @@ mod common;
 mod admin_http;
 mod assemble_props;
 mod assemble_text_props;
+mod canary_cli;
 mod canary_rollout;
 mod client_retry;
 // The shipped manifests configure the full build (etcd registration, Kafka, OTLP).
@@ -57,6 +58,8 @@ mod batching;
 #[cfg(feature = "bucket")]
 mod bucket_source;
 mod degraded_fetch;
+#[cfg(all(feature = "kafka", feature = "parquet"))]
+mod feature_history;
 #[cfg(feature = "kafka")]
 mod feature_streams;
 mod features_load;

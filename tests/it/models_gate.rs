@@ -218,3 +218,113 @@ async fn a_worse_model_is_refused_with_both_numbers_force_is_recorded_and_a_good
     assert_eq!((l.warm_start_version, l.trained_to_ms), (Some(1), first_ms));
     assert!(l.run_json.contains("v1 inverted"), "{}", l.run_json);
 }
+
+/// The gate on a split scene: one augur serves the demo model on `ranking` and its split twin
+/// (tools/train/split.py, the same weights) on `ranking_split`; every request goes to both with
+/// the same user and items, and the same impressions and clicks (drawn from the flat score) are
+/// reported for both. Then each scene's gate evaluates its own model against a LATEST of its own
+/// kind (flat vs flat, split vs split) on its own joined samples: the split scene's numbers equal
+/// the flat one's (AUC and log loss within 1e-6), rows and positives exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_model_is_gated_with_the_numbers_of_its_flat_twin() {
+    use std::sync::Arc;
+
+    use augur::cli::gate::{DEFAULT_TOLERANCE, Gate};
+    use augur::cli::models::{self, PublishOptions, Repo};
+
+    common::require!(Ort, Python);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("samples");
+    let split_model = dir.path().join("split/1/model.onnx");
+    std::fs::create_dir_all(split_model.parent().unwrap()).unwrap();
+    let out = std::process::Command::new(common::venv_python())
+        .args(["tools/train/split.py", "--model", "models/ranking/1/model.onnx", "--spec"])
+        .arg("features/ranking_split.yaml")
+        .arg("--out")
+        .arg(&split_model)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "split.py: {}", String::from_utf8_lossy(&out.stderr));
+    let extra = format!(
+        "[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n\
+         [[scenes]]\nname = \"ranking_split\"\nspec = \"features/ranking_split.yaml\"\nmodel = \"{}\"\n",
+        common::root().join("models/ranking").display(),
+        dir.path().join("split").display()
+    );
+    let server = common::start(samples_config(&log, &extra)).await;
+    let mut client = server.client().await;
+    let n = 200;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut events = Vec::new();
+    for k in 0..n {
+        let flat = request(k);
+        let mut split = flat.clone();
+        split.scene = "ranking_split".into();
+        split.request_id = format!("split-{k}");
+        let scores = client.predict(flat.clone()).await.expect("predict").into_inner().scores;
+        client.predict(split.clone()).await.expect("predict split");
+        for (c, score) in flat.candidates.iter().zip(&scores) {
+            let click = rng.random::<f32>() < *score;
+            for r in [&flat, &split] {
+                events.push(event(&r.request_id, &c.item_id, "impression"));
+                if click {
+                    events.push(event(&r.request_id, &c.item_id, "click"));
+                }
+            }
+        }
+    }
+    wait_for(&server.metrics, "augur_samples_pending", (2 * n) as f64).await;
+    for chunk in events.chunks(400) {
+        client.report_events(ReportEventsRequest { events: chunk.to_vec() }).await.expect("report");
+    }
+    wait_for(&server.metrics, EMITTED, (2 * n * 5) as f64).await;
+    server.stop().await;
+
+    let loader: Arc<dyn augur::model::ModelLoader> =
+        Arc::new(augur::model::onnx::OnnxLoader::new(augur::model::onnx::SessionOptions {
+            intra_op_threads: 1,
+            library: None,
+        }));
+    let gate = |scene: &str| Gate {
+        samples: Some(log.clone()),
+        scene: scene.to_owned(),
+        positive_event: "click".into(),
+        tolerance: DEFAULT_TOLERANCE,
+        min_rows: 100,
+        max_rows: 100_000,
+        window_ms: i64::MAX,
+        force: false,
+    };
+    let mut evaluations = Vec::new();
+    for (scene, spec, model) in [
+        ("ranking", "features/ranking.yaml", common::root().join("models/ranking/1/model.onnx")),
+        ("ranking_split", "features/ranking_split.yaml", split_model.clone()),
+    ] {
+        let spec = augur::assemble::Spec::load(&common::root().join(spec)).unwrap();
+        let repo = Repo::Dir(dir.path().join("repos").join(scene));
+        let options = PublishOptions { version: None, gate: gate(scene), lineage: None };
+        // LATEST of the same kind (version 1), then the same model again as the candidate.
+        models::publish_gated(&spec, Arc::clone(&loader), &repo, std::slice::from_ref(&model), &options).await.unwrap();
+        let published =
+            models::publish_gated(&spec, Arc::clone(&loader), &repo, std::slice::from_ref(&model), &options)
+                .await
+                .unwrap();
+        let evaluation = published.marker.evaluation.expect("evaluated");
+        assert_eq!(evaluation.decision, Decision::Passed, "{scene}: {evaluation:?}");
+        evaluations.push(evaluation);
+    }
+    let (flat, split) = (&evaluations[0], &evaluations[1]);
+    eprintln!("flat: {:?}\nsplit: {:?}", flat.candidate, split.candidate);
+    assert_eq!((flat.rows, flat.positives), (split.rows, split.positives));
+    assert_eq!(flat.rows, (n * 5) as u64);
+    for (f, s) in
+        [(flat.candidate.unwrap(), split.candidate.unwrap()), (flat.baseline.unwrap(), split.baseline.unwrap())]
+    {
+        let (fa, sa) = (f.auc.unwrap(), s.auc.unwrap());
+        assert!((fa - sa).abs() <= 1e-6, "AUC flat {fa} vs split {sa}");
+        assert!((f.log_loss - s.log_loss).abs() <= 1e-6, "log loss flat {} vs split {}", f.log_loss, s.log_loss);
+        assert!((f.mean_score - s.mean_score).abs() <= 1e-6);
+    }
+    assert!(flat.candidate.unwrap().auc.unwrap() > 0.6, "clicks follow the scores");
+}

@@ -58,10 +58,68 @@ pub(crate) enum ModelsCommand {
     /// completion marker (sizes + SHA-256, the evaluation, the lineage) and flip LATEST last. A
     /// serving augur polling the bucket deploys it.
     Publish(PublishArgs),
-    /// Versions in a repository (bucket or directory), their marker state, and which is LATEST.
+    /// Versions in a repository (bucket or directory), their marker state, and which is LATEST;
+    /// with --admin-addr, the versions a running augur serves and their drift.
     List(ListArgs),
     /// Point LATEST at a complete version (rollback: an older one).
     SetLatest(SetLatestArgs),
+    /// A running augur's canary (a scene with a rollout policy): stable and canary versions,
+    /// share, impressions, online AUC and calibration of each, the last decision and its numbers.
+    Rollout(ServedArgs),
+    /// An operator's decision on a running augur's canary (ModelAdmin.DecideCanary), recorded in
+    /// the model repository so every replica follows: promote, rollback, hold or resume.
+    Decide(DecideArgs),
+    /// `decide --action promote`: the canary (or --version) becomes stable now.
+    Promote(DecisionArgs),
+    /// `decide --action rollback`: the canary (or --version) is refused now.
+    Rollback(DecisionArgs),
+}
+
+/// A running augur's admin gRPC port and the scene to look at.
+#[derive(Args, Debug)]
+pub(crate) struct ServedArgs {
+    /// The server's admin gRPC address (`admin.grpc_listen`).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    pub(crate) admin_addr: String,
+    /// Bearer token for an admin port that asks for one (`admin.auth_token`).
+    #[arg(long, env = "AUGUR_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Scene, as the server's config names it.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DecisionArgs {
+    #[command(flatten)]
+    pub(crate) served: ServedArgs,
+    /// The version decided; default: the canary under evaluation.
+    #[arg(long)]
+    pub(crate) version: Option<u64>,
+    /// Recorded with the decision (the audit trail shows it).
+    #[arg(long, default_value = "")]
+    pub(crate) reason: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DecideArgs {
+    #[command(flatten)]
+    pub(crate) decision: DecisionArgs,
+    /// promote, rollback, hold (stays canary, the decider leaves it alone) or resume (its
+    /// decision removed, the decider looks again).
+    #[arg(long, value_enum)]
+    pub(crate) action: DecideAction,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum DecideAction {
+    Promote,
+    Rollback,
+    Hold,
+    Resume,
 }
 
 #[derive(Args, Debug)]
@@ -146,8 +204,21 @@ pub(crate) struct ListArgs {
     pub(crate) from: Option<String>,
     /// Also download every file, check it against its marker, and open the model against the
     /// scene's feature spec (as the service would before serving it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "admin_addr")]
     pub(crate) verify: bool,
+    /// List what a running augur serves instead (its admin gRPC address, `admin.grpc_listen`):
+    /// each loaded version's labels, share and drift against its training reference.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) admin_addr: Option<String>,
+    /// With --admin-addr: bearer token for an admin port that asks for one (`admin.auth_token`).
+    #[arg(long, env = "AUGUR_ADMIN_TOKEN", hide_env_values = true, requires = "admin_addr")]
+    pub(crate) token: Option<String>,
+    /// With --admin-addr: features named per version, worst PSI first (the JSON has all).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) top: usize,
+    /// With --admin-addr: print JSON instead of a table.
+    #[arg(long, requires = "admin_addr")]
+    pub(crate) json: bool,
 }
 
 #[derive(Args, Debug)]

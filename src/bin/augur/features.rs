@@ -68,9 +68,22 @@ pub(crate) async fn load(
     let store = load::connect(redis).await?;
     let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
     let progress = progress_bar(Some(size), "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} eta {eta}")?;
-    let summary = load::load_file(&store, &file, &options, &progress).await?;
+    // Every row written goes to the changelog too, when one is configured (see `cli::load`).
+    let mut history = match config.feature_history.active_dir() {
+        Some(dir) => Some(augur::feature_history::write::HistoryWriter::open(
+            dir,
+            &config.feature_history,
+            "load",
+            augur::feature_history::HistoryMetrics::default(),
+        )?),
+        None => None,
+    };
+    let summary = load::load_file_with_history(&store, &file, &options, &progress, history.as_mut()).await?;
     progress.finish_and_clear();
     println!("{}: table `{}` into {}: {summary}", file.display(), options.table, store.target());
+    if let (Some(history), Some(dir)) = (&history, config.feature_history.active_dir()) {
+        println!("recorded in the feature history {} as writer {}", dir.display(), history.id());
+    }
     if let Some(line) = summary.stopped_at {
         anyhow::bail!("load stopped at line {line}");
     }

@@ -108,5 +108,13 @@ async fn run(command: Command, config: Option<Config>, traces: Option<OtlpTraces
         Command::Models { command: ModelsCommand::Publish(args) } => models::publish(args).await,
         Command::Models { command: ModelsCommand::List(args) } => models::list(args).await,
         Command::Models { command: ModelsCommand::SetLatest(args) } => models::set_latest(args).await,
+        Command::Models { command: ModelsCommand::Rollout(args) } => models::rollout(args).await,
+        Command::Models { command: ModelsCommand::Decide(args) } => models::decide(args).await,
+        Command::Models { command: ModelsCommand::Promote(args) } => {
+            models::decided(args, augur::proto::CanaryAction::Promote).await
+        }
+        Command::Models { command: ModelsCommand::Rollback(args) } => {
+            models::decided(args, augur::proto::CanaryAction::Rollback).await
+        }
     }
 }

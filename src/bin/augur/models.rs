@@ -1,5 +1,6 @@
 //! `augur models publish|list|set-latest`: the scene's repository (bucket or directory) from the
-//! config, the work in `augur::cli::models`.
+//! config, the work in `augur::cli::models`. `augur models rollout|decide|promote|rollback`: a
+//! running augur's canary through its admin port, the work in `augur::cli::served`.
 
 use std::sync::Arc;
 
@@ -10,7 +11,12 @@ use augur::cli::models::{self, Repo};
 use augur::config::{Config, SceneConfig};
 use augur::repository::provenance::Tolerance;
 
-use crate::args::{ListArgs, ModelRepoArgs, PublishArgs, SetLatestArgs};
+use augur::cli::served::{Admin, Rollout};
+use augur::proto::CanaryAction;
+
+use crate::args::{
+    DecideAction, DecideArgs, DecisionArgs, ListArgs, ModelRepoArgs, PublishArgs, ServedArgs, SetLatestArgs,
+};
 
 fn scene(args: &ModelRepoArgs) -> anyhow::Result<(Config, SceneConfig)> {
     let config = Config::load(args.config.as_deref())?;
@@ -72,7 +78,17 @@ pub(crate) async fn publish(PublishArgs { repo, model, files, to, version, gate 
     Ok(())
 }
 
-pub(crate) async fn list(ListArgs { repo, from, verify }: ListArgs) -> anyhow::Result<()> {
+pub(crate) async fn list(
+    ListArgs { repo, from, verify, admin_addr, token, top, json }: ListArgs,
+) -> anyhow::Result<()> {
+    if let Some(addr) = admin_addr {
+        let served = Admin::connect(&addr, token.as_deref()).await?.served(&repo.scene, top).await?;
+        match json {
+            true => println!("{}", served.to_json()),
+            false => print!("{served}"),
+        }
+        return Ok(());
+    }
     let (config, scene) = scene(&repo)?;
     let spec = if verify { Some(augur::assemble::Spec::load(&scene.spec)?) } else { None };
     let check = models::Verify {
@@ -89,5 +105,39 @@ pub(crate) async fn set_latest(SetLatestArgs { repo, to, version }: SetLatestArg
     let target = Repo::open(&scene, to.as_deref())?;
     models::set_latest(&target, version).await?;
     println!("{}: LATEST = {version}", target.location());
+    Ok(())
+}
+
+fn print_rollout(rollout: &Rollout, json: bool) {
+    if json {
+        println!("{}", rollout.to_json());
+    } else {
+        print!("{rollout}");
+    }
+}
+
+pub(crate) async fn rollout(args: ServedArgs) -> anyhow::Result<()> {
+    let admin = Admin::connect(&args.admin_addr, args.token.as_deref()).await?;
+    print_rollout(&admin.rollout(&args.scene).await?, args.json);
+    Ok(())
+}
+
+pub(crate) async fn decide(DecideArgs { decision, action }: DecideArgs) -> anyhow::Result<()> {
+    let action = match action {
+        DecideAction::Promote => CanaryAction::Promote,
+        DecideAction::Rollback => CanaryAction::Rollback,
+        DecideAction::Hold => CanaryAction::Hold,
+        DecideAction::Resume => CanaryAction::Resume,
+    };
+    decided(decision, action).await
+}
+
+/// DecideCanary `action`, then the rollout as the server sees it after.
+pub(crate) async fn decided(
+    DecisionArgs { served, version, reason }: DecisionArgs,
+    action: CanaryAction,
+) -> anyhow::Result<()> {
+    let admin = Admin::connect(&served.admin_addr, served.token.as_deref()).await?;
+    print_rollout(&admin.decide(&served.scene, version, action, &reason).await?, served.json);
     Ok(())
 }

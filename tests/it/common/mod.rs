@@ -342,3 +342,16 @@ pub fn ort_session(model: &Path) -> ort::session::Session {
     let env = augur::model::runtime::environment(None).expect("ort runtime");
     ort::session::Session::builder(env).unwrap().commit_from_file(model).unwrap()
 }
+
+/// A rollout policy for tests that drive the canary by hand: half the users to the canary, and
+/// `min_impressions` out of reach so the decider only waits.
+pub fn manual_rollout() -> augur::config::RolloutConfig {
+    augur::config::RolloutConfig {
+        canary_share: 0.5,
+        min_impressions: 1_000_000,
+        max_auc_drop: 0.02,
+        max_calibration_error: 0.5,
+        decision_window_s: 60,
+        check_interval_ms: 200,
+    }
+}

@@ -278,7 +278,7 @@ class RejectedVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., rejected_at_ms: _Optional[int] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
-    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us", "evaluation", "lineage", "inference_cpu_seconds")
+    __slots__ = ("version", "state", "labels", "traffic_weight", "loaded_at_unix_ms", "load_ms", "warmup_ms", "warmup_rows", "batches", "rows", "expired", "rejected", "max_batch_rows", "max_queue_delay_us", "evaluation", "lineage", "inference_cpu_seconds", "drift")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +296,7 @@ class VersionStatus(_message.Message):
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -313,7 +314,44 @@ class VersionStatus(_message.Message):
     evaluation: PublishEvaluation
     lineage: Lineage
     inference_cpu_seconds: float
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., evaluation: _Optional[_Union[PublishEvaluation, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., inference_cpu_seconds: _Optional[float] = ...) -> None: ...
+    drift: VersionDrift
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., traffic_weight: _Optional[float] = ..., loaded_at_unix_ms: _Optional[int] = ..., load_ms: _Optional[float] = ..., warmup_ms: _Optional[float] = ..., warmup_rows: _Optional[int] = ..., batches: _Optional[int] = ..., rows: _Optional[int] = ..., expired: _Optional[int] = ..., rejected: _Optional[int] = ..., max_batch_rows: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., evaluation: _Optional[_Union[PublishEvaluation, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., inference_cpu_seconds: _Optional[float] = ..., drift: _Optional[_Union[VersionDrift, _Mapping]] = ...) -> None: ...
+
+class VersionDrift(_message.Message):
+    __slots__ = ("has_reference", "rows", "rows_total", "window_start_ms", "window_end_ms", "psi_threshold", "flagged", "features")
+    HAS_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    PSI_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    has_reference: bool
+    rows: int
+    rows_total: int
+    window_start_ms: int
+    window_end_ms: int
+    psi_threshold: float
+    flagged: int
+    features: _containers.RepeatedCompositeFieldContainer[FeatureDrift]
+    def __init__(self, has_reference: _Optional[bool] = ..., rows: _Optional[int] = ..., rows_total: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., psi_threshold: _Optional[float] = ..., flagged: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ...) -> None: ...
+
+class FeatureDrift(_message.Message):
+    __slots__ = ("feature", "psi", "flagged", "fallback_rate", "reference_fallback_rate", "in_reference")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_RATE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FALLBACK_RATE_FIELD_NUMBER: _ClassVar[int]
+    IN_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    psi: float
+    flagged: bool
+    fallback_rate: float
+    reference_fallback_rate: float
+    in_reference: bool
+    def __init__(self, feature: _Optional[str] = ..., psi: _Optional[float] = ..., flagged: _Optional[bool] = ..., fallback_rate: _Optional[float] = ..., reference_fallback_rate: _Optional[float] = ..., in_reference: _Optional[bool] = ...) -> None: ...
 
 class PublishEvaluation(_message.Message):
     __slots__ = ("decision", "forced", "reasons", "baseline_version", "rows", "positives", "positive_event", "window_start_ms", "window_end_ms", "held_out_from_ms", "candidate", "baseline", "max_auc_drop", "max_log_loss_rise", "max_calibration_error", "evaluated_at_ms", "samples")

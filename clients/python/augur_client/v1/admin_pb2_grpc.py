@@ -97,7 +97,8 @@ class ModelAdminServicer:
     def DecideCanary(self, request, context):
         """Override the canary decider of a scene with a rollout policy (docs/quality.md): promote or
         roll back a version now, hold it as canary (the decider leaves it alone), or resume (remove
-        its decision). Recorded in the model repository, so every replica follows.
+        its decision). Recorded in the model repository (with a bucket source, shared through the
+        bucket at the next poll), so every replica follows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
