@@ -19,6 +19,8 @@ pub mod config;
 pub mod log_limit;
 pub mod trace;
 
+pub use log_limit::LogEvery;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -450,55 +452,9 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// A hot-path warning logged at most once per interval, with how many were suppressed in
-/// between: one unreadable Redis row per id per request must not become a log flood.
-#[derive(Debug)]
-pub struct LogEvery {
-    every_ms: u64,
-    start: std::time::Instant,
-    /// Milliseconds since `start` before which nothing is logged.
-    next_ms: std::sync::atomic::AtomicU64,
-    suppressed: std::sync::atomic::AtomicU64,
-}
-
-impl LogEvery {
-    /// At most one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        LogEvery {
-            every_ms: every.as_millis() as u64,
-            start: std::time::Instant::now(),
-            next_ms: std::sync::atomic::AtomicU64::new(0),
-            suppressed: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    pub fn ready(&self) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.start.elapsed().as_millis() as u64;
-        let next = self.next_ms.load(Relaxed);
-        if now < next || self.next_ms.compare_exchange(next, now + self.every_ms, Relaxed, Relaxed).is_err() {
-            self.suppressed.fetch_add(1, Relaxed);
-            return None;
-        }
-        Some(self.suppressed.swap(0, Relaxed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_every_lets_one_line_through_per_interval_and_counts_the_rest() {
-        let limiter = LogEvery::new(Duration::from_secs(3600));
-        assert_eq!(limiter.ready(), Some(0));
-        assert_eq!(limiter.ready(), None);
-        assert_eq!(limiter.ready(), None);
-        let open = LogEvery::new(Duration::ZERO);
-        assert_eq!(open.ready(), Some(0));
-        assert_eq!(open.ready(), Some(0), "a zero interval never suppresses");
-    }
 
     #[test]
     fn latency_window_resets_but_prometheus_stays_cumulative() {
