@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram as Hdr;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -60,6 +60,45 @@ pub struct VersionLabels {
     pub model: String,
     /// Version number.
     pub version: String,
+}
+
+/// `{scene, model, version}`: one version as a scene serves it. Quality, drift and inference
+/// cost are per version *and* scene (one repository may serve several scenes).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SceneVersionLabels {
+    /// Scene.
+    pub scene: String,
+    /// Model repository name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+}
+
+impl SceneVersionLabels {
+    /// The labels of `version` of `model` in `scene`.
+    pub fn new(scene: &str, model: &str, version: impl std::fmt::Display) -> Self {
+        SceneVersionLabels { scene: scene.to_owned(), model: model.to_owned(), version: version.to_string() }
+    }
+}
+
+/// Encodes the family `name` with one series per `(labels, value)`: what a collector that
+/// computes its numbers at scrape time (the quality and drift trackers) writes for each family.
+/// A family with no series still gets its HELP and TYPE lines.
+pub fn encode_series<L, M>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, M::TYPE)?;
+    for (labels, value) in series {
+        value.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// `{scene, stage}` of the request path.
