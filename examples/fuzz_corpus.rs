@@ -142,6 +142,87 @@ fn segments(dir: &Path) -> anyhow::Result<()> {
     let flags = 1 | u8::try_from(files[1].0 - 1)? << 1;
     let split = u16::try_from(first.len())?.to_le_bytes();
     write(dir, "two_segments", &[&[flags][..], &split, &first, &second].concat())?;
+    more_segments(dir, tmp.path())
+}
+
+/// One segment written by `SegmentLog` from `batches` (each one `append`), then the bytes of each
+/// segment file, in sequence order.
+fn written(dir: PathBuf, segment_max_bytes: u64, batches: &[Vec<Vec<u8>>]) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    let config = SampleLogConfig { dir, segment_max_bytes, ..SampleLogConfig::default() };
+    let (log, _) = SegmentLog::open(&config, &[], SampleMetrics::default())?;
+    for batch in batches {
+        log.append(batch)?;
+    }
+    drop(log);
+    segment_files(&config.dir)?.into_iter().map(|(first, path)| Ok((first, std::fs::read(path)?))).collect()
+}
+
+/// The damage and shapes the reader must take in its stride, each made from segments the log
+/// itself wrote (a few hundred bytes each; one record over the target's 4096-byte segment bound).
+fn more_segments(dir: &Path, tmp: &Path) -> anyhow::Result<()> {
+    let one_file = |bytes: &[u8]| [&[0, 0, 0][..], bytes].concat();
+    let two_files = |second_first: u64, first: &[u8], second: &[u8]| -> anyhow::Result<Vec<u8>> {
+        let flags = 1 | u8::try_from(second_first - 1)? << 1;
+        Ok([&[flags][..], &u16::try_from(first.len())?.to_le_bytes(), first, second].concat())
+    };
+    let event = |kind: &str, item: &str, at: i64| Event {
+        request_id: "r-2".into(),
+        item_id: item.into(),
+        kind: kind.into(),
+        timestamp_ms: at,
+        value: Some(0.25),
+    };
+    let snap = served("r-2", 2_000).to_proto();
+    // Every record kind: revision-0 samples with and without labels, a correction, an orphan.
+    let mut kinds: Vec<Vec<u8>> = snapshot::samples(&snap, "b", &[event("click", "b", 2_100)], 0, 3_000)
+        .iter()
+        .chain(&snapshot::samples(&snap, "a", &[], 0, 3_000))
+        .chain(&snapshot::samples(&snap, "b", &[event("click", "b", 2_100), event("buy", "b", 9_000)], 1, 9_500))
+        .map(Message::encode_to_vec)
+        .collect();
+    kinds.push(snapshot::orphan(&event("click", "zz", 2_200)).encode_to_vec());
+    let files = written(tmp.join("kinds"), 1 << 20, &[kinds.clone()])?;
+    let every_kind = &files[0].1;
+    write(dir, "every_record_kind", &one_file(every_kind))?;
+    // A checksum that holds over a payload that is no LogRecord: skipped alone.
+    let files = written(tmp.join("garbage"), 1 << 20, &[vec![kinds[0].clone(), vec![0xff; 9], kinds[3].clone()]])?;
+    write(dir, "not_a_log_record", &one_file(&files[0].1))?;
+    // A flipped payload byte in the second record: the rest of the segment is skipped.
+    let mut flipped = every_kind.clone();
+    let second_payload = 16 + kinds[0].len() + 16 + 3;
+    flipped[second_payload] ^= 0x40;
+    write(dir, "corrupt_middle", &one_file(&flipped))?;
+    // A power loss on a file system that extends before it writes: the tail is zeros.
+    write(dir, "zero_tail", &one_file(&[&every_kind[..], &[0; 64]].concat()))?;
+    // Cut inside the last record's header, and an empty segment.
+    let last_start: usize = kinds[..kinds.len() - 1].iter().map(|k| 16 + k.len()).sum();
+    write(dir, "torn_header", &one_file(&every_kind[..last_start + 7]))?;
+    write(dir, "empty_segment", &one_file(&[]))?;
+    // A record larger than the target's 4096-byte segment bound.
+    let wide =
+        Tensor { name: "dense".into(), width: 1200, data: TensorData::F32((0..1200).map(|i| i as f32).collect()) };
+    let big = Served {
+        item_ids: vec!["x".into()],
+        scores: vec![0.5],
+        inputs: Arc::from(vec![wide]),
+        fallbacks: Vec::new(),
+        ..served("r-3", 3_000)
+    }
+    .to_proto();
+    let big_records = snapshot::samples(&big, "x", &[], 0, 4_000).iter().map(Message::encode_to_vec).collect();
+    let files = written(tmp.join("big"), 1 << 20, &[big_records])?;
+    anyhow::ensure!(files[0].1.len() > 4096, "the big segment is {} bytes", files[0].1.len());
+    write(dir, "large_record", &one_file(&files[0].1))?;
+    // Rotation mid-batch and across batches: two segments as the log wrote them; then the same
+    // two with the first torn (an older segment damaged), and with the second misnamed (a gap of
+    // sequences between them).
+    let files = written(tmp.join("rotated"), 600, &[kinds[..3].to_vec(), kinds[3..].to_vec(), kinds[..2].to_vec()])?;
+    anyhow::ensure!(files.len() >= 2, "expected rotation, got {} segment(s)", files.len());
+    let ((first_seq, first), (second_seq, second)) = (&files[0], &files[1]);
+    anyhow::ensure!(*first_seq == 1);
+    write(dir, "rotated", &two_files(*second_seq, first, second)?)?;
+    write(dir, "rotated_first_torn", &two_files(*second_seq, &first[..first.len() - 3], second)?)?;
+    write(dir, "rotated_gap", &two_files(*second_seq + 5, first, second)?)?;
     Ok(())
 }
 

@@ -13,24 +13,19 @@
 #      resident memory sampled every 50 ms through the reload.
 # augur's own CPU (utime + stime from /proc/PID/stat) is read around every measured window, so
 # each step also gives items (or requests) per augur CPU-second; raw ORT reports its own.
+# Steps 2 and 5 also keep the histogram of rows per model run from augur's /metrics
+# (batch_closed.json, batch_open_PCT.json), and run.json says when, where and at what load
+# average it ran: scripts/plots.sh draws from these.
 # Usage: scripts/bench.sh [seconds per step, default 15]. Writes target/bench/*.json, and the
 # summary printed at the end to target/bench/summary.json. Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 source scripts/bench_lib.sh
-cargo build --release --locked --bin augur
-# A copy: with a shared CARGO_TARGET_DIR, another checkout's build may replace the binary mid-run.
-cp "$target_dir/release/augur" "$out/augur"
-augur=$out/augur
+build_augur
 # Noise check: the load average before and after (the numbers only mean something on a quiet box).
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-# h2load: 4 connections x 8 streams = 32 requests in flight, as `augur bench --concurrency 32`
-# spreads 32 callers over its 4 connections.
-h2c=4
-h2m=8
-# Unmeasured lead-in of both load generators; augur's CPU is read from its end.
-warmup=2
+run_info_start
 
 pid=""
 bench_pid=""
@@ -49,19 +44,13 @@ trap 'exit 130' INT TERM
 echo "== 1. raw ORT, batch 256, 2 threads x 1 intra-op thread"
 $augur bench-ort --model "$repo/1/model.onnx" --batch 256 --threads 2 --intra-op-threads 1 --duration "$secs" --json | tee "$out/raw_ort.json"
 
-port=$(free_port)
-admin_port=$(free_port)
-AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$admin_port" \
-  AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config config/bench.toml &
-pid=$!
-addr="http://127.0.0.1:$port"
-# GetStats (the server's own stage latencies in the reports) is on the admin gRPC port.
-admin_addr="http://127.0.0.1:$admin_port"
-$augur predict --addr "$addr" --scene bench --user u1 --items i1 --wait 120 >/dev/null
+# GetStats (the server's own stage latencies in the reports) is on admin_addr, the batch-size
+# histograms on metrics_url.
+start_augur "$augur" config/bench.toml
 rss_ready=$(vm_kib "$pid" VmRSS)
 
 echo "== 2. augur closed loop, 100 candidates/request (augur bench, c=32 on 4 connections)"
-cpu_window closed "$pid" "$warmup" \
+cpu_window closed "$pid" "$warmup" metrics_window closed "$metrics_url" "$warmup" \
   $augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --concurrency 32 --candidates 100 \
   --duration "$secs" --warmup "$warmup" --json | tee "$out/closed.json"
 max_rps=$(python3 -c "import json; print(json.load(open('$out/closed.json'))['requests_per_s'])")
@@ -111,7 +100,7 @@ done
 echo "== 5. open loop at 25/50/75/100% of $max_rps req/s"
 for pct in 25 50 75 100; do
   rate=$(python3 -c "print(round($max_rps * $pct / 100, 1))")
-  cpu_window "open_$pct" "$pid" "$warmup" \
+  cpu_window "open_$pct" "$pid" "$warmup" metrics_window "open_$pct" "$metrics_url" "$warmup" \
     $augur bench --addr "$addr" --admin-addr "$admin_addr" --scene bench --rate "$rate" --concurrency 64 \
     --candidates 100 --duration "$secs" --warmup "$warmup" --json | tee "$out/open_$pct.json"
 done
@@ -228,3 +217,4 @@ json.dump({"lines": lines, "raw_ort_items_per_s": raw_items, "augur_bench_items_
            "small_requests_req_per_s": {n: r["requests_per_s"] for n, r in h2.items()},
            "memory": mem}, open(f"{d}/summary.json", "w"), indent=1)
 PY
+run_info "$out/run.json" "scripts/bench.sh $secs"

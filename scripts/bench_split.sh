@@ -4,7 +4,8 @@
 # the flat model (scene bench) and its split twin (scene bench_split, same weights) at 100
 # candidates per request, driven by h2load. augur's CPU is utime + stime from /proc/PID/stat
 # over each measured window (bench_lib.sh cpu_window). Rounds alternate the three, so a noisy
-# neighbour hits all of them; compare the ratios within a round.
+# neighbour hits all of them; compare the ratios within a round. Writes target/bench/split/
+# round_N.json and run.json (when, where, load average), which scripts/plots.sh draws.
 #
 #   scripts/bench_split.sh [SECONDS per run, default 8] [ROUNDS, default 2]
 set -euo pipefail
@@ -12,37 +13,22 @@ cd "$(dirname "$0")/.."
 secs=${1:-8}
 rounds=${2:-2}
 source scripts/bench_lib.sh
-cargo build --release --bin augur >/dev/null
-augur="$target_dir/release/augur"
 split_repo=target/bench-model/bench_split
 if [ ! -f "$split_repo/1/model.onnx" ]; then
   .venv/bin/python tools/bench_model/make_deepfm.py --split --out "$split_repo/1/model.onnx"
 fi
 out=target/bench/split
-mkdir -p "$out"
+build_augur >/dev/null
+# A longer earlier run's rounds would otherwise be drawn with this one's.
+rm -f "$out"/round_*.json
 config="$out/bench_split.toml"
 cat config/bench.toml > "$config"
 printf '\n[[scenes]]\nname = "bench_split"\nspec = "features/bench_split.yaml"\nmodel = "%s"\n' "$split_repo" >> "$config"
-h2c=4
-h2m=8
-warmup=2
-
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+trap stop_augur EXIT
 trap 'exit 130' INT TERM
 
-port=$(free_port)
-AUGUR__SERVER__LISTEN="127.0.0.1:$port" AUGUR__ADMIN__GRPC_LISTEN="127.0.0.1:$(free_port)" \
-  AUGUR__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn $augur serve --config "$config" &
-pid=$!
-addr="http://127.0.0.1:$port"
-$augur predict --addr "$addr" --scene bench_split --user u1 --items i1 --wait 120 >/dev/null
+run_info_start
+start_augur "$augur" "$config" bench_split
 predict_path=/augur.v1.Prediction/Predict
 for scene in bench bench_split; do
   $augur bench --scene "$scene" --candidates 100 --write-body "$out/predict_$scene.bin"
@@ -77,3 +63,4 @@ print(f"round {r}: raw flat {row['raw_items_per_s']:.0f} items/s, {raw_cpu:.0f} 
 json.dump(row, open(f"{d}/round_{r}.json", "w"))
 PY
 done
+run_info "$out/run.json" "scripts/bench_split.sh $secs $rounds"

@@ -139,6 +139,10 @@ impl Predictor {
                 return Err(JoinError::Reused { request_id: request.request_id }.into());
             }
         }
+        // The prediction's time is when its features are read: a point-in-time backfill gives
+        // it every change applied by then, so a change applied during inference is not counted
+        // as served (`cli::backfill`).
+        let timestamp_ms = now_ms();
         let assembled = self.features_for(scene, &request, deadline).await?;
         let infer_started = Instant::now();
         let tensors: Arc<[crate::assemble::Tensor]> = assembled.tensors.into();
@@ -153,7 +157,7 @@ impl Predictor {
                 .queue
                 .offer(Served {
                     request_id: request.request_id.clone(),
-                    timestamp_ms: now_ms(),
+                    timestamp_ms,
                     scene: request.scene.clone(),
                     model_name: scene.repo.name().to_owned(),
                     model_version: version.number.to_string(),

@@ -3,14 +3,13 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::telemetry::{ModelLabels, ModuleMetrics, VersionLabels};
+use crate::telemetry::{ModelLabels, ModuleMetrics, SceneVersionLabels, VersionLabels};
 
 /// Rows per model run: powers of two up to the largest `max_batch_rows`.
 fn batch_rows_buckets() -> impl Iterator<Item = f64> {
@@ -36,18 +35,7 @@ pub struct BatchMetrics {
     pub panics: Family<VersionLabels, Counter>,
     /// `augur_inference_cpu_seconds_total{scene, model, version}`: CPU time of the inference
     /// threads inside model runs (merging the batch included): what a version costs.
-    pub cpu: Family<CostLabels, Counter<f64, AtomicU64>>,
-}
-
-/// `{scene, model, version}`: whose inference the CPU time is.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CostLabels {
-    /// Scene.
-    pub scene: String,
-    /// Repository name.
-    pub model: String,
-    /// Version number.
-    pub version: String,
+    pub cpu: Family<SceneVersionLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for BatchMetrics {

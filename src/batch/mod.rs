@@ -59,8 +59,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::assemble::{RowKind, Tensor, TensorData};
 use crate::model::{Model, ModelError};
-use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, VersionLabels};
-use metrics::{BatchMetrics, CostLabels};
+use crate::telemetry::{LatencyHistogram, Metrics, ModelLabels, SceneVersionLabels, VersionLabels};
+use metrics::BatchMetrics;
 
 /// Why rows were not scored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -147,14 +147,7 @@ impl BatchContext {
             rejected: b.rejected.get_or_create(&labels).clone(),
             depth: b.queue_depth.get_or_create(&labels).clone(),
             panics: b.panics.get_or_create(&labels).clone(),
-            cpu: b
-                .cpu
-                .get_or_create(&CostLabels {
-                    scene: scene.to_owned(),
-                    model: model.to_owned(),
-                    version: version.to_string(),
-                })
-                .clone(),
+            cpu: b.cpu.get_or_create(&SceneVersionLabels::new(scene, model, version)).clone(),
             queue_wait: metrics.stage(scene, "queue"),
         };
         BatchContext {

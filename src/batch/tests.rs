@@ -407,9 +407,7 @@ async fn inference_cpu_time_is_counted_per_version() {
     tracker.close();
     within_30s("the inference threads to end", tracker.wait()).await;
     let family = &metrics.of::<BatchMetrics>().cpu;
-    let cpu = |version: &str| {
-        family.get_or_create(&CostLabels { scene: "scene".into(), model: "t".into(), version: version.into() }).get()
-    };
+    let cpu = |version: &str| family.get_or_create(&SceneVersionLabels::new("scene", "t", version)).get();
     let (light_cpu, heavy_cpu) = (cpu("7"), cpu("8"));
     assert!(light_cpu > 0.0, "{light_cpu}");
     // 16x the rows on the same kind of thread: clearly more CPU (a ratio, not a time).

@@ -1,8 +1,10 @@
 //! `augur features export`: an impression log + the store's tables → the exact tensors Predict
 //! would build (same fetch and assemble code), as `features.npz` + `meta.json` for tools/train.
 //!
-//! The impression CSV has a header with `user_id`, `item_id`, `label` (0/1) and optionally
-//! context columns named like the spec's `context.<field>` sources; other columns are ignored.
+//! The impressions are a CSV or Parquet log ([`super::impressions`]): `user_id`, `item_id`,
+//! `label` (0/1) and optionally context columns named like the spec's `context.<field>` sources.
+//! The store is read as it is now: for the values as of each impression's time, see
+//! [`super::backfill`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,9 +14,10 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2};
 use ndarray_npy::NpzWriter;
 
+use super::impressions::{Impression, ImpressionError, Impressions, Needs};
 use crate::assemble::encode::RequestView;
-use crate::assemble::{DType, Spec, TensorData, assemble};
-use crate::fetch::{FeatureStore, FetchError, Value};
+use crate::assemble::{Assembled, DType, Spec, TensorData, assemble};
+use crate::fetch::{FeatureStore, FetchError};
 
 /// Rows read per store round trip.
 const CHUNK: usize = 1024;
@@ -22,7 +25,7 @@ const CHUNK: usize = 1024;
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    /// Reading the log or writing the output failed.
+    /// Writing the output failed.
     #[error("{path}: {message}")]
     Io {
         /// The file.
@@ -30,16 +33,9 @@ pub enum ExportError {
         /// What failed.
         message: String,
     },
-    /// A log line is unusable.
-    #[error("{path}:{line}: {problem}")]
-    Line {
-        /// The log.
-        path: String,
-        /// 1-based line.
-        line: u64,
-        /// What is wrong.
-        problem: String,
-    },
+    /// The impression log is unreadable or a row unusable.
+    #[error(transparent)]
+    Impressions(#[from] ImpressionError),
     /// The store failed.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -56,32 +52,53 @@ pub struct ExportSummary {
     pub fallbacks: HashMap<String, usize>,
 }
 
-/// Exports `impressions` for `spec` into `out/`.
+/// Each impression assembled as Predict assembles a one-candidate request, from the rows
+/// `store` holds now (fetched in one round trip per table), in the stored form (what samples
+/// hold, so a split spec gives what its flat twin does). Shared by export and backfill: what
+/// they write is what the path computes.
+pub async fn assemble_impressions(
+    spec: &Spec,
+    store: &dyn FeatureStore,
+    impressions: &[Impression],
+) -> Result<Vec<Assembled>, FetchError> {
+    // As Predict: a table whose fields the spec does not read is not fetched.
+    let users = if spec.user_fields.is_empty() {
+        vec![None; impressions.len()]
+    } else {
+        let ids: Vec<&str> = impressions.iter().map(|i| i.user_id.as_str()).collect();
+        store.get_rows(&spec.user_table, &ids, &spec.user_fields).await?
+    };
+    let items = if spec.item_fields.is_empty() {
+        vec![None; impressions.len()]
+    } else {
+        let ids: Vec<&str> = impressions.iter().map(|i| i.item_id.as_str()).collect();
+        store.get_rows(&spec.item_table, &ids, &spec.item_fields).await?
+    };
+    Ok(impressions
+        .iter()
+        .zip(users)
+        .zip(items)
+        .map(|((impression, user), item)| {
+            let candidates = [(impression.item_id.clone(), HashMap::new())];
+            let view = RequestView::new(&impression.user_id, &impression.context, &candidates);
+            assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]).into_stored(spec)
+        })
+        .collect())
+}
+
+/// Exports `impressions` (CSV or Parquet, see [`super::impressions`]) for `spec` into `out/`.
 pub async fn export(
     spec: &Spec,
     store: &dyn FeatureStore,
     impressions: &Path,
     out: &Path,
 ) -> Result<ExportSummary, ExportError> {
-    let shown = impressions.display().to_string();
     let io = |path: &Path, e: &dyn std::fmt::Display| ExportError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     };
-    let line_err = |line: u64, problem: String| ExportError::Line { path: shown.clone(), line, problem };
-    let mut reader = csv::Reader::from_path(impressions).map_err(|e| io(impressions, &e))?;
-    let headers = reader.headers().map_err(|e| io(impressions, &e))?.clone();
-    let column =
-        |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| line_err(1, format!("no `{name}` column")));
-    let (user_col, item_col, label_col) = (column("user_id")?, column("item_id")?, column("label")?);
-    let context_cols: Vec<(usize, String)> = headers
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| spec.context_fields.contains_key(*h))
-        .map(|(i, h)| (i, h.to_owned()))
-        .collect();
+    let mut impressions = Impressions::open(impressions, |f| spec.context_fields.contains_key(f), Needs::Ids)?;
 
-    // The stored form: what samples hold, so a split spec exports what its flat twin does.
     let mut columns: Vec<TensorData> = spec
         .stored
         .iter()
@@ -92,38 +109,12 @@ pub async fn export(
         .collect();
     let mut labels: Vec<f32> = Vec::new();
     let mut summary = ExportSummary { rows: 0, positives: 0, fallbacks: HashMap::new() };
-    let mut records = reader.records();
-    let mut line = 1u64;
     loop {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for record in records.by_ref().take(CHUNK) {
-            line += 1;
-            let record = record.map_err(|e| line_err(line, e.to_string()))?;
-            let label: f32 = match record[label_col].trim() {
-                "0" => 0.0,
-                "1" => 1.0,
-                other => {
-                    return Err(line_err(line, format!("label must be 0 or 1, got `{other}`")));
-                }
-            };
-            let context: HashMap<String, Value> = context_cols
-                .iter()
-                .filter(|(i, _)| !record[*i].is_empty())
-                .map(|(i, name)| (name.clone(), Value::Str(record[*i].to_owned())))
-                .collect();
-            chunk.push((record[user_col].to_owned(), record[item_col].to_owned(), context, label));
-        }
+        let chunk = impressions.by_ref().take(CHUNK).collect::<Result<Vec<_>, _>>()?;
         if chunk.is_empty() {
             break;
         }
-        let user_ids: Vec<&str> = chunk.iter().map(|c| c.0.as_str()).collect();
-        let item_ids: Vec<&str> = chunk.iter().map(|c| c.1.as_str()).collect();
-        let users = store.get_rows(&spec.user_table, &user_ids, &spec.user_fields).await?;
-        let items = store.get_rows(&spec.item_table, &item_ids, &spec.item_fields).await?;
-        for (((user_id, item_id, context, label), user), item) in chunk.into_iter().zip(users).zip(items) {
-            let candidates = [(item_id, HashMap::new())];
-            let view = RequestView::new(&user_id, &context, &candidates);
-            let assembled = assemble(spec, view, user.as_ref(), &[item] as &[Option<Arc<_>>]).into_stored(spec);
+        for (impression, assembled) in chunk.iter().zip(assemble_impressions(spec, store, &chunk).await?) {
             for fallback in &assembled.fallbacks {
                 *summary.fallbacks.entry(fallback.feature.clone()).or_default() += 1;
             }
@@ -134,9 +125,9 @@ pub async fn export(
                     _ => unreachable!("assemble follows the spec's dtypes"),
                 }
             }
-            labels.push(label);
+            labels.push(impression.label);
             summary.rows += 1;
-            summary.positives += usize::from(label > 0.5);
+            summary.positives += usize::from(impression.label > 0.5);
         }
     }
 

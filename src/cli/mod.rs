@@ -5,6 +5,8 @@
 //! - [`predict`] — `augur predict`: a small gRPC client for poking a running server.
 //! - [`demo`]    — `augur demo-data`, `augur suggest-demo-data`: deterministic synthetic data.
 //! - [`export`]  — `augur features export`: offline features by the serving fetch + assemble code.
+//! - [`backfill`] — `augur features backfill`: point-in-time features from the changelog, as
+//!   Parquet; [`impressions`] reads the impression logs of both.
 //! - [`load`]    — `augur features load`: bulk-writes a table into the configured Redis.
 //! - [`publish`] — `augur features publish`: feature updates onto a stream's Kafka topic.
 //! - [`loadgen`] — `augur bench`, `augur bench-ort`: load generator, raw ONNX Runtime ceiling.
@@ -17,9 +19,12 @@
 //!   by the demo's true click model and reporting the events.
 //! - [`samples`] — `augur samples dump`: the sample log (later Kafka, Redis Streams) as JSON lines.
 
+#[cfg(feature = "parquet")]
+pub mod backfill;
 pub mod demo;
 pub mod export;
 pub mod gate;
+pub mod impressions;
 pub mod load;
 pub mod loadgen;
 pub mod models;

@@ -10,36 +10,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::{Drift, FeatureDrift, VersionDrift, now_ms};
-use crate::telemetry::ModuleMetrics;
-
-/// `{scene, model, version}` of a tracked version.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriftVersionLabels {
-    /// Scene.
-    pub scene: String,
-    /// Model repository name.
-    pub model: String,
-    /// Model version.
-    pub version: String,
-}
+use crate::telemetry::{ModuleMetrics, SceneLabels, SceneVersionLabels, encode_series};
 
 /// `{scene, model, version, feature}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DriftFeatureLabels {
-    /// Scene.
-    pub scene: String,
-    /// Model repository name.
-    pub model: String,
-    /// Model version.
-    pub version: String,
+    /// Which version.
+    #[prometheus(flatten)]
+    pub version: SceneVersionLabels,
     /// Feature name, as the spec names it.
     pub feature: String,
-}
-
-/// `{scene}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SceneLabels {
-    scene: String,
 }
 
 /// The per-feature gauges: name, help, and how each reads a [`FeatureDrift`] (absent where
@@ -65,8 +45,8 @@ impl ModuleMetrics for Drift {
     }
 }
 
-fn version_labels(v: &VersionDrift) -> DriftVersionLabels {
-    DriftVersionLabels { scene: v.key.scene.clone(), model: v.key.model.clone(), version: v.key.version.to_string() }
+fn version_labels(v: &VersionDrift) -> SceneVersionLabels {
+    SceneVersionLabels::new(&v.key.scene, &v.key.model, v.key.version)
 }
 
 impl Collector for Drift {
@@ -75,49 +55,34 @@ impl Collector for Drift {
             return Ok(());
         }
         let snapshot = self.snapshot(now_ms());
+        let versions = &snapshot.versions;
         for (name, help, read) in FEATURE_GAUGES {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for v in &snapshot.versions {
-                for f in &v.features {
-                    if let Some(value) = read(f) {
-                        let labels = DriftFeatureLabels {
-                            scene: v.key.scene.clone(),
-                            model: v.key.model.clone(),
-                            version: v.key.version.to_string(),
-                            feature: f.name.clone(),
-                        };
-                        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-                    }
-                }
-            }
+            let series = versions.iter().flat_map(|v| {
+                v.features.iter().filter_map(move |f| {
+                    let labels = DriftFeatureLabels { version: version_labels(v), feature: f.name.clone() };
+                    Some((labels, ConstGauge::new(read(f)?)))
+                })
+            });
+            encode_series(&mut encoder, name, help, series)?;
         }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "window_rows",
             "Rows (candidates of observed requests) per served version in the drift window",
-            None,
-            MetricType::Gauge,
+            versions.iter().map(|v| (version_labels(v), ConstGauge::new(v.rows as i64))),
         )?;
-        for v in &snapshot.versions {
-            ConstGauge::new(v.rows as i64).encode(family.encode_family(&version_labels(v))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "reference",
             "1 when the version was loaded with a usable training reference (reference.json), else 0",
-            None,
-            MetricType::Gauge,
+            versions.iter().map(|v| (version_labels(v), ConstGauge::new(i64::from(v.has_reference)))),
         )?;
-        for v in &snapshot.versions {
-            ConstGauge::new(i64::from(v.has_reference)).encode(family.encode_family(&version_labels(v))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "evicted_versions",
             "Tracked versions dropped by drift.max_versions, by scene",
-            None,
-            MetricType::Counter,
+            snapshot.evicted.iter().map(|(scene, n)| (SceneLabels { scene: scene.clone() }, ConstCounter::new(*n))),
         )?;
-        for (scene, count) in &snapshot.evicted {
-            ConstCounter::new(*count).encode(family.encode_family(&SceneLabels { scene: scene.clone() })?)?;
-        }
         let family = encoder.encode_descriptor(
             "observed_requests",
             "Predict requests whose features were added to the drift histograms (one in drift.sample_every)",

@@ -38,6 +38,16 @@ impl Replay {
         Self::default()
     }
 
+    /// An empty store holding `tables` (with no rows yet): reads of a table no change has
+    /// touched find no rows, as in a store where the table is configured but empty.
+    pub fn with_tables<'a>(tables: impl IntoIterator<Item = &'a str>) -> Self {
+        let replay = Self::default();
+        for table in tables {
+            replay.store.create_table(table);
+        }
+        replay
+    }
+
     /// Applies `change` as the store did.
     pub fn apply(&mut self, change: Change) -> Result<(), OutOfOrder> {
         if let Some(through_ms) = self.applied_through_ms

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::properties::{Refusal, vet};
+use super::properties::vet;
+use crate::validate::librdkafka::Refusal;
 use crate::validate::{Invalid, in_range, invalid};
 
 /// One feature stream: a topic of `FeatureUpdate`s upserted into the service's `[store]`.
@@ -43,8 +44,9 @@ pub struct FeatureStreamConfig {
     pub max_batch: usize,
     /// Extra librdkafka consumer properties (security, fetch sizes, `auto.offset.reset` ...).
     /// Refused under any of their names: `bootstrap.servers` and `group.id` (use the fields),
-    /// `enable.auto.commit` and `enable.auto.offset.store` other than `false` (offsets are
-    /// committed by augur after the store write, never before).
+    /// `enable.auto.commit`, the legacy topic-level `auto.commit.enable` and
+    /// `enable.auto.offset.store` other than `false` (offsets are committed by augur after the
+    /// store write, never before).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }

@@ -43,6 +43,7 @@ use super::{StreamError, age_seconds, now_ms};
 use crate::feature_history::write::HistoryWriter;
 use crate::feature_history::{Change, ChangeKind, HistoryError};
 use crate::telemetry::LogEvery;
+use crate::validate::librdkafka;
 
 /// How often lag is re-read for partitions with no new messages.
 const LAG_EVERY: Duration = Duration::from_secs(2);
@@ -108,7 +109,7 @@ impl StreamConsumerTask {
             .set("client.id", format!("augur-features-{}", config.name))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
-        let user_sets = |property: &str| config.properties.keys().any(|k| super::properties::resolve(k) == property);
+        let user_sets = |property: &str| config.properties.keys().any(|k| librdkafka::resolve(k).1 == property);
         if !commit || !user_sets("auto.offset.reset") {
             // A new group starts from the retained backlog: replaying it is safe (last writer
             // wins by event time) and a new in-memory replica needs all of it.

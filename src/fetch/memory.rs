@@ -57,6 +57,12 @@ impl MemoryStore {
         tables.entry(table.to_owned()).or_default().rows.insert(id.to_owned(), Arc::new(row));
     }
 
+    /// Adds `table` with no rows if it is not there (a read then finds no rows instead of an
+    /// unknown table): a store rebuilt from a changelog has the spec's tables from the start.
+    pub fn create_table(&self, table: &str) {
+        self.tables.write().unwrap_or_else(|e| e.into_inner()).entry(table.to_owned()).or_default();
+    }
+
     /// Event-time last-writer-wins upsert of some fields of one row (a feature stream's update):
     /// a field is written only when `event_time_ms` is strictly newer than the event time of the
     /// value it holds, so a replayed or late update changes nothing. Other fields keep their

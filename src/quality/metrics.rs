@@ -12,35 +12,16 @@ use prometheus_client::registry::Registry;
 
 use super::estimator::Summary;
 use super::{Quality, VersionQuality, now_ms};
-
-/// `{scene, model, version}` of a tracked version.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QualityLabels {
-    /// Scene.
-    pub scene: String,
-    /// Model repository name.
-    pub model: String,
-    /// Model version.
-    pub version: String,
-}
+use crate::telemetry::{SceneLabels, SceneVersionLabels, encode_series};
 
 /// `{scene, model, version, type}`: events of one type on a version's impressions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QualityEventLabels {
-    /// Scene.
-    pub scene: String,
-    /// Model repository name.
-    pub model: String,
-    /// Model version.
-    pub version: String,
+    /// Which version.
+    #[prometheus(flatten)]
+    pub version: SceneVersionLabels,
     /// Event type (the join's accepted types: bounded).
     pub r#type: String,
-}
-
-/// `{scene}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SceneLabels {
-    scene: String,
 }
 
 /// The window gauges: name, help, and how each reads a [`Summary`] (absent where undefined).
@@ -70,8 +51,8 @@ impl Quality {
     }
 }
 
-fn labels(v: &VersionQuality) -> QualityLabels {
-    QualityLabels { scene: v.key.scene.clone(), model: v.key.model.clone(), version: v.key.version.clone() }
+fn labels(v: &VersionQuality) -> SceneVersionLabels {
+    SceneVersionLabels::new(&v.key.scene, &v.key.model, &v.key.version)
 }
 
 impl Collector for Quality {
@@ -80,61 +61,40 @@ impl Collector for Quality {
             return Ok(());
         }
         let snapshot = self.snapshot(now_ms());
+        let versions = &snapshot.versions;
         for (name, help, read) in GAUGES {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for v in &snapshot.versions {
-                if let Some(value) = read(&v.window) {
-                    let labels = labels(v);
-                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-                }
-            }
+            let series = versions.iter().filter_map(|v| Some((labels(v), ConstGauge::new(read(&v.window)?))));
+            encode_series(&mut encoder, name, help, series)?;
         }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "impressions",
             "Impressions (revision-0 samples with a label) per served version, since it was first seen",
-            None,
-            MetricType::Counter,
+            versions.iter().map(|v| (labels(v), ConstCounter::new(v.impressions_total))),
         )?;
-        for v in &snapshot.versions {
-            let labels = labels(v);
-            ConstCounter::new(v.impressions_total).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        let events = versions.iter().flat_map(|v| {
+            v.events_total.iter().map(move |(kind, count)| {
+                (QualityEventLabels { version: labels(v), r#type: kind.clone() }, ConstCounter::new(*count))
+            })
+        });
+        encode_series(
+            &mut encoder,
             "events",
             "Impressions carrying each event type per served version, since it was first seen",
-            None,
-            MetricType::Counter,
+            events,
         )?;
-        for v in &snapshot.versions {
-            for (kind, count) in &v.events_total {
-                let labels = QualityEventLabels {
-                    scene: v.key.scene.clone(),
-                    model: v.key.model.clone(),
-                    version: v.key.version.clone(),
-                    r#type: kind.clone(),
-                };
-                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "corrections",
             "Corrections (labels after emission) per served version: not in the window's numbers",
-            None,
-            MetricType::Counter,
+            versions.iter().map(|v| (labels(v), ConstCounter::new(v.corrections_total))),
         )?;
-        for v in &snapshot.versions {
-            let labels = labels(v);
-            ConstCounter::new(v.corrections_total).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        encode_series(
+            &mut encoder,
             "evicted_versions",
             "Tracked versions dropped by samples.quality.max_versions, by scene",
-            None,
-            MetricType::Counter,
+            snapshot.evicted.iter().map(|(scene, n)| (SceneLabels { scene: scene.clone() }, ConstCounter::new(*n))),
         )?;
-        for (scene, count) in &snapshot.evicted {
-            ConstCounter::new(*count).encode(family.encode_family(&SceneLabels { scene: scene.clone() })?)?;
-        }
         let family = encoder.encode_descriptor(
             "too_old",
             "Impressions older than the quality window when emitted (not counted)",
@@ -144,7 +104,7 @@ impl Collector for Quality {
         ConstCounter::new(snapshot.too_old).encode(family)?;
         let family =
             encoder.encode_descriptor("versions", "Versions the quality tracker holds", None, MetricType::Gauge)?;
-        ConstGauge::new(snapshot.versions.len() as i64).encode(family)?;
+        ConstGauge::new(versions.len() as i64).encode(family)?;
         Ok(())
     }
 }

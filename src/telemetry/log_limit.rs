@@ -1,9 +1,11 @@
-//! A per-layer filter that lets the protocol crates (hyper, h2, tonic, tower, rustls) log at most
-//! one line per second each, and counts the rest: one hostile client can otherwise make them log
-//! a WARN per connection or stream (4,400 lines in 5 s were seen), burying augur's own lines and
-//! filling the log pipeline. [`report_suppressed`] says how many were dropped.
+//! Rate limits for log lines, one mechanism for both uses: [`LogEvery`], a warning on a hot path
+//! logged at most once per interval with the count of those suppressed meanwhile; and
+//! [`ProtocolLogLimit`], a per-layer filter built on it that lets the protocol crates (hyper, h2,
+//! tonic, tower, rustls) log at most one line per second each, and counts the rest: one hostile
+//! client can otherwise make them log a WARN per connection or stream (4,400 lines in 5 s were
+//! seen), burying augur's own lines and filling the log pipeline. [`report_suppressed`] says how
+//! many were dropped.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,19 +16,60 @@ use tracing_subscriber::layer::{Context, Filter};
 /// The crates whose lines are limited (by target prefix).
 const PROTOCOL_CRATES: [&str; 5] = ["hyper", "h2", "tonic", "tower", "rustls"];
 
-/// Lines let through per crate per window.
-const PER_WINDOW: u32 = 1;
-
+/// Each protocol crate logs at most one line per window.
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// Lines dropped since the last [`report_suppressed`].
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
+/// A hot-path warning logged at most once per interval, with how many were suppressed in
+/// between: one unreadable Redis row per id per request must not become a log flood. Lock-free:
+/// one load when suppressed, one compare-exchange when a line goes out.
+#[derive(Debug)]
+pub struct LogEvery {
+    every_ms: u64,
+    start: Instant,
+    /// Milliseconds since `start` before which nothing is logged.
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogEvery {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        LogEvery {
+            every_ms: every.as_millis() as u64,
+            start: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be logged now.
+    pub fn ready(&self) -> Option<u64> {
+        let now = self.start.elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now < next
+            || self.next_ms.compare_exchange(next, now + self.every_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// See the module doc.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProtocolLogLimit {
-    /// Per crate: the window's start and the lines let through in it.
-    windows: Mutex<[Option<(Instant, u32)>; PROTOCOL_CRATES.len()]>,
+    /// One limiter per crate of `PROTOCOL_CRATES`, in that order.
+    crates: [LogEvery; PROTOCOL_CRATES.len()],
+}
+
+impl Default for ProtocolLogLimit {
+    fn default() -> Self {
+        ProtocolLogLimit { crates: std::array::from_fn(|_| LogEvery::new(WINDOW)) }
+    }
 }
 
 fn crate_of(target: &str) -> Option<usize> {
@@ -38,24 +81,12 @@ fn crate_of(target: &str) -> Option<usize> {
 impl<S> Filter<S> for ProtocolLogLimit {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
         let Some(index) = crate_of(meta.target()).filter(|_| meta.is_event()) else { return true };
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let window = &mut windows[index];
-        match window {
-            Some((start, n)) if now.duration_since(*start) < WINDOW => {
-                if *n < PER_WINDOW {
-                    *n += 1;
-                    true
-                } else {
-                    SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-            }
-            _ => {
-                *window = Some((now, 1));
-                true
-            }
+        // The crate's own count of suppressed lines is not used: the report sums all crates.
+        let allowed = self.crates[index].ready().is_some();
+        if !allowed {
+            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
         }
+        allowed
     }
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
@@ -98,7 +129,7 @@ pub async fn report_suppressed(every: Duration, stop: tokio_util::sync::Cancella
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::{Layer as _, Registry};
@@ -117,6 +148,17 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn log_every_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let limiter = LogEvery::new(Duration::from_secs(3600));
+        assert_eq!(limiter.ready(), Some(0));
+        assert_eq!(limiter.ready(), None);
+        assert_eq!(limiter.ready(), None);
+        let open = LogEvery::new(Duration::ZERO);
+        assert_eq!(open.ready(), Some(0));
+        assert_eq!(open.ready(), Some(0), "a zero interval never suppresses");
     }
 
     #[test]

@@ -19,13 +19,15 @@ pub mod config;
 pub mod log_limit;
 pub mod trace;
 
+pub use log_limit::LogEvery;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram as Hdr;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -58,6 +60,45 @@ pub struct VersionLabels {
     pub model: String,
     /// Version number.
     pub version: String,
+}
+
+/// `{scene, model, version}`: one version as a scene serves it. Quality, drift and inference
+/// cost are per version *and* scene (one repository may serve several scenes).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SceneVersionLabels {
+    /// Scene.
+    pub scene: String,
+    /// Model repository name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+}
+
+impl SceneVersionLabels {
+    /// The labels of `version` of `model` in `scene`.
+    pub fn new(scene: &str, model: &str, version: impl std::fmt::Display) -> Self {
+        SceneVersionLabels { scene: scene.to_owned(), model: model.to_owned(), version: version.to_string() }
+    }
+}
+
+/// Encodes the family `name` with one series per `(labels, value)`: what a collector that
+/// computes its numbers at scrape time (the quality and drift trackers) writes for each family.
+/// A family with no series still gets its HELP and TYPE lines.
+pub fn encode_series<L, M>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, M::TYPE)?;
+    for (labels, value) in series {
+        value.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// `{scene, stage}` of the request path.
@@ -450,55 +491,9 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// A hot-path warning logged at most once per interval, with how many were suppressed in
-/// between: one unreadable Redis row per id per request must not become a log flood.
-#[derive(Debug)]
-pub struct LogEvery {
-    every_ms: u64,
-    start: std::time::Instant,
-    /// Milliseconds since `start` before which nothing is logged.
-    next_ms: std::sync::atomic::AtomicU64,
-    suppressed: std::sync::atomic::AtomicU64,
-}
-
-impl LogEvery {
-    /// At most one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        LogEvery {
-            every_ms: every.as_millis() as u64,
-            start: std::time::Instant::now(),
-            next_ms: std::sync::atomic::AtomicU64::new(0),
-            suppressed: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    pub fn ready(&self) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.start.elapsed().as_millis() as u64;
-        let next = self.next_ms.load(Relaxed);
-        if now < next || self.next_ms.compare_exchange(next, now + self.every_ms, Relaxed, Relaxed).is_err() {
-            self.suppressed.fetch_add(1, Relaxed);
-            return None;
-        }
-        Some(self.suppressed.swap(0, Relaxed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_every_lets_one_line_through_per_interval_and_counts_the_rest() {
-        let limiter = LogEvery::new(Duration::from_secs(3600));
-        assert_eq!(limiter.ready(), Some(0));
-        assert_eq!(limiter.ready(), None);
-        assert_eq!(limiter.ready(), None);
-        let open = LogEvery::new(Duration::ZERO);
-        assert_eq!(open.ready(), Some(0));
-        assert_eq!(open.ready(), Some(0), "a zero interval never suppresses");
-    }
 
     #[test]
     fn latency_window_resets_but_prometheus_stays_cumulative() {

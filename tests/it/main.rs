@@ -50,6 +50,8 @@ mod registry_etcd;
 mod tls;
 
 // === external tier: every test needs Redis, etcd, moto, Python, Go or ONNX Runtime ===
+#[cfg(feature = "parquet")]
+mod backfill;
 mod backpressure;
 mod bad_input;
 mod batching;

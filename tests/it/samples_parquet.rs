@@ -6,53 +6,19 @@
 //! restart every sample record of the log is in the files exactly once.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
 use augur::proto::{LogRecord, ReportEventsRequest, Sample, log_record};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common;
+use crate::common::parquet::{batches, parts};
 use crate::common::process::AugurProcess as Augur;
 use crate::common::samples::{EMITTED, events, metric, read_log, request, samples_config, wait_for};
-
-/// Every committed part under `dir` (temporaries and markers are not `.parquet`).
-fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet")
-                && !p.file_name().unwrap().to_str().unwrap().starts_with('.')
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn batches(dir: &Path) -> Vec<RecordBatch> {
-    parts(dir)
-        .into_iter()
-        .flat_map(|p| {
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-        })
-        .collect()
-}
 
 /// (sample_id, revision) of every row, in file order.
 fn row_ids(dir: &Path) -> Vec<(String, u32)> {

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import IR_VERSION, OPSET, PRODUCER, DeepFM, warm_start  # noqa: E402
+from onnx_graph import Graph, f32  # noqa: E402
+from train import DeepFM, warm_start  # noqa: E402
 
 
 def layout_from_spec(path: str | Path) -> dict:
@@ -56,33 +57,10 @@ def layout_from_spec(path: str | Path) -> dict:
 
 
 def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props: dict) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes, inits, counter = [], [], [0]
-
-    def const(name, arr):
-        inits.append(numpy_helper.from_array(np.asarray(arr), name))
-        return name
-
-    def op(kind, inputs, out=None, **attrs):
-        counter[0] += 1
-        out = out or f"t{counter[0]}_{kind.lower()}"
-        nodes.append(helper.make_node(kind, inputs, [out], name=f"n{counter[0]}_{kind}", **attrs))
-        return out
-
-    def add_all(xs):
-        acc = xs[0]
-        for x in xs[1:]:
-            acc = op("Add", [acc, x])
-        return acc
-
-    def cat(xs, axis=1):
-        return op("Concat", xs, axis=axis) if len(xs) > 1 else xs[0]
-
-    def f32(a):
-        return np.ascontiguousarray(a, dtype=np.float32)
-
+    g = Graph()
+    op, const, add_all, cat = g.op, g.const, g.add_all, g.cat
     p, k = model.p, model.k
     index = layout["index"]
     axis1 = const("c/axes_1", np.array([1], np.int64))
@@ -159,14 +137,12 @@ def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props:
             sizes.append((name, size))
     gathered = {}
     if packed:
-        g = op("Gather", [cat(packed), index], axis=0)                              # N, H0+2k+1
+        packed_rows = op("Gather", [cat(packed), index], axis=0)                    # N, H0+2k+1
         if len(sizes) == 1:
-            gathered[sizes[0][0]] = g
+            gathered[sizes[0][0]] = packed_rows
         else:
-            outs = [f"t_req_{name}" for name, _ in sizes]
-            counter[0] += 1
-            nodes.append(helper.make_node("Split", [g, const("c/req_split", np.array([n for _, n in sizes], np.int64))],
-                                          outs, name=f"n{counter[0]}_Split", axis=1))
+            outs = g.op_outputs("Split", [packed_rows, const("c/req_split", np.array([n for _, n in sizes], np.int64))],
+                                [f"t_req_{name}" for name, _ in sizes], axis=1)
             gathered = dict(zip([n for n, _ in sizes], outs))
 
     def both(name):
@@ -195,17 +171,9 @@ def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props:
     logit = op("Add", [add_all(terms), const("w/bias", f32(p["bias"]))], out="logit")
     op("Squeeze", [op("Sigmoid", [logit]), axis1], out=meta["output"])
 
-    graph = helper.make_graph(
-        nodes, "augur_deepfm_split", graph_inputs,
-        [helper.make_tensor_value_info(meta["output"], TensorProto.FLOAT, ["N"])], initializer=inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                          producer_name=PRODUCER, ir_version=IR_VERSION,
-                          doc_string="DeepFM CTR model, request-level part computed once per request "
-                                     "(tools/train/split.py)")
-    helper.set_model_props(m, {k_: str(v) for k_, v in props.items()})
-    onnx.checker.check_model(m, full_check=True)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(m, path)
+    g.save(path, "augur_deepfm_split", graph_inputs,
+           [helper.make_tensor_value_info(meta["output"], TensorProto.FLOAT, ["N"])],
+           "DeepFM CTR model, request-level part computed once per request (tools/train/split.py)", props)
 
 
 def load_flat(path: str) -> tuple[DeepFM, dict]:

@@ -54,10 +54,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import auc, logloss  # noqa: E402
+from onnx_graph import PRODUCER, Graph, f32  # noqa: E402
 
-PRODUCER = "augur tools/train"
-OPSET = 17
-IR_VERSION = 9  # onnxruntime 1.31 loads IR <= 11; 9 is what opset 17 shipped with.
 SCORE_CHUNK = 16384
 
 
@@ -380,30 +378,10 @@ def warm_start(model: DeepFM, path: str) -> None:
 
 
 def export_onnx(model: DeepFM, meta: dict, path: str, props: dict) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes, inits, counter = [], [], [0]
-
-    def const(name, arr):
-        inits.append(numpy_helper.from_array(np.asarray(arr), name))
-        return name
-
-    def op(kind, inputs, out=None, **attrs):
-        counter[0] += 1
-        out = out or f"t{counter[0]}_{kind.lower()}"
-        nodes.append(helper.make_node(kind, inputs, [out], name=f"n{counter[0]}_{kind}", **attrs))
-        return out
-
-    def add_all(xs):
-        acc = xs[0]
-        for x in xs[1:]:
-            acc = op("Add", [acc, x])
-        return acc
-
-    def f32(a):
-        return np.ascontiguousarray(a, dtype=np.float32)
-
+    g = Graph()
+    op, const = g.op, g.const
     p = model.p
     axis1 = const("c/axes_1", np.array([1], np.int64))
     terms, deep_in = [], []
@@ -415,8 +393,8 @@ def export_onnx(model: DeepFM, meta: dict, path: str, props: dict) -> None:
             embs.append(op("Gather", [E, s["name"]], axis=0))                       # N,w,k
             lin = op("Gather", [W1, s["name"]], axis=0)                             # N,w
             lins.append(op("ReduceSum", [lin, axis1], keepdims=1))                  # N,1
-        e = op("Concat", embs, axis=1) if len(embs) > 1 else embs[0]              # N,F,k
-        terms.append(add_all(lins))
+        e = g.cat(embs)                                                             # N,F,k
+        terms.append(g.add_all(lins))
         s_ = op("ReduceSum", [e, axis1], keepdims=0)                                # N,k
         sq_sum = op("Mul", [s_, s_])
         sum_sq = op("ReduceSum", [op("Mul", [e, e]), axis1], keepdims=0)            # N,k
@@ -425,12 +403,11 @@ def export_onnx(model: DeepFM, meta: dict, path: str, props: dict) -> None:
         shape = const("c/flat_shape", np.array([0, model.F * model.k], np.int64))  # 0 = keep N
         deep_in.append(op("Reshape", [e, shape]))                                   # N,F*k
     if model.d:
-        names = [s["name"] for s in model.float_specs]
-        dense = op("Concat", names, axis=1) if len(names) > 1 else names[0]        # N,d
+        dense = g.cat([s["name"] for s in model.float_specs])                       # N,d
         wd = const("w/dense/linear", f32(p["w_dense"][:, None]))
         terms.append(op("MatMul", [dense, wd]))                                     # N,1
         deep_in.append(dense)
-    h = op("Concat", deep_in, axis=1) if len(deep_in) > 1 else deep_in[0]
+    h = g.cat(deep_in)
     for l in range(model.L):
         W = const(f"w/mlp/{l}/weight", f32(p[f"W{l}"]))
         b = const(f"w/mlp/{l}/bias", f32(p[f"b{l}"]))
@@ -438,24 +415,15 @@ def export_onnx(model: DeepFM, meta: dict, path: str, props: dict) -> None:
     W = const("w/mlp/out/weight", f32(p["W_out"]))
     b = const("w/mlp/out/bias", f32(p["b_out"]))
     terms.append(op("Add", [op("MatMul", [h, W]), b]))                             # N,1
-    logit = op("Add", [add_all(terms), const("w/bias", f32(p["bias"]))], out="logit")
+    logit = op("Add", [g.add_all(terms), const("w/bias", f32(p["bias"]))], out="logit")
     prob = op("Sigmoid", [logit])
     op("Squeeze", [prob, axis1], out=meta["output"])                               # N
 
     elem = {"int64": TensorProto.INT64, "float32": TensorProto.FLOAT}
-    graph = helper.make_graph(
-        nodes, "augur_deepfm",
-        [helper.make_tensor_value_info(s["name"], elem[s["dtype"]], ["N", s["width"]])
-         for s in meta["inputs"]],
-        [helper.make_tensor_value_info(meta["output"], TensorProto.FLOAT, ["N"])],
-        initializer=inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                          producer_name=PRODUCER, ir_version=IR_VERSION,
-                          doc_string="DeepFM CTR model trained by tools/train/train.py")
-    helper.set_model_props(m, {k: str(v) for k, v in props.items()})
-    onnx.checker.check_model(m, full_check=True)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(m, path)
+    g.save(path, "augur_deepfm",
+           [helper.make_tensor_value_info(s["name"], elem[s["dtype"]], ["N", s["width"]]) for s in meta["inputs"]],
+           [helper.make_tensor_value_info(meta["output"], TensorProto.FLOAT, ["N"])],
+           "DeepFM CTR model trained by tools/train/train.py", props)
 
 
 def ort_scores(path: str, data: dict, output: str) -> np.ndarray:

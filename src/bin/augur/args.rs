@@ -237,6 +237,9 @@ pub(crate) struct SetLatestArgs {
 pub(crate) enum FeaturesCommand {
     /// Impression log + store tables → features.npz + meta.json (the model's exact inputs).
     Export(ExportArgs),
+    /// Impressions + the feature changelog → each impression's model inputs as of its own time
+    /// (never later), as Parquet partitioned by hour.
+    Backfill(BackfillArgs),
     /// Bulk-load a table from CSV or JSONL into the configured Redis (HSET per row, pipelined).
     Load(LoadArgs),
     /// Publish feature updates to a feature stream's Kafka topic (JSON lines, or one update).
@@ -476,12 +479,50 @@ pub(crate) struct ExportArgs {
     /// Scene whose spec to apply.
     #[arg(long, default_value = "ranking")]
     pub(crate) scene: String,
-    /// Impression CSV: user_id,item_id,label[,context columns...].
+    /// Impressions, CSV or `.parquet`: user_id,item_id,label[,context columns...].
     #[arg(long)]
     pub(crate) impressions: PathBuf,
     /// Output directory.
     #[arg(long)]
     pub(crate) out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BackfillArgs {
+    /// Config naming the scene's spec (the store is not read: the changelog is).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Scene whose spec to apply.
+    #[arg(long, default_value = "ranking")]
+    pub(crate) scene: String,
+    /// Impressions, CSV or `.parquet`: timestamp_ms,user_id,item_id,label[,request_id][,context
+    /// columns...]; any order.
+    #[arg(long)]
+    pub(crate) impressions: PathBuf,
+    /// The feature changelog directory (`dt=YYYY-MM-DD/hour=HH/part-*.parquet`).
+    #[arg(long)]
+    pub(crate) history: PathBuf,
+    /// Output directory (new or empty): `dt=YYYY-MM-DD/hour=HH/part-*.parquet` and `_SUCCESS`.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// `applied`: the changes the store had applied by each impression's time (what Predict
+    /// served); `event`: the changes whose event time is at or before it (what was true,
+    /// including corrections that arrived late).
+    #[arg(long, default_value = "applied", value_parser = ["applied", "event"])]
+    pub(crate) time_basis: String,
+    /// With `--time-basis event`: count only changes applied up to this time (ms since the
+    /// Unix epoch), so a rerun ignores corrections that arrived since. Default: all.
+    #[arg(long)]
+    pub(crate) until_applied_ms: Option<i64>,
+    /// Memory for sorting impressions, MiB: more spills to disk in sorted runs.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub(crate) sort_memory_mib: u64,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) row_group_rows: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,4 +1,5 @@
-//! `augur features export` (offline features by the serving code), `augur features load`
+//! `augur features export` (offline features by the serving code), `augur features backfill`
+//! (the same, as of each impression's time, from the changelog), `augur features load`
 //! (bulk-write a table into the configured Redis) and `augur features publish` (updates onto a
 //! feature stream's topic).
 
@@ -7,16 +8,32 @@ use anyhow::Context;
 use augur::cli::load;
 use augur::config::Config;
 
-use crate::args::{ExportArgs, FeaturePublishArgs, LoadArgs};
+use crate::args::{BackfillArgs, ExportArgs, FeaturePublishArgs, LoadArgs};
 
-pub(crate) async fn export(ExportArgs { config, scene, impressions, out }: ExportArgs) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref())?;
+/// The spec of `scene` as `config` names it.
+fn scene_spec(config: &Config, scene: &str) -> anyhow::Result<augur::assemble::Spec> {
     let scene_config = config
         .scenes
         .iter()
         .find(|s| s.name == scene)
         .with_context(|| format!("scene `{scene}` is not in the config's scenes"))?;
-    let spec = augur::assemble::Spec::load(&scene_config.spec)?;
+    Ok(augur::assemble::Spec::load(&scene_config.spec)?)
+}
+
+/// A progress bar drawn only on a terminal.
+fn progress_bar(total: Option<u64>, template: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    Ok(indicatif::ProgressBar::with_draw_target(total, target)
+        .with_style(indicatif::ProgressStyle::with_template(template)?))
+}
+
+pub(crate) async fn export(ExportArgs { config, scene, impressions, out }: ExportArgs) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let spec = scene_spec(&config, &scene)?;
     let store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await?;
     let started = std::time::Instant::now();
     let summary = augur::cli::export::export(&spec, store.as_ref(), &impressions, &out).await?;
@@ -50,14 +67,7 @@ pub(crate) async fn load(
     };
     let store = load::connect(redis).await?;
     let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
-    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressDrawTarget::stderr()
-    } else {
-        indicatif::ProgressDrawTarget::hidden()
-    };
-    let progress = indicatif::ProgressBar::with_draw_target(Some(size), target).with_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} eta {eta}")?,
-    );
+    let progress = progress_bar(Some(size), "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} eta {eta}")?;
     // Every row written goes to the changelog too, when one is configured (see `cli::load`).
     let mut history = match config.feature_history.active_dir() {
         Some(dir) => Some(augur::feature_history::write::HistoryWriter::open(
@@ -78,6 +88,49 @@ pub(crate) async fn load(
         anyhow::bail!("load stopped at line {line}");
     }
     Ok(())
+}
+
+pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    let BackfillArgs {
+        config,
+        scene,
+        impressions,
+        history,
+        out,
+        time_basis,
+        until_applied_ms,
+        sort_memory_mib,
+        row_group_rows,
+        json,
+    } = args;
+    let config = Config::load(config.as_deref())?;
+    let spec = scene_spec(&config, &scene)?;
+    #[cfg(feature = "parquet")]
+    {
+        use augur::cli::backfill;
+        let options = backfill::Options {
+            basis: time_basis.parse().map_err(anyhow::Error::msg)?,
+            until_applied_ms,
+            spill_bytes: (sort_memory_mib as usize) << 20,
+            row_group_rows: row_group_rows as usize,
+            ..backfill::Options::default()
+        };
+        let progress = progress_bar(None, "{elapsed_precise} {msg} [{wide_bar}] {human_pos}/{human_len} {per_sec}")?;
+        let changes = |until_applied_ms| augur::feature_history::read::changes(&history, until_applied_ms);
+        let summary = backfill::backfill(&spec, &impressions, changes, &out, &options, &progress).await?;
+        progress.finish_and_clear();
+        if json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            println!("{}: {summary}", out.display());
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "parquet"))]
+    {
+        let _ = (spec, impressions, history, out, time_basis, until_applied_ms, sort_memory_mib, row_group_rows, json);
+        anyhow::bail!("this build of augur lacks the `parquet` feature: `augur features backfill` writes Parquet")
+    }
 }
 
 pub(crate) async fn publish(args: FeaturePublishArgs) -> anyhow::Result<()> {

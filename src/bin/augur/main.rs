@@ -101,6 +101,7 @@ async fn run(command: Command, config: Option<Config>, traces: Option<OtlpTraces
         Command::DemoData(args) => demo::ranking(args),
         Command::SuggestDemoData(args) => demo::suggest(args),
         Command::Features { command: FeaturesCommand::Export(args) } => features::export(args).await,
+        Command::Features { command: FeaturesCommand::Backfill(args) } => features::backfill(args).await,
         Command::Features { command: FeaturesCommand::Load(args) } => features::load(args).await,
         Command::Features { command: FeaturesCommand::Publish(args) } => features::publish(args).await,
         Command::Samples { command: SamplesCommand::Dump(args) } => samples::dump(args).await,

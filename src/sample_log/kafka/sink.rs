@@ -13,12 +13,13 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::time::Instant;
 
-use super::properties::{Refusal, vet};
+use super::properties::vet;
 use super::{ID_HEADER, SEQ_HEADER, SinkBuildError};
 use crate::fetch::BoxFuture;
 use crate::sample_log::config::KafkaSinkConfig;
 use crate::sample_log::record::Record;
 use crate::sample_log::sink::{Delivered, Refused, SampleSink, SinkError};
+use crate::validate::librdkafka::Refusal;
 
 /// On top of `message.timeout.ms`: librdkafka fails each record within that timeout by itself;
 /// this outer bound only guards against a delivery report that never comes.

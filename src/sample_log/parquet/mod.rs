@@ -39,8 +39,9 @@ mod sink;
 mod tests;
 mod writer;
 
-pub use schema::{input_column, label_column};
+pub use schema::{fallbacks_array, fallbacks_field, input_array, input_column, input_field, label_column};
 pub use sink::ParquetSink;
+pub use writer::{commit_part, writer_properties};
 
 /// Name of the hour marker.
 pub const MARKER: &str = "_SUCCESS";

@@ -62,6 +62,33 @@ fn item(int: bool) -> Arc<Field> {
     Arc::new(Field::new("item", if int { DataType::Int64 } else { DataType::Float32 }, false))
 }
 
+/// The column of model input `name`: a fixed-size list of `width` int64 (`int`) or float32.
+pub fn input_field(name: &str, int: bool, width: i32) -> Field {
+    Field::new(input_column(name), DataType::FixedSizeList(item(int), width), false)
+}
+
+/// A model input column from its rows' values back to back (int64 or float32), `width` per row.
+pub fn input_array(name: &str, int: bool, width: i32, values: ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let list = FixedSizeListArray::try_new(item(int), width, values, None)
+        .map_err(|e| ArrowError::InvalidArgumentError(format!("input `{name}`: {e}")))?;
+    Ok(Arc::new(list))
+}
+
+/// The `fallbacks` column's type: per row, the features served from defaults.
+pub fn fallbacks_field() -> Field {
+    Field::new("fallbacks", DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))), false)
+}
+
+/// A `fallbacks` column: `lengths` names per row, `names` back to back.
+pub fn fallbacks_array(lengths: impl IntoIterator<Item = usize>, names: StringArray) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Utf8, false)),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(names),
+        None,
+    )?))
+}
+
 fn label_fields() -> Fields {
     Fields::from(vec![
         Field::new("type", DataType::Utf8, false),
@@ -94,10 +121,8 @@ pub(super) fn schema(label_types: &[String], signature: &Signature) -> SchemaRef
         DataType::List(Arc::new(Field::new("item", DataType::Struct(label_fields()), false))),
         false,
     ));
-    fields.push(Field::new("fallbacks", DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))), false));
-    for (name, int, width) in &signature.0 {
-        fields.push(Field::new(input_column(name), DataType::FixedSizeList(item(*int), *width), false));
-    }
+    fields.push(fallbacks_field());
+    fields.extend(signature.0.iter().map(|(name, int, width)| input_field(name, *int, *width)));
     Arc::new(Schema::new(fields))
 }
 
@@ -160,12 +185,7 @@ pub(super) fn batch(
             names.append_value(&f.feature);
         }
     }
-    columns.push(Arc::new(ListArray::try_new(
-        Arc::new(Field::new("item", DataType::Utf8, false)),
-        OffsetBuffer::from_lengths(rows.iter().map(|(_, s)| s.fallbacks.len())),
-        Arc::new(names.finish()),
-        None,
-    )?));
+    columns.push(fallbacks_array(rows.iter().map(|(_, s)| s.fallbacks.len()), names.finish())?);
     // Inputs: the rows' values back to back, `width` per row.
     for (i, (name, int, width)) in signature.0.iter().enumerate() {
         let values: ArrayRef = if *int {
@@ -177,9 +197,7 @@ pub(super) fn batch(
                 rows.iter().flat_map(|(_, s)| s.inputs[i].float_values.iter().copied()),
             ))
         };
-        let list = FixedSizeListArray::try_new(item(*int), *width, values, None)
-            .map_err(|e| ArrowError::InvalidArgumentError(format!("input `{name}`: {e}")))?;
-        columns.push(Arc::new(list));
+        columns.push(input_array(name, *int, *width, values)?);
     }
     RecordBatch::try_new(Arc::clone(schema), columns)
 }

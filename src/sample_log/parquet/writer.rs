@@ -90,11 +90,7 @@ impl Writer {
     ) -> Result<Writer, ParquetError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(config.row_group_rows.max(1)))
-            .set_created_by(format!("augur {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let properties = writer_properties(config.row_group_rows);
         let mut writer = Writer {
             dir,
             label_types: settings.label_types,
@@ -301,9 +297,8 @@ impl Writer {
         let Some(partition) = self.partitions.get_mut(key) else { return Ok(()) };
         let Some(part) = partition.open.take() else { return Ok(()) };
         let Part { first, last, rows, tmp, writer, .. } = part;
-        let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.clone(), source })?;
         let path = partition.dir.join(part_name(first, last));
-        let bytes = crate::hourly::commit(file, &tmp, &path).map_err(ParquetError::from)?;
+        let bytes = commit_part(writer, &tmp, &path)?;
         partition.committed_through = last;
         self.metrics.parquet_files.get_or_create(&self.labels).inc();
         self.metrics.parquet_rows.get_or_create(&self.labels).inc_by(rows as u64);
@@ -376,6 +371,23 @@ pub(super) fn part_range(path: &Path) -> Option<(u64, u64)> {
     let name = path.file_name()?.to_str()?;
     let (first, last) = name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
     Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// How augur writes every Parquet file: snappy, `row_group_rows` rows per row group (the rows a
+/// writer holds unencoded), stamped with augur's version.
+pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_created_by(format!("augur {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Finishes a part written to the hidden `tmp` (footer) and commits it as `path`
+/// ([`crate::hourly::commit`]); returns its size in bytes.
+pub fn commit_part(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, ParquetError> {
+    let file = writer.into_inner().map_err(|source| ParquetError::Encode { path: tmp.to_owned(), source })?;
+    Ok(crate::hourly::commit(file, tmp, path)?)
 }
 
 fn marker_path(dir: &Path, hour_ms: i64) -> PathBuf {

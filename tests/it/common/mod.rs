@@ -158,6 +158,8 @@ pub mod load;
 #[cfg(feature = "bucket")]
 pub mod moto_server;
 pub mod otlp_sink;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod process;
 pub mod redis_server;
 pub mod samples;

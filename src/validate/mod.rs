@@ -1,7 +1,10 @@
 //! Start-up validation vocabulary shared by every module's config section. Each module owns its
 //! section (struct, defaults, checks); they all answer with an [`Invalid`] that names the dotted
 //! key, so a bad config fails start-up with one message an operator can act on. A leaf module:
-//! it imports nothing from the crate, so every section can use it without a cycle.
+//! it imports nothing from the crate, so every section can use it without a cycle. [`librdkafka`]
+//! vets the Kafka client properties a section passes through.
+
+pub mod librdkafka;
 
 /// A value parsed but is out of range: the dotted key and what is wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
