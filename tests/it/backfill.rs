@@ -305,3 +305,106 @@ async fn updates_between_predictions_backfill_to_every_served_snapshot() {
     stream.commit().unwrap();
     backfill_equals_served(dir.path(), &samples, History::Dir(history), &out).await;
 }
+
+/// The whole path with augur writing the changelog itself: a bulk load into Redis recorded by
+/// `augur features load`'s library call, then Kafka updates (librdkafka's mock cluster) applied by
+/// augur's own stream consumer and recorded by it between Predict calls; the logged impressions
+/// backfilled from that directory by the binary equal every served snapshot byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_stream_changelog_written_by_augur_backfills_to_every_served_snapshot() {
+    use augur::cli::load::{LoadOptions, OnError, load_file_with_history};
+    use augur::feature_stream::publish::publish;
+    use augur::feature_stream::{EntityKind, Update, UpdateFormat};
+    use augur::sample_log::kafka::mock::MockKafka;
+
+    use crate::common::redis_server::{RedisServer, redis_config, redis_demo_config};
+    use crate::feature_streams::{TOPIC, bounded, item_update, now_ms};
+
+    bounded(async {
+        common::require!(Redis, Ort);
+        let (redis, kafka, dir) = (RedisServer::start(), MockKafka::start(TOPIC, 3), tempfile::tempdir().unwrap());
+        let (log_dir, history, out) = (dir.path().join("log"), dir.path().join("history"), dir.path().join("backfill"));
+        let config = redis_demo_config(
+            &[redis.url()],
+            false,
+            &format!(
+                "[[feature_streams]]\nname = \"features\"\nbrokers = \"{}\"\ntopic = \"{TOPIC}\"\n\
+                 dead_letter_path = \"{}\"\n[feature_history]\ndir = \"{}\"\nroll_interval_ms = 200\n\
+                 [samples]\nenabled = true\n[samples.log]\ndir = \"{}\"\nfsync_interval_ms = 50\n\
+                 [samples.join]\ntick_ms = 50\npositive_wait_s = {{ click = 1 }}\n",
+                kafka.bootstrap,
+                dir.path().join("dead.jsonl").display(),
+                history.display(),
+                log_dir.display()
+            ),
+        );
+        // The demo tables, loaded as `augur features load --history` does.
+        let store = augur::cli::load::connect(redis_config(&config)).await.unwrap();
+        let mut writer = HistoryWriter::open(&history, &config.feature_history, "load", Default::default()).unwrap();
+        for (table, key) in [("users", "user_id"), ("items", "item_id")] {
+            let options =
+                LoadOptions { table: table.into(), key_column: Some(key.into()), batch: 1000, on_error: OnError::Stop };
+            let file = common::root().join(format!("demo/{table}.csv"));
+            let progress = indicatif::ProgressBar::hidden();
+            load_file_with_history(&store, &file, &options, &progress, Some(&mut writer)).await.expect("load");
+        }
+        assert_eq!(writer.pending_rows(), 0, "the load committed its changes");
+
+        let server = common::start(config).await;
+        let mut client = server.client().await;
+        let applied = async |server: &common::TestServer| {
+            let text = crate::common::http::scrape(server).await;
+            crate::common::http::sample(
+                &text,
+                "augur_feature_stream_updates_total{stream=\"features\",result=\"applied\"}",
+            )
+            .unwrap_or(0.0)
+        };
+        let items = ["i1", "i2", "i3", "i4"];
+        let rounds = 6;
+        let mut published = 0.0;
+        let mut reports = Vec::new();
+        for round in 0..rounds {
+            let mut r = common::ranking_request("u1", &items);
+            r.request_id = format!("round-{round}");
+            client.predict(r.clone()).await.expect("predict");
+            reports
+                .extend(r.candidates.iter().map(|c| common::samples::event(&r.request_id, &c.item_id, "impression")));
+            // Keep the next write out of the prediction's own ms (the backfill is inclusive).
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let now = now_ms();
+            let mut updates = vec![
+                item_update(items[round % items.len()], now, 10.0 + 7.0 * round as f64, &format!("c{round}")),
+                Update {
+                    entity: EntityKind::User,
+                    entity_id: "u1".into(),
+                    event_time_ms: now,
+                    features: vec![("activity".into(), Value::Float(round as f64))],
+                },
+            ];
+            if round % 2 == 1 {
+                // Late: loses to the newer value held, in the store and in the replay alike.
+                let mut late = updates[1].clone();
+                late.event_time_ms = now - 60_000;
+                late.features = vec![("activity".into(), Value::Float(99.0))];
+                updates.push(late);
+            }
+            publish(&kafka.bootstrap, TOPIC, UpdateFormat::Protobuf, &updates).await.expect("publish");
+            published += 2.0;
+            common::wait_for("the round's updates applied", async || applied(&server).await >= published).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        client.report_events(ReportEventsRequest { events: reports }).await.expect("report");
+        wait_for(&server.metrics, EMITTED, (rounds * items.len()) as f64).await;
+        // Stopping drains the consumer, which commits its open changelog part.
+        server.stop().await;
+
+        let samples = logged_samples(&log_dir);
+        assert_eq!(samples.len(), rounds * items.len());
+        let dense: std::collections::BTreeSet<Vec<u8>> =
+            samples.iter().filter(|s| s.item_id == "i2").map(|s| served(s, &["dense"]).remove(0)).collect();
+        assert_eq!(dense.len(), rounds, "the user's updates reached the served inputs every round");
+        backfill_equals_served(dir.path(), &samples, History::Dir(history), &out).await;
+    })
+    .await;
+}
