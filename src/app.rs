@@ -94,17 +94,52 @@ pub enum StartError {
 }
 
 /// Each listener's health reporter and the service it reports besides the whole server (`""`):
-/// the public port knows only Prediction, the admin port only ModelAdmin.
+/// the public port knows only Prediction, the admin port only ModelAdmin. The public port also
+/// reports each scene as `augur.v1.Prediction/<scene>`, which a release-first reload turns
+/// NOT_SERVING while that scene has nothing to serve (and `""` with Prediction too, and
+/// `/readyz`, while no scene has).
 struct Health {
     reporters: [(HealthReporter, &'static str); 2],
+    /// Per scene: its health service name and whether its repository has a version to serve.
+    scenes: Vec<(String, bool)>,
+    /// From shutdown step 1 on, scene changes no longer move any status.
+    draining: bool,
+    readiness: Readiness,
 }
 
 impl Health {
-    async fn set(&self, status: ServingStatus) {
+    fn new(reporters: [(HealthReporter, &'static str); 2], scenes: &[String], readiness: Readiness) -> Self {
+        let scenes = scenes.iter().map(|scene| (scene_service(scene), true)).collect();
+        Health { reporters, scenes, draining: false, readiness }
+    }
+
+    /// Every status, scenes included: start-up (SERVING) and shutdown step 1 (NOT_SERVING, and
+    /// from then on scene changes are ignored).
+    async fn set(&mut self, status: ServingStatus) {
+        self.draining = status != ServingStatus::Serving;
         for (reporter, service) in &self.reporters {
             reporter.set_service_status("", status).await;
             reporter.set_service_status(*service, status).await;
         }
+        for (service, _) in &self.scenes {
+            self.reporters[0].0.set_service_status(service, status).await;
+        }
+        self.readiness.set(status == ServingStatus::Serving);
+    }
+
+    /// A scene's repository gained or lost its last servable version.
+    async fn scene(&mut self, index: usize, serving: bool) {
+        if self.draining {
+            return;
+        }
+        let status = |up: bool| if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+        self.scenes[index].1 = serving;
+        let public = &self.reporters[0];
+        public.0.set_service_status(&self.scenes[index].0, status(serving)).await;
+        let any = self.scenes.iter().any(|(_, up)| *up);
+        public.0.set_service_status("", status(any)).await;
+        public.0.set_service_status(public.1, status(any)).await;
+        self.readiness.set(any);
     }
 
     /// Removing a status ends its Watch streams (after they saw the last status).
@@ -113,6 +148,36 @@ impl Health {
             reporter.clear_service_status("").await;
             reporter.clear_service_status(service).await;
         }
+        for (service, _) in &self.scenes {
+            self.reporters[0].0.clear_service_status(service).await;
+        }
+    }
+}
+
+/// The grpc.health.v1 service name of one scene on the public port.
+pub fn scene_service(scene: &str) -> String {
+    format!("{}/{scene}", server::PREDICTION)
+}
+
+/// Follows each scene's repository into the health statuses until shutdown step 1.
+fn follow_scenes(
+    health: &Arc<tokio::sync::Mutex<Health>>,
+    predictor: &Predictor,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    for (index, scene) in predictor.scenes().enumerate() {
+        let (health, stop, mut serving) = (Arc::clone(health), stop.clone(), scene.repo.serving());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = serving.changed() => if changed.is_err() { return },
+                }
+                let up = *serving.borrow_and_update();
+                health.lock().await.scene(index, up).await;
+            }
+        });
     }
 }
 
@@ -375,11 +440,18 @@ impl App {
         }
         let (public_health, health_service) = tonic_health::server::health_reporter();
         let (admin_health, admin_health_service) = tonic_health::server::health_reporter();
-        let health = Health { reporters: [(public_health, server::PREDICTION), (admin_health, admin::MODEL_ADMIN)] };
+        let scenes: Vec<String> = predictor.scenes().map(|s| s.spec.scene.clone()).collect();
+        let mut health = Health::new(
+            [(public_health, server::PREDICTION), (admin_health, admin::MODEL_ADMIN)],
+            &scenes,
+            readiness.clone(),
+        );
         // SERVING only now: every scene's model is loaded and warmed up and the store answered
         // at build time.
         health.set(ServingStatus::Serving).await;
-        readiness.set(true);
+        let health = Arc::new(tokio::sync::Mutex::new(health));
+        let scenes_stop = CancellationToken::new();
+        follow_scenes(&health, &predictor, &tracker, &scenes_stop);
         let stop_accepting = CancellationToken::new();
         tracker.spawn(crate::telemetry::log_limit::report_suppressed(
             std::time::Duration::from_secs(10),
@@ -444,8 +516,8 @@ impl App {
 
         // (1) Stop advertising: probes and health-checking clients stop sending new calls.
         tracing::info!(grace_ms = config.server.grace_ms, "shutdown 1/6: health NOT_SERVING");
-        readiness.set(false);
-        health.set(ServingStatus::NotServing).await;
+        scenes_stop.cancel();
+        health.lock().await.set(ServingStatus::NotServing).await;
         // ... and leave the registry, so resolvers drop this instance before it stops accepting
         // (bounded by `registry.deregister_timeout_ms`; a lost lease expires on its own).
         registry_stop.cancel();
@@ -474,8 +546,7 @@ impl App {
         tracing::info!("shutdown 3/6: stop accepting, end streams and watchers");
         shutdown.cancel();
         stop_accepting.cancel();
-        let mut health = health;
-        health.clear().await;
+        health.lock().await.clear().await;
         // (4) In-flight RPCs finish (tonic's graceful shutdown waits for every connection).
         tracing::info!(in_flight = metrics.of::<RpcMetrics>().in_flight.get(), "shutdown 4/6: in-flight calls finish");
         let remaining = if forced { Duration::ZERO } else { deadline.saturating_duration_since(Instant::now()) };

@@ -132,6 +132,18 @@ impl Config {
         }
         for (i, scene) in self.scenes.iter().enumerate() {
             let Some(rollout) = &scene.rollout else { continue };
+            // A rollout keeps the stable serving beside the canary it is compared with; releasing
+            // one to load the other would take the comparison (and the scene) down with it.
+            if self.model.reload == crate::model::config::ReloadStrategy::ReleaseFirst {
+                return Err(crate::validate::invalid(
+                    "model.reload",
+                    &format!(
+                        "release_first cannot serve scenes[{i}].rollout (scene `{}`): a canary needs its stable loaded beside it; use overlap",
+                        scene.name
+                    ),
+                )
+                .into());
+            }
             // The decider judges versions by the label join's online quality: without it a
             // canary would never be decided.
             if !self.samples.enabled || !self.samples.quality.enabled {

@@ -162,7 +162,7 @@ impl Error {
             Error::Batch(BatchError::Closed) => Code::Unavailable,
             Error::Batch(BatchError::Model(_) | BatchError::Panicked { .. }) => Code::Internal,
             Error::Route(RouteError::NotLoaded { .. }) => Code::NotFound,
-            Error::Route(RouteError::NoVersion { .. }) => Code::Unavailable,
+            Error::Route(RouteError::NoVersion { .. } | RouteError::Releasing { .. }) => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Error::RequiredFeature { .. } => Code::FailedPrecondition,
             Error::Overloaded { .. }

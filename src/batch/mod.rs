@@ -48,7 +48,7 @@ mod worker;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -220,6 +220,20 @@ pub struct Batcher {
     handles: Handles,
     alive: Arc<AtomicUsize>,
     kinds: Arc<[RowKind]>,
+    /// Held by every inference thread until it has dropped its model (and with it the
+    /// version's shared weights): gone once the version's memory is.
+    holding: Weak<()>,
+}
+
+/// Whether a batcher's inference threads still hold their models (see [`Batcher::models`]).
+#[derive(Debug, Clone)]
+pub struct ModelsHeld(Weak<()>);
+
+impl ModelsHeld {
+    /// True once every inference thread has dropped its model.
+    pub fn freed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
 }
 
 impl Batcher {
@@ -229,6 +243,8 @@ impl Batcher {
         let shared = Arc::new(Mutex::new(worker::QueueHead { rx, carry: None }));
         let alive = Arc::new(AtomicUsize::new(models.len()));
         let busy = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(());
+        let holding = Arc::downgrade(&held);
         for (i, model) in models.into_iter().enumerate() {
             let worker = worker::Worker {
                 shared: Arc::clone(&shared),
@@ -241,15 +257,18 @@ impl Batcher {
                 kinds: Arc::clone(&context.kinds),
             };
             let token = context.tracker.token();
+            let held = Arc::clone(&held);
             std::thread::Builder::new()
                 .name(format!("augur-infer-{}-{i}", context.name))
                 .spawn(move || {
+                    // `run` consumes the worker and the model: both are dropped when it returns.
                     worker.run(model);
+                    drop(held);
                     drop(token);
                 })
                 .expect("spawning an inference thread");
         }
-        Batcher { tx, config, handles: context.handles, alive, kinds: context.kinds }
+        Batcher { tx, config, handles: context.handles, alive, kinds: context.kinds, holding }
     }
 
     /// Counters.
@@ -269,6 +288,12 @@ impl Batcher {
     /// panic exits; at zero the version can serve nothing).
     pub fn threads_alive(&self) -> usize {
         self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Tells when the inference threads have freed their models, after the batcher is dropped
+    /// (a release-first reload waits for it before loading the next version).
+    pub fn models(&self) -> ModelsHeld {
+        ModelsHeld(Weak::clone(&self.holding))
     }
 
     /// Parameters.

@@ -51,6 +51,43 @@ pub struct ModelConfig {
     /// more than `low` would.
     #[serde(default = "default_load_idle_limit_ms")]
     pub load_idle_limit_ms: u64,
+    /// How a new version replaces the one it supersedes: `overlap` (the default) loads and warms
+    /// the new version while the old one serves, so no request is refused but memory peaks at
+    /// both versions' weights; `release_first` takes the scene out of service (NOT_SERVING,
+    /// Predict UNAVAILABLE), lets requests in flight finish, frees the old version and only then
+    /// loads the new one: the peak stays near steady. Only for deployments with more than one
+    /// replica, whose other replicas take the scene's traffic meanwhile; refused with a rollout
+    /// policy, whose canary needs its stable loaded beside it.
+    #[serde(default)]
+    pub reload: ReloadStrategy,
+    /// With `reload = "release_first"`, how long requests in flight on the old version may take
+    /// to finish, and its inference threads to free it, before the new version loads anyway
+    /// (logged; the old memory then goes when the last of them ends).
+    #[serde(default = "default_release_wait_ms")]
+    pub release_wait_ms: u64,
+}
+
+/// `model.reload`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadStrategy {
+    /// Load the new version beside the old one, swap, then unload: no refusal, two versions'
+    /// memory at the peak.
+    #[default]
+    Overlap,
+    /// Release the version being replaced before loading the next: one version's memory at the
+    /// peak, the scene out of service for the load and warm-up.
+    ReleaseFirst,
+}
+
+impl ReloadStrategy {
+    /// The config spelling (the `strategy` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadStrategy::Overlap => "overlap",
+            ReloadStrategy::ReleaseFirst => "release_first",
+        }
+    }
 }
 
 /// `model.load_priority`.
@@ -75,6 +112,10 @@ const fn default_max_queue_delay_us() -> u64 {
 
 const fn default_load_idle_limit_ms() -> u64 {
     30_000
+}
+
+const fn default_release_wait_ms() -> u64 {
+    10_000
 }
 
 const fn default_poll_interval_ms() -> u64 {
@@ -107,6 +148,7 @@ impl ModelConfig {
         in_range("model.max_batch_rows", m.max_batch_rows, 1, 1 << 16)?;
         in_range("model.max_queue_delay_us", m.max_queue_delay_us as usize, 0, 1_000_000)?;
         in_range("model.load_idle_limit_ms", m.load_idle_limit_ms as usize, 1, 3_600_000)?;
+        in_range("model.release_wait_ms", m.release_wait_ms as usize, 0, 3_600_000)?;
         Ok(())
     }
 }

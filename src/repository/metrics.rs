@@ -1,5 +1,6 @@
 //! The model control plane's metrics: `augur_model_*` (rescans, loads, rejections, the loaded
-//! versions, bucket polls and refusals).
+//! versions, reloads by strategy and the calls refused during a release-first one, bucket polls
+//! and refusals).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +28,15 @@ pub struct SourceRejectLabels {
     pub reason: String,
 }
 
+/// `{model, strategy}` of a reload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// Repository name.
+    pub model: String,
+    /// `overlap` (new version loaded beside the old) or `release_first` (old one freed first).
+    pub strategy: String,
+}
+
 /// Model repository metrics.
 #[derive(Debug, Clone, Default)]
 pub struct ModelMetrics {
@@ -38,6 +48,12 @@ pub struct ModelMetrics {
     pub rejected: Family<ModelLabels, Counter>,
     /// `augur_model_unloads_total{model}`.
     pub unloads: Family<ModelLabels, Counter>,
+    /// `augur_model_reloads_total{model, strategy}`: a version loaded while others served, by
+    /// how (`model.reload`; release_first counts as overlap when nothing had to be released).
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// `augur_model_reload_refused_total{model}`: Predict calls answered UNAVAILABLE because a
+    /// release-first reload had freed the old version and the new one was not warm yet.
+    pub reload_refused: Family<ModelLabels, Counter>,
     /// `augur_model_version_info{model, version}`: 1 while the version is loaded.
     pub version_info: Family<VersionLabels, Gauge>,
     /// `augur_model_source_polls_total{model, outcome}`: polls of a bucket's `LATEST`.
@@ -54,6 +70,12 @@ impl ModuleMetrics for ModelMetrics {
         r.register("loads", "Model versions loaded, validated and warmed up", self.loads.clone());
         r.register("rejected", "Model versions or model.yaml refused", self.rejected.clone());
         r.register("unloads", "Model versions unloaded", self.unloads.clone());
+        r.register("reloads", "Model reloads by strategy (overlap or release_first)", self.reloads.clone());
+        r.register(
+            "reload_refused",
+            "Predict calls refused while a release-first reload had no version to serve",
+            self.reload_refused.clone(),
+        );
         r.register("version_info", "1 for each loaded model version", self.version_info.clone());
         r.register("source_polls", "Polls of a model bucket's LATEST by outcome", self.source_polls.clone());
         r.register(

@@ -10,6 +10,15 @@
 //! serving; it is retried only when its file changes. A version whose directory is gone is
 //! unloaded.
 //!
+//! With `model.reload = release_first` a version that the new one replaces is released *before*
+//! the new one loads: out of the routing table (the scene turns NOT_SERVING and Predict answers
+//! UNAVAILABLE naming the setting), requests in flight finish on it, its inference threads free
+//! their sessions and the shared weights, and only then is the next version read. The memory
+//! peak of a reload is then one version, not two, at the price of the scene serving nothing for
+//! the load and warm-up; so it is meant for deployments whose other replicas take the traffic. A
+//! new version that fails is rejected as always, and the next round of the same rescan loads
+//! the best version still acceptable (usually the one just released) again.
+//!
 //! The model control plane, beside the scene router ([`crate::scene`]): [`settings`] is
 //! `model.yaml`, [`routing`] the traffic split swapped with each version set, [`warmup`] runs
 //! before a version takes traffic, [`watch`] rescans on file-system events, and [`source`]
@@ -42,11 +51,11 @@ use self::routing::{RouteError, Routing};
 use self::settings::{Settings, VersionPolicy};
 use self::warmup::{Warmup, WarmupError, warm_up};
 use crate::assemble::Spec;
-use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, Reopen};
-use crate::model::config::{LoadPriority, ModelConfig};
+use crate::batch::{BatchConfig, BatchContext, BatchStats, Batcher, ModelsHeld, Reopen};
+use crate::model::config::{LoadPriority, ModelConfig, ReloadStrategy};
 use crate::model::{Model, ModelError, ModelLoader};
 use crate::telemetry::{Metrics, ModelLabels, VersionLabels};
-use metrics::ModelMetrics;
+use metrics::{ModelMetrics, ReloadLabels};
 
 /// One loaded, warmed-up model version.
 #[derive(Debug)]
@@ -135,6 +144,9 @@ enum VersionLoadError {
     ThreadDied { path: String },
 }
 
+/// How often a release-first reload looks whether the old version is gone.
+const RELEASE_POLL: Duration = Duration::from_millis(5);
+
 /// Identity of a model file, so a rejected file is retried only once it changes.
 type Fingerprint = (u64, Option<SystemTime>);
 
@@ -185,6 +197,11 @@ struct Counters {
     loads: Counter,
     rejected: Counter,
     unloads: Counter,
+    /// Reloads (a version loaded while others served), by what happened: overlapped or released
+    /// first.
+    reloads: [Counter; 2],
+    /// Predict calls refused while a release-first reload had nothing to serve.
+    refused: Counter,
 }
 
 /// A snapshot of a repository's counters.
@@ -198,6 +215,12 @@ pub struct RepositoryStats {
     pub rejected: u64,
     /// Versions unloaded.
     pub unloads: u64,
+    /// Reloads that loaded the new version beside the old one.
+    pub reloads_overlapped: u64,
+    /// Reloads that released the old version first.
+    pub reloads_released_first: u64,
+    /// Predict calls refused during release-first reloads.
+    pub refused: u64,
 }
 
 /// The repository of one scene.
@@ -211,6 +234,8 @@ pub struct Repository {
     context: RepositoryContext,
     counters: Counters,
     routing: RwLock<Arc<Routing>>,
+    /// Whether the routing table has a version to serve; the app's health follows it per scene.
+    serving: tokio::sync::watch::Sender<bool>,
     reload: tokio::sync::Mutex<ReloadState>,
     /// The decider's last look at the canary on this replica (status, ListModels).
     evaluation: Mutex<Option<Evaluation>>,
@@ -228,11 +253,17 @@ impl Repository {
         let name = dir.file_name().map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
         let labels = ModelLabels { model: name.clone() };
         let m = context.metrics.of::<ModelMetrics>();
+        let reloads = [ReloadStrategy::Overlap, ReloadStrategy::ReleaseFirst].map(|strategy| {
+            let labels = ReloadLabels { model: name.clone(), strategy: strategy.as_str().to_owned() };
+            m.reloads.get_or_create(&labels).clone()
+        });
         let counters = Counters {
             rescans: m.rescans.get_or_create(&labels).clone(),
             loads: m.loads.get_or_create(&labels).clone(),
             rejected: m.rejected.get_or_create(&labels).clone(),
             unloads: m.unloads.get_or_create(&labels).clone(),
+            reloads,
+            refused: m.reload_refused.get_or_create(&labels).clone(),
         };
         Repository {
             name,
@@ -243,6 +274,7 @@ impl Repository {
             context,
             counters,
             routing: RwLock::new(Arc::new(Routing::default())),
+            serving: tokio::sync::watch::Sender::new(false),
             reload: tokio::sync::Mutex::new(ReloadState::default()),
             evaluation: Mutex::new(None),
         }
@@ -266,6 +298,9 @@ impl Repository {
             loads: c.loads.get(),
             rejected: c.rejected.get(),
             unloads: c.unloads.get(),
+            reloads_overlapped: c.reloads[0].get(),
+            reloads_released_first: c.reloads[1].get(),
+            refused: c.refused.get(),
         }
     }
 
@@ -275,7 +310,15 @@ impl Repository {
     }
 
     fn set_routing(&self, routing: Routing) {
+        let serving = !routing.versions.is_empty();
         *self.routing.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routing);
+        self.serving.send_if_modified(|s| std::mem::replace(s, serving) != serving);
+    }
+
+    /// Whether the repository has a version to serve, as it changes (false during a
+    /// release-first reload and when every version is gone): the scene's health status.
+    pub fn serving(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.serving.subscribe()
     }
 
     /// The last rejection message, if any.
@@ -293,7 +336,12 @@ impl Repository {
 
     /// Picks the version for a request (see [`Routing::route`]).
     pub fn route(&self, user_id: &str, pinned: &str) -> Result<Arc<Version>, RouteError> {
-        self.routing().route(&self.name, user_id, pinned)
+        let routing = self.routing();
+        if routing.releasing && routing.versions.is_empty() {
+            self.counters.refused.inc();
+            return Err(RouteError::Releasing { scene: self.spec.scene.clone(), model: self.name.clone() });
+        }
+        routing.route(&self.name, user_id, pinned)
     }
 
     /// Sets (weight > 0) or clears (weight 0) the canary at run time; it holds across rescans
@@ -427,6 +475,7 @@ impl Repository {
             state.decisions = rollout::read_all(&self.dir, present.keys().copied());
         }
         let mut versions = self.routing().versions.clone();
+        let (served_before, mut loaded_any, mut released_any) = (!versions.is_empty(), false, false);
         // Availability first: load what the policy wants, treating rejected files (and rolled-back
         // versions) as absent, and only then unload what it no longer wants — a bad new version
         // never takes the old one down with it.
@@ -452,6 +501,13 @@ impl Repository {
             if missing.is_empty() {
                 break wanted;
             }
+            if self.defaults.reload == ReloadStrategy::ReleaseFirst {
+                let leaving: Vec<u64> = versions.keys().copied().filter(|v| !wanted.contains(v)).collect();
+                if !leaving.is_empty() {
+                    self.release(&state, &mut versions, &leaving, &settings).await;
+                    released_any = true;
+                }
+            }
             for number in missing {
                 let (path, fingerprint) = present[&number].clone();
                 match self.load(number, &path, &settings).await {
@@ -466,6 +522,7 @@ impl Repository {
                             "version loaded"
                         );
                         versions.insert(number, Arc::new(version));
+                        loaded_any = true;
                     }
                     Err(e) => {
                         let at = crate::sample_log::snapshot::now_ms();
@@ -491,9 +548,67 @@ impl Repository {
             // back it is gone.
             state.canary_override = None;
         }
+        if served_before && loaded_any {
+            self.counters.reloads[usize::from(released_any)].inc();
+        }
+        if released_any && versions.is_empty() {
+            tracing::error!(
+                model = %self.name, scene = %self.spec.scene, last_error = ?state.last_error,
+                "release_first: the old version was released and no version could be loaded since; the scene stays NOT_SERVING until a loadable version appears"
+            );
+        }
         let routing = Self::table(&state, versions, &settings);
         Self::track_canary(&mut state, &routing);
         self.set_routing(routing);
+    }
+
+    /// Release-first: takes `leaving` out of the routing table (with nothing left the scene
+    /// refuses calls as `Releasing`), waits for the requests in flight on them and for their
+    /// inference threads to free the models, bounded by `model.release_wait_ms`, so the next
+    /// version loads into the room they left.
+    async fn release(
+        &self,
+        state: &ReloadState,
+        versions: &mut BTreeMap<u64, Arc<Version>>,
+        leaving: &[u64],
+        settings: &Settings,
+    ) {
+        let gone: Vec<Arc<Version>> = leaving.iter().filter_map(|v| versions.remove(v)).collect();
+        let mut routing = Self::table(state, versions.clone(), settings);
+        routing.releasing = true;
+        self.set_routing(routing);
+        for version in &gone {
+            self.counters.unloads.inc();
+            self.version_gone(version.number);
+        }
+        tracing::info!(
+            model = %self.name, scene = %self.spec.scene, versions = ?leaving, serving = ?versions.keys().collect::<Vec<_>>(),
+            "release_first: releasing the replaced version before loading the next"
+        );
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(self.defaults.release_wait_ms);
+        let held: Vec<ModelsHeld> = gone.iter().map(|v| v.batcher.models()).collect();
+        // Requests in flight hold their `Arc<Version>`: they finish on it, then it goes.
+        while gone.iter().any(|v| Arc::strong_count(v) > 1) && Instant::now() < deadline {
+            tokio::time::sleep(RELEASE_POLL).await;
+        }
+        let in_flight = gone.iter().filter(|v| Arc::strong_count(v) > 1).count();
+        drop(gone);
+        while !held.iter().all(ModelsHeld::freed) && Instant::now() < deadline {
+            tokio::time::sleep(RELEASE_POLL).await;
+        }
+        let freed = held.iter().all(ModelsHeld::freed);
+        if freed {
+            tracing::info!(
+                model = %self.name, versions = ?leaving, wait_ms = started.elapsed().as_secs_f64() * 1e3,
+                "version unloaded (release_first: freed before the next loads)"
+            );
+        } else {
+            tracing::warn!(
+                model = %self.name, versions = ?leaving, in_flight, wait_ms = self.defaults.release_wait_ms,
+                "release_first: the old version is still held after model.release_wait_ms; loading the next anyway (its memory goes when the last request on it ends)"
+            );
+        }
     }
 
     /// The rollout plan over `candidates`; with nothing promoted yet the highest candidate is

@@ -19,6 +19,17 @@ pub enum RouteError {
         /// Repository name.
         model: String,
     },
+    /// `model.reload = release_first` freed the version being replaced and the next one is still
+    /// loading: another replica should take the call.
+    #[error(
+        "scene `{scene}`: model `{model}` is being replaced and serves nothing until the new version is warm (model.reload = release_first); retry on another replica"
+    )]
+    Releasing {
+        /// The scene.
+        scene: String,
+        /// Repository name.
+        model: String,
+    },
     /// The caller pinned a version or label that is not loaded.
     #[error("model_version: `{pinned}` is not loaded for model `{model}` (loaded: {loaded})")]
     NotLoaded {
@@ -40,6 +51,9 @@ pub struct Routing {
     pub stable: Option<u64>,
     /// Version behind `canary` and its share of users.
     pub canary: Option<(u64, f64)>,
+    /// Set while a release-first reload has freed what served and loads what comes next: an empty
+    /// table then means "come back soon", not "nothing to serve".
+    pub releasing: bool,
 }
 
 impl Routing {
@@ -56,7 +70,7 @@ impl Routing {
                 .filter(|v| loaded(v) && Some(*v) != stable && settings.canary_weight > 0.0)
                 .map(|v| (v, settings.canary_weight.clamp(0.0, 1.0))),
         };
-        Routing { versions, stable, canary }
+        Routing { versions, stable, canary, releasing: false }
     }
 
     /// The table under a rollout policy: `stable` and `canary` as [`super::rollout::plan`] chose
@@ -74,7 +88,7 @@ impl Routing {
             Some((v, w)) if loaded(&v) => Some((v, w)),
             _ => canary.filter(|v| loaded(v) && Some(*v) != stable && share > 0.0).map(|v| (v, share.clamp(0.0, 1.0))),
         };
-        Routing { versions, stable, canary }
+        Routing { versions, stable, canary, releasing: false }
     }
 
     /// Picks the version for a request: `pinned` ("", "stable", "canary" or a number), else the

@@ -35,6 +35,7 @@ mod layers;
 #[cfg(target_os = "linux")]
 mod load_priority;
 mod metrics_workload;
+mod reload_strategy;
 mod samplelog_crash;
 mod shutdown;
 
