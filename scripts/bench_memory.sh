@@ -36,7 +36,19 @@ echo "== 2. server, hot reload of version 2 while version 1 serves, per model.re
 pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$repo/2" "$repo/.staging"' EXIT
 rss() { awk -v k="$1:" '$1 == k { printf "%.0f", $2 / 1024 }' "/proc/$pid/status"; }
-printf "%-14s %10s %12s %12s %7s %10s\n" strategy steady_v1 freed_v1 reload_peak peak/st steady_v2
+# Out of service (release_first): from "releasing" to version 2 loaded and warm, by the log.
+out_of_service() {
+  python3 - "$1" <<'PY'
+import datetime, sys
+t = {}
+for line in open(sys.argv[1]):
+    key = "start" if "release_first: releasing" in line else "end" if "version loaded" in line and "version=2" in line else None
+    if key:
+        t[key] = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+print(f"{(t['end'] - t['start']).total_seconds():.1f} s" if len(t) == 2 else "-")
+PY
+}
+printf "%-14s %10s %12s %12s %7s %10s %14s\n" strategy steady_v1 freed_v1 reload_peak peak/st steady_v2 out_of_service
 for strategy in overlap release_first; do
   rm -rf "$repo/2" "$repo/.staging"
   port=$(free_port)
@@ -63,8 +75,8 @@ for strategy in overlap release_first; do
   sleep 2
   steady2=$(rss VmRSS)
   answer=$($augur predict --addr "http://127.0.0.1:$port" --scene bench --user u1 --items i1 | head -1)
-  case "$answer" in *"v2"*|*"version 2"*|*'"2"'*) ;; *) echo "$strategy: not served by version 2: $answer" >&2 ;; esac
-  printf "%-14s %10s %12s %12s %7s %10s\n" "$strategy" "$steady1 MiB" "$freed$([ "$freed" = - ] || echo " MiB")" "$peak MiB" \
-    "$(python3 -c "print(f'{$peak/$steady1:.2f}x')")" "$steady2 MiB"
+  case "$answer" in *" v2") ;; *) echo "$strategy: not served by version 2: $answer" >&2; exit 1 ;; esac
+  printf "%-14s %10s %12s %12s %7s %10s %14s\n" "$strategy" "$steady1 MiB" "$freed$([ "$freed" = - ] || echo " MiB")" "$peak MiB" \
+    "$(python3 -c "print(f'{$peak/$steady1:.2f}x')")" "$steady2 MiB" "$(out_of_service "$log")"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 done

@@ -501,6 +501,7 @@ impl App {
             result = &mut server => {
                 // The server failed on its own (it only returns early on an error).
                 readiness.set(false);
+                scenes_stop.cancel();
                 shutdown.cancel();
                 stop_accepting.cancel();
                 admin_stop.cancel();
