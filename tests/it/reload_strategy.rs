@@ -131,13 +131,14 @@ async fn start(loader: &VersionLoader, reload: &str) -> (tempfile::TempDir, Path
     (dir, repo, server)
 }
 
-/// Starts `ModelAdmin.Reload` (which returns once the rescan is over) in the background.
-fn reload(server: &common::TestServer) -> tokio::task::JoinHandle<()> {
+/// Starts `ModelAdmin.Reload` of repository `model` (it returns once the rescan is over) in the
+/// background.
+fn reload(server: &common::TestServer, model: &'static str) -> tokio::task::JoinHandle<()> {
     let addr = server.admin_addr;
     tokio::spawn(async move {
         let channel =
             tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        ModelAdminClient::new(channel).reload(ReloadRequest { model: "fake_ranking".into() }).await.unwrap();
+        ModelAdminClient::new(channel).reload(ReloadRequest { model: model.into() }).await.unwrap();
     })
 }
 
@@ -184,7 +185,7 @@ async fn release_first_frees_the_old_version_before_the_new_one_loads() {
     common::wait_for("the request in flight", async || shared.get(|s| s.runs_waiting == 1)).await;
     install(&repo, 2);
     shared.set(|s| s.open_held = Some(2));
-    let reloading = reload(&server);
+    let reloading = reload(&server, "fake_ranking");
 
     // Out of service at once: the scene and (its only scene) the server say NOT_SERVING and new
     // calls are refused, naming the setting, while the old version finishes what it has.
@@ -232,7 +233,7 @@ async fn release_first_brings_the_released_version_back_when_the_new_one_fails()
     let (_dir, repo, server) = start(&loader, "release_first").await;
     *shared.broken.lock().unwrap() = Some(2);
     install(&repo, 2);
-    reload(&server).await.unwrap();
+    reload(&server, "fake_ranking").await.unwrap();
 
     let mut health = HealthClient::new(server.channel().await);
     assert_eq!(status(&mut health, &augur::app::scene_service("ranking")).await, ServingStatus::Serving);
@@ -255,7 +256,7 @@ async fn overlap_is_the_default_and_refuses_nothing() {
     let mut health = HealthClient::new(server.channel().await);
     install(&repo, 2);
     shared.set(|s| s.open_held = Some(2));
-    let reloading = reload(&server);
+    let reloading = reload(&server, "fake_ranking");
     common::wait_for("version 2 opening", async || shared.get(|s| s.open_waiting)).await;
 
     // While version 2 loads, version 1 serves and health stays SERVING.
@@ -288,4 +289,38 @@ fn release_first_is_refused_with_a_rollout_policy() {
     assert!(error.contains("model.reload") && error.contains("scenes[0].rollout"), "{error}");
     config.model.reload = augur::model::config::ReloadStrategy::Overlap;
     config.validate().expect("overlap serves a rollout");
+}
+
+/// The same with ONNX Runtime under steady load: every call is answered by version 1 or 2 or
+/// refused UNAVAILABLE naming the setting — none fails otherwise, none hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_first_with_onnx_under_load_refuses_only_with_unavailable() {
+    common::require!(Ort);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("ranking");
+    let model = std::fs::read(common::root().join("models/ranking/1/model.onnx")).unwrap();
+    let put = |version: u64| {
+        std::fs::create_dir_all(repo.join(version.to_string())).unwrap();
+        std::fs::write(repo.join(format!("{version}/model.onnx")), &model).unwrap();
+    };
+    put(1);
+    let config = common::demo_config(&format!(
+        "[model]\nwatch = false\npoll_interval_ms = 0\nreload = \"release_first\"\n[[scenes]]\nname = \"ranking\"\nspec = \"features/ranking.yaml\"\nmodel = \"{}\"\n",
+        repo.display()
+    ));
+    let server = common::start(config).await;
+    let load = common::load::PredictLoad::start(&server, 3).await;
+    load.wait_more("1", 20).await;
+    put(2);
+    reload(&server, "ranking").await.unwrap();
+    load.wait_more("2", 20).await;
+    let (versions, failures) = load.stop().await;
+    assert_eq!(versions.keys().collect::<Vec<_>>(), ["1", "2"]);
+    assert!(
+        failures.iter().all(|f| f.starts_with("Unavailable") && f.contains("model.reload = release_first")),
+        "{failures:?}"
+    );
+    let stats = server.predictor.scene("ranking").unwrap().repo.stats();
+    assert_eq!((stats.reloads_released_first, stats.refused), (1, failures.len() as u64));
+    server.stop().await;
 }
