@@ -727,6 +727,34 @@ mod tests {
         assert!(empty.contains("No loaded version was published through the gate"), "{empty}");
     }
 
+    /// docs/sizing.md scales its per-CPU figure by this cell: inference CPU over rows, per
+    /// version, in milliseconds per 1,000 scores; a version that scored nothing has no cost yet.
+    #[test]
+    fn the_version_row_shows_inference_cpu_per_thousand_scores() {
+        let version = |version, rows, inference_cpu_seconds| VersionStatus {
+            version,
+            rows,
+            inference_cpu_seconds,
+            traffic_weight: 0.5,
+            ..Default::default()
+        };
+        let models = vec![ModelStatus {
+            name: "bench".into(),
+            scene: "bench".into(),
+            versions: vec![version(1, 400_000, 2.0), version(2, 0, 0.0)],
+            ..Default::default()
+        }];
+        let page = render(&models, &Metrics::new(), Duration::from_secs(1));
+        let row = |v: u64| {
+            let start = format!("<tr><td>bench</td><td>bench</td><td class=\"n\">{v}</td>");
+            page.lines().find(|l| l.starts_with(&start)).unwrap_or_else(|| panic!("version {v}'s row: {page}"))
+        };
+        // 2 CPU-s over 400,000 rows = 5 CPU-ms per 1,000.
+        assert!(row(1).ends_with("<td class=\"n\">400000</td><td class=\"n\">5.00 CPU-ms</td></tr>"), "{}", row(1));
+        assert!(row(2).ends_with("<td class=\"n\">0</td><td class=\"n\">–</td></tr>"), "{}", row(2));
+        assert!(page.contains("<th>CPU per 1,000 scores</th>"), "{page}");
+    }
+
     #[test]
     fn the_sample_section_lists_whatever_the_sample_logger_registers() {
         let metrics = Metrics::new();
