@@ -52,31 +52,70 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# busy_window NAME DELAY CMD...: runs CMD and writes $out/busy_NAME.json with the cores the
-# whole machine was busy (every process: augur, the load generator, anyone else) from DELAY
-# seconds after the start to CMD's end, from /proc/stat's first line.
-busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
-busy_window() {
-  local name=$1 delay=$2
-  shift 2
-  local mark="$out/.busy_$name.start"
-  rm -f "$mark"
-  (sleep "$delay"; echo "$(busy_ticks) $(now)" > "$mark") &
-  local reader=$!
-  "$@"
-  wait "$reader"
-  local end
-  end="$(busy_ticks) $(now)"
-  python3 - "$out/busy_$name.json" "$(cat "$mark")" "$end" "$clk_tck" <<'PY'
-import json, sys
-path, start, end, hz = sys.argv[1:]
-b0, i0, t0 = map(float, start.split())
-b1, i1, t1 = map(float, end.split())
-wall = t1 - t0
-json.dump({"busy_cores": (b1 - b0) / float(hz) / wall, "idle_cores": (i1 - i0) / float(hz) / wall,
-           "wall_s": wall}, open(path, "w"))
+# snapshot FILE PID URL [PID URL...]: the time, the whole machine's busy CPU seconds (every
+# process: augur, the load generator, anyone else; /proc/stat), and per instance its CPU seconds
+# (/proc/PID/stat) and the rows and model runs its /metrics counted (augur_batch_rows_total,
+# augur_batch_runs_total), as FILE.
+snapshot() {
+  python3 - "$@" <<'PY'
+import json, os, sys, time, urllib.request
+path, rest = sys.argv[1], sys.argv[2:]
+hz = os.sysconf("SC_CLK_TCK")
+t = time.time()
+v = list(map(int, open("/proc/stat").readline().split()[1:9]))
+busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz  # all but idle and iowait
+instances = []
+for pid, url in zip(rest[::2], rest[1::2]):
+    stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / hz  # utime + stime
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    total = lambda family: sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(family + "{"))
+    instances.append({"cpu_s": cpu, "rows": total("augur_batch_rows_total"), "runs": total("augur_batch_runs_total")})
+json.dump({"t": t, "busy_s": busy, "instances": instances}, open(path, "w"))
 PY
-  rm -f "$mark"
+}
+
+# scored: the rows the instances in $probe have scored so far, summed.
+scored() {
+  local total=0 n i
+  for ((i = 1; i < ${#probe[@]}; i += 2)); do
+    n=$(curl -sSf "${probe[i]}" | awk '/^augur_batch_rows_total\{/ {s += $2} END {printf "%d", s}')
+    total=$((total + n))
+  done
+  echo "$total"
+}
+
+# window NAME CMD...: runs CMD (a load generator with warm-up $warmup and $secs measured) in
+# the background and snapshots the instances in $probe (PID URL ...) over one interval inside
+# the generator's measured window: from $warmup after the first rows are scored (a generator
+# on a busy machine can take seconds to start) to 1 s before that window ends. One interval
+# for every instance and the machine. Writes $out/window_NAME.json.
+window() {
+  local name=$1
+  shift
+  local before
+  before=$(scored)
+  "$@" &
+  local cmd=$!
+  until [ "$(scored)" -gt "$before" ]; do sleep 0.05; done
+  sleep "$warmup"
+  snapshot "$out/.window_$name.0" "${probe[@]}"
+  sleep "$((secs - 1))"
+  snapshot "$out/.window_$name.1" "${probe[@]}"
+  wait "$cmd"
+  python3 - "$out/.window_$name.0" "$out/.window_$name.1" "$out/window_$name.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+wall = b["t"] - a["t"]
+instances = []
+for i, j in zip(a["instances"], b["instances"]):
+    rows, runs, cpu = j["rows"] - i["rows"], j["runs"] - i["runs"], j["cpu_s"] - i["cpu_s"]
+    instances.append({"items_per_s": rows / wall, "cores": cpu / wall, "items_per_cpu_s": rows / cpu if cpu else None,
+                      "rows_per_run": rows / runs if runs else None})
+json.dump({"wall_s": wall, "busy_cores": (b["busy_s"] - a["busy_s"]) / wall, "instances": instances},
+          open(sys.argv[3], "w"), indent=1)
+PY
+  rm -f "$out/.window_$name.0" "$out/.window_$name.1"
 }
 
 # instance NAME [ENV=VALUE...]: start_augur on config/bench.toml with the overrides, and
@@ -112,23 +151,20 @@ bench() {
 
 echo "== 1. one instance (config/bench.toml: 2 inference threads x 1 ORT thread)"
 instance one
+probe=("$one_pid" "$one_metrics")
 echo "-- 1a. augur bench --addr, c=$callers on 4 connections"
-busy_window one "$warmup" cpu_window one "$one_pid" "$warmup" metrics_window one "$one_metrics" "$warmup" \
-  bench --addr "$one_addr" --admin-addr "$one_admin" --concurrency "$callers" > "$out/one.json"
+window one bench --addr "$one_addr" --admin-addr "$one_admin" --concurrency "$callers" > "$out/one.json"
 echo "-- 1b. augur bench --discover $one_hostport (the balancing client, one connection), c=$callers"
-busy_window one_discover "$warmup" cpu_window one_discover "$one_pid" "$warmup" \
-  metrics_window one_discover "$one_metrics" "$warmup" \
-  bench --discover "$one_hostport" --concurrency "$callers" > "$out/one_discover.json"
+window one_discover bench --discover "$one_hostport" --concurrency "$callers" > "$out/one_discover.json"
 memory one "$one_pid"
 stop_instance "$one_pid"
 
 echo "== 2. two instances (config/bench.toml with model.inference_threads = 1 each)"
 instance a AUGUR__MODEL__INFERENCE_THREADS=1
 instance b AUGUR__MODEL__INFERENCE_THREADS=1
+probe=("$a_pid" "$a_metrics" "$b_pid" "$b_metrics")
 echo "-- 2a. one augur bench --discover $a_hostport,$b_hostport, c=$callers"
-busy_window two "$warmup" cpu_window two_a "$a_pid" "$warmup" cpu_window two_b "$b_pid" "$warmup" \
-  metrics_window two_a "$a_metrics" "$warmup" metrics_window two_b "$b_metrics" "$warmup" \
-  bench --discover "$a_hostport,$b_hostport" --concurrency "$callers" > "$out/two.json"
+window two bench --discover "$a_hostport,$b_hostport" --concurrency "$callers" > "$out/two.json"
 echo "-- 2b. two augur bench --addr at once, one per instance, c=$((callers / 2)) on 4 connections each"
 two_generators() {
   bench --addr "$a_addr" --admin-addr "$a_admin" --concurrency $((callers / 2)) > "$out/two_split_a.json" &
@@ -138,9 +174,7 @@ two_generators() {
   wait "$ga"
   wait "$gb"
 }
-busy_window two_split "$warmup" cpu_window two_split_a "$a_pid" "$warmup" cpu_window two_split_b "$b_pid" "$warmup" \
-  metrics_window two_split_a "$a_metrics" "$warmup" metrics_window two_split_b "$b_metrics" "$warmup" \
-  two_generators
+window two_split two_generators
 memory a "$a_pid"
 memory b "$b_pid"
 stop_instance "$a_pid"
@@ -156,12 +190,9 @@ load = lambda name: json.load(open(f"{d}/{name}.json"))
 run = load("run")
 model_mib = model_bytes / 2**20
 
-def instance(step, name):
-    """What one instance did in a step: scored rows per second (its /metrics) and its cores."""
-    cpu, batch = load(f"cpu_{name}"), load(f"batch_{name}")["models"]
-    rows = sum(m["rows"] for m in batch.values())
-    return {"step": step, "items_per_s": rows / cpu["wall_s"], "cores": cpu["cores"],
-            "items_per_cpu_s": rows / cpu["wall_s"] / cpu["cores"]}
+def instance(step, window, n):
+    """What one instance did in a step's window: scored rows per second and its cores."""
+    return dict(load(f"window_{window}")["instances"][n], step=step)
 
 def client(*names):
     """The load generators' view: OK items/s summed, errors, the worst p99."""
@@ -170,19 +201,18 @@ def client(*names):
             "p99_ms": max(r["latency_ms"]["p99"] for r in rs)}
 
 steps = {
-    "one": {"instances": [instance("one", "one")], "client": client("one"), "busy": load("busy_one")},
-    "one_discover": {"instances": [instance("one_discover", "one_discover")], "client": client("one_discover"),
-                     "busy": load("busy_one_discover")},
-    "two": {"instances": [instance("two", "two_a"), instance("two", "two_b")], "client": client("two"),
-            "busy": load("busy_two")},
-    "two_split": {"instances": [instance("two_split", "two_split_a"), instance("two_split", "two_split_b")],
-                  "client": client("two_split_a", "two_split_b"), "busy": load("busy_two_split")},
+    "one": {"instances": [instance("one", "one", 0)], "client": client("one"), "busy": load("window_one")},
+    "one_discover": {"instances": [instance("one_discover", "one_discover", 0)], "client": client("one_discover"),
+                     "busy": load("window_one_discover")},
+    "two": {"instances": [instance("two", "two", 0), instance("two", "two", 1)], "client": client("two"),
+            "busy": load("window_two")},
+    "two_split": {"instances": [instance("two_split", "two_split", 0), instance("two_split", "two_split", 1)],
+                  "client": client("two_split_a", "two_split_b"), "busy": load("window_two_split")},
 }
 k_one = steps["one"]["instances"][0]["items_per_cpu_s"]
 for s in steps.values():
-    # Measured = rows the instances scored over the same window as their CPU (the client's own
-    # window starts after its connect and ends before its last answers), so step 1a's ratio is 1
-    # by construction and the others say how far the per-CPU figure carries.
+    # Measured = rows the instances scored over the same window as their CPU, so step 1a's
+    # ratio is 1 by construction and the others say how far the per-CPU figure carries.
     s["items_per_s"] = sum(i["items_per_s"] for i in s["instances"])
     s["cores"] = sum(i["cores"] for i in s["instances"])
     # The page's arithmetic: items/s = cores x items per CPU-second.
