@@ -35,10 +35,10 @@ if [ -n "$binary" ]; then
 else
   build_augur # copies the build to $out/augur
 fi
-# docs/sizing.md's constant (items per augur CPU-second, bench model, 100 candidates); the two
-# change together.
+# docs/sizing.md's constants (items per augur CPU-second, bench model, 100 candidates; RSS over
+# the model file after load); the page and these change together.
 page_items_per_cpu_s=200000
-page_overhead_mib=58
+page_overhead_mib=70
 callers=32
 run_info_start
 
@@ -264,7 +264,7 @@ table = [
 ] + [f"| {name}, instance {'ab'[n]} | {i['items_per_s']:,.0f} | {i['cores']:.2f} | {i['items_per_cpu_s']:,.0f} |"
      for name in ("two", "two_split") for n, i in enumerate(steps[name]["instances"])] + [
     "",
-    "| RSS after the load | measured | page: model file + 58 MiB |",
+    f"| RSS after the load | measured | page: model file + {page_overhead_mib:.0f} MiB |",
     "| --- | --- | --- |",
     f"| 1 instance, 2 inference threads | {memory['one']['rss_mib']:.0f} MiB | {predicted_rss:.0f} MiB |",
     f"| 2 instances, 1 inference thread each | {memory['a']['rss_mib']:.0f} + {memory['b']['rss_mib']:.0f} MiB | "
