@@ -86,7 +86,8 @@ def main() -> int:
                 cpu[name] += time.process_time() - t
         for m in got:
             got[m].append(items[m] / cpu[m])
-        print(f"round {rnd}: " + "  ".join(f"{m} {v[-1]:,.0f} ({v[-1] / got[runs[0][0]][-1]:.2f})" for m, v in got.items()))
+        base = got[runs[0][0]][-1]
+        print(f"round {rnd}: " + "  ".join(f"{m} {v[-1]:,.0f} ({v[-1] / base:.2f})" for m, v in got.items()))
     for name, v in got.items():
         r = [x / y for x, y in zip(v, got[runs[0][0]])]
         print(f"{name:>12}: median {np.median(v):,.0f} items/CPU-s; x {runs[0][0]}: median {np.median(r):.2f}, "

@@ -63,7 +63,8 @@ def export_variant(model, meta: dict, layout: dict, path: str, variant: str) -> 
         W1 = f32(np.concatenate([p["W1"], np.zeros((k + 1, p["W1"].shape[1]))]))
         h = op("Relu", [op("Add", [op("MatMul", [op("Relu", [y]), const("w/mlp/1/weight", W1)]),
                                    const("w/mlp/1/bias", f32(p["b1"]))])])
-        ends = [const(n, np.array([v], np.int64)) for n, v in (("c/s_from", H0), ("c/s_to", H0 + k + 1), ("c/s_axis", 1))]
+        ends = [const(n, np.array([v], np.int64))
+                for n, v in (("c/s_from", H0), ("c/s_to", H0 + k + 1), ("c/s_axis", 1))]
         s, layer = op("Slice", [y] + ends), 2
     else:
         if h_r is None:

@@ -300,7 +300,8 @@ def self_test_two_tables() -> None:
     with tempfile.TemporaryDirectory() as d:
         export_onnx(model, meta, f"{d}/flat.onnx", {})
         export_split_onnx(model, meta, layout, f"{d}/split.onnx", {})
-        sessions = [ort.InferenceSession(f"{d}/{m}.onnx", providers=["CPUExecutionProvider"]) for m in ("flat", "split")]
+        sessions = [ort.InferenceSession(f"{d}/{m}.onnx", providers=["CPUExecutionProvider"])
+                    for m in ("flat", "split")]
         a = sessions[0].run(["ctr"], arrays)[0]
         wanted = {i.name for i in sessions[1].get_inputs()}
         b = sessions[1].run(["ctr"], {k: v for k, v in split_feed(arrays, layout, requests).items() if k in wanted})[0]
