@@ -29,11 +29,7 @@ fn config(max_rows_per_part: usize) -> HistoryConfig {
 }
 
 fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (_, hour) in crate::hourly::hours(dir).unwrap() {
-        out.extend(crate::hourly::list(&hour).unwrap());
-    }
-    out
+    crate::hourly::parts(dir).unwrap()
 }
 
 fn read_all(dir: &Path, until: i64) -> Vec<Change> {
