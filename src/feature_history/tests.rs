@@ -180,3 +180,29 @@ fn large_parts_are_merged_across_batches_and_row_groups() {
         assert!(ns.iter().enumerate().all(|(i, v)| **v == Some(Value::Int(i as i64))), "{entity}: file order kept");
     }
 }
+
+#[test]
+fn a_starting_writer_removes_only_temporary_parts_too_old_to_be_a_live_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = HistoryWriter::open(dir.path(), &config(10), "load", HistoryMetrics::default()).unwrap();
+    w.append((0..3).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
+    w.commit().unwrap();
+    let hour = crate::hourly::hours(dir.path()).unwrap().remove(0).1;
+    // A writer killed mid-commit two hours ago, and one committing right now.
+    let killed = hour.join(".part-load-0123456789abcdef-00000004.parquet.tmp");
+    let live = hour.join(".part-stream_items-fedcba9876543210-00000000.parquet.tmp");
+    for path in [&killed, &live] {
+        std::fs::write(path, b"half a part").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&killed).unwrap().set_modified(two_hours_ago).unwrap();
+
+    let metrics = HistoryMetrics::default();
+    let _next = HistoryWriter::open(dir.path(), &config(10), "load", metrics.clone()).unwrap();
+    assert!(!killed.exists(), "the killed writer's temporary part is removed");
+    assert!(live.exists(), "a fresh temporary part may be a live writer's: kept");
+    let labels = super::metrics::SourceLabels { source: "load".into() };
+    assert_eq!(metrics.stale_temps_removed.get_or_create(&labels).get(), 1);
+    assert_eq!(parts(dir.path()).len(), 1, "committed parts are untouched");
+    assert_eq!(read_all(dir.path(), i64::MAX).len(), 3);
+}
