@@ -61,8 +61,13 @@ async fn alerts_dashboard_and_hpa_query_only_exported_metrics() {
     common::require!(Redis, Ort);
     // Redis with the local item cache: its families have series only when a cache is configured.
     let redis = RedisServer::start();
-    let config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);
+    let mut config = redis_demo_config(&[redis.url()], false, ITEM_CACHE);
     load_demo(&config).await;
+    // The feature changelog's families (`augur_feature_history_*`) are registered when it is on.
+    let history = tempfile::tempdir().unwrap();
+    if cfg!(feature = "parquet") {
+        config.feature_history.dir = Some(history.path().to_owned());
+    }
     let server = common::start(config).await;
     let mut client = server.client().await;
     client.predict(common::ranking_request("u1", &["i1", "no-such-item"])).await.unwrap();
