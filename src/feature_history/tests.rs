@@ -206,3 +206,35 @@ fn a_starting_writer_removes_only_temporary_parts_too_old_to_be_a_live_writers()
     assert_eq!(parts(dir.path()).len(), 1, "committed parts are untouched");
     assert_eq!(read_all(dir.path(), i64::MAX).len(), 3);
 }
+
+#[test]
+fn the_alert_rules_query_only_changelog_metrics_the_writer_exports() {
+    use crate::telemetry::ModuleMetrics;
+    // tests/it/metric_names.rs checks every other family against a running augur; these are only
+    // registered with a feature stream writing the changelog, so they are checked here.
+    let mut registry = prometheus_client::registry::Registry::with_prefix("augur");
+    let metrics = HistoryMetrics::default();
+    metrics.register(&mut registry);
+    // An empty family is not encoded at all: one series in each.
+    let source = super::metrics::SourceLabels { source: "load".into() };
+    for counter in [&metrics.parts, &metrics.rows, &metrics.bytes, &metrics.refused_rows, &metrics.stale_temps_removed]
+    {
+        counter.get_or_create(&source).inc();
+    }
+    metrics.failures.get_or_create(&super::metrics::FailureLabels { source: "load".into(), op: "write".into() }).inc();
+    metrics.pending_rows.get_or_create(&source).set(1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let exported: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    let rules = include_str!("../../deploy/prometheus/alerts.yml");
+    let queried: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("augur_feature_history_"))
+        .collect();
+    assert!(queried.len() >= 4, "the rules query the changelog: {queried:?}");
+    for name in queried {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        assert!(exported.contains(&format!("{family} {kind}").as_str()), "{name} is not exported: {text}");
+    }
+}
