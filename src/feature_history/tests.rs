@@ -32,6 +32,13 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
     crate::hourly::parts(dir).unwrap()
 }
 
+/// One part of `rows` changes to entity `a`, committed by a writer for `source`.
+fn commit_one_part(dir: &Path, source: &str, rows: i64) {
+    let mut w = HistoryWriter::open(dir, &config(10), source, HistoryMetrics::default()).unwrap();
+    w.append((0..rows).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
+    w.commit().unwrap();
+}
+
 fn read_all(dir: &Path, until: i64) -> Vec<Change> {
     changes(dir, until).unwrap().collect::<Result<Vec<_>, _>>().unwrap()
 }
@@ -129,9 +136,7 @@ fn a_writer_keeps_its_order_when_the_clock_steps_back_and_bounds_what_it_holds()
 #[test]
 fn a_corrupt_part_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = HistoryWriter::open(dir.path(), &config(10), "stream:a", HistoryMetrics::default()).unwrap();
-    w.append((0..5).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
-    w.commit().unwrap();
+    commit_one_part(dir.path(), "stream:a", 5);
     let good = parts(dir.path()).remove(0);
     // A second part, its footer cut off.
     let bytes = std::fs::read(&good).unwrap();
@@ -184,9 +189,7 @@ fn large_parts_are_merged_across_batches_and_row_groups() {
 #[test]
 fn a_starting_writer_removes_only_temporary_parts_too_old_to_be_a_live_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = HistoryWriter::open(dir.path(), &config(10), "load", HistoryMetrics::default()).unwrap();
-    w.append((0..3).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
-    w.commit().unwrap();
+    commit_one_part(dir.path(), "load", 3);
     let hour = crate::hourly::hours(dir.path()).unwrap().remove(0).1;
     // A writer killed mid-commit two hours ago, and one committing right now.
     let killed = hour.join(".part-load-0123456789abcdef-00000004.parquet.tmp");
