@@ -191,8 +191,8 @@ pub async fn store(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Feature
 /// tables, or Redis and the cache in front of it).
 async fn store_and_target(config: &Config, metrics: &Metrics) -> Result<(Arc<dyn FeatureStore>, Target), StartError> {
     match &config.store {
-        StoreConfig::Memory { tables } => {
-            let store = Arc::new(MemoryStore::load(tables)?);
+        StoreConfig::Memory { tables, max_streamed_rows } => {
+            let store = Arc::new(MemoryStore::load(tables)?.with_max_streamed_rows(*max_streamed_rows));
             Ok((Arc::clone(&store) as Arc<dyn FeatureStore>, Target::Memory(store)))
         }
         StoreConfig::Redis(redis) => {

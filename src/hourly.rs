@@ -75,6 +75,76 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
+/// Whether `path` names a committed part, `part-*.parquet`: a part being written is hidden
+/// (`.part-*.tmp`, see [`commit`]) and a marker (`_SUCCESS`) is not a part.
+pub fn is_part(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+}
+
+/// The committed parts directly in `dir`, sorted by name.
+pub fn parts_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(list(dir)?.into_iter().filter(|p| is_part(p) && p.is_file()).collect())
+}
+
+/// Whether `path` names a temporary file of a commit in progress (`.<name>.tmp`, see [`commit`]).
+pub fn is_temp(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+}
+
+/// Every committed part under the hours of `dir`: hours in time order, and within an hour in path
+/// order, whether the parts sit in the hour's directory (the changelog, the backfill) or in
+/// partitions below it (the sample sink's `scene=`).
+pub fn parts(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    files(dir, is_part)
+}
+
+/// The files under the hours of `dir` (at any depth below an hour) that `keep` names, in [`parts`]'
+/// order.
+fn files(dir: &Path, keep: fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (_, hour) in hours(dir)? {
+        let mut found = Vec::new();
+        let mut stack = vec![hour];
+        while let Some(dir) = stack.pop() {
+            for path in list(&dir)? {
+                if path.is_dir() {
+                    stack.push(path);
+                } else if keep(&path) {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        out.append(&mut found);
+    }
+    Ok(out)
+}
+
+/// Removes the temporary files under the hours of `dir` last modified more than `older_than` ago:
+/// what a writer killed mid-commit left. A live writer's temporary file is younger (a commit
+/// writes it from start to rename in one go), so writers sharing `dir` can each run this at
+/// start-up. Returns the files removed; one already gone (another writer's clean-up) is not
+/// counted, one whose age cannot be read is left.
+pub fn remove_stale_temps(dir: &Path, older_than: std::time::Duration) -> std::io::Result<Vec<PathBuf>> {
+    let now = std::time::SystemTime::now();
+    let mut removed = Vec::new();
+    for path in files(dir, is_temp)? {
+        let modified = match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(modified) => modified,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if now.duration_since(modified).is_ok_and(|age| age > older_than) {
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// A directory's entries, sorted by name.
 pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();

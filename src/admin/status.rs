@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::proto::ModelStatus;
+use crate::quality::display::{DecisionCells, QualityCells};
 use crate::telemetry::Metrics;
 
 /// The gRPC method whose calls the per-scene numbers describe.
@@ -297,12 +298,13 @@ fn quality(page: &mut String, models: &[ModelStatus]) {
          <th>CTR</th><th>Mean score</th><th>Calibration</th><th>Score &minus; rate</th><th>Log loss</th>\
          <th>AUC</th><th>Impressions since seen</th><th>Corrections</th></tr>\n",
     );
-    let num = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
     for m in models {
         for q in &m.quality {
-            let auc = match (q.auc, q.auc_error_bound) {
-                (Some(a), Some(e)) => format!("{a:.4} &plusmn; {e:.4}"),
-                _ => String::new(),
+            let cells = QualityCells::of(Some(q), "");
+            let auc = if cells.auc.is_empty() || cells.auc_error_bound.is_empty() {
+                String::new()
+            } else {
+                format!("{} &plusmn; {}", cells.auc, cells.auc_error_bound)
             };
             let _ = writeln!(
                 page,
@@ -314,11 +316,11 @@ fn quality(page: &mut String, models: &[ModelStatus]) {
                 escape(&q.version),
                 q.impressions,
                 q.positives,
-                num(q.ctr, 4),
-                num(q.mean_score, 4),
-                num(q.calibration, 3),
-                num(q.calibration_difference, 4),
-                num(q.log_loss, 4),
+                cells.ctr,
+                cells.mean_score,
+                cells.calibration,
+                cells.calibration_difference,
+                cells.log_loss,
                 q.impressions_total,
                 q.corrections_total,
             );
@@ -346,7 +348,6 @@ fn canary(page: &mut String, models: &[ModelStatus]) {
          <th>Stable</th><th>Impressions (stable / canary)</th><th>AUC (stable / canary)</th>\
          <th>Difference &plusmn; se</th><th>z</th><th>Calibration</th><th>Reason</th></tr>\n",
     );
-    let num = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
     for m in with_policy {
         let Some(r) = &m.rollout else { continue };
         let policy = format!(
@@ -370,6 +371,9 @@ fn canary(page: &mut String, models: &[ModelStatus]) {
         );
         for (d, prefix) in rows {
             let at = chrono_ms(d.at_ms);
+            let n = DecisionCells::of(d, "");
+            let se =
+                if n.standard_error.is_empty() { String::new() } else { format!(" &plusmn; {}", n.standard_error) };
             let _ = writeln!(
                 page,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{prefix}{}</td><td>{}</td><td>{at}</td>\
@@ -383,12 +387,12 @@ fn canary(page: &mut String, models: &[ModelStatus]) {
                 d.stable_version,
                 d.stable_impressions,
                 d.canary_impressions,
-                num(d.stable_auc, 4),
-                num(d.canary_auc, 4),
-                num(d.auc_difference, 4),
-                d.standard_error.map_or(String::new(), |se| format!(" &plusmn; {se:.4}")),
-                num(d.z, 2),
-                num(d.canary_calibration, 3),
+                n.stable_auc,
+                n.canary_auc,
+                n.auc_difference,
+                se,
+                n.z,
+                n.canary_calibration,
                 escape(&d.reason),
             );
         }
@@ -725,6 +729,34 @@ mod tests {
         let empty = render(&[], &metrics, Duration::from_secs(1));
         assert!(empty.contains("No joined sample yet"), "{empty}");
         assert!(empty.contains("No loaded version was published through the gate"), "{empty}");
+    }
+
+    /// docs/sizing.md scales its per-CPU figure by this cell: inference CPU over rows, per
+    /// version, in milliseconds per 1,000 scores; a version that scored nothing has no cost yet.
+    #[test]
+    fn the_version_row_shows_inference_cpu_per_thousand_scores() {
+        let version = |version, rows, inference_cpu_seconds| VersionStatus {
+            version,
+            rows,
+            inference_cpu_seconds,
+            traffic_weight: 0.5,
+            ..Default::default()
+        };
+        let models = vec![ModelStatus {
+            name: "bench".into(),
+            scene: "bench".into(),
+            versions: vec![version(1, 400_000, 2.0), version(2, 0, 0.0)],
+            ..Default::default()
+        }];
+        let page = render(&models, &Metrics::new(), Duration::from_secs(1));
+        let row = |v: u64| {
+            let start = format!("<tr><td>bench</td><td>bench</td><td class=\"n\">{v}</td>");
+            page.lines().find(|l| l.starts_with(&start)).unwrap_or_else(|| panic!("version {v}'s row: {page}"))
+        };
+        // 2 CPU-s over 400,000 rows = 5 CPU-ms per 1,000.
+        assert!(row(1).ends_with("<td class=\"n\">400000</td><td class=\"n\">5.00 CPU-ms</td></tr>"), "{}", row(1));
+        assert!(row(2).ends_with("<td class=\"n\">0</td><td class=\"n\">–</td></tr>"), "{}", row(2));
+        assert!(page.contains("<th>CPU per 1,000 scores</th>"), "{page}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 
 use crate::proto::model_admin_client::ModelAdminClient;
 use crate::proto::{CanaryAction, CanaryDecision, DecideCanaryRequest, ListModelsRequest, ModelStatus, VersionQuality};
+use crate::quality::display::{DecisionCells, QualityCells};
 
 /// Why a ModelAdmin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,11 +254,6 @@ fn decision_json(d: &CanaryDecision) -> Value {
     })
 }
 
-/// `0.7012`, or `-` when absent.
-fn number(x: Option<f64>, places: usize) -> String {
-    x.filter(|x| x.is_finite()).map_or_else(|| "-".to_owned(), |x| format!("{x:.places$}"))
-}
-
 /// `at 1796608674535 ms (12 s ago)`: the server's clock in ms, and how long before now.
 fn when(ms: i64) -> String {
     let ago = (crate::quality::now_ms() - ms) as f64 / 1000.0;
@@ -269,16 +265,12 @@ fn numbers(d: &CanaryDecision) -> String {
     if d.stable_auc.is_none() && d.canary_auc.is_none() && d.canary_impressions == 0 {
         return String::new();
     }
+    let DecisionCells { stable_auc, canary_auc, auc_difference, standard_error, z, canary_calibration } =
+        DecisionCells::of(d, "-");
     format!(
-        "impressions {}/{}  AUC {}/{}  diff {}  se {}  z {}  calibration {}",
-        d.stable_impressions,
-        d.canary_impressions,
-        number(d.stable_auc, 4),
-        number(d.canary_auc, 4),
-        number(d.auc_difference, 4),
-        number(d.standard_error, 4),
-        number(d.z, 2),
-        number(d.canary_calibration, 3),
+        "impressions {}/{}  AUC {stable_auc}/{canary_auc}  diff {auc_difference}  se {standard_error}  z {z}  \
+         calibration {canary_calibration}",
+        d.stable_impressions, d.canary_impressions,
     )
 }
 
@@ -321,6 +313,7 @@ impl fmt::Display for Rollout {
         }
         for a in arms {
             let q = a.quality;
+            let cells = QualityCells::of(q, "-");
             writeln!(
                 f,
                 "{:<7}  {:>7}  {:>5.2}  {:>11}  {:>9}  {:>6}  {:>6}  {:>11}  {:>8}",
@@ -329,10 +322,10 @@ impl fmt::Display for Rollout {
                 a.share,
                 q.map_or(0, |q| q.impressions),
                 q.map_or(0, |q| q.impressions_total),
-                number(q.and_then(|q| q.ctr), 4),
-                number(q.and_then(|q| q.auc), 4),
-                number(q.and_then(|q| q.calibration), 3),
-                number(q.and_then(|q| q.log_loss), 4),
+                cells.ctr,
+                cells.auc,
+                cells.calibration,
+                cells.log_loss,
             )?;
         }
         if r.canary_version == 0 {

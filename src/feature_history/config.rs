@@ -32,6 +32,12 @@ pub struct HistoryConfig {
     /// disk; must hold a whole stream batch (`feature_streams[].max_batch`).
     #[serde(default = "default_max_uncommitted_rows")]
     pub max_uncommitted_rows: usize,
+    /// A writer starting up removes the temporary parts (`.part-*.tmp`) under `dir` untouched for
+    /// longer than this: what a writer killed mid-commit left. Age, not the writer id, decides
+    /// (a restarted writer has a new id, and replicas share `dir`): a live writer writes its
+    /// temporary part from start to rename within one commit, far shorter than this.
+    #[serde(default = "default_stale_temp_after_s")]
+    pub stale_temp_after_s: u64,
 }
 
 impl Default for HistoryConfig {
@@ -42,6 +48,7 @@ impl Default for HistoryConfig {
             roll_interval_ms: default_roll_interval_ms(),
             max_rows_per_part: default_max_rows_per_part(),
             max_uncommitted_rows: default_max_uncommitted_rows(),
+            stale_temp_after_s: default_stale_temp_after_s(),
         }
     }
 }
@@ -60,6 +67,10 @@ const fn default_max_rows_per_part() -> usize {
 
 const fn default_max_uncommitted_rows() -> usize {
     200_000
+}
+
+const fn default_stale_temp_after_s() -> u64 {
+    3_600
 }
 
 impl HistoryConfig {
@@ -85,6 +96,8 @@ impl HistoryConfig {
         in_range("feature_history.max_rows_per_part", self.max_rows_per_part, 1, 10_000_000)?;
         in_range("feature_history.max_uncommitted_rows", self.max_uncommitted_rows, self.max_rows_per_part, 10_000_000)
             .map_err(|e| Invalid { problem: format!("{} (at least max_rows_per_part)", e.problem), ..e })?;
+        // At least a minute: a live writer's commit (one part, fsynced) must never look stale.
+        in_range("feature_history.stale_temp_after_s", self.stale_temp_after_s as usize, 60, 7 * 86_400)?;
         if let Some((key, batch)) = largest_batch
             && batch > self.max_uncommitted_rows
         {

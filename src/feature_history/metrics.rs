@@ -21,7 +21,8 @@ pub struct FailureLabels {
     /// The writer.
     pub source: String,
     /// `write` (creating, encoding or committing a part; the changes stay pending and the
-    /// commit is retried).
+    /// commit is retried) or `clean` (removing stale temporary parts at start-up; the writer
+    /// starts anyway).
     pub op: String,
 }
 
@@ -41,6 +42,9 @@ pub struct HistoryMetrics {
     pub refused_rows: Family<SourceLabels, Counter>,
     /// `augur_feature_history_pending_rows{source}`: changes held, not yet in a committed part.
     pub pending_rows: Family<SourceLabels, Gauge>,
+    /// `augur_feature_history_stale_temps_removed_total{source}`: temporary parts a killed writer
+    /// left, removed by this writer at start-up (`stale_temp_after_s`).
+    pub stale_temps_removed: Family<SourceLabels, Counter>,
 }
 
 impl ModuleMetrics for HistoryMetrics {
@@ -52,5 +56,10 @@ impl ModuleMetrics for HistoryMetrics {
         r.register("failures", "Failed changelog writes (the changes stay pending)", self.failures.clone());
         r.register("refused_rows", "Changes refused: the writer held max_uncommitted_rows", self.refused_rows.clone());
         r.register("pending_rows", "Changes held, not yet in a committed part", self.pending_rows.clone());
+        r.register(
+            "stale_temps_removed",
+            "Temporary parts of killed writers removed at start-up",
+            self.stale_temps_removed.clone(),
+        );
     }
 }

@@ -27,8 +27,10 @@
 //!   rare and small; order matters more to the replay than the exact millisecond).
 //! - **Committed by rename** ([`crate::hourly::commit`]): written under a hidden temporary name,
 //!   fsynced, renamed, the directory fsynced. Readers skip names starting with `.` or `_`, so a
-//!   part is seen whole or not at all. A crashed writer's temporary file is left for the operator
-//!   (its owner is gone; another live writer's temporary files look the same).
+//!   part is seen whole or not at all. A killed writer's temporary file is removed by the next
+//!   writer to start on the directory once it is older than `stale_temp_after_s` (counted): its
+//!   id names a writer that no longer runs, but a restarted writer has a new id and a live
+//!   writer's temporary files look the same, so age decides, not the name.
 //! - **Columns**: `table`, `entity_id` (utf8), `event_time_ms`, `applied_time_ms` (int64, ms
 //!   since the Unix epoch), `kind` (utf8: `upsert` | `load`), `features`
 //!   (list<struct<name: utf8, type: utf8?, value: utf8?>>). A feature's `value` is the text the

@@ -112,17 +112,13 @@ impl Merge {
     /// Opens every committed part of the hour (names `part-*.parquet`; hidden and temporary
     /// files are skipped) and reads its first batch.
     fn open(hour_ms: i64, dir: &Path) -> Result<Merge, HistoryError> {
-        let listed = crate::hourly::list(dir).map_err(|source| HistoryError::Io {
+        let listed = crate::hourly::parts_in(dir).map_err(|source| HistoryError::Io {
             op: "listing",
             path: dir.to_owned(),
             source,
         })?;
         let mut merge = Merge { hour_ms, parts: Vec::new(), heap: BinaryHeap::new() };
         for path in listed {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !(name.starts_with("part-") && name.ends_with(".parquet")) {
-                continue;
-            }
             let file =
                 File::open(&path).map_err(|source| HistoryError::Io { op: "opening", path: path.clone(), source })?;
             let parquet = |source| HistoryError::Parquet { path: path.clone(), source };

@@ -29,11 +29,14 @@ fn config(max_rows_per_part: usize) -> HistoryConfig {
 }
 
 fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (_, hour) in crate::hourly::hours(dir).unwrap() {
-        out.extend(crate::hourly::list(&hour).unwrap());
-    }
-    out
+    crate::hourly::parts(dir).unwrap()
+}
+
+/// One part of `rows` changes to entity `a`, committed by a writer for `source`.
+fn commit_one_part(dir: &Path, source: &str, rows: i64) {
+    let mut w = HistoryWriter::open(dir, &config(10), source, HistoryMetrics::default()).unwrap();
+    w.append((0..rows).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
+    w.commit().unwrap();
 }
 
 fn read_all(dir: &Path, until: i64) -> Vec<Change> {
@@ -133,9 +136,7 @@ fn a_writer_keeps_its_order_when_the_clock_steps_back_and_bounds_what_it_holds()
 #[test]
 fn a_corrupt_part_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = HistoryWriter::open(dir.path(), &config(10), "stream:a", HistoryMetrics::default()).unwrap();
-    w.append((0..5).map(|i| change("a", T0 + i, ChangeKind::Upsert, features(i)))).unwrap();
-    w.commit().unwrap();
+    commit_one_part(dir.path(), "stream:a", 5);
     let good = parts(dir.path()).remove(0);
     // A second part, its footer cut off.
     let bytes = std::fs::read(&good).unwrap();
@@ -182,5 +183,61 @@ fn large_parts_are_merged_across_batches_and_row_groups() {
     for entity in ["a", "b"] {
         let ns: Vec<&Option<Value>> = read.iter().filter(|c| c.entity_id == entity).map(|c| &c.features[0].1).collect();
         assert!(ns.iter().enumerate().all(|(i, v)| **v == Some(Value::Int(i as i64))), "{entity}: file order kept");
+    }
+}
+
+#[test]
+fn a_starting_writer_removes_only_temporary_parts_too_old_to_be_a_live_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    commit_one_part(dir.path(), "load", 3);
+    let hour = crate::hourly::hours(dir.path()).unwrap().remove(0).1;
+    // A writer killed mid-commit two hours ago, and one committing right now.
+    let killed = hour.join(".part-load-0123456789abcdef-00000004.parquet.tmp");
+    let live = hour.join(".part-stream_items-fedcba9876543210-00000000.parquet.tmp");
+    for path in [&killed, &live] {
+        std::fs::write(path, b"half a part").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&killed).unwrap().set_modified(two_hours_ago).unwrap();
+
+    let metrics = HistoryMetrics::default();
+    let _next = HistoryWriter::open(dir.path(), &config(10), "load", metrics.clone()).unwrap();
+    assert!(!killed.exists(), "the killed writer's temporary part is removed");
+    assert!(live.exists(), "a fresh temporary part may be a live writer's: kept");
+    let labels = super::metrics::SourceLabels { source: "load".into() };
+    assert_eq!(metrics.stale_temps_removed.get_or_create(&labels).get(), 1);
+    assert_eq!(parts(dir.path()).len(), 1, "committed parts are untouched");
+    assert_eq!(read_all(dir.path(), i64::MAX).len(), 3);
+}
+
+#[test]
+fn the_alert_rules_query_only_changelog_metrics_the_writer_exports() {
+    use crate::telemetry::ModuleMetrics;
+    // tests/it/metric_names.rs checks every other family against a running augur; these are only
+    // registered with a feature stream writing the changelog, so they are checked here.
+    let mut registry = prometheus_client::registry::Registry::with_prefix("augur");
+    let metrics = HistoryMetrics::default();
+    metrics.register(&mut registry);
+    // An empty family is not encoded at all: one series in each.
+    let source = super::metrics::SourceLabels { source: "load".into() };
+    for counter in [&metrics.parts, &metrics.rows, &metrics.bytes, &metrics.refused_rows, &metrics.stale_temps_removed]
+    {
+        counter.get_or_create(&source).inc();
+    }
+    metrics.failures.get_or_create(&super::metrics::FailureLabels { source: "load".into(), op: "write".into() }).inc();
+    metrics.pending_rows.get_or_create(&source).set(1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let exported: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    let rules = include_str!("../../deploy/prometheus/alerts.yml");
+    let queried: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("augur_feature_history_"))
+        .collect();
+    assert!(queried.len() >= 4, "the rules query the changelog: {queried:?}");
+    for name in queried {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        assert!(exported.contains(&format!("{family} {kind}").as_str()), "{name} is not exported: {text}");
     }
 }

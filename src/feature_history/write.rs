@@ -58,6 +58,25 @@ impl std::fmt::Debug for HistoryWriter {
     }
 }
 
+/// What killed writers left under `dir` (see [`crate::hourly::remove_stale_temps`]), removed and
+/// counted. A failure only delays the clean-up to the next start: it is counted and logged, and
+/// the writer opens anyway (the files are hidden from readers).
+fn remove_stale_temps(dir: &Path, older_than: Duration, metrics: &HistoryMetrics, labels: &SourceLabels) {
+    match crate::hourly::remove_stale_temps(dir, older_than) {
+        Ok(removed) => {
+            if !removed.is_empty() {
+                metrics.stale_temps_removed.get_or_create(labels).inc_by(removed.len() as u64);
+                tracing::info!(source = %labels.source, files = removed.len(), first = %removed[0].display(), "stale temporary changelog parts removed");
+            }
+        }
+        Err(error) => {
+            let failure = FailureLabels { source: labels.source.clone(), op: "clean".to_owned() };
+            metrics.failures.get_or_create(&failure).inc();
+            tracing::warn!(source = %labels.source, dir = %dir.display(), %error, "stale temporary changelog parts not removed");
+        }
+    }
+}
+
 // === impl HistoryWriter ===
 
 impl HistoryWriter {
@@ -73,6 +92,8 @@ impl HistoryWriter {
         let safe: String =
             source.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
         let id = format!("{safe}-{}", uuid::Uuid::new_v4().simple());
+        let labels = SourceLabels { source: source.to_owned() };
+        remove_stale_temps(dir, Duration::from_secs(config.stale_temp_after_s), &metrics, &labels);
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -91,7 +112,7 @@ impl HistoryWriter {
             schema: columns::schema(),
             properties,
             metrics,
-            labels: SourceLabels { source: source.to_owned() },
+            labels,
         })
     }
 

@@ -86,7 +86,12 @@ impl Target {
         match self {
             Target::Memory(store) => Ok(batch
                 .iter()
-                .map(|(table, u)| Ok(store.upsert(table, &u.entity_id, u.event_time_ms, u.features.clone())))
+                .map(|(table, u)| match store.upsert(table, &u.entity_id, u.event_time_ms, u.features.clone()) {
+                    done if done.refused > 0 => Err(format!(
+                        "table `{table}` holds store.max_streamed_rows rows added by streams: new id refused"
+                    )),
+                    done => Ok(done),
+                })
                 .collect()),
             Target::Redis(redis) => redis.apply(stream, batch).await,
         }
@@ -143,7 +148,7 @@ impl RedisTarget {
                     if applied > 0 {
                         self.invalidate(table, &u.entity_id).await;
                     }
-                    Ok(Upserted { applied, stale: u.features.len().saturating_sub(applied) })
+                    Ok(Upserted { applied, stale: u.features.len().saturating_sub(applied), refused: 0 })
                 }
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(e) => Err(e.to_string()),

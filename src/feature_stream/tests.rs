@@ -142,3 +142,18 @@ fn features_no_spec_reads_from_the_table_are_named() {
     let user = Update { entity: EntityKind::User, ..u };
     assert!(reads.unknown("users", &user).any(|f| f == "price"));
 }
+
+#[tokio::test]
+async fn a_full_memory_table_refuses_an_update_for_a_new_id_alone() {
+    let store = std::sync::Arc::new(crate::fetch::MemoryStore::default().with_max_streamed_rows(1));
+    let target = super::Target::Memory(std::sync::Arc::clone(&store));
+    let first = update();
+    let newcomer = Update { entity_id: "i43".into(), ..update() };
+    let later = Update { event_time_ms: first.event_time_ms + 1, ..update() };
+    let outcomes = target.apply("items", &[("items", &first), ("items", &newcomer), ("items", &later)]).await.unwrap();
+    assert_eq!(outcomes[0].as_ref().map(|d| d.applied), Ok(3));
+    let refused = outcomes[1].as_ref().unwrap_err();
+    assert!(refused.contains("store.max_streamed_rows"), "{refused}");
+    assert_eq!(outcomes[2].as_ref().map(|d| d.applied), Ok(3), "the row held keeps taking updates");
+    assert_eq!(store.len("items"), 1);
+}

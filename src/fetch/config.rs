@@ -28,6 +28,10 @@ impl Default for FetchConfig {
     }
 }
 
+const fn default_max_streamed_rows() -> usize {
+    1_000_000
+}
+
 const fn default_fetch_budget_ms() -> u64 {
     100
 }
@@ -45,6 +49,12 @@ pub enum StoreConfig {
         /// The tables; a feature spec refers to them by name.
         #[serde(default)]
         tables: Vec<TableConfig>,
+        /// Rows feature streams may add to one table beyond those loaded from its file (each new
+        /// entity id is a row, with its fields' event times). An update for a new id past it is
+        /// refused, counted and dead-lettered (reason `store`); rows held keep taking updates.
+        /// Size it with the memory: a row costs its fields' values and names, twice over.
+        #[serde(default = "default_max_streamed_rows")]
+        max_streamed_rows: usize,
     },
     /// Redis or Redis Cluster, one hash per entity (`src/fetch/redis.rs` describes the layout).
     Redis(RedisConfig),
@@ -349,7 +359,10 @@ impl StoreConfig {
     /// Checks the store and its tables.
     pub fn validate(&self) -> Result<(), Invalid> {
         let tables = match self {
-            StoreConfig::Memory { tables } => tables,
+            StoreConfig::Memory { tables, max_streamed_rows } => {
+                in_range("store.max_streamed_rows", *max_streamed_rows, 0, 1_000_000_000)?;
+                tables
+            }
             StoreConfig::Redis(redis) => {
                 redis.validate()?;
                 &redis.tables

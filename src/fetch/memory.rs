@@ -7,6 +7,15 @@
 //! behind a std `RwLock` (held only to look up or swap `Arc<Row>`s, never across an await), and
 //! [`MemoryStore::upsert`] keeps, per row and field, the event time of the value held, so an older
 //! update never overwrites a newer one.
+//!
+//! Bounded by `store.max_streamed_rows`: the rows streams may add to a table beyond those loaded
+//! from its file. Without it, every new entity id a producer sends would grow the table, and its
+//! event-time stamps with it, for as long as the process lives. The stamps need no bound of their
+//! own: they are kept only for rows that exist (loaded, or added within the bound), one per field
+//! a stream wrote to the row, so they grow with the rows and fields held, never beyond. An update
+//! that would add a row to a full table is refused whole ([`Upserted::refused`]; a stream counts
+//! and dead-letters it as a store refusal); updates of rows held are never refused. The store a
+//! changelog replay rebuilds ([`MemoryStore::default`]) is unbounded: it must hold what was served.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,9 +25,18 @@ use super::{BoxFuture, FeatureStore, FetchError, Row, StoreOpenError, Value};
 use crate::fetch::config::TableConfig;
 
 /// Tables held in memory, by name then id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     tables: RwLock<HashMap<String, Table>>,
+    /// Rows [`upsert`](Self::upsert) may add to one table (`store.max_streamed_rows`).
+    max_streamed_rows: usize,
+}
+
+impl Default for MemoryStore {
+    /// Empty and unbounded (tests, and the store a changelog replay rebuilds).
+    fn default() -> Self {
+        MemoryStore { tables: RwLock::default(), max_streamed_rows: usize::MAX }
+    }
 }
 
 /// One table: its rows, and the event times of streamed values (rows loaded from files have none:
@@ -28,6 +46,8 @@ struct Table {
     rows: HashMap<String, Arc<Row>>,
     /// id → field → event time (ms) of the value held.
     stamps: HashMap<String, HashMap<String, i64>>,
+    /// Rows [`MemoryStore::upsert`] added (ids not held when their first update came).
+    streamed_rows: usize,
 }
 
 /// What [`MemoryStore::upsert`] did with an update's fields.
@@ -37,6 +57,9 @@ pub struct Upserted {
     pub applied: usize,
     /// Fields left alone: the value held is as new or newer.
     pub stale: usize,
+    /// Fields refused: the update would have added a row to a table already holding
+    /// `store.max_streamed_rows` streamed rows (nothing of it was written).
+    pub refused: usize,
 }
 
 impl MemoryStore {
@@ -46,9 +69,15 @@ impl MemoryStore {
         for table in tables {
             let rows = load_table(&table.path, &table.key)?;
             tracing::info!(table = %table.name, rows = rows.len(), path = %table.path.display(), "loaded table");
-            loaded.insert(table.name.clone(), Table { rows, stamps: HashMap::new() });
+            loaded.insert(table.name.clone(), Table { rows, ..Table::default() });
         }
-        Ok(MemoryStore { tables: RwLock::new(loaded) })
+        Ok(MemoryStore { tables: RwLock::new(loaded), max_streamed_rows: usize::MAX })
+    }
+
+    /// At most `max` rows added to each table by [`upsert`](Self::upsert) (`store.max_streamed_rows`).
+    pub fn with_max_streamed_rows(mut self, max: usize) -> Self {
+        self.max_streamed_rows = max;
+        self
     }
 
     /// Adds or replaces one row (tests and tools).
@@ -67,10 +96,21 @@ impl MemoryStore {
     /// a field is written only when `event_time_ms` is strictly newer than the event time of the
     /// value it holds, so a replayed or late update changes nothing. Other fields keep their
     /// values. The row is replaced by a new `Arc` (readers holding the old one keep it, and
-    /// assembly's memo is not carried over); an unknown table or id is created.
+    /// assembly's memo is not carried over); an unknown table or id is created, unless the table
+    /// already holds `max_streamed_rows` rows added this way (then the update is refused whole).
     pub fn upsert(&self, table: &str, id: &str, event_time_ms: i64, fields: Vec<(String, Value)>) -> Upserted {
         let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
         let table = tables.entry(table.to_owned()).or_default();
+        let new_row = !table.rows.contains_key(id) && !table.stamps.contains_key(id);
+        if new_row && !fields.is_empty() && table.streamed_rows >= self.max_streamed_rows {
+            return Upserted { refused: fields.len(), ..Upserted::default() };
+        }
+        if fields.is_empty() {
+            return Upserted::default();
+        }
+        if new_row {
+            table.streamed_rows += 1;
+        }
         let stamps = table.stamps.entry(id.to_owned()).or_default();
         let mut newer = Vec::with_capacity(fields.len());
         let mut done = Upserted::default();
@@ -257,15 +297,39 @@ mod tests {
     fn upsert_is_event_time_last_writer_wins_per_field() {
         let store = MemoryStore::default();
         let f = |name: &str, v: i64| (name.to_owned(), Value::Int(v));
-        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), Upserted { applied: 2, stale: 0 });
+        let done = |applied, stale| Upserted { applied, stale, refused: 0 };
+        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), done(2, 0));
         // Older for `a`, newer for `c`; a replay of the first changes nothing.
-        assert_eq!(store.upsert("items", "i1", 10, vec![f("a", 1), f("c", 1)]), Upserted { applied: 1, stale: 1 });
-        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), Upserted { applied: 0, stale: 2 });
+        assert_eq!(store.upsert("items", "i1", 10, vec![f("a", 1), f("c", 1)]), done(1, 1));
+        assert_eq!(store.upsert("items", "i1", 20, vec![f("a", 2), f("b", 2)]), done(0, 2));
         let tables = store.tables.read().unwrap();
         let row = &tables["items"].rows["i1"];
         assert_eq!(
             (row["a"].clone(), row["b"].clone(), row["c"].clone()),
             (Value::Int(2), Value::Int(2), Value::Int(1))
         );
+    }
+
+    #[test]
+    fn streams_add_at_most_max_streamed_rows_and_keep_updating_the_rows_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("items.csv");
+        std::fs::write(&csv, "item_id,price\ni0,1\n").unwrap();
+        let table = TableConfig { name: "items".into(), path: csv, key: "item_id".into() };
+        let store = MemoryStore::load(&[table]).unwrap().with_max_streamed_rows(2);
+        let f = |v: i64| vec![("price".to_owned(), Value::Int(v))];
+        for id in ["i1", "i2"] {
+            assert_eq!(store.upsert("items", id, 10, f(2)).applied, 1, "{id} is added within the bound");
+        }
+        let refused = store.upsert("items", "i3", 10, f(3));
+        assert_eq!(refused, Upserted { applied: 0, stale: 0, refused: 1 });
+        // The rows held (loaded or streamed) still take updates; no stamp is kept for the refused id.
+        assert_eq!(store.upsert("items", "i0", 10, f(4)).applied, 1);
+        assert_eq!(store.upsert("items", "i2", 11, f(5)).applied, 1);
+        assert_eq!(store.len("items"), 3);
+        let tables = store.tables.read().unwrap();
+        assert_eq!(tables["items"].stamps.len(), 3, "stamps only for rows held");
+        assert!(!tables["items"].rows.contains_key("i3"));
+        assert_eq!(tables["items"].rows["i2"]["price"], Value::Int(5));
     }
 }

@@ -22,6 +22,7 @@
 //! config); a new version evicts the one whose last sample is oldest, counted by scene.
 
 pub mod config;
+pub mod display;
 pub mod estimator;
 pub mod metrics;
 

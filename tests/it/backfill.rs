@@ -240,7 +240,9 @@ async fn updates_between_predictions_backfill_to_every_served_snapshot() {
     let config = samples_config(&log_dir, "");
     // The store augur serves from, kept by the test to write updates into while it serves; the
     // test records each write as the changelog would (applied time stamped once it is done).
-    let augur::config::StoreConfig::Memory { tables } = &config.store else { panic!("the demo store is in memory") };
+    let augur::config::StoreConfig::Memory { tables, .. } = &config.store else {
+        panic!("the demo store is in memory")
+    };
     let store = std::sync::Arc::new(MemoryStore::load(tables).unwrap());
     let mut changes = load_changes(&root.join("demo/users.csv"), "users", 0);
     changes.extend(load_changes(&root.join("demo/items.csv"), "items", 0));

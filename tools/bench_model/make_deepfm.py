@@ -33,12 +33,8 @@ SPLIT_SPEC = Path(__file__).resolve().parents[2] / "features" / "bench_split.yam
 VOCAB, FIELDS, DENSE, K, HIDDEN = 2_000_000, 16, 4, 16, [256, 128, 64]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--split", action="store_true", help=f"write the split twin ({SPLIT_SPEC.name})")
-    a = ap.parse_args()
+def bench_model(seed: int) -> tuple[DeepFM, dict]:
+    """The benchmark DeepFM with its random weights, and its meta (inputs, output)."""
     meta = {
         "scene": "bench",
         "output": "ctr",
@@ -47,10 +43,20 @@ def main() -> int:
             {"name": "dense", "dtype": "float32", "width": DENSE},
         ],
     }
-    rng = np.random.default_rng(a.seed)
+    rng = np.random.default_rng(seed)
     model = DeepFM(meta["inputs"], K, HIDDEN, rng)
     model.p["lin0"] = rng.normal(0.0, 0.01, VOCAB).astype(np.float32)
     model.p["w_dense"] = rng.normal(0.0, 0.1, DENSE).astype(np.float32)
+    return model, meta
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--split", action="store_true", help=f"write the split twin ({SPLIT_SPEC.name})")
+    a = ap.parse_args()
+    model, meta = bench_model(a.seed)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     props = {"seed": a.seed, "purpose": "benchmark shape (DESIGN.md)"}
     if a.split:

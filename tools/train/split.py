@@ -3,15 +3,21 @@
 
 A feature spec with request-level inputs (docs/features.md, "Request-level inputs") feeds the
 model its user and context columns once per request ([R, w] inputs, `level: request`) and a row ->
-request index (int64 [N], `request_index`). The split graph computes per request:
-  the request-level embeddings E_r = Gather(E, user_ids)         [R, w_r, k]
-  their FM partial sums  s_r = sum E_r,  q_r = sum E_r^2        [R, k] each
-  their first-order sum + the request dense columns' linear term [R, 1]
-  the first dense layer's request slice h_r = x_r @ W0[rows of x_r]  [R, H0]
-packs them into one [R, H0 + 2k + 1] tensor, gathers it per row by the index (one Gather), and
-adds the item-level part: s = s_i + s_r[idx], FM = 0.5 * sum((s)^2 - (q_i + q_r[idx])),
-h0 = relu(x_i @ W0[rows of x_i] + h_r[idx] + b0), then the rest of the MLP as in the flat graph.
-With the same weights its scores equal the flat graph's up to float summation order (<= 1e-6).
+request index (int64 [N], `request_index`). Each id input's embedding table E [V, k] and
+first-order weights w1 [V] become one table T = [E | w1 - 0.5 |e|^2] [V, k+1] (onnx_graph.fm_table),
+so per side (request, item) one Gather gives x = the first layer's input (gathered rows flattened,
+then the dense columns) and one MatMul by a 0/1 "sum matrix" gives s = [sum of embeddings | sum of
+g + dense linear terms] [*, k+1]. Per request, once:
+  h_r = x_r @ W0[rows of x_r] + b0                      [R, H0]
+  s_r = x_r @ S_r + [0 .. 0, bias + b_out]              [R, k+1]
+per row, each gathered by the index (two Gathers) straight into an item-side op:
+  h0  = relu(x_i @ W0[rows of x_i] + h_r[idx])          (ORT runs it as one FusedGemm)
+  s   = x_i @ S_i + s_r[idx]                            (one Gemm)
+  logit = MLP(h0) + sum_{d<k} 0.5 s_d^2 + s_k           (FM + first order + dense linear + biases)
+W0 has zero rows for the g columns (9 of 154 on the benchmark model: cheaper than a second gather
+or a slice). With the same weights the scores equal the flat graph's up to float rounding
+(<= 1e-6). Why this shape and not the packed [R, H0 + 2k + 1] row of the first version:
+BENCHMARKS.md, "Flat vs split graph".
 
 The layout (which stored columns each request-level input holds) comes from the split spec:
 features in declaration order, each `length` columns wide (1 without one), a request-level
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onnx_graph import Graph, f32  # noqa: E402
+from onnx_graph import Graph, f32, fm_table  # noqa: E402
 from train import DeepFM, warm_start  # noqa: E402
 
 
@@ -56,16 +62,18 @@ def layout_from_spec(path: str | Path) -> dict:
     return {"index": spec.get("request_index"), "inputs": split}
 
 
-def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props: dict) -> None:
+def split_sides(g: Graph, model: DeepFM, layout: dict) -> tuple[dict, list]:
+    """The graph inputs, and per side ("item", "req") what its first layer is made of:
+    "x" the parts of its input in column order (fm_table rows gathered and flattened, then dense
+    columns), "rows" the [*, w, k+1] gathers, "w0" each x column's W0 row (None: a g column, no
+    row) and "sum" each x column's place in s ((d, weight): d < k FM dimension d, k the linear
+    part)."""
     from onnx import TensorProto, helper
 
-    g = Graph()
-    op, const, add_all, cat = g.op, g.const, g.add_all, g.cat
     p, k = model.p, model.k
-    index = layout["index"]
-    axis1 = const("c/axes_1", np.array([1], np.int64))
+    wd = p["w_dense"] if model.d else None
     graph_inputs = []
-    elem = {"int64": TensorProto.INT64, "float32": TensorProto.FLOAT}
+    side = {key: {"x": [], "rows": [], "w0": [], "sum": []} for key in ("item", "req")}
 
     def columns_of(s):
         req = layout["inputs"].get(s["name"])
@@ -73,104 +81,95 @@ def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props:
         ic = [c for c in range(s["width"]) if c not in rc]
         return req, rc, ic
 
-    # Per side: embeddings [*, w, k], first-order sums, first-layer rows (of W0) in x order.
-    side = {"req": {"embs": [], "lins": [], "dense": [], "rows": [], "dense_rows": []},
-            "item": {"embs": [], "lins": [], "dense": [], "rows": [], "dense_rows": []}}
     off = 0
     for j, s in enumerate(model.int_specs):
         req, rc, ic = columns_of(s)
-        E = const(f"w/{s['name']}/embedding", f32(p[f"emb{j}"]))
-        W1 = const(f"w/{s['name']}/first_order", f32(p[f"lin{j}"]))
+        table = g.const(f"w/{s['name']}/fm_table", fm_table(p[f"emb{j}"], p[f"lin{j}"]))
         for key, cols, name, dim in (("item", ic, s["name"], "N"), ("req", rc, req and req["name"], "R")):
             if not cols:
                 continue
             graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [dim, len(cols)]))
-            side[key]["embs"].append(op("Gather", [E, name], axis=0))
-            side[key]["lins"].append(op("ReduceSum", [op("Gather", [W1, name], axis=0), axis1], keepdims=1))
-            side[key]["rows"] += [off + c * k + d for c in cols for d in range(k)]
+            rows = g.op("Gather", [table, name], axis=0)                                # *,w,k+1
+            shape = g.const(f"c/flat_{key}_{s['name']}", np.array([0, len(cols) * (k + 1)], np.int64))
+            side[key]["rows"].append(rows)
+            side[key]["x"].append(g.op("Reshape", [rows, shape]))
+            for c in cols:
+                side[key]["w0"] += [off + c * k + d for d in range(k)] + [None]
+                side[key]["sum"] += [(d, 1.0) for d in range(k + 1)]
         off += s["width"] * k
-    off = model.F * k
-    wd_all = p["w_dense"] if model.d else None
     for s in model.float_specs:
         req, rc, ic = columns_of(s)
         for key, cols, name, dim in (("item", ic, s["name"], "N"), ("req", rc, req and req["name"], "R")):
             if not cols:
                 continue
             graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [dim, len(cols)]))
-            side[key]["dense"].append(name)
-            side[key]["dense_rows"] += [off + c for c in cols]
+            side[key]["x"].append(name)
+            side[key]["w0"] += [off + c for c in cols]
+            side[key]["sum"] += [(k, float(wd[off - model.F * k + c])) for c in cols]
         off += s["width"]
-    graph_inputs.append(helper.make_tensor_value_info(index, TensorProto.INT64, ["N"]))
+    graph_inputs.append(helper.make_tensor_value_info(layout["index"], TensorProto.INT64, ["N"]))
+    return side, graph_inputs
 
-    W0 = p["W0"] if model.L else None
-    H0 = W0.shape[1] if model.L else 0
 
-    def side_terms(key):
-        """(embedding sum, square sum, linear [*,1], first-layer slice [*,H0]) of one side."""
-        sd = side[key]
-        out = {}
-        lin_parts = list(sd["lins"])
-        x_parts = []
-        if sd["embs"]:
-            e = cat(sd["embs"])                                                     # *,w,k
-            out["s"] = op("ReduceSum", [e, axis1], keepdims=0)                      # *,k
-            out["q"] = op("ReduceSum", [op("Mul", [e, e]), axis1], keepdims=0)      # *,k
-            width = len(sd["rows"]) // k
-            x_parts.append(op("Reshape", [e, const(f"c/flat_{key}", np.array([0, width * k], np.int64))]))
-        if sd["dense"]:
-            dense = cat(sd["dense"])
-            cols = [r - model.F * k for r in sd["dense_rows"]]
-            lin_parts.append(op("MatMul", [dense, const(f"w/dense/linear_{key}", f32(wd_all[cols][:, None]))]))
-            x_parts.append(dense)
-        out["lin"] = add_all(lin_parts) if lin_parts else None
-        if model.L and x_parts:
-            rows = sd["rows"] + sd["dense_rows"]
-            out["h"] = op("MatMul", [cat(x_parts), const(f"w/mlp/0/weight_{key}", f32(W0[rows]))])
-        return out
+def side_weights(model: DeepFM, sd: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(W0 rows [len(x), H0], sum matrix [len(x), k+1]) of one side from `split_sides`."""
+    W0, k = model.p["W0"], model.k
+    w = np.stack([W0[r] if r is not None else np.zeros(W0.shape[1], W0.dtype) for r in sd["w0"]])
+    S = np.zeros((len(sd["sum"]), k + 1))
+    for i, (d, v) in enumerate(sd["sum"]):
+        S[i, d] = v
+    return f32(w), f32(S)
 
-    item, req = side_terms("item"), side_terms("req")
-    # Pack the request side, gather it per row once, and split it again.
-    packed, sizes = [], []
-    for name, size in (("h", H0), ("s", k), ("q", k), ("lin", 1)):
-        if req.get(name):
-            packed.append(req[name])
-            sizes.append((name, size))
-    gathered = {}
-    if packed:
-        packed_rows = op("Gather", [cat(packed), index], axis=0)                    # N, H0+2k+1
-        if len(sizes) == 1:
-            gathered[sizes[0][0]] = packed_rows
-        else:
-            outs = g.op_outputs("Split", [packed_rows, const("c/req_split", np.array([n for _, n in sizes], np.int64))],
-                                [f"t_req_{name}" for name, _ in sizes], axis=1)
-            gathered = dict(zip([n for n, _ in sizes], outs))
 
-    def both(name):
-        xs = [x for x in (item.get(name), gathered.get(name)) if x]
-        return add_all(xs) if xs else None
+def logit_tail(model: DeepFM) -> np.ndarray:
+    """[0 .. 0, bias + b_out]: the logit's constants, added into column k of s once per request."""
+    tail = np.zeros(model.k + 1)
+    tail[model.k] = float(model.p["bias"][0]) + float(model.p["b_out"][0])
+    return f32(tail)
 
-    terms = []
-    lin = both("lin")
-    if lin:
-        terms.append(lin)
-    s_, q_ = both("s"), both("q")
-    if s_:
-        fm = op("ReduceSum", [op("Sub", [op("Mul", [s_, s_]), q_]), axis1], keepdims=1)
-        terms.append(op("Mul", [fm, const("c/half", np.array([0.5], np.float32))]))
-    if model.L:
-        h = op("Relu", [op("Add", [both("h"), const("w/mlp/0/bias", f32(p["b0"]))])])
-        for l in range(1, model.L):
-            W = const(f"w/mlp/{l}/weight", f32(p[f"W{l}"]))
-            b = const(f"w/mlp/{l}/bias", f32(p[f"b{l}"]))
-            h = op("Relu", [op("Add", [op("MatMul", [h, W]), b])])
-    else:
+
+def logit_to_output(g: Graph, model: DeepFM, h: str, s: str, layer: int, output: str) -> None:
+    """MLP layers `layer`.. on `h`, plus the FM + linear term of `s` [N, k+1], through the sigmoid
+    to `output` [N]."""
+    p = model.p
+    for l in range(layer, model.L):
+        W = g.const(f"w/mlp/{l}/weight", f32(p[f"W{l}"]))
+        b = g.const(f"w/mlp/{l}/bias", f32(p[f"b{l}"]))
+        h = g.op("Relu", [g.op("Add", [g.op("MatMul", [h, W]), b])])
+    fm_lin = g.fm_linear_term(s, model.k)                                                # N,1
+    logit = g.op("Add", [g.op("MatMul", [h, g.const("w/mlp/out/weight", f32(p["W_out"]))]), fm_lin], out="logit")
+    g.op("Squeeze", [g.op("Sigmoid", [logit]), g.const("c/axes_1", np.array([1], np.int64))], out=output)
+
+
+def export_split_onnx(model: DeepFM, meta: dict, layout: dict, path: str, props: dict) -> None:
+    from onnx import TensorProto, helper
+
+    if not model.L:
         raise SystemExit("split export needs at least one hidden layer")
-    W = const("w/mlp/out/weight", f32(p["W_out"]))
-    b = const("w/mlp/out/bias", f32(p["b_out"]))
-    terms.append(op("Add", [op("MatMul", [h, W]), b]))
-    logit = op("Add", [add_all(terms), const("w/bias", f32(p["bias"]))], out="logit")
-    op("Squeeze", [op("Sigmoid", [logit]), axis1], out=meta["output"])
+    g = Graph()
+    op, const = g.op, g.const
+    p, index = model.p, layout["index"]
+    side, graph_inputs = split_sides(g, model, layout)
 
+    def first_layer(key):
+        """(x @ W0 rows, x @ sum matrix) of one side, or None without columns."""
+        if not side[key]["x"]:
+            return None
+        x = g.cat(side[key]["x"])
+        w, S = side_weights(model, side[key])
+        return op("MatMul", [x, const(f"w/mlp/0/weight_{key}", w)]), op("MatMul", [x, const(f"w/fm_sum_{key}", S)])
+
+    # Once per request, then gathered per row: each gather feeds the C of an item-side Gemm.
+    b0, tail = const("w/mlp/0/bias", f32(p["b0"])), const("w/logit_bias", logit_tail(model))
+    req = first_layer("req")
+    if req:
+        h_req = op("Gather", [op("Add", [req[0], b0]), index], axis=0)                  # N,H0
+        s_req = op("Gather", [op("Add", [req[1], tail]), index], axis=0)                # N,k+1
+    else:
+        h_req, s_req = b0, tail
+    item = first_layer("item")
+    h = op("Relu", [op("Add", [item[0], h_req]) if item else h_req])
+    logit_to_output(g, model, h, op("Add", [item[1], s_req]) if item else s_req, 1, meta["output"])
     g.save(path, "augur_deepfm_split", graph_inputs,
            [helper.make_tensor_value_info(meta["output"], TensorProto.FLOAT, ["N"])],
            "DeepFM CTR model, request-level part computed once per request (tools/train/split.py)", props)
@@ -266,6 +265,51 @@ def self_test() -> None:
     assert float(np.abs(a - ref).max()) <= 1e-5
     assert a.std() > 0.01, "scores too flat to compare"
     print(f"split self-test ok: {n} rows, 4 requests, max |flat - split| = {diff:.2e}")
+    self_test_two_tables()
+
+
+def self_test_two_tables() -> None:
+    """Two id inputs (two fm_tables, request columns in both) and a dense input that is request-level
+    as a whole (no item-side part): the sides' first-layer rows and sum matrices stay in x order."""
+    import tempfile
+
+    import onnxruntime as ort
+    from train import export_onnx
+
+    rng = np.random.default_rng(5)
+    inputs = [{"name": "ids", "dtype": "int64", "width": 4, "vocab": 40},
+              {"name": "tags", "dtype": "int64", "width": 3, "vocab": 30},
+              {"name": "dense", "dtype": "float32", "width": 3},
+              {"name": "ctx", "dtype": "float32", "width": 2}]
+    meta = {"output": "ctr", "inputs": inputs}
+    model = DeepFM(inputs, 4, [8, 5], rng)
+    for j, vocab in enumerate((40, 30)):
+        model.p[f"lin{j}"] = rng.normal(0, 0.3, vocab).astype(np.float32)
+        model.p[f"emb{j}"] *= 30
+    model.p["w_dense"] = rng.normal(0, 0.3, 5).astype(np.float32)
+    request_columns = {"ids": [1, 3], "tags": [0], "ctx": [0, 1]}
+    layout = {"index": "request_index",
+              "inputs": {n: {"name": f"user_{n}", "columns": c} for n, c in request_columns.items()}}
+    requests = np.repeat(np.arange(3), [5, 1, 7])
+    n = len(requests)
+    arrays = {s["name"]: (rng.integers(0, s["vocab"], (n, s["width"])) if s["dtype"] == "int64"
+                          else rng.normal(0, 1, (n, s["width"])).astype(np.float32)) for s in inputs}
+    first = np.unique(requests, return_index=True)[1]
+    for name, cols in request_columns.items():
+        arrays[name][:, cols] = arrays[name][first][:, cols][requests]
+    with tempfile.TemporaryDirectory() as d:
+        export_onnx(model, meta, f"{d}/flat.onnx", {})
+        export_split_onnx(model, meta, layout, f"{d}/split.onnx", {})
+        sessions = [ort.InferenceSession(f"{d}/{m}.onnx", providers=["CPUExecutionProvider"])
+                    for m in ("flat", "split")]
+        a = sessions[0].run(["ctr"], arrays)[0]
+        wanted = {i.name for i in sessions[1].get_inputs()}
+        b = sessions[1].run(["ctr"], {k: v for k, v in split_feed(arrays, layout, requests).items() if k in wanted})[0]
+    diff = float(np.abs(a - b).max())
+    assert "ctx" not in wanted and a.shape == b.shape == (n,), (wanted, a.shape, b.shape)
+    assert diff <= 1e-6, f"two tables, flat vs split: max abs diff {diff}"
+    assert a.std() > 0.01, "scores too flat to compare"
+    print(f"split self-test ok: two id inputs, a request-level dense input, max |flat - split| = {diff:.2e}")
 
 
 def main() -> int:

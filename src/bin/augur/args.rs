@@ -471,8 +471,10 @@ pub(crate) struct BenchOrtArgs {
     pub(crate) json: bool,
 }
 
+// What `features export` and `features backfill` both start from: a scene's spec applied to an
+// impression log. (A `//` comment: a doc comment here would become the `about` of both commands.)
 #[derive(Args, Debug)]
-pub(crate) struct ExportArgs {
+pub(crate) struct SceneImpressions {
     /// Config naming the store tables and the scene's spec.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
@@ -482,23 +484,22 @@ pub(crate) struct ExportArgs {
     /// Impressions, CSV or `.parquet`: user_id,item_id,label[,context columns...].
     #[arg(long)]
     pub(crate) impressions: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    pub(crate) input: SceneImpressions,
     /// Output directory.
     #[arg(long)]
     pub(crate) out: PathBuf,
 }
 
 #[derive(Args, Debug)]
+#[command(mut_args(backfill_help))]
 pub(crate) struct BackfillArgs {
-    /// Config naming the scene's spec (the store is not read: the changelog is).
-    #[arg(long)]
-    pub(crate) config: Option<PathBuf>,
-    /// Scene whose spec to apply.
-    #[arg(long, default_value = "ranking")]
-    pub(crate) scene: String,
-    /// Impressions, CSV or `.parquet`: timestamp_ms,user_id,item_id,label[,request_id][,context
-    /// columns...]; any order.
-    #[arg(long)]
-    pub(crate) impressions: PathBuf,
+    #[command(flatten)]
+    pub(crate) input: SceneImpressions,
     /// The feature changelog directory (`dt=YYYY-MM-DD/hour=HH/part-*.parquet`).
     #[arg(long)]
     pub(crate) history: PathBuf,
@@ -523,6 +524,20 @@ pub(crate) struct BackfillArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Backfill reads no store and needs each impression's time, so two of the shared
+/// [`SceneImpressions`] flags say so. (`mut_args`, not `mut_arg`: the latter moves the flag to the
+/// end of the usage line.)
+fn backfill_help(arg: clap::Arg) -> clap::Arg {
+    match arg.get_id().as_str() {
+        "config" => arg.help("Config naming the scene's spec (the store is not read: the changelog is)"),
+        "impressions" => arg.help(
+            "Impressions, CSV or `.parquet`: timestamp_ms,user_id,item_id,label[,request_id][,context columns...]; \
+             any order",
+        ),
+        _ => arg,
+    }
 }
 
 #[derive(Args, Debug)]

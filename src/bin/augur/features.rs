@@ -8,16 +8,19 @@ use anyhow::Context;
 use augur::cli::load;
 use augur::config::Config;
 
-use crate::args::{BackfillArgs, ExportArgs, FeaturePublishArgs, LoadArgs};
+use crate::args::{BackfillArgs, ExportArgs, FeaturePublishArgs, LoadArgs, SceneImpressions};
 
-/// The spec of `scene` as `config` names it.
-fn scene_spec(config: &Config, scene: &str) -> anyhow::Result<augur::assemble::Spec> {
+/// The config `input` names and the spec of its scene.
+fn scene_spec(input: &SceneImpressions) -> anyhow::Result<(Config, augur::assemble::Spec)> {
+    let config = Config::load(input.config.as_deref())?;
+    let scene = &input.scene;
     let scene_config = config
         .scenes
         .iter()
-        .find(|s| s.name == scene)
+        .find(|s| &s.name == scene)
         .with_context(|| format!("scene `{scene}` is not in the config's scenes"))?;
-    Ok(augur::assemble::Spec::load(&scene_config.spec)?)
+    let spec = augur::assemble::Spec::load(&scene_config.spec)?;
+    Ok((config, spec))
 }
 
 /// A progress bar drawn only on a terminal.
@@ -31,9 +34,9 @@ fn progress_bar(total: Option<u64>, template: &str) -> anyhow::Result<indicatif:
         .with_style(indicatif::ProgressStyle::with_template(template)?))
 }
 
-pub(crate) async fn export(ExportArgs { config, scene, impressions, out }: ExportArgs) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref())?;
-    let spec = scene_spec(&config, &scene)?;
+pub(crate) async fn export(ExportArgs { input, out }: ExportArgs) -> anyhow::Result<()> {
+    let (config, spec) = scene_spec(&input)?;
+    let impressions = input.impressions;
     let store = augur::app::store(&config, &augur::telemetry::Metrics::new()).await?;
     let started = std::time::Instant::now();
     let summary = augur::cli::export::export(&spec, store.as_ref(), &impressions, &out).await?;
@@ -91,20 +94,10 @@ pub(crate) async fn load(
 }
 
 pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
-    let BackfillArgs {
-        config,
-        scene,
-        impressions,
-        history,
-        out,
-        time_basis,
-        until_applied_ms,
-        sort_memory_mib,
-        row_group_rows,
-        json,
-    } = args;
-    let config = Config::load(config.as_deref())?;
-    let spec = scene_spec(&config, &scene)?;
+    let BackfillArgs { input, history, out, time_basis, until_applied_ms, sort_memory_mib, row_group_rows, json } =
+        args;
+    let (_config, spec) = scene_spec(&input)?;
+    let impressions = input.impressions;
     #[cfg(feature = "parquet")]
     {
         use augur::cli::backfill;

@@ -62,20 +62,7 @@ fn orphan(seq: u64) -> Record {
 }
 
 fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if part_range(&p).is_some() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::hourly::parts(dir).unwrap()
 }
 
 /// Every row's (sequence, first id input, dense, click label) across all parts.
