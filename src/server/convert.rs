@@ -13,8 +13,8 @@ use crate::server::config::ServerConfig;
 
 /// Converts and bounds a PredictRequest.
 pub fn predict_request(p: proto::PredictRequest, limits: &ServerConfig) -> Result<ScoreRequest, RequestError> {
-    check_str("request_id", &p.request_id, limits)?;
-    check_str("model_version", &p.model_version, limits)?;
+    check_str(|| "request_id".into(), &p.request_id, limits)?;
+    check_str(|| "model_version".into(), &p.model_version, limits)?;
     let mut request = score_request(p.request_id, p.scene, p.user_id, p.context, p.candidates, limits)?;
     request.model_version = p.model_version;
     Ok(request)
@@ -36,8 +36,8 @@ fn score_request(
     if scene.is_empty() {
         return Err(RequestError::new("scene", "must not be empty"));
     }
-    check_str("scene", &scene, limits)?;
-    check_str("user_id", &user_id, limits)?;
+    check_str(|| "scene".into(), &scene, limits)?;
+    check_str(|| "user_id".into(), &user_id, limits)?;
     if candidates.is_empty() {
         return Err(RequestError::new("candidates", "must hold at least one candidate"));
     }
@@ -51,45 +51,51 @@ fn score_request(
             ),
         ));
     }
-    let context = values("context", context, limits)?;
+    let context = values(&|| "context".into(), context, limits)?;
     let candidates = candidates
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            check_str(&format!("candidates[{i}].item_id"), &c.item_id, limits)?;
-            Ok((c.item_id, values(&format!("candidates[{i}].features"), c.features, limits)?))
+            check_str(|| format!("candidates[{i}].item_id"), &c.item_id, limits)?;
+            Ok((c.item_id, values(&|| format!("candidates[{i}].features"), c.features, limits)?))
         })
         .collect::<Result<_, RequestError>>()?;
     Ok(ScoreRequest { request_id, scene, user_id, context, candidates, model_version: String::new() })
 }
 
+/// `prefix` names the map in an error; it is only formatted when there is one (this runs once
+/// per candidate on every Predict).
 fn values(
-    prefix: &str,
+    prefix: &dyn Fn() -> String,
     map: HashMap<String, proto::FeatureValue>,
     limits: &ServerConfig,
 ) -> Result<HashMap<String, Value>, RequestError> {
     map.into_iter()
         .map(|(key, value)| {
-            let field = format!("{prefix}.{key}");
-            check_str(&field, &key, limits)?;
+            let field = || format!("{}.{key}", prefix());
+            check_str(field, &key, limits)?;
             let value = value_from_proto(&field, value, limits)?;
             Ok((key, value))
         })
         .collect()
 }
 
-fn value_from_proto(field: &str, value: proto::FeatureValue, limits: &ServerConfig) -> Result<Value, RequestError> {
+fn value_from_proto(
+    field: &dyn Fn() -> String,
+    value: proto::FeatureValue,
+    limits: &ServerConfig,
+) -> Result<Value, RequestError> {
     let too_long = |n: usize| {
         RequestError::new(
-            field,
+            field(),
             format!("list of {n} values exceeds the limit of {} (server.max_list_len)", limits.max_list_len),
         )
     };
     let finite = |x: f64| {
-        if x.is_finite() { Ok(x) } else { Err(RequestError::new(field, format!("float value {x} is not finite"))) }
+        if x.is_finite() { Ok(x) } else { Err(RequestError::new(field(), format!("float value {x} is not finite"))) }
     };
     Ok(match value.kind {
-        None => return Err(RequestError::new(field, "value has no type set")),
+        None => return Err(RequestError::new(field(), "value has no type set")),
         Some(Kind::IntValue(i)) => Value::Int(i),
         Some(Kind::FloatValue(x)) => Value::Float(finite(x)?),
         Some(Kind::StringValue(s)) => {
@@ -116,10 +122,10 @@ fn value_from_proto(field: &str, value: proto::FeatureValue, limits: &ServerConf
     })
 }
 
-fn check_str(field: &str, s: &str, limits: &ServerConfig) -> Result<(), RequestError> {
+fn check_str(field: impl Fn() -> String, s: &str, limits: &ServerConfig) -> Result<(), RequestError> {
     if s.len() > limits.max_string_bytes {
         return Err(RequestError::new(
-            field,
+            field(),
             format!(
                 "string of {} bytes exceeds the limit of {} (server.max_string_bytes)",
                 s.len(),

@@ -265,34 +265,56 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadgenError> {
         Mode::Open { rate, max_in_flight } => {
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
             let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-            let mut n: u64 = 0;
-            loop {
-                let scheduled = start + interval.mul_f64(n as f64);
-                if scheduled >= end {
-                    break;
-                }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
-                    if scheduled >= measure_from {
-                        *tally.lock().expect("tally").errors.entry("ClientBackpressure".into()).or_default() += 1;
-                    }
-                    n += 1;
-                    continue;
-                };
-                let (mut client, pool, tally) =
-                    (clients[n as usize % clients.len()].clone(), Arc::clone(&pool), Arc::clone(&tally));
+            // The schedule is kept by a thread of its own: tokio's timer has a resolution of
+            // 1 ms, so `sleep_until` sent each request up to a millisecond after its slot (in
+            // bursts on the tick at rates above 1k/s) and every latency, measured from the slot,
+            // carried that wait. `std::thread::sleep` wakes within tens of microseconds.
+            let runtime = tokio::runtime::Handle::current();
+            let (clients, tally, pool) = (clients.clone(), Arc::clone(&tally), Arc::clone(&pool));
+            let pacer = {
+                let in_flight = Arc::clone(&in_flight);
                 let timeout = config.timeout;
-                let index = n as usize;
-                tokio::spawn(async move {
-                    let result = call(&mut client, pool[index % pool.len()].clone(), timeout).await;
-                    // Measured from the schedule, not from the send: no coordinated omission.
-                    if scheduled >= measure_from {
-                        tally.lock().expect("tally").record(&result, scheduled.elapsed());
-                    }
-                    drop(permit);
-                });
-                n += 1;
-            }
+                std::thread::Builder::new()
+                    .name("augur-bench-pacer".into())
+                    .spawn(move || {
+                        let mut n: u64 = 0;
+                        loop {
+                            let scheduled = start + interval.mul_f64(n as f64);
+                            if scheduled >= end {
+                                break;
+                            }
+                            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                            let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                                if scheduled >= measure_from {
+                                    *tally
+                                        .lock()
+                                        .expect("tally")
+                                        .errors
+                                        .entry("ClientBackpressure".into())
+                                        .or_default() += 1;
+                                }
+                                n += 1;
+                                continue;
+                            };
+                            let (mut client, pool, tally) =
+                                (clients[n as usize % clients.len()].clone(), Arc::clone(&pool), Arc::clone(&tally));
+                            let index = n as usize;
+                            runtime.spawn(async move {
+                                let result = call(&mut client, pool[index % pool.len()].clone(), timeout).await;
+                                // Measured from the schedule, not from the send: no coordinated omission.
+                                if scheduled >= measure_from {
+                                    tally.lock().expect("tally").record(&result, scheduled.elapsed());
+                                }
+                                drop(permit);
+                            });
+                            n += 1;
+                        }
+                    })
+                    .expect("spawning the load generator's pacer thread")
+            };
+            let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
             // Every outstanding request holds a permit: having them all back means all answered.
             let _ = in_flight.acquire_many(max_in_flight as u32).await;
             format!("open {rate}/s")
